@@ -1,0 +1,18 @@
+//! NATS JetStream adapters of the scoring service.
+//!
+//! What this crate owns:
+//! - [`subjects`]: the subject and stream naming scheme, including the per-deployment (or per-test) prefix
+//!   that keeps several deployments on one NATS server apart;
+//! - [`streams`]: the JetStream streams the product needs (`FILINGS`, `ALERTS`, `DEAD_LETTERS`). Their
+//!   definitions live in `nats/streams/*.json`, in the JetStream API format, so the same files work with the
+//!   `nats` CLI (`nats stream add --config nats/streams/FILINGS.json`) and are applied, idempotently, by the
+//!   service at start-up.
+//!
+//! The ingest consumer and the alert publisher (the pipeline issue) live here too; they adapt JetStream to
+//! the ports defined by `pdscore-actors`, so nothing in the actor crate knows about async-nats.
+
+pub mod streams;
+pub mod subjects;
+
+pub use streams::{EnsureStreamsError, StreamKind, ensure_streams};
+pub use subjects::{InvalidNamespace, Namespace};

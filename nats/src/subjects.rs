@@ -1,0 +1,120 @@
+//! Subject and stream names.
+//!
+//! Every subject the service uses is built here, so that a prefix (one per deployment sharing a NATS server,
+//! one per test) applies everywhere at once:
+//!
+//! | purpose       | subject (empty prefix)                  | stream         |
+//! |---------------|-----------------------------------------|----------------|
+//! | filings in    | `filings.<tenant>.<annual\|quarterly>`  | `FILINGS`      |
+//! | alerts out    | `alerts.<tenant>.<company>`             | `ALERTS`       |
+//! | dead letters  | `deadletter.<source>`                   | `DEAD_LETTERS` |
+//!
+//! With prefix `p1`, subjects become `p1.filings.…` and streams `P1_FILINGS`.
+
+use std::fmt;
+
+/// Why a namespace prefix was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid NATS prefix {0:?}: use 1-32 characters among a-z, 0-9, '-' and '_', starting with a letter or digit"
+)]
+pub struct InvalidNamespace(pub String);
+
+/// The prefix under which this deployment's subjects and streams live (empty: none).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Namespace {
+    prefix: String,
+}
+
+impl Namespace {
+    /// Parses a prefix. Empty means "no prefix"; otherwise lowercase letters, digits, `-` and `_` only, because
+    /// the prefix becomes a subject token and (upper-cased) part of a stream name, where `.`, `*`, `>` and
+    /// whitespace are not allowed.
+    pub fn parse(prefix: &str) -> Result<Self, InvalidNamespace> {
+        let valid = prefix.is_empty()
+            || (prefix.len() <= 32
+                && prefix.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                && prefix
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'));
+        if valid {
+            Ok(Self {
+                prefix: prefix.to_owned(),
+            })
+        } else {
+            Err(InvalidNamespace(prefix.to_owned()))
+        }
+    }
+
+    /// The raw prefix (empty when none).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `subject` under this namespace.
+    pub fn subject(&self, subject: &str) -> String {
+        if self.prefix.is_empty() {
+            subject.to_owned()
+        } else {
+            format!("{}.{subject}", self.prefix)
+        }
+    }
+
+    /// A stream's name under this namespace (`FILINGS` → `P1_FILINGS`).
+    pub fn stream_name(&self, base: &str) -> String {
+        if self.prefix.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{}_{base}", self.prefix.to_ascii_uppercase().replace('-', "_"))
+        }
+    }
+
+    /// Where a tenant's filings of one prediction type are published.
+    pub fn filings(&self, tenant: &str, prediction_type: &str) -> String {
+        self.subject(&format!("filings.{tenant}.{prediction_type}"))
+    }
+
+    /// Where risk-change alerts of one company are published.
+    pub fn alerts(&self, tenant: &str, company: &str) -> String {
+        self.subject(&format!("alerts.{tenant}.{company}"))
+    }
+
+    /// Where messages that cannot be processed go, by the path they came from (e.g. `filings`).
+    pub fn dead_letters(&self, source: &str) -> String {
+        self.subject(&format!("deadletter.{source}"))
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Namespace({:?})", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_prefix_leaves_names_unchanged() {
+        let ns = Namespace::parse("").unwrap();
+        assert_eq!(ns.filings("acme", "annual"), "filings.acme.annual");
+        assert_eq!(ns.alerts("acme", "c1"), "alerts.acme.c1");
+        assert_eq!(ns.dead_letters("filings"), "deadletter.filings");
+        assert_eq!(ns.stream_name("FILINGS"), "FILINGS");
+    }
+
+    #[test]
+    fn a_prefix_applies_to_subjects_and_streams() {
+        let ns = Namespace::parse("t-42_x").unwrap();
+        assert_eq!(ns.filings("acme", "quarterly"), "t-42_x.filings.acme.quarterly");
+        assert_eq!(ns.stream_name("ALERTS"), "T_42_X_ALERTS");
+    }
+
+    #[test]
+    fn prefixes_that_would_break_subjects_are_refused() {
+        for bad in ["a.b", "a b", ">", "*", "-x", "UPPER", &"x".repeat(33)] {
+            assert!(Namespace::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The `pdscore` command line.
+
+use std::{io::BufRead, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{
+    accounts,
+    auth::password,
+    configuration::Settings,
+    db,
+    startup::Application,
+    telemetry,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "pdscore", version, about = "Multi-tenant, real-time probability-of-default scoring service")]
+pub struct Cli {
+    /// TOML file overriding the built-in defaults; environment variables override it in turn.
+    #[arg(long, short, env = "PDSCORE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: create/migrate the database, put the NATS streams in place, serve HTTP.
+    Serve,
+    /// Create the database if needed, apply pending migrations, and exit.
+    Migrate,
+    /// Create a service-wide administrator (role super_admin).
+    CreateSuperAdmin {
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Read the password from the first line of standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Create (or find) the demo tenant, its organization and its admin; print fresh sign-in credentials.
+    DemoSetup,
+    /// Print the effective configuration, credentials masked.
+    Config,
+    /// Print the version, the schema version and the streams this binary carries.
+    Version,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Version = cli.command {
+        println!("pdscore {}", crate::VERSION);
+        println!("schema migration {}", db::latest_migration());
+        let streams: Vec<_> = pdscore_nats::StreamKind::ALL.iter().map(|s| s.base_name()).collect();
+        println!("streams {}", streams.join(", "));
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init_tracing(settings.application.log_format, &settings.application.log_level)?;
+    match cli.command {
+        Command::Serve => {
+            tracing::info!(version = crate::VERSION, settings = %settings.redacted(), "starting");
+            Application::build(settings).await?.run_until_stopped().await
+        }
+        Command::Migrate => {
+            let pool = db::pool(&settings.database)?;
+            db::prepare(&settings.database, &pool).await?;
+            println!("database schema at migration {}", db::latest_migration());
+            Ok(())
+        }
+        Command::CreateSuperAdmin {
+            email,
+            name,
+            password_stdin,
+        } => {
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).context("Failed to read the password")?;
+                (SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()), false)
+            } else {
+                (password::generate(), true)
+            };
+            let pool = db::pool(&settings.database)?;
+            db::prepare(&settings.database, &pool).await?;
+            let id = accounts::create_super_admin(&pool, &email, &name, password.clone()).await?;
+            println!("created super_admin {} (id {id})", email.trim().to_lowercase());
+            if generated {
+                println!("password: {}   (shown once; change it after signing in)", password.expose_secret());
+            }
+            Ok(())
+        }
+        Command::DemoSetup => {
+            let pool = db::pool(&settings.database)?;
+            db::prepare(&settings.database, &pool).await?;
+            let demo = accounts::demo_setup(&pool).await?;
+            println!("demo tenant     {} (id {})", demo.tenant_slug, demo.tenant_id);
+            println!("organization    {} (id {})", demo.organization, demo.organization_id);
+            println!("tenant admin    {}", demo.admin_email);
+            println!("password        {}   (new on every demo-setup)", demo.admin_password);
+            Ok(())
+        }
+        Command::Config => {
+            println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
+            Ok(())
+        }
+        Command::Version => unreachable!("handled before loading the configuration"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

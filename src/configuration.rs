@@ -1,0 +1,385 @@
+//! Typed settings: embedded defaults (`config/default.toml`), an optional file, then environment variables.
+//!
+//! Connection URLs may hold credentials, so they are [`SecretString`]s: they never appear in `Debug` output or
+//! logs; [`Settings::redacted`] gives a printable view with passwords masked. Loading fails with an error that
+//! names the offending key, before anything is started.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use pdscore_nats::Namespace;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+/// Prefix of the structured environment overrides: `PDSCORE__DATABASE__MAX_CONNECTIONS=20`.
+const ENV_PREFIX: &str = "PDSCORE";
+/// Conventional variables that override one key each.
+const ENV_ALIASES: [(&str, &str); 4] = [
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+    ("NATS_URL", "nats.url"),
+    ("LISTEN_ADDR", "application.listen"),
+];
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub application: ApplicationSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub nats: NatsSettings,
+    pub auth: AuthSettings,
+    pub models: ModelSettings,
+    pub storage: StorageSettings,
+    pub health: HealthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationSettings {
+    pub listen: SocketAddr,
+    /// 0: one worker per physical core (actix-web's default).
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub max_json_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub migrate_on_start: bool,
+    pub startup_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    pub pool_size: usize,
+    pub timeout_ms: u64,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    pub url: SecretString,
+    pub prefix: String,
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Empty: no configured key (an ephemeral one is generated at start).
+    pub jwt_private_key_path: PathBuf,
+    pub jwt_public_key_paths: Vec<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub dir: PathBuf,
+    pub max_upload_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    pub timeout_ms: u64,
+    pub required: Vec<Dependency>,
+}
+
+/// An external service the scoring service depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dependency {
+    Postgres,
+    Redis,
+    Nats,
+}
+
+impl Dependency {
+    pub const ALL: [Self; 3] = [Self::Postgres, Self::Redis, Self::Nats];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Redis => "redis",
+            Self::Nats => "nats",
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the defaults, `file` (when given) and the process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars().collect())
+    }
+
+    /// Loads the settings from the defaults, `file` and the given environment (tests pass their own).
+    pub fn load_from(file: Option<&std::path::Path>, env: HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(true));
+        }
+        for (var, key) in ENV_ALIASES {
+            builder = builder.set_override_option(key, env.get(var).cloned())?;
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("auth.jwt_public_key_paths")
+                .with_list_parse_key("health.required")
+                .try_parsing(true)
+                .source(Some(env.into_iter().collect())),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot: URLs parse, limits are sane, the NATS prefix is a valid token.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
+        if let Err(e) = self.database.connect_options() {
+            return invalid("database.url", e.to_string());
+        }
+        if let Err(e) = deadpool_redis::redis::Client::open(self.redis.url.expose_secret()) {
+            return invalid("redis.url", e.to_string());
+        }
+        if let Err(e) = async_nats::ServerAddr::from_str(self.nats.url.expose_secret()) {
+            return invalid("nats.url", e.to_string());
+        }
+        if let Err(e) = self.nats.namespace() {
+            return invalid("nats.prefix", e.to_string());
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1".into());
+        }
+        if self.database.min_connections > self.database.max_connections {
+            return invalid(
+                "database.min_connections",
+                format!("must not exceed database.max_connections ({})", self.database.max_connections),
+            );
+        }
+        if self.redis.pool_size == 0 {
+            return invalid("redis.pool_size", "must be at least 1".into());
+        }
+        if self.health.timeout_ms == 0 {
+            return invalid("health.timeout_ms", "must be at least 1".into());
+        }
+        if self.application.max_json_body_bytes < 1024 {
+            return invalid("application.max_json_body_bytes", "must be at least 1024".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.application.log_level).is_err() {
+            return invalid(
+                "application.log_level",
+                format!("{:?} is not a tracing filter directive", self.application.log_level),
+            );
+        }
+        if self.auth.access_token_ttl_secs == 0 || self.auth.refresh_token_ttl_secs <= self.auth.access_token_ttl_secs {
+            return invalid(
+                "auth.refresh_token_ttl_secs",
+                "access tokens must live at least 1 s and refresh tokens longer than access tokens".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// A printable view of the effective settings with every credential masked.
+    pub fn redacted(&self) -> serde_json::Value {
+        serde_json::json!({
+            "application": self.application,
+            "database": {
+                "url": redact_url(self.database.url.expose_secret()),
+                "max_connections": self.database.max_connections,
+                "min_connections": self.database.min_connections,
+                "acquire_timeout_ms": self.database.acquire_timeout_ms,
+                "migrate_on_start": self.database.migrate_on_start,
+                "startup_timeout_secs": self.database.startup_timeout_secs,
+            },
+            "redis": {
+                "url": redact_url(self.redis.url.expose_secret()),
+                "pool_size": self.redis.pool_size,
+                "timeout_ms": self.redis.timeout_ms,
+                "key_prefix": self.redis.key_prefix,
+            },
+            "nats": {
+                "url": redact_url(self.nats.url.expose_secret()),
+                "prefix": self.nats.prefix,
+                "connect_timeout_ms": self.nats.connect_timeout_ms,
+            },
+            "auth": self.auth,
+            "models": self.models,
+            "storage": self.storage,
+            "health": self.health,
+        })
+    }
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
+        Ok(PgConnectOptions::from_str(self.url.expose_secret())?.application_name("pdscore"))
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+impl NatsSettings {
+    pub fn namespace(&self) -> Result<Namespace, pdscore_nats::InvalidNamespace> {
+        Namespace::parse(&self.prefix)
+    }
+}
+
+impl HealthSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn is_required(&self, dependency: Dependency) -> bool {
+        self.required.contains(&dependency)
+    }
+}
+
+/// `scheme://user:password@host/…` → `scheme://user:***@host/…`; anything else is returned as is.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn the_defaults_load_and_validate() {
+        let settings = Settings::load_from(None, HashMap::new()).unwrap();
+        assert_eq!(settings.application.listen.port(), 8080);
+        assert_eq!(settings.health.required, Dependency::ALL.to_vec());
+    }
+
+    #[test]
+    fn conventional_and_structured_variables_override_the_defaults() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("DATABASE_URL", "postgres://app:s3cret@db.internal:5433/risk"),
+                ("PDSCORE__DATABASE__MAX_CONNECTIONS", "7"),
+                ("PDSCORE__NATS__PREFIX", "staging"),
+                ("PDSCORE__HEALTH__REQUIRED", "postgres,nats"),
+                ("LISTEN_ADDR", "0.0.0.0:9000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.database.url.expose_secret(), "postgres://app:s3cret@db.internal:5433/risk");
+        assert_eq!(settings.database.max_connections, 7);
+        assert_eq!(settings.nats.prefix, "staging");
+        assert_eq!(settings.health.required, vec![Dependency::Postgres, Dependency::Nats]);
+        assert_eq!(settings.application.listen.to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("pdscore-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pdscore.toml");
+        std::fs::write(&file, "[redis]\npool_size = 3\n[application]\nlog_format = \"json\"\n").unwrap();
+        let settings =
+            Settings::load_from(Some(&file), env(&[("PDSCORE__REDIS__POOL_SIZE", "5")])).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(settings.redis.pool_size, 5);
+        assert_eq!(settings.application.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_invalid_value_fails_naming_its_key() {
+        let cases = [
+            (("PDSCORE__DATABASE__MAX_CONNECTIONS", "many"), "database.max_connections"),
+            (("PDSCORE__DATABASE__MAX_CONNECTIONS", "0"), "database.max_connections"),
+            (("DATABASE_URL", "mysql://localhost/x"), "database.url"),
+            (("REDIS_URL", "http://localhost"), "redis.url"),
+            (("NATS_URL", "nats://exa mple:4222"), "nats.url"),
+            (("PDSCORE__NATS__PREFIX", "a.b"), "nats.prefix"),
+            (("LISTEN_ADDR", "localhost"), "application.listen"),
+            (("PDSCORE__APPLICATION__LOG_FORMAT", "xml"), "application.log_format"),
+            (("PDSCORE__HEALTH__REQUIRED", "postgres,kafka"), "health.required"),
+            (("PDSCORE__DATABASE__MAXCONNECTIONS", "3"), "maxconnections"),
+        ];
+        for ((var, value), key) in cases {
+            let err = Settings::load_from(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={value}: {err:?} does not name {key}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("DATABASE_URL", "postgres://app:hunter2-db@db:5432/risk"),
+                ("REDIS_URL", "redis://:hunter2-redis@cache:6379"),
+                ("NATS_URL", "nats://u:hunter2-nats@bus:4222"),
+            ]),
+        )
+        .unwrap();
+        let debug = format!("{settings:?}");
+        let redacted = settings.redacted().to_string();
+        for secret in ["hunter2-db", "hunter2-redis", "hunter2-nats"] {
+            assert!(!debug.contains(secret), "Debug leaks {secret}");
+            assert!(!redacted.contains(secret), "redacted view leaks {secret}");
+        }
+        assert!(redacted.contains("postgres://app:***@db:5432/risk"));
+    }
+}

@@ -1,0 +1,74 @@
+//! PostgreSQL: the connection pool, the schema's migrations, and the repositories.
+//!
+//! Repositories are plain async functions over a `PgPool` or a transaction; each tenant-scoped one takes the
+//! tenant scope derived from the verified caller (the identity issue), so a query without it cannot be written.
+
+pub mod audit;
+pub mod tenants;
+pub mod users;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::{
+    PgPool,
+    migrate::{MigrateDatabase, Migrator},
+    postgres::PgPoolOptions,
+};
+
+use crate::configuration::DatabaseSettings;
+
+/// The schema's migrations, embedded in the binary (`sqlx migrate run` applies the same directory).
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A pool that connects lazily: the service starts (and reports the database down in `/health`) even while
+/// PostgreSQL is unreachable, and recovers by itself when it returns.
+pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout())
+        .connect_lazy_with(settings.connect_options().context("Invalid database.url")?))
+}
+
+/// Creates the database if it does not exist and applies pending migrations, waiting up to
+/// `database.startup_timeout_secs` for PostgreSQL to accept connections.
+pub async fn prepare(settings: &DatabaseSettings, pool: &PgPool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(settings.startup_timeout_secs);
+    let url = secrecy::ExposeSecret::expose_secret(&settings.url);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match sqlx::Postgres::database_exists(url).await {
+            Ok(true) => break,
+            Ok(false) => {
+                tracing::info!(database = settings.connect_options()?.get_database(), "creating database");
+                // Another instance may create it at the same moment; its existence is what matters.
+                if let Err(e) = sqlx::Postgres::create_database(url).await
+                    && !sqlx::Postgres::database_exists(url).await.unwrap_or(false)
+                {
+                    return Err(e).context("Failed to create the database");
+                }
+                break;
+            }
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "PostgreSQL not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e).context("PostgreSQL did not become reachable before database.startup_timeout_secs"),
+        }
+    }
+    migrate(pool).await
+}
+
+/// Applies pending migrations. Safe to run from several instances at once: sqlx takes an advisory lock.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("Failed to apply database migrations")?;
+    tracing::info!(latest = latest_migration(), "database schema up to date");
+    Ok(())
+}
+
+/// The version of the newest migration this binary carries.
+pub fn latest_migration() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}

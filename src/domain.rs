@@ -1,0 +1,95 @@
+//! Domain values that can only exist when valid ("parse, don't validate").
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// Why a value was refused; the message is meant for the person who typed it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {reason}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidValue {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A lower-cased, syntactically valid e-mail address (the login name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let normalized = raw.trim().to_lowercase();
+        if normalized.len() > 254 {
+            return Err(InvalidValue::new("email", "must be at most 254 characters"));
+        }
+        email_address::EmailAddress::parse_with_options(&normalized, email_address::Options::default())
+            .map_err(|e| InvalidValue::new("email", format!("{normalized:?} is not a valid address ({e})")))?;
+        Ok(Self(normalized))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant's short name: lowercase letters, digits and dashes, 2-63 characters (used in URLs and subjects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TenantSlug(String);
+
+impl TenantSlug {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let valid = (2..=63).contains(&raw.len())
+            && raw.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidValue::new(
+                "slug",
+                "use 2-63 characters among a-z, 0-9 and '-', starting with a letter or digit",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
+        for bad in ["", "ada", "@example.com", "ada@", "a b@example.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn slugs_are_url_and_subject_safe() {
+        assert!(TenantSlug::parse("acme-bank").is_ok());
+        for bad in ["A", "acme.bank", "-acme", "acme bank", "ACME"] {
+            assert!(TenantSlug::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

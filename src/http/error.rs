@@ -1,0 +1,267 @@
+//! API errors: one table from stable error code to HTTP status, and the error envelope.
+//!
+//! Handlers return [`ApiError`] (or a use-case error converted into it); the table in [`ErrorCode`] decides
+//! the status, so a code always means the same status everywhere. Unexpected failures are logged with their
+//! whole cause chain and answered with a generic `INTERNAL_ERROR`, never with their text.
+
+use std::{borrow::Cow, fmt, time::Duration};
+
+use actix_web::{
+    HttpResponse, ResponseError,
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    http::{StatusCode, header},
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::envelope::{ErrorBody, Meta};
+
+/// The stable error codes of the API. Clients match on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The request is syntactically broken (unparseable JSON, wrong content type of body).
+    BadRequest,
+    /// The request parsed but a value is invalid; `details` says which.
+    ValidationError,
+    Unauthorized,
+    Forbidden,
+    /// No such resource — or one the caller may not know exists (another tenant's).
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    /// Too many requests; `Retry-After` says when to try again.
+    RateLimited,
+    /// A dependency is down or the service is shutting down; `Retry-After` may be set.
+    ServiceUnavailable,
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The one table from code to HTTP status.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code for a response that was produced without one (by the framework), from its status.
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::BAD_REQUEST => Self::BadRequest,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::ValidationError,
+            StatusCode::UNAUTHORIZED => Self::Unauthorized,
+            StatusCode::FORBIDDEN => Self::Forbidden,
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::CONFLICT => Self::Conflict,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited,
+            StatusCode::SERVICE_UNAVAILABLE => Self::ServiceUnavailable,
+            s if s.is_client_error() => Self::BadRequest,
+            _ => Self::InternalError,
+        }
+    }
+
+    /// A message for when nothing more specific is known.
+    pub const fn default_message(self) -> &'static str {
+        match self {
+            Self::BadRequest => "The request is malformed.",
+            Self::ValidationError => "The request contains invalid values.",
+            Self::Unauthorized => "Authentication is required.",
+            Self::Forbidden => "You are not allowed to do this.",
+            Self::NotFound => "The resource does not exist.",
+            Self::MethodNotAllowed => "This method is not allowed on this resource.",
+            Self::Conflict => "The request conflicts with the current state of the resource.",
+            Self::PayloadTooLarge => "The request body is too large.",
+            Self::UnsupportedMediaType => "The request body's content type is not supported here.",
+            Self::RateLimited => "Too many requests; retry later.",
+            Self::ServiceUnavailable => "The service is temporarily unavailable; retry later.",
+            Self::InternalError => "An unexpected error occurred.",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The serde name is the wire name; reuse it so the two never disagree.
+        let name = serde_json::to_value(self).ok();
+        f.write_str(name.as_ref().and_then(Value::as_str).unwrap_or("INTERNAL_ERROR"))
+    }
+}
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    message: Cow<'static, str>,
+    details: Option<Value>,
+    retry_after: Option<Duration>,
+    /// The cause, logged but never shown to the client.
+    source: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+            source: None,
+        }
+    }
+
+    pub fn validation(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::ValidationError, message)
+    }
+
+    /// `what` does not exist (or is not the caller's to know about).
+    pub fn not_found(what: &str) -> Self {
+        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+
+    pub fn unavailable(message: impl Into<Cow<'static, str>>, retry_after: Duration) -> Self {
+        Self::new(ErrorCode::ServiceUnavailable, message).with_retry_after(retry_after)
+    }
+
+    /// An unexpected failure: the client sees a generic message; the cause goes to the log.
+    pub fn internal(source: impl Into<anyhow::Error>) -> Self {
+        let mut error = Self::new(ErrorCode::InternalError, ErrorCode::InternalError.default_message());
+        error.source = Some(source.into());
+        error
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e.as_ref() as _)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(source: anyhow::Error) -> Self {
+        Self::internal(source)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Some(source) = &self.source {
+            tracing::error!(error.cause_chain = ?source, error.message = %source, "request failed unexpectedly");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(retry_after) = self.retry_after {
+            // Whole seconds, rounded up: a client retrying earlier would be refused again.
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, secs.max(1).to_string()));
+        }
+        response.json(ErrorBody::new(self.code, &self.message, self.details.clone(), Meta::current()))
+    }
+}
+
+/// JSON body errors: syntax is `BAD_REQUEST`, a well-formed body with wrong fields is `VALIDATION_ERROR`.
+pub fn json_error(error: JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    let api_error = match &error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, error.to_string())
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "The request body must be JSON (Content-Type: application/json).",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(e.to_string()),
+        JsonPayloadError::Deserialize(e) => ApiError::new(ErrorCode::BadRequest, format!("Invalid JSON: {e}")),
+        _ => ApiError::new(ErrorCode::BadRequest, error.to_string()),
+    };
+    api_error.into()
+}
+
+/// A path parameter of the wrong shape (e.g. not a UUID) names a resource that cannot exist.
+pub fn path_error(error: PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::NotFound, format!("Not found: {error}")).into()
+}
+
+pub fn query_error(error: QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::validation(format!("Invalid query string: {error}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_round_trip_through_the_table() {
+        use ErrorCode::*;
+        for code in [
+            BadRequest,
+            ValidationError,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            RateLimited,
+            ServiceUnavailable,
+            InternalError,
+        ] {
+            assert_eq!(ErrorCode::from_status(code.status()), code);
+        }
+        assert_eq!(RateLimited.to_string(), "RATE_LIMITED");
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_whole_seconds() {
+        let response = ApiError::new(ErrorCode::RateLimited, "slow down")
+            .with_retry_after(Duration::from_millis(1200))
+            .error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "2");
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak_their_cause() {
+        let error = ApiError::internal(anyhow::anyhow!("password=hunter2 in connection string"));
+        assert_eq!(error.to_string(), "INTERNAL_ERROR: An unexpected error occurred.");
+    }
+}

@@ -1,0 +1,30 @@
+//! `GET /health` and `GET /health/live`.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+
+use super::{ApiError, envelope};
+use crate::{health, state::AppState};
+
+/// Readiness: every dependency checked. 200 with the report, or 503 `SERVICE_UNAVAILABLE` with the report
+/// in `error.details` when a required dependency is down.
+#[tracing::instrument(name = "health", skip_all)]
+pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let report = health::check(&state).await;
+    let failing = report.failing_required();
+    if failing.is_empty() {
+        return Ok(envelope::ok(report));
+    }
+    let details = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    Err(ApiError::unavailable(
+        format!("Required dependencies are down: {}", failing.join(", ")),
+        Duration::from_secs(5),
+    )
+    .with_details(details))
+}
+
+/// Liveness: the process is up and serving; says nothing about dependencies.
+pub async fn live() -> HttpResponse {
+    envelope::ok(serde_json::json!({ "status": "alive", "version": crate::VERSION }))
+}

@@ -1,0 +1,99 @@
+//! The request context: id, span, access log, metrics, and the guarantee that every error is an envelope.
+//!
+//! It wraps the whole application, so it sees every request, including those no route matched.
+
+use std::time::Instant;
+
+use actix_web::{
+    Error, HttpMessage, HttpResponse, ResponseError,
+    body::{BoxBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    http::header::{self, HeaderName, HeaderValue},
+    middleware::Next,
+};
+use tracing::Instrument;
+
+use super::{
+    error::{ApiError, ErrorCode},
+    request_id::{self, RequestId},
+};
+
+/// Label for requests that matched no route: keeps the metric's cardinality bounded whatever clients send.
+const UNMATCHED_ROUTE: &str = "unmatched";
+
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let request_id = RequestId::from_headers(req.headers());
+    req.extensions_mut().insert(request_id.clone());
+    let method = req.method().to_string();
+    let span = tracing::info_span!(
+        "http_request",
+        request_id = %request_id,
+        method = %method,
+        path = %req.path(),
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let started = Instant::now();
+
+    let outcome = request_id
+        .clone()
+        .scope(async { next.call(req).await.map(enforce_envelope) }.instrument(span.clone()))
+        .await;
+
+    let (status, route) = match &outcome {
+        Ok(res) => (res.status(), res.request().match_pattern()),
+        Err(e) => (e.as_response_error().status_code(), None),
+    };
+    let route = route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+    let elapsed = started.elapsed();
+    span.record("route", route.as_str());
+    span.record("status", status.as_u16());
+    span.in_scope(|| {
+        let latency_ms = elapsed.as_secs_f64() * 1e3;
+        if status.is_server_error() {
+            tracing::warn!(latency_ms, "request completed");
+        } else if route.starts_with("/health") || route == "/metrics" {
+            tracing::debug!(latency_ms, "request completed");
+        } else {
+            tracing::info!(latency_ms, "request completed");
+        }
+    });
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+
+    let mut res = outcome?;
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        res.headers_mut().insert(HeaderName::from_static(request_id::HEADER), value);
+    }
+    Ok(res)
+}
+
+/// Error responses the framework produced without a body of ours (no route, wrong method, …) get the
+/// envelope too, with the code the status implies; their headers (`Allow`, `Retry-After`) are kept.
+fn enforce_envelope<B: MessageBody + 'static>(res: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res.map_into_boxed_body();
+    }
+    let code = ErrorCode::from_status(status);
+    let mut replacement: HttpResponse = ApiError::new(code, code.default_message()).error_response();
+    *replacement.status_mut() = status;
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            replacement.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    res.into_response(replacement)
+}

@@ -1,0 +1,174 @@
+//! Wiring: builds the application from its settings and runs it until a shutdown signal.
+//!
+//! `Application::build` binds the listener (port 0 in tests) and connects to the dependencies without
+//! waiting for Redis or NATS (they are retried in the background and reported by `/health`);
+//! `run_until_stopped` serves until SIGTERM/SIGINT or [`Application::shutdown_token`] fires, then drains:
+//! stops accepting, lets in-flight requests finish (up to `application.shutdown_timeout_secs`), stops the
+//! background tasks, flushes NATS and closes the pools.
+
+use std::{net::TcpListener, time::Duration};
+
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    cache,
+    configuration::{ApplicationSettings, Settings},
+    db, http,
+    messaging::Messaging,
+    state::AppState,
+    telemetry,
+};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+    /// Cancelled to start a graceful shutdown; background tasks stop when it fires.
+    shutdown: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let metrics = telemetry::metrics_handle();
+        metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
+
+        let db = db::pool(&settings.database)?;
+        if settings.database.migrate_on_start {
+            db::prepare(&settings.database, &db).await?;
+        }
+        let redis = cache::pool(&settings.redis)?;
+        let messaging = Messaging::connect(&settings.nats).await?;
+
+        let shutdown = CancellationToken::new();
+        let background = vec![messaging.spawn_stream_upkeep(shutdown.clone())];
+        let state = AppState {
+            db,
+            redis,
+            messaging,
+            metrics,
+            health: settings.health.clone().into(),
+            started_at: std::time::Instant::now(),
+        };
+
+        let listener = TcpListener::bind(settings.application.listen)
+            .with_context(|| format!("Failed to bind application.listen = {}", settings.application.listen))?;
+        let port = listener.local_addr()?.port();
+        let server = http_server(listener, state.clone(), &settings.application)?;
+        tracing::info!(address = %listener_address(&settings, port), "listening");
+        Ok(Self {
+            port,
+            server,
+            state,
+            shutdown,
+            background,
+            shutdown_timeout: Duration::from_secs(settings.application.shutdown_timeout_secs),
+        })
+    }
+
+    /// The port actually bound (useful when `application.listen` asked for port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelling this token shuts the application down gracefully, like SIGTERM does.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self {
+            server,
+            state,
+            shutdown,
+            background,
+            shutdown_timeout,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut server = tokio::spawn(server);
+        let server_result = tokio::select! {
+            result = &mut server => Some(result),
+            signal = shutdown_signal() => {
+                tracing::info!(signal, "shutdown requested");
+                None
+            }
+            _ = shutdown.cancelled() => None,
+        };
+        shutdown.cancel();
+        let server_result = match server_result {
+            Some(result) => result,
+            None => {
+                // Stop accepting and wait for in-flight requests (bounded by the server's shutdown timeout).
+                handle.stop(true).await;
+                server.await
+            }
+        };
+        let drained = tokio::time::timeout(shutdown_timeout, async {
+            for task in background {
+                let _ = task.await;
+            }
+            if let Err(e) = state.messaging.client.flush().await {
+                tracing::warn!(error = %e, "could not flush NATS on shutdown");
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("background work did not finish within application.shutdown_timeout_secs");
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        server_result.context("The HTTP server task failed")?.context("The HTTP server failed")
+    }
+}
+
+fn http_server(listener: TcpListener, state: AppState, settings: &ApplicationSettings) -> anyhow::Result<Server> {
+    let data = web::Data::new(state);
+    let max_json = settings.max_json_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(http::middleware::request_context))
+            .app_data(data.clone())
+            .configure(|cfg| http::configure(cfg, max_json))
+    })
+    .listen(listener)
+    .context("Failed to listen")?
+    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .disable_signals();
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    Ok(server.run())
+}
+
+fn listener_address(settings: &Settings, port: u16) -> String {
+    format!("http://{}:{port}", settings.application.listen.ip())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM, with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => "SIGINT",
+        _ = terminate => "SIGTERM",
+    }
+}

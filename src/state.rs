@@ -1,0 +1,20 @@
+//! What request handlers share.
+
+use std::{sync::Arc, time::Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+
+use crate::{configuration::HealthSettings, messaging::Messaging};
+
+/// Shared by every worker; cheap to clone (pools and clients are handles).
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub redis: deadpool_redis::Pool,
+    pub messaging: Messaging,
+    pub metrics: PrometheusHandle,
+    pub health: Arc<HealthSettings>,
+    /// For `uptime_seconds` in `/health`.
+    pub started_at: Instant,
+}

@@ -1,0 +1,82 @@
+//! Logging and metrics set-up: one home for both.
+//!
+//! Logs are `tracing` events; every HTTP request runs inside a span carrying its request id, so each line
+//! logged while serving it carries the id too (pretty: `http_request{request_id=…}`; JSON: in `spans`).
+//! Metrics go to one process-wide Prometheus recorder rendered by `GET /metrics`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::configuration::LogFormat;
+
+/// Installs the global tracing subscriber. `RUST_LOG`, when set, overrides `default_filter`.
+/// Returns an error if a subscriber is already installed.
+pub fn init_tracing(format: LogFormat, default_filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default_filter))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(false)
+                    .with_span_list(true)
+                    .flatten_event(true),
+            )
+            .try_init()?,
+        LogFormat::Pretty => registry.with(fmt::layer().with_target(true)).try_init()?,
+    }
+    Ok(())
+}
+
+/// Latency buckets (seconds) for every `*_duration_seconds` histogram: 0.5 ms to 10 s.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// The `metrics` facade has a single global recorder per process, so several applications in one process
+/// (the integration tests) share it; every series carries labels that tell them apart where it matters.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &DURATION_BUCKETS)
+                .expect("the bucket list is a non-empty constant")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder was installed first; the handle still renders ours, empty.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will not see this one");
+            }
+            describe_metrics();
+            handle
+        })
+        .clone()
+}
+
+fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("http_requests_total", "HTTP requests served, by method, route pattern and status");
+    describe_histogram!(
+        "http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by method, route pattern and status"
+    );
+    describe_gauge!("db_pool_connections", "PostgreSQL pool connections, by state (idle, in_use)");
+    describe_gauge!("db_pool_max_connections", "PostgreSQL pool capacity");
+    describe_gauge!("redis_pool_connections", "Redis pool connections, by state (idle, in_use)");
+    describe_gauge!("redis_pool_waiting", "Tasks waiting for a Redis connection");
+    describe_gauge!("nats_connected", "1 when the NATS connection is up");
+    describe_gauge!("dependency_up", "1 when the dependency's last health check passed, by dependency");
+    describe_histogram!(
+        "dependency_check_duration_seconds",
+        Unit::Seconds,
+        "Latency of health checks, by dependency"
+    );
+    describe_gauge!("build_info", "Always 1; labels carry the version");
+}
