@@ -101,7 +101,15 @@ pub async fn demo_setup(pool: &PgPool) -> Result<DemoAccount, CreateAccountError
         Some(id) => id,
         None => {
             let id = tenants::insert(&mut tx, &slug, DEMO_TENANT_NAME).await?;
-            record_cli(&mut tx, Some(id), "tenant.create", "tenant", id, serde_json::json!({ "slug": slug })).await?;
+            record_cli(
+                &mut tx,
+                Some(id),
+                "tenant.create",
+                "tenant",
+                id,
+                serde_json::json!({ "slug": slug }),
+            )
+            .await?;
             id
         }
     };
@@ -110,14 +118,30 @@ pub async fn demo_setup(pool: &PgPool) -> Result<DemoAccount, CreateAccountError
         None => {
             let id = tenants::insert_organization(&mut tx, tenant_id, DEMO_ORGANIZATION).await?;
             let after = serde_json::json!({ "name": DEMO_ORGANIZATION });
-            record_cli(&mut tx, Some(tenant_id), "organization.create", "organization", id, after).await?;
+            record_cli(
+                &mut tx,
+                Some(tenant_id),
+                "organization.create",
+                "organization",
+                id,
+                after,
+            )
+            .await?;
             id
         }
     };
     match users::find_id_by_email(&mut tx, &email).await? {
         Some(user_id) => {
             users::reset_password(&mut tx, user_id, &password_hash).await?;
-            record_cli(&mut tx, Some(tenant_id), "user.reset_password", "user", user_id, serde_json::json!({})).await?;
+            record_cli(
+                &mut tx,
+                Some(tenant_id),
+                "user.reset_password",
+                "user",
+                user_id,
+                serde_json::json!({}),
+            )
+            .await?;
         }
         None => {
             let user_id = users::insert(

@@ -6,17 +6,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{
-    accounts,
-    auth::password,
-    configuration::Settings,
-    db,
-    startup::Application,
-    telemetry,
-};
+use crate::{accounts, auth::password, configuration::Settings, db, startup::Application, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "pdscore", version, about = "Multi-tenant, real-time probability-of-default scoring service")]
+#[command(
+    name = "pdscore",
+    version,
+    about = "Multi-tenant, real-time probability-of-default scoring service"
+)]
 pub struct Cli {
     /// TOML file overriding the built-in defaults; environment variables override it in turn.
     #[arg(long, short, env = "PDSCORE_CONFIG", global = true)]
@@ -78,8 +75,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).context("Failed to read the password")?;
-                (SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()), false)
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("Failed to read the password")?;
+                (
+                    SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()),
+                    false,
+                )
             } else {
                 (password::generate(), true)
             };
@@ -88,7 +91,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let id = accounts::create_super_admin(&pool, &email, &name, password.clone()).await?;
             println!("created super_admin {} (id {id})", email.trim().to_lowercase());
             if generated {
-                println!("password: {}   (shown once; change it after signing in)", password.expose_secret());
+                println!(
+                    "password: {}   (shown once; change it after signing in)",
+                    password.expose_secret()
+                );
             }
             Ok(())
         }

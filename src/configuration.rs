@@ -152,8 +152,8 @@ impl Settings {
 
     /// Loads the settings from the defaults, `file` and the given environment (tests pass their own).
     pub fn load_from(file: Option<&std::path::Path>, env: HashMap<String, String>) -> Result<Self, ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let mut builder =
+            config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(file) = file {
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(true));
         }
@@ -178,6 +178,10 @@ impl Settings {
     /// Checks what types alone cannot: URLs parse, limits are sane, the NATS prefix is a valid token.
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, reason: String| Err(ConfigError::Invalid { key, reason });
+        let database_url = self.database.url.expose_secret();
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return invalid("database.url", "must be a postgres:// or postgresql:// URL".into());
+        }
         if let Err(e) = self.database.connect_options() {
             return invalid("database.url", e.to_string());
         }
@@ -196,7 +200,10 @@ impl Settings {
         if self.database.min_connections > self.database.max_connections {
             return invalid(
                 "database.min_connections",
-                format!("must not exceed database.max_connections ({})", self.database.max_connections),
+                format!(
+                    "must not exceed database.max_connections ({})",
+                    self.database.max_connections
+                ),
             );
         }
         if self.redis.pool_size == 0 {
@@ -323,7 +330,10 @@ mod tests {
             ]),
         )
         .unwrap();
-        assert_eq!(settings.database.url.expose_secret(), "postgres://app:s3cret@db.internal:5433/risk");
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://app:s3cret@db.internal:5433/risk"
+        );
         assert_eq!(settings.database.max_connections, 7);
         assert_eq!(settings.nats.prefix, "staging");
         assert_eq!(settings.health.required, vec![Dependency::Postgres, Dependency::Nats]);
@@ -336,8 +346,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("pdscore.toml");
         std::fs::write(&file, "[redis]\npool_size = 3\n[application]\nlog_format = \"json\"\n").unwrap();
-        let settings =
-            Settings::load_from(Some(&file), env(&[("PDSCORE__REDIS__POOL_SIZE", "5")])).unwrap();
+        let settings = Settings::load_from(Some(&file), env(&[("PDSCORE__REDIS__POOL_SIZE", "5")])).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(settings.redis.pool_size, 5);
         assert_eq!(settings.application.log_format, LogFormat::Json);
@@ -346,7 +355,10 @@ mod tests {
     #[test]
     fn an_invalid_value_fails_naming_its_key() {
         let cases = [
-            (("PDSCORE__DATABASE__MAX_CONNECTIONS", "many"), "database.max_connections"),
+            (
+                ("PDSCORE__DATABASE__MAX_CONNECTIONS", "many"),
+                "database.max_connections",
+            ),
             (("PDSCORE__DATABASE__MAX_CONNECTIONS", "0"), "database.max_connections"),
             (("DATABASE_URL", "mysql://localhost/x"), "database.url"),
             (("REDIS_URL", "http://localhost"), "redis.url"),
@@ -358,7 +370,10 @@ mod tests {
             (("PDSCORE__DATABASE__MAXCONNECTIONS", "3"), "maxconnections"),
         ];
         for ((var, value), key) in cases {
-            let err = Settings::load_from(None, env(&[(var, value)])).unwrap_err().to_string();
+            let err = match Settings::load_from(None, env(&[(var, value)])) {
+                Ok(_) => panic!("{var}={value} was accepted"),
+                Err(e) => e.to_string(),
+            };
             assert!(err.contains(key), "{var}={value}: {err:?} does not name {key}");
         }
     }

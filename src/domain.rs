@@ -56,8 +56,13 @@ pub struct TenantSlug(String);
 impl TenantSlug {
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let valid = (2..=63).contains(&raw.len())
-            && raw.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && raw
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if valid {
             Ok(Self(raw.to_owned()))
         } else {

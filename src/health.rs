@@ -95,7 +95,11 @@ async fn timed(
         tracing::warn!(dependency = name, error = %format!("{e:#}"), "health check failed");
     }
     let result = CheckResult {
-        status: if outcome.is_ok() { CheckStatus::Up } else { CheckStatus::Down },
+        status: if outcome.is_ok() {
+            CheckStatus::Up
+        } else {
+            CheckStatus::Down
+        },
         required: settings.is_required(dependency),
         latency_ms: (latency.as_secs_f64() * 1e3 * 1000.0).round() / 1000.0,
         error: outcome.err().map(|e| format!("{e:#}")),
@@ -117,7 +121,10 @@ async fn check_redis(state: &AppState) -> anyhow::Result<()> {
 
 async fn check_nats(state: &AppState) -> anyhow::Result<()> {
     anyhow::ensure!(state.messaging.is_connected(), "not connected");
-    anyhow::ensure!(state.messaging.streams_ready(), "JetStream streams are not in place yet");
+    anyhow::ensure!(
+        state.messaging.streams_ready(),
+        "JetStream streams are not in place yet"
+    );
     // A JetStream API round trip: proves the connection works, JetStream is enabled and the stream exists.
     state.messaging.check_streams().await
 }

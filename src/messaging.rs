@@ -95,7 +95,8 @@ impl Messaging {
         match self.jetstream.get_stream(&name).await {
             Ok(_) => Ok(()),
             Err(e) => {
-                if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) {
+                if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+                {
                     self.streams_ready.store(false, Ordering::SeqCst);
                     self.connected.notify_one();
                 }
@@ -114,7 +115,9 @@ impl Messaging {
                 if !this.streams_ready() && this.is_connected() {
                     match ensure_streams(&this.jetstream, &this.namespace).await {
                         Ok(_) => this.streams_ready.store(true, Ordering::SeqCst),
-                        Err(e) => tracing::warn!(error = ?anyhow::Error::from(e), "JetStream streams not ready; retrying"),
+                        Err(e) => {
+                            tracing::warn!(error = ?anyhow::Error::from(e), "JetStream streams not ready; retrying")
+                        }
                     }
                 }
                 tokio::select! {

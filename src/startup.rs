@@ -122,7 +122,9 @@ impl Application {
         }
         state.db.close().await;
         tracing::info!("stopped");
-        server_result.context("The HTTP server task failed")?.context("The HTTP server failed")
+        server_result
+            .context("The HTTP server task failed")?
+            .context("The HTTP server failed")
     }
 }
 

@@ -61,18 +61,30 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("http_requests_total", "HTTP requests served, by method, route pattern and status");
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests served, by method, route pattern and status"
+    );
     describe_histogram!(
         "http_request_duration_seconds",
         Unit::Seconds,
         "HTTP request latency, by method, route pattern and status"
     );
-    describe_gauge!("db_pool_connections", "PostgreSQL pool connections, by state (idle, in_use)");
+    describe_gauge!(
+        "db_pool_connections",
+        "PostgreSQL pool connections, by state (idle, in_use)"
+    );
     describe_gauge!("db_pool_max_connections", "PostgreSQL pool capacity");
-    describe_gauge!("redis_pool_connections", "Redis pool connections, by state (idle, in_use)");
+    describe_gauge!(
+        "redis_pool_connections",
+        "Redis pool connections, by state (idle, in_use)"
+    );
     describe_gauge!("redis_pool_waiting", "Tasks waiting for a Redis connection");
     describe_gauge!("nats_connected", "1 when the NATS connection is up");
-    describe_gauge!("dependency_up", "1 when the dependency's last health check passed, by dependency");
+    describe_gauge!(
+        "dependency_up",
+        "1 when the dependency's last health check passed, by dependency"
+    );
     describe_histogram!(
         "dependency_check_duration_seconds",
         Unit::Seconds,

@@ -48,12 +48,11 @@ impl StreamKind {
     /// The stream configuration under `namespace`: the definition file with the namespace applied to the
     /// stream name and to every subject.
     pub fn config(self, namespace: &Namespace) -> Result<stream::Config, EnsureStreamsError> {
-        let mut config: stream::Config = serde_json::from_str(self.definition_json()).map_err(|source| {
-            EnsureStreamsError::Definition {
+        let mut config: stream::Config =
+            serde_json::from_str(self.definition_json()).map_err(|source| EnsureStreamsError::Definition {
                 stream: self.base_name(),
                 source,
-            }
-        })?;
+            })?;
         config.name = namespace.stream_name(&config.name);
         config.subjects = config.subjects.iter().map(|s| namespace.subject(s)).collect();
         Ok(config)
@@ -110,8 +109,16 @@ mod tests {
             let config = kind.config(&ns).unwrap();
             assert_eq!(config.name, format!("CI_{}", kind.base_name()));
             assert!(!config.subjects.is_empty());
-            assert!(config.subjects.iter().all(|s| s.starts_with("ci.")), "{:?}", config.subjects);
-            assert!(config.max_age.as_secs() > 0, "{} must not keep messages forever", kind.base_name());
+            assert!(
+                config.subjects.iter().all(|s| s.starts_with("ci.")),
+                "{:?}",
+                config.subjects
+            );
+            assert!(
+                config.max_age.as_secs() > 0,
+                "{} must not keep messages forever",
+                kind.base_name()
+            );
         }
     }
 

@@ -15,9 +15,7 @@ use std::fmt;
 
 /// Why a namespace prefix was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error(
-    "invalid NATS prefix {0:?}: use 1-32 characters among a-z, 0-9, '-' and '_', starting with a letter or digit"
-)]
+#[error("invalid NATS prefix {0:?}: use 1-32 characters among a-z, 0-9, '-' and '_', starting with a letter or digit")]
 pub struct InvalidNamespace(pub String);
 
 /// The prefix under which this deployment's subjects and streams live (empty: none).

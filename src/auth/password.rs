@@ -71,7 +71,9 @@ pub async fn hash(password: SecretString) -> anyhow::Result<String> {
 pub async fn verify(password: SecretString, phc: String) -> anyhow::Result<bool> {
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
-        Ok(hasher().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok())
+        Ok(hasher()
+            .verify_password(password.expose_secret().as_bytes(), &parsed)
+            .is_ok())
     })
     .await
     .context("The password verification task failed")?
@@ -106,14 +108,26 @@ mod tests {
 
     #[test]
     fn the_policy_explains_each_refusal() {
-        assert_eq!(check_policy(&secret("short"), "a@b.c"), Err(PasswordPolicyError::TooShort));
-        assert_eq!(check_policy(&secret(&"x".repeat(129)), "a@b.c"), Err(PasswordPolicyError::TooLong));
-        assert_eq!(check_policy(&secret("aaaaaaaaaaaaaa"), "a@b.c"), Err(PasswordPolicyError::Repetitive));
+        assert_eq!(
+            check_policy(&secret("short"), "a@b.c"),
+            Err(PasswordPolicyError::TooShort)
+        );
+        assert_eq!(
+            check_policy(&secret(&"x".repeat(129)), "a@b.c"),
+            Err(PasswordPolicyError::TooLong)
+        );
+        assert_eq!(
+            check_policy(&secret("aaaaaaaaaaaaaa"), "a@b.c"),
+            Err(PasswordPolicyError::Repetitive)
+        );
         assert_eq!(
             check_policy(&secret("my-name-is-grace!"), "grace@example.com"),
             Err(PasswordPolicyError::ContainsEmail)
         );
-        assert_eq!(check_policy(&secret("correct horse battery"), "grace@example.com"), Ok(()));
+        assert_eq!(
+            check_policy(&secret("correct horse battery"), "grace@example.com"),
+            Ok(())
+        );
     }
 
     #[tokio::test]

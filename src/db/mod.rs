@@ -41,7 +41,10 @@ pub async fn prepare(settings: &DatabaseSettings, pool: &PgPool) -> anyhow::Resu
         match sqlx::Postgres::database_exists(url).await {
             Ok(true) => break,
             Ok(false) => {
-                tracing::info!(database = settings.connect_options()?.get_database(), "creating database");
+                tracing::info!(
+                    database = settings.connect_options()?.get_database(),
+                    "creating database"
+                );
                 // Another instance may create it at the same moment; its existence is what matters.
                 if let Err(e) = sqlx::Postgres::create_database(url).await
                     && !sqlx::Postgres::database_exists(url).await.unwrap_or(false)
@@ -55,7 +58,9 @@ pub async fn prepare(settings: &DatabaseSettings, pool: &PgPool) -> anyhow::Resu
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
-            Err(e) => return Err(e).context("PostgreSQL did not become reachable before database.startup_timeout_secs"),
+            Err(e) => {
+                return Err(e).context("PostgreSQL did not become reachable before database.startup_timeout_secs");
+            }
         }
     }
     migrate(pool).await
@@ -63,7 +68,10 @@ pub async fn prepare(settings: &DatabaseSettings, pool: &PgPool) -> anyhow::Resu
 
 /// Applies pending migrations. Safe to run from several instances at once: sqlx takes an advisory lock.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(pool).await.context("Failed to apply database migrations")?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .context("Failed to apply database migrations")?;
     tracing::info!(latest = latest_migration(), "database schema up to date");
     Ok(())
 }

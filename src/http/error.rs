@@ -194,7 +194,12 @@ impl ResponseError for ApiError {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, secs.max(1).to_string()));
         }
-        response.json(ErrorBody::new(self.code, &self.message, self.details.clone(), Meta::current()))
+        response.json(ErrorBody::new(
+            self.code,
+            &self.message,
+            self.details.clone(),
+            Meta::current(),
+        ))
     }
 }
 

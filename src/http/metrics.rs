@@ -10,7 +10,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.run_upkeep();
     HttpResponse::Ok()
         .content_type(ContentType(
-            "text/plain; version=0.0.4; charset=utf-8".parse().expect("a valid media type"),
+            "text/plain; version=0.0.4; charset=utf-8"
+                .parse()
+                .expect("a valid media type"),
         ))
         .body(state.metrics.render())
 }
@@ -23,7 +25,8 @@ fn sample_pools(state: &AppState) {
     metrics::gauge!("db_pool_max_connections").set(f64::from(state.db.options().get_max_connections()));
     let redis = state.redis.status();
     metrics::gauge!("redis_pool_connections", "state" => "idle").set(redis.available as f64);
-    metrics::gauge!("redis_pool_connections", "state" => "in_use").set(redis.size.saturating_sub(redis.available) as f64);
+    metrics::gauge!("redis_pool_connections", "state" => "in_use")
+        .set(redis.size.saturating_sub(redis.available) as f64);
     metrics::gauge!("redis_pool_waiting").set(redis.waiting as f64);
     metrics::gauge!("nats_connected").set(if state.messaging.is_connected() { 1.0 } else { 0.0 });
 }

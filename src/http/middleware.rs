@@ -71,7 +71,8 @@ pub async fn request_context(
 
     let mut res = outcome?;
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
-        res.headers_mut().insert(HeaderName::from_static(request_id::HEADER), value);
+        res.headers_mut()
+            .insert(HeaderName::from_static(request_id::HEADER), value);
     }
     Ok(res)
 }

@@ -44,5 +44,8 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::MethodNotAllowed, ErrorCode::MethodNotAllowed.default_message()))
+    Err(ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::MethodNotAllowed.default_message(),
+    ))
 }

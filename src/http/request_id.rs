@@ -75,7 +75,10 @@ mod tests {
 
     #[test]
     fn a_sane_client_id_is_kept() {
-        assert_eq!(RequestId::from_headers(&headers("abc-123_x.y:z")).as_str(), "abc-123_x.y:z");
+        assert_eq!(
+            RequestId::from_headers(&headers("abc-123_x.y:z")).as_str(),
+            "abc-123_x.y:z"
+        );
     }
 
     #[test]

@@ -1,1 +1,12 @@
-fn main(){}
+//! Integration tests against the real PostgreSQL, Redis and NATS JetStream servers. One binary for all of
+//! them (one link step); each test isolates itself through `helpers::spawn_app`.
+
+mod accounts;
+mod binary;
+mod envelope;
+mod health;
+mod helpers;
+mod metrics;
+mod request_id;
+mod schema;
+mod streams;

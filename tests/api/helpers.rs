@@ -1,0 +1,306 @@
+//! `spawn_app()` and friends: every test gets its own database (created, migrated, dropped), its own NATS
+//! subject/stream prefix (streams deleted afterwards), its own Redis key prefix and a random port, all on the
+//! real PostgreSQL, Redis and NATS servers (`DATABASE_URL`, `REDIS_URL`, `NATS_URL` or the defaults).
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, LazyLock, Mutex},
+    time::{Duration, Instant},
+};
+
+use pdscore::{configuration::Settings, startup::Application, telemetry};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Logs of the application under test go to stdout when `TEST_LOG` is set (`TEST_LOG=1 cargo test …`).
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = telemetry::init_tracing(pdscore::configuration::LogFormat::Pretty, "info,sqlx=warn");
+    }
+});
+
+/// The settings every test starts from: the defaults plus this process's environment.
+pub fn base_settings() -> Settings {
+    Settings::load_from(None, std::env::vars().collect()).expect("test settings load")
+}
+
+/// The per-test resources on the shared servers, released on drop.
+pub struct Isolation {
+    pub db_name: String,
+    pub database_url: String,
+    pub nats_prefix: String,
+    pub redis_prefix: String,
+    /// The real servers (a test may point the application elsewhere; cleanup still goes here).
+    server_database_url: String,
+    server_nats_url: String,
+}
+
+impl Isolation {
+    pub fn new() -> Self {
+        let settings = base_settings();
+        let id = Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let server_database_url = settings.database.url.expose_secret().to_owned();
+        let db_name = format!("pdscore_test_{id}");
+        Self {
+            database_url: with_database(&server_database_url, &db_name),
+            db_name,
+            nats_prefix: format!("t{id}"),
+            redis_prefix: format!("test:{id}"),
+            server_database_url,
+            server_nats_url: settings.nats.url.expose_secret().to_owned(),
+        }
+    }
+
+    /// Applies this isolation to `settings`.
+    pub fn apply(&self, settings: &mut Settings) {
+        settings.database.url = SecretString::from(self.database_url.clone());
+        settings.nats.prefix = self.nats_prefix.clone();
+        settings.redis.key_prefix = self.redis_prefix.clone();
+    }
+
+    /// The environment that gives the binary this isolation.
+    pub fn env(&self) -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("DATABASE_URL", self.database_url.clone()),
+            ("PDSCORE__NATS__PREFIX", self.nats_prefix.clone()),
+            ("PDSCORE__REDIS__KEY_PREFIX", self.redis_prefix.clone()),
+        ])
+    }
+
+    async fn cleanup(db_name: String, server_database_url: String, nats_url: String, nats_prefix: String) {
+        let maintenance = with_database(&server_database_url, "postgres");
+        if let Ok(mut conn) = PgConnection::connect(&maintenance).await {
+            let _ = conn
+                .execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str())
+                .await;
+        }
+        if let Ok(client) = async_nats::connect(nats_url).await {
+            let js = async_nats::jetstream::new(client);
+            let ns = pdscore_nats::Namespace::parse(&nats_prefix).expect("valid test prefix");
+            for kind in pdscore_nats::StreamKind::ALL {
+                let _ = js.delete_stream(ns.stream_name(kind.base_name())).await;
+            }
+        }
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        let args = (
+            self.db_name.clone(),
+            self.server_database_url.clone(),
+            self.server_nats_url.clone(),
+            self.nats_prefix.clone(),
+        );
+        // Drop cannot await, and the test's runtime may be gone: clean up on a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime")
+                .block_on(Self::cleanup(args.0, args.1, args.2, args.3));
+        })
+        .join();
+    }
+}
+
+/// `postgres://…/olddb?x` → `postgres://…/name?x`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub db: PgPool,
+    pub settings: Settings,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    // Declared last: dropped after the pool above is closed.
+    pub isolation: Isolation,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the application with test isolation, after `customize` has adjusted its settings.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let isolation = Isolation::new();
+    let mut settings = base_settings();
+    isolation.apply(&mut settings);
+    settings.application.listen = "127.0.0.1:0".parse().unwrap();
+    settings.application.workers = 1;
+    settings.application.shutdown_timeout_secs = 2;
+    settings.health.timeout_ms = 1500;
+    customize(&mut settings);
+
+    let application = Application::build(settings.clone()).await.expect("application builds");
+    let port = application.port();
+    let shutdown = application.shutdown_token();
+    let server = tokio::spawn(application.run_until_stopped());
+    let db = pdscore::db::pool(&settings.database).expect("test pool");
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        db,
+        settings,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap(),
+        shutdown,
+        server: Some(server),
+        isolation,
+    }
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `GET /health` as (status, body).
+    pub async fn health(&self) -> (u16, Value) {
+        let response = self.get("/health").await;
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("health answers JSON"))
+    }
+
+    /// Polls `/health` until it answers `status` or `within` elapses; returns the last body.
+    pub async fn wait_for_health(&self, status: u16, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (got, body) = self.health().await;
+            if got == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/health stayed {got} instead of {status} for {within:?}: {body:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the application the way SIGTERM does and waits for it to finish.
+    pub async fn shutdown(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match self.server.take() {
+            Some(server) => server.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A local port nothing listens on.
+pub async fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The host:port of a URL such as `redis://127.0.0.1:6379` or `postgres://u:p@h:5432/db`.
+pub fn host_port(url: &str) -> SocketAddr {
+    host_port_text(url)
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .unwrap_or_else(|_| panic!("{url} has no numeric host:port"))
+}
+
+/// A TCP forwarder in front of a real server that a test can cut and restore, to see how the service
+/// behaves while a dependency is unreachable and after it returns.
+pub struct TcpProxy {
+    pub port: u16,
+    target: SocketAddr,
+    task: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            target,
+            task: Arc::new(Mutex::new(None)),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let target = self.target;
+        let task = tokio::spawn(async move {
+            // Connections live in this set: aborting the task drops it, which cuts them all.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.task.lock().unwrap() = Some(task);
+    }
+
+    /// Refuses new connections and cuts the open ones.
+    pub async fn cut(&self) {
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+
+    pub fn url_for(&self, original: &str) -> String {
+        original.replacen(&host_port_text(original), &format!("127.0.0.1:{}", self.port), 1)
+    }
+}
+
+fn host_port_text(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap();
+    authority.rsplit_once('@').map_or(authority, |(_, h)| h).to_owned()
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+}

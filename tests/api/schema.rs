@@ -1,0 +1,173 @@
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::helpers::spawn_app;
+
+/// Indexes that may not lead with tenant_id, each for a stated reason.
+const GLOBAL_INDEXES: [(&str, &str); 5] = [
+    ("users_pkey", "users include tenant-less super admins; ids are global"),
+    ("users_email", "sign-in is by e-mail across the service"),
+    ("refresh_sessions_pkey", "sessions are looked up by id from the token"),
+    (
+        "refresh_sessions_token_hash_key",
+        "refresh tokens are looked up by their hash",
+    ),
+    ("audit_log_pkey", "audit rows include service-wide actions"),
+];
+
+#[actix_web::test]
+async fn every_index_of_a_tenant_scoped_table_leads_with_tenant_id() {
+    let app = spawn_app().await;
+
+    let rows = sqlx::query(
+        "SELECT i.relname AS index, t.relname AS table, a.attname AS first_column
+         FROM pg_index x
+         JOIN pg_class i ON i.oid = x.indexrelid
+         JOIN pg_class t ON t.oid = x.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]
+         WHERE n.nspname = 'public'
+           AND EXISTS (SELECT 1 FROM pg_attribute c WHERE c.attrelid = t.oid AND c.attname = 'tenant_id')",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+
+    assert!(rows.len() > 20, "expected the domain's indexes, found {}", rows.len());
+    let offenders: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<Option<String>, _>("first_column").as_deref() != Some("tenant_id"))
+        .map(|r| r.get::<String, _>("index"))
+        .filter(|index| !GLOBAL_INDEXES.iter().any(|(allowed, _)| allowed == index))
+        .collect();
+    assert!(offenders.is_empty(), "indexes not led by tenant_id: {offenders:?}");
+}
+
+#[actix_web::test]
+async fn every_domain_table_exists_after_migration() {
+    let app = spawn_app().await;
+
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+
+    for table in [
+        "alerts",
+        "audit_log",
+        "bulk_job_errors",
+        "bulk_jobs",
+        "companies",
+        "company_assignments",
+        "filings",
+        "organizations",
+        "predictions",
+        "refresh_sessions",
+        "tenant_model_settings",
+        "tenants",
+        "users",
+    ] {
+        assert!(tables.iter().any(|t| t == table), "missing table {table}");
+    }
+}
+
+#[actix_web::test]
+async fn migrating_again_is_a_no_op() {
+    let app = spawn_app().await;
+
+    pdscore::db::migrate(&app.db).await.unwrap();
+
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, pdscore::db::MIGRATOR.iter().count());
+}
+
+async fn tenant_with_org(db: &sqlx::PgPool, slug: &str) -> (Uuid, Uuid) {
+    let tenant = Uuid::now_v7();
+    let org = Uuid::now_v7();
+    sqlx::query("INSERT INTO tenants (id, slug, name) VALUES ($1, $2, $2)")
+        .bind(tenant)
+        .bind(slug)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO organizations (id, tenant_id, name) VALUES ($1, $2, 'Risk')")
+        .bind(org)
+        .bind(tenant)
+        .execute(db)
+        .await
+        .unwrap();
+    (tenant, org)
+}
+
+#[actix_web::test]
+async fn a_row_cannot_reference_another_tenants_row() {
+    let app = spawn_app().await;
+    let (tenant_a, _) = tenant_with_org(&app.db, "bank-a").await;
+    let (_, org_b) = tenant_with_org(&app.db, "bank-b").await;
+
+    let result = sqlx::query(
+        "INSERT INTO companies (id, tenant_id, organization_id, symbol, name) VALUES ($1, $2, $3, 'ACME', 'Acme')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant_a)
+    .bind(org_b)
+    .execute(&app.db)
+    .await;
+
+    let error = result.expect_err("a company of tenant A in tenant B's organization must be refused");
+    assert_eq!(error.as_database_error().unwrap().code().as_deref(), Some("23503"));
+}
+
+#[actix_web::test]
+async fn a_filing_is_unique_per_tenant_and_idempotency_key() {
+    let app = spawn_app().await;
+    let (tenant, org) = tenant_with_org(&app.db, "bank-a").await;
+    let (other_tenant, other_org) = tenant_with_org(&app.db, "bank-b").await;
+    let insert_company = |tenant: Uuid, org: Uuid| {
+        let db = app.db.clone();
+        async move {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO companies (id, tenant_id, organization_id, symbol, name) VALUES ($1, $2, $3, 'ACME', 'Acme')",
+            )
+            .bind(id)
+            .bind(tenant)
+            .bind(org)
+            .execute(&db)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let company = insert_company(tenant, org).await;
+    let other_company = insert_company(other_tenant, other_org).await;
+    let insert_filing = |tenant: Uuid, company: Uuid| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO filings (id, tenant_id, company_id, idempotency_key, source, prediction_type, period_year, ratios, raw)
+                 VALUES ($1, $2, $3, 'feed-2025-ACME', 'nats', 'annual', 2025, '{}', '{}')",
+            )
+            .bind(Uuid::now_v7())
+            .bind(tenant)
+            .bind(company)
+            .execute(&db)
+            .await
+        }
+    };
+
+    insert_filing(tenant, company).await.unwrap();
+    let duplicate = insert_filing(tenant, company).await.expect_err("same key, same tenant");
+    insert_filing(other_tenant, other_company)
+        .await
+        .expect("same key in another tenant is another filing");
+
+    assert_eq!(
+        duplicate.as_database_error().unwrap().constraint(),
+        Some("filings_idempotency")
+    );
+}
