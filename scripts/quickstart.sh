@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust >= 1.89 (https://rustup.rs)" >&2; exit 1; }
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust >= 1.95 (https://rustup.rs)" >&2; exit 1; }
 scripts/services.sh
 echo "[quickstart] building (the first build takes several minutes)"
 cargo build --locked --bin pdscore

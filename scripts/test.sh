@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/services.sh
-command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust >= 1.89 (https://rustup.rs)" >&2; exit 1; }
-cargo test --workspace --locked "$@"
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust >= 1.95 (https://rustup.rs)" >&2; exit 1; }
+cargo test --workspace --all-features --locked "$@"

@@ -3,12 +3,38 @@
 //! Pure computation: no network, no database; the only I/O is reading model artifacts.
 //!
 //! What this crate owns:
-//! - [`kinds`]: the vocabulary shared with the rest of the service — the prediction types (annual, quarterly)
-//!   and the risk levels a PD maps to;
-//! - the statement schema, feature engineering, the AccuNode scorecards, the trained Burn models, the model
-//!   registry and the explanations (the models issue), with training and evaluation binaries behind the
-//!   `train` feature so that the service binary never compiles Burn's training stack.
+//! - [`kinds`]: the vocabulary shared with the rest of the service (prediction types, risk levels);
+//! - [`statement`]: the canonical line items of a period and the reporting period;
+//! - [`features`]: the ratios each model reads, computed from a statement or sent directly, with explicit
+//!   "missing" rules;
+//! - [`risk`]: risk-level schemes and the implied-rating master scale;
+//! - [`dataset`]: the Polish bankruptcy data (ARFF) the trained models learn from;
+//! - `train` (feature `train`): cross-validation, metrics, training and evaluation, behind a cargo feature
+//!   so the service binary never compiles Burn's autodiff and optimizers.
 
+pub mod dataset;
+pub mod explain;
+pub mod features;
 pub mod kinds;
+pub mod network;
+pub mod registry;
+pub mod risk;
+pub mod scorecard;
+pub mod statement;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use kinds::{PredictionType, RiskLevel, UnknownKind};
+
+/// The CPU device every model runs on (Burn's NdArray backend).
+pub fn cpu() -> burn::tensor::Device {
+    // NdArray is deprecated in favour of Flex since Burn 0.22; it is the backend this product standardised
+    // on (burn-ndarray) and stays behind this one function, so switching is a one-line change.
+    #[allow(deprecated)]
+    burn::tensor::Device::ndarray()
+}
+
+/// The committed artifacts directory (`models/artifacts`), for tools and tests run from the repository.
+pub fn committed_artifacts_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts")
+}

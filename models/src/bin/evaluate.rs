@@ -1,0 +1,90 @@
+//! Cross-validates the trained PD models and their comparison models on the Polish bankruptcy data, on the
+//! same stratified 10 folds, and checks the result against the committed model cards.
+//!
+//! `cargo run -p pdscore-models --release --features train --bin evaluate [-- --data DIR --artifacts DIR]`
+//!
+//! Research options: `--file 5year.arff` evaluates one file; `--config '{"bins":32,…}'` overrides the
+//! network's hyper-parameters (a full `FitConfig` in JSON); the comparison with the cards then fails.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use pdscore_models::{
+    dataset::Dataset,
+    train::{
+        artifacts::ModelCard,
+        experiment::{self, HORIZONS},
+        fit::FitConfig,
+    },
+};
+
+fn main() -> ExitCode {
+    let mut data_dir = experiment::default_data_dir();
+    let mut artifacts = pdscore_models::committed_artifacts_dir();
+    let mut only: Option<String> = None;
+    let mut config = FitConfig::network();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--data", Some(dir)) => data_dir = PathBuf::from(dir),
+            ("--artifacts", Some(dir)) => artifacts = PathBuf::from(dir),
+            ("--file", Some(file)) => only = Some(file),
+            ("--config", Some(json)) => match serde_json::from_str(&json) {
+                Ok(c) => config = c,
+                Err(e) => {
+                    eprintln!("--config: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => {
+                eprintln!("usage: evaluate [--data DIR] [--artifacts DIR] [--file NAME] [--config JSON]");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut reproduced = true;
+    for horizon in HORIZONS.iter().filter(|h| only.as_deref().is_none_or(|f| f == h.file)) {
+        let data = match Dataset::load(&data_dir.join(horizon.file)) {
+            Ok(data) => data,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!(
+            "{} → {}-year PD ({} rows, {} bankrupt), stratified {}-fold CV:",
+            horizon.file,
+            horizon.horizon_years,
+            data.len(),
+            data.positives(),
+            experiment::FOLDS
+        );
+        let results = experiment::run(&data, &experiment::candidates(config.clone()));
+        let metrics: Vec<_> = results.into_iter().map(|(_, m)| m).collect();
+        println!("{}", serde_json::to_string_pretty(&metrics).expect("metrics serialize"));
+        let card_path = artifacts.join(format!("{}-v1.card.json", horizon.id.trim_end_matches("@1")));
+        match std::fs::read(&card_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ModelCard>(&b).ok())
+        {
+            Some(card) if card.metrics == metrics => {
+                eprintln!("  = {} (committed card reproduced)", card_path.display())
+            }
+            Some(_) => {
+                eprintln!(
+                    "  ≠ {}: the metrics differ from the committed card",
+                    card_path.display()
+                );
+                reproduced = false;
+            }
+            None => {
+                eprintln!("  ? {}: no committed card to compare with", card_path.display());
+                reproduced = false;
+            }
+        }
+    }
+    if reproduced {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,361 @@
+//! The model registry: named, versioned models loaded from `models/artifacts/`, checksums verified.
+//!
+//! `artifacts/manifest.json` lists every model with its files and their SHA-256. Loading fails with an
+//! error naming the file when one is missing, altered or malformed, so a bad deployment is refused at start
+//! (or at reload, leaving the running registry in place) instead of scoring with the wrong parameters.
+//!
+//! [`LoadedModel::score_batch`] is the one scoring entry point: rows of features in, PDs and contributions
+//! out. It is synchronous and CPU-bound, meant for the model pool's `SyncArbiter` worker threads.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Arc,
+};
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    PredictionType,
+    explain::Contribution,
+    features::FeatureSet,
+    network::{NetworkError, NetworkModel},
+    scorecard::{Scorecard, ScorecardSpec},
+};
+
+/// `family/name@version`, e.g. `annual/accunode-scorecard@1`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ModelId {
+    pub name: String,
+    pub version: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid model id {0:?}: expected name@version, e.g. annual/accunode-scorecard@1")]
+pub struct InvalidModelId(pub String);
+
+impl FromStr for ModelId {
+    type Err = InvalidModelId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || InvalidModelId(s.to_owned());
+        let (name, version) = s.rsplit_once('@').ok_or_else(invalid)?;
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '/' | '-' | '_'));
+        let version: u32 = version.parse().map_err(|_| invalid())?;
+        if !name_ok || version == 0 {
+            return Err(invalid());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            version,
+        })
+    }
+}
+
+impl TryFrom<String> for ModelId {
+    type Error = InvalidModelId;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ModelId> for String {
+    fn from(id: ModelId) -> Self {
+        id.to_string()
+    }
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.version)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Scorecard,
+    Network,
+}
+
+/// One file of an artifact and its checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactFile {
+    /// Relative to the artifacts directory.
+    pub path: String,
+    pub sha256: String,
+}
+
+/// A model's entry in `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub id: ModelId,
+    pub kind: ModelKind,
+    pub prediction_type: PredictionType,
+    /// The PD horizon in years (1: default within 12 months).
+    pub horizon_years: u8,
+    pub feature_set: FeatureSet,
+    pub description: String,
+    /// The parameters (scorecard JSON, or network spec JSON + Burn record).
+    pub files: Vec<ArtifactFile>,
+    /// Model card (JSON), shown by the API.
+    pub card: ArtifactFile,
+    /// Models giving the PD at other horizons from the same features, by horizon (`"5y"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub term_structure: BTreeMap<String, ModelId>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub models: Vec<ManifestEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{path}: cannot be read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: checksum mismatch (manifest says {expected}, file has {actual}); the artifact was altered or is incomplete"
+    )]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: malformed: {message}")]
+    Malformed { path: PathBuf, message: String },
+    #[error("{id}: {message}")]
+    Inconsistent { id: ModelId, message: String },
+}
+
+/// The parameters of one model, ready to score (boxed: both hold tensors and are a few hundred bytes).
+#[derive(Debug)]
+pub enum Model {
+    Scorecard(Box<Scorecard>),
+    Network(Box<NetworkModel>),
+}
+
+/// What a model says about one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelOutput {
+    pub pd: f64,
+    pub logit: f64,
+    pub baseline_logit: f64,
+    pub contributions: Vec<Contribution>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScoreError {
+    #[error("row {row} has {got} features; {model} reads {expected}")]
+    Width {
+        model: ModelId,
+        row: usize,
+        got: usize,
+        expected: usize,
+    },
+    #[error("{0}")]
+    Network(String),
+}
+
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub entry: ManifestEntry,
+    pub model: Model,
+    pub card: serde_json::Value,
+}
+
+impl LoadedModel {
+    pub fn id(&self) -> &ModelId {
+        &self.entry.id
+    }
+
+    /// Scores rows of features (in the model's feature-set order; `None` = missing).
+    pub fn score_batch(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<ModelOutput>, ScoreError> {
+        let expected = self.entry.feature_set.len();
+        if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != expected) {
+            return Err(ScoreError::Width {
+                model: self.entry.id.clone(),
+                row,
+                got: r.len(),
+                expected,
+            });
+        }
+        match &self.model {
+            Model::Scorecard(card) => Ok(card
+                .score(rows)
+                .into_iter()
+                .map(|o| ModelOutput {
+                    pd: o.pd,
+                    logit: o.logit,
+                    baseline_logit: o.baseline_logit,
+                    contributions: o.contributions,
+                })
+                .collect()),
+            Model::Network(network) => network
+                .score(rows)
+                .map_err(|e: NetworkError| ScoreError::Network(e.to_string())),
+        }
+    }
+}
+
+/// Every model of a deployment, by id.
+#[derive(Debug, Default)]
+pub struct Registry {
+    models: BTreeMap<ModelId, Arc<LoadedModel>>,
+}
+
+impl Registry {
+    /// Loads every model listed in `dir/manifest.json`, verifying each file's checksum.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, RegistryError> {
+        let manifest_path = dir.join("manifest.json");
+        let manifest: Manifest = parse_json(&manifest_path, &read(&manifest_path)?)?;
+        let mut models = BTreeMap::new();
+        for entry in manifest.models {
+            let files = entry
+                .files
+                .iter()
+                .map(|f| read_verified(dir, f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let card_path = dir.join(&entry.card.path);
+            let card: serde_json::Value = parse_json(&card_path, &read_verified(dir, &entry.card)?)?;
+            let model = match entry.kind {
+                ModelKind::Scorecard => {
+                    let [spec] = files.as_slice() else {
+                        return Err(inconsistent(&entry, "a scorecard has exactly one file"));
+                    };
+                    let path = dir.join(&entry.files[0].path);
+                    let spec: ScorecardSpec = parse_json(&path, spec)?;
+                    let card = Scorecard::new(spec, device).map_err(|e| RegistryError::Malformed {
+                        path,
+                        message: e.to_string(),
+                    })?;
+                    Model::Scorecard(Box::new(card))
+                }
+                ModelKind::Network => {
+                    let [spec, record] = files.as_slice() else {
+                        return Err(inconsistent(&entry, "a network has a spec file and a record file"));
+                    };
+                    let network =
+                        NetworkModel::from_bytes(spec, record, device).map_err(|e| RegistryError::Malformed {
+                            path: dir.join(&entry.files[1].path),
+                            message: e.to_string(),
+                        })?;
+                    Model::Network(Box::new(network))
+                }
+            };
+            let names = match &model {
+                Model::Scorecard(card) => card.feature_names().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                Model::Network(network) => network.feature_names().to_vec(),
+            };
+            if names != entry.feature_set.names() {
+                return Err(inconsistent(
+                    &entry,
+                    "its parameters do not read the manifest's feature set",
+                ));
+            }
+            models.insert(entry.id.clone(), Arc::new(LoadedModel { entry, model, card }));
+        }
+        for model in models.values() {
+            for partner in model.entry.term_structure.values() {
+                if !models.contains_key(partner) {
+                    return Err(inconsistent(
+                        &model.entry,
+                        &format!("term structure names unknown model {partner}"),
+                    ));
+                }
+            }
+        }
+        Ok(Self { models })
+    }
+
+    pub fn get(&self, id: &ModelId) -> Option<Arc<LoadedModel>> {
+        self.models.get(id).cloned()
+    }
+
+    pub fn models(&self) -> impl Iterator<Item = &Arc<LoadedModel>> {
+        self.models.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.models.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}
+
+fn inconsistent(entry: &ManifestEntry, message: &str) -> RegistryError {
+    RegistryError::Inconsistent {
+        id: entry.id.clone(),
+        message: message.to_owned(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, RegistryError> {
+    std::fs::read(path).map_err(|source| RegistryError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_verified(dir: &Path, file: &ArtifactFile) -> Result<Vec<u8>, RegistryError> {
+    let path = dir.join(&file.path);
+    let bytes = read(&path)?;
+    let actual = sha256_hex(&bytes);
+    if !actual.eq_ignore_ascii_case(&file.sha256) {
+        return Err(RegistryError::Checksum {
+            path,
+            expected: file.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes).map_err(|e| RegistryError::Malformed {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Lower-case hex SHA-256, as stored in the manifest.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_can_move_to_a_model_pool_worker_thread() {
+        fn is_send<T: Send>() {}
+        is_send::<Registry>();
+    }
+
+    #[test]
+    fn model_ids_parse_and_print() {
+        let id: ModelId = "annual/accunode-scorecard@1".parse().unwrap();
+        assert_eq!((id.name.as_str(), id.version), ("annual/accunode-scorecard", 1));
+        assert_eq!(id.to_string(), "annual/accunode-scorecard@1");
+        for bad in ["annual", "annual@0", "Annual@1", "a@x", "@1", "a b@1"] {
+            assert!(bad.parse::<ModelId>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Discrimination and calibration metrics of probability forecasts against 0/1 outcomes.
+
+use serde::Serialize;
+
+/// ROC-AUC: the probability that a random positive scores above a random negative (ties count half).
+/// `None` when either class is absent.
+pub fn roc_auc(scores: &[f64], labels: &[u8]) -> Option<f64> {
+    let ranks = average_ranks(scores);
+    let positives = labels.iter().filter(|&&l| l == 1).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let rank_sum: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l == 1).map(|(r, _)| r).sum();
+    let p = positives as f64;
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
+}
+
+/// Row indices sorted by score (ascending, or descending), split into runs of equal scores.
+fn tied_runs(scores: &[f64], descending: bool) -> (Vec<usize>, Vec<std::ops::Range<usize>>) {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| {
+        let ascending = scores[a].total_cmp(&scores[b]);
+        if descending { ascending.reverse() } else { ascending }
+    });
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..=order.len() {
+        if i == order.len() || scores[order[i]] != scores[order[start]] {
+            runs.push(start..i);
+            start = i;
+        }
+    }
+    (order, runs)
+}
+
+/// 1-based ranks with ties given their average rank.
+fn average_ranks(scores: &[f64]) -> Vec<f64> {
+    let (order, runs) = tied_runs(scores, false);
+    let mut ranks = vec![0.0; scores.len()];
+    for run in runs {
+        let rank = (run.start + run.end - 1) as f64 / 2.0 + 1.0;
+        for &k in &order[run] {
+            ranks[k] = rank;
+        }
+    }
+    ranks
+}
+
+/// PR-AUC as average precision: the mean of the precision at each positive, scores descending (ties
+/// processed as one block).
+pub fn average_precision(scores: &[f64], labels: &[u8]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&l| l == 1).count();
+    if positives == 0 {
+        return None;
+    }
+    let (order, runs) = tied_runs(scores, true);
+    let (mut true_pos, mut seen, mut ap, mut previous_recall) = (0usize, 0usize, 0.0, 0.0);
+    for run in runs {
+        for &k in &order[run] {
+            seen += 1;
+            true_pos += usize::from(labels[k] == 1);
+        }
+        let recall = true_pos as f64 / positives as f64;
+        let precision = true_pos as f64 / seen as f64;
+        ap += (recall - previous_recall) * precision;
+        previous_recall = recall;
+    }
+    Some(ap)
+}
+
+/// Mean squared error of the probabilities.
+pub fn brier(probabilities: &[f64], labels: &[u8]) -> f64 {
+    let n = probabilities.len().max(1) as f64;
+    probabilities
+        .iter()
+        .zip(labels)
+        .map(|(p, &l)| (p - f64::from(l)).powi(2))
+        .sum::<f64>()
+        / n
+}
+
+/// Kolmogorov–Smirnov statistic: the largest gap between the score distributions of the two classes.
+pub fn ks(scores: &[f64], labels: &[u8]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&l| l == 1).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    let (order, runs) = tied_runs(scores, false);
+    let (mut cum_pos, mut cum_neg, mut best) = (0.0, 0.0, 0.0f64);
+    for run in runs {
+        for &k in &order[run] {
+            if labels[k] == 1 {
+                cum_pos += 1.0;
+            } else {
+                cum_neg += 1.0;
+            }
+        }
+        best = best.max((cum_pos / positives - cum_neg / negatives).abs());
+    }
+    Some(best)
+}
+
+/// One bin of a reliability table.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub count: usize,
+    pub mean_predicted: f64,
+    pub observed_rate: f64,
+}
+
+/// Reliability (calibration) table over the given probability bin edges; empty bins are left out.
+pub fn reliability(probabilities: &[f64], labels: &[u8], edges: &[f64]) -> Vec<ReliabilityBin> {
+    edges
+        .windows(2)
+        .enumerate()
+        .filter_map(|(i, w)| {
+            let (lower, upper) = (w[0], w[1]);
+            let last = i + 2 == edges.len();
+            let members: Vec<(f64, u8)> = probabilities
+                .iter()
+                .zip(labels)
+                .filter(|(p, _)| **p >= lower && (**p < upper || (last && **p <= upper)))
+                .map(|(p, l)| (*p, *l))
+                .collect();
+            (!members.is_empty()).then(|| {
+                let n = members.len() as f64;
+                ReliabilityBin {
+                    lower,
+                    upper,
+                    count: members.len(),
+                    mean_predicted: members.iter().map(|(p, _)| p).sum::<f64>() / n,
+                    observed_rate: members.iter().map(|(_, l)| f64::from(*l)).sum::<f64>() / n,
+                }
+            })
+        })
+        .collect()
+}
+
+/// The bin edges used in every model card's reliability table.
+pub const RELIABILITY_EDGES: [f64; 9] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0];
+
+/// Mean and sample standard deviation.
+pub fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_counts_pairs_and_half_ties() {
+        assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]), Some(0.75));
+        assert_eq!(roc_auc(&[0.5, 0.5], &[0, 1]), Some(0.5));
+        assert_eq!(roc_auc(&[0.1, 0.2], &[1, 1]), None);
+    }
+
+    #[test]
+    fn average_precision_matches_a_hand_computation() {
+        // Descending: 0.8(1) 0.4(0) 0.35(1) 0.1(0): AP = 0.5*1 + 0.5*(2/3).
+        let ap = average_precision(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]).unwrap();
+        assert!((ap - (0.5 + 1.0 / 3.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn brier_ks_and_reliability() {
+        assert!((brier(&[0.0, 1.0, 0.5], &[0, 1, 1]) - 0.25 / 3.0).abs() < 1e-12);
+        assert_eq!(ks(&[0.1, 0.2, 0.8, 0.9], &[0, 0, 1, 1]), Some(1.0));
+        let table = reliability(&[0.005, 0.015, 0.9, 1.0], &[0, 1, 1, 1], &RELIABILITY_EDGES);
+        assert_eq!(table.len(), 3);
+        assert_eq!(table[2].count, 2);
+        assert_eq!(table[1].observed_rate, 1.0);
+        let (m, sd) = mean_sd(&[1.0, 3.0]);
+        assert_eq!((m, sd), (2.0, 2f64.sqrt()));
+    }
+}

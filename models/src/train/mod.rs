@@ -1,0 +1,9 @@
+//! Training and evaluation (feature `train`): stratified cross-validation, the training loop, Platt
+//! calibration, the metrics, the comparison models and the artifacts they produce.
+
+pub mod artifacts;
+pub mod cv;
+pub mod experiment;
+pub mod fit;
+pub mod metrics;
+pub mod platt;
