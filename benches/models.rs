@@ -5,7 +5,11 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pdscore_models::{features::FeatureSet, registry::Registry, statement::Statement};
+use pdscore_models::{
+    features::FeatureSet,
+    registry::{Model, Registry},
+    statement::Statement,
+};
 
 /// A plausible statement (thousands), varied per row so that rows fall into different bins.
 fn statement(i: usize) -> Statement {
@@ -74,6 +78,13 @@ fn inference(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new(model.id().to_string(), batch), &rows, |b, rows| {
                 b.iter(|| model.score_batch(rows).expect("scores"))
             });
+            // Networks explain with integrated gradients; their PD alone is much cheaper.
+            if let Model::Network(network) = &model.model {
+                let id = format!("{} (PD only)", model.id());
+                group.bench_with_input(BenchmarkId::new(id, batch), &rows, |b, rows| {
+                    b.iter(|| network.predict(rows).expect("predicts"))
+                });
+            }
         }
     }
     group.finish();

@@ -13,7 +13,7 @@
 //!   contributions add up to `logit − baseline_logit` up to the quadrature error.
 
 use burn::{
-    module::Module,
+    module::{Module, ModuleMapper, Param, ParamId},
     nn::{Linear, LinearConfig, Relu},
     store::ModuleRecord,
     tensor::{Bytes, Device, Tensor, TensorData},
@@ -190,6 +190,21 @@ pub enum NetworkError {
     Spec(String),
     #[error("the Burn record does not match the spec: {0}")]
     Record(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("integrated gradients failed: {0}")]
+    Explanation(String),
+}
+
+/// Gives parameters the ids 1, 2, 3, … in traversal order.
+struct SequentialParamIds(u64);
+
+impl ModuleMapper for SequentialParamIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, tensor, _) = param.consume();
+        self.0 += 1;
+        Param::initialized(ParamId::from(self.0), tensor)
+    }
 }
 
 /// A loaded network ready to score.
@@ -221,7 +236,11 @@ impl NetworkModel {
             baseline,
             baseline_raw: 0.0,
         };
-        model.baseline_raw = model.raw_logits(&model.baseline.clone(), 1)[0];
+        model.baseline_raw = model
+            .raw_logits(&model.baseline.clone(), 1)?
+            .first()
+            .copied()
+            .ok_or_else(|| NetworkError::Inference("no logit for the baseline".into()))?;
         Ok(model)
     }
 
@@ -246,10 +265,12 @@ impl NetworkModel {
         }
     }
 
-    /// The Burn record of the weights, as stored in the artifact.
+    /// The Burn record of the weights, as stored in the artifact. Parameter ids (random in Burn) are
+    /// renumbered in traversal order first, so the same weights always give the same bytes.
     pub fn record_bytes(ensemble: &Ensemble) -> Result<Vec<u8>, NetworkError> {
         let bytes = ensemble
             .clone()
+            .map(&mut SequentialParamIds(0))
             .into_record()
             .into_bytes()
             .map_err(|e| NetworkError::Record(format!("{e:?}")))?;
@@ -264,26 +285,27 @@ impl NetworkModel {
         &self.spec.feature_names
     }
 
-    fn raw_logits(&self, encoded: &[f32], n: usize) -> Vec<f64> {
+    fn raw_logits(&self, encoded: &[f32], n: usize) -> Result<Vec<f64>, NetworkError> {
         let width = self.spec.encoder.width();
         let x = Tensor::<2>::from_data(TensorData::new(encoded.to_vec(), [n, width]), &self.device);
         self.ensemble
             .forward(x)
             .into_data()
             .try_to_vec_as::<f64>()
-            .unwrap_or_default()
+            .map_err(|e| NetworkError::Inference(format!("{e:?}")))
     }
 
-    /// Calibrated PDs only (no explanations): the fast path for evaluation.
-    pub fn predict(&self, rows: &[Vec<Option<f64>>]) -> Vec<f64> {
+    /// Calibrated PDs only (no explanations): the fast path.
+    pub fn predict(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<f64>, NetworkError> {
         if rows.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let encoded = self.spec.encoder.encode(rows);
-        self.raw_logits(&encoded, rows.len())
+        Ok(self
+            .raw_logits(&encoded, rows.len())?
             .into_iter()
             .map(|z| self.spec.calibration.probability(z))
-            .collect()
+            .collect())
     }
 
     /// PDs with integrated-gradients contributions.
@@ -292,9 +314,9 @@ impl NetworkModel {
             return Ok(Vec::new());
         }
         let encoded = self.spec.encoder.encode(rows);
-        let raw = self.raw_logits(&encoded, rows.len());
+        let raw = self.raw_logits(&encoded, rows.len())?;
         let width = self.spec.encoder.width();
-        let attributions = self.integrated_gradients(&encoded, rows.len());
+        let attributions = self.integrated_gradients(&encoded, rows.len())?;
         let calibration = self.spec.calibration;
         Ok(rows
             .iter()
@@ -313,7 +335,7 @@ impl NetworkModel {
     }
 
     /// Integrated gradients of the raw logit for each encoded input of each row, `[n * width]`.
-    fn integrated_gradients(&self, encoded: &[f32], n: usize) -> Vec<f64> {
+    fn integrated_gradients(&self, encoded: &[f32], n: usize) -> Result<Vec<f64>, NetworkError> {
         let width = self.spec.encoder.width();
         let m = self.spec.ig_steps;
         // Path points α = 0, 1/m, …, 1 for every row, stacked: [(m + 1) * n, width].
@@ -331,11 +353,10 @@ impl NetworkModel {
         let grads = model.forward(input.clone()).sum().backward();
         let gradient: Vec<f64> = input
             .grad(&grads)
-            .map(|g| g.into_data().try_to_vec_as::<f64>().unwrap_or_default())
-            .unwrap_or_default();
-        if gradient.len() != (m + 1) * n * width {
-            return vec![0.0; n * width];
-        }
+            .ok_or_else(|| NetworkError::Explanation("no gradient for the input".into()))?
+            .into_data()
+            .try_to_vec_as::<f64>()
+            .map_err(|e| NetworkError::Explanation(format!("{e:?}")))?;
         let mut attributions = vec![0.0; n * width];
         for i in 0..n {
             for d in 0..width {
@@ -349,7 +370,7 @@ impl NetworkModel {
                 attributions[i * width + d] = integral / m as f64 * delta;
             }
         }
-        attributions
+        Ok(attributions)
     }
 
     /// Sums the encoded inputs' attributions per feature, in calibrated-logit units, with a reason each.
@@ -415,7 +436,6 @@ mod tests {
     #[test]
     fn contributions_add_up_to_the_logit_difference() {
         let device = crate::cpu();
-        device.seed(7);
         let encoder = Encoder::fit(&rows(), 4);
         let spec = NetworkSpec {
             feature_names: vec!["a".into(), "b".into(), "c".into()],
@@ -426,8 +446,11 @@ mod tests {
             ig_steps: 64,
             encoder,
         };
-        let ensemble = NetworkModel::empty_ensemble(&spec, &device);
-        let bytes = NetworkModel::record_bytes(&ensemble).unwrap();
+        let build = || {
+            device.seed(7);
+            NetworkModel::empty_ensemble(&spec, &device)
+        };
+        let bytes = NetworkModel::record_bytes(&build()).unwrap();
         let spec_json = serde_json::to_vec(&spec).unwrap();
         let model = NetworkModel::from_bytes(&spec_json, &bytes, &device).unwrap();
         let out = model
@@ -442,8 +465,13 @@ mod tests {
             );
             assert!((0.0..=1.0).contains(&o.pd));
         }
-        // The record round-trips: the same weights give the same predictions.
+        // The record round-trips (the same weights give the same predictions), and the same weights
+        // always give the same bytes, whatever ids Burn drew for the parameters.
+        assert_eq!(NetworkModel::record_bytes(&build()).unwrap(), bytes);
         let again = NetworkModel::from_bytes(&spec_json, &bytes, &device).unwrap();
-        assert_eq!(again.predict(&rows()[..3]), model.predict(&rows()[..3]));
+        assert_eq!(
+            again.predict(&rows()[..3]).unwrap(),
+            model.predict(&rows()[..3]).unwrap()
+        );
     }
 }
