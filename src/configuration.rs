@@ -22,6 +22,12 @@ const ENV_ALIASES: [(&str, &str); 4] = [
     ("LISTEN_ADDR", "application.listen"),
 ];
 
+/// Structured variables holding comma-separated lists.
+const ENV_LISTS: [(&str, &str); 2] = [
+    ("PDSCORE__HEALTH__REQUIRED", "health.required"),
+    ("PDSCORE__AUTH__JWT_PUBLIC_KEY_PATHS", "auth.jwt_public_key_paths"),
+];
+
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -151,7 +157,7 @@ impl Settings {
     }
 
     /// Loads the settings from the defaults, `file` and the given environment (tests pass their own).
-    pub fn load_from(file: Option<&std::path::Path>, env: HashMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn load_from(file: Option<&std::path::Path>, mut env: HashMap<String, String>) -> Result<Self, ConfigError> {
         let mut builder =
             config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         if let Some(file) = file {
@@ -160,14 +166,23 @@ impl Settings {
         for (var, key) in ENV_ALIASES {
             builder = builder.set_override_option(key, env.get(var).cloned())?;
         }
+        // Lists are comma-separated in the environment. Values are otherwise taken as text and converted by
+        // type, so a string setting such as a prefix "007" stays "007".
+        for (var, key) in ENV_LISTS {
+            if let Some(value) = env.remove(var) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                builder = builder.set_override(key, items)?;
+            }
+        }
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("auth.jwt_public_key_paths")
-                .with_list_parse_key("health.required")
-                .try_parsing(true)
                 .source(Some(env.into_iter().collect())),
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
@@ -209,8 +224,15 @@ impl Settings {
         if self.redis.pool_size == 0 {
             return invalid("redis.pool_size", "must be at least 1".into());
         }
-        if self.health.timeout_ms == 0 {
-            return invalid("health.timeout_ms", "must be at least 1".into());
+        for (key, value) in [
+            ("health.timeout_ms", self.health.timeout_ms),
+            ("redis.timeout_ms", self.redis.timeout_ms),
+            ("database.acquire_timeout_ms", self.database.acquire_timeout_ms),
+            ("nats.connect_timeout_ms", self.nats.connect_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
         }
         if self.application.max_json_body_bytes < 1024 {
             return invalid("application.max_json_body_bytes", "must be at least 1024".into());
@@ -287,19 +309,25 @@ impl HealthSettings {
     }
 }
 
-/// `scheme://user:password@host/…` → `scheme://user:***@host/…`; anything else is returned as is.
+/// Masks the credentials of a URL for display: the password of `user:password@`, a bare `token@` entirely,
+/// and the whole query string (drivers accept `?password=…`). `scheme://user:***@host/db?***`.
 fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return "***".to_owned();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, _)) => (rest, "?***"),
+        None => (rest, ""),
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("***@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{authority}{path}{query}")
 }
 
 #[cfg(test)]
@@ -324,7 +352,8 @@ mod tests {
             env(&[
                 ("DATABASE_URL", "postgres://app:s3cret@db.internal:5433/risk"),
                 ("PDSCORE__DATABASE__MAX_CONNECTIONS", "7"),
-                ("PDSCORE__NATS__PREFIX", "staging"),
+                ("PDSCORE__NATS__PREFIX", "007"),
+                ("PDSCORE__REDIS__KEY_PREFIX", "0042"),
                 ("PDSCORE__HEALTH__REQUIRED", "postgres,nats"),
                 ("LISTEN_ADDR", "0.0.0.0:9000"),
             ]),
@@ -335,7 +364,9 @@ mod tests {
             "postgres://app:s3cret@db.internal:5433/risk"
         );
         assert_eq!(settings.database.max_connections, 7);
-        assert_eq!(settings.nats.prefix, "staging");
+        // Strings stay strings: no number parsing of string settings.
+        assert_eq!(settings.nats.prefix, "007");
+        assert_eq!(settings.redis.key_prefix, "0042");
         assert_eq!(settings.health.required, vec![Dependency::Postgres, Dependency::Nats]);
         assert_eq!(settings.application.listen.to_string(), "0.0.0.0:9000");
     }
@@ -368,6 +399,7 @@ mod tests {
             (("PDSCORE__APPLICATION__LOG_FORMAT", "xml"), "application.log_format"),
             (("PDSCORE__HEALTH__REQUIRED", "postgres,kafka"), "health.required"),
             (("PDSCORE__DATABASE__MAXCONNECTIONS", "3"), "maxconnections"),
+            (("PDSCORE__REDIS__TIMEOUT_MS", "0"), "redis.timeout_ms"),
         ];
         for ((var, value), key) in cases {
             let err = match Settings::load_from(None, env(&[(var, value)])) {
@@ -385,7 +417,8 @@ mod tests {
             env(&[
                 ("DATABASE_URL", "postgres://app:hunter2-db@db:5432/risk"),
                 ("REDIS_URL", "redis://:hunter2-redis@cache:6379"),
-                ("NATS_URL", "nats://u:hunter2-nats@bus:4222"),
+                ("NATS_URL", "nats://hunter2-nats@bus:4222"),
+                ("PDSCORE__APPLICATION__LOG_LEVEL", "info"),
             ]),
         )
         .unwrap();
@@ -396,5 +429,10 @@ mod tests {
             assert!(!redacted.contains(secret), "redacted view leaks {secret}");
         }
         assert!(redacted.contains("postgres://app:***@db:5432/risk"));
+        assert!(redacted.contains("nats://***@bus:4222"));
+        assert_eq!(
+            redact_url("postgres://db/risk?password=x&sslmode=disable"),
+            "postgres://db/risk?***"
+        );
     }
 }

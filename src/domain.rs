@@ -32,7 +32,11 @@ impl Email {
         if normalized.len() > 254 {
             return Err(InvalidValue::new("email", "must be at most 254 characters"));
         }
-        email_address::EmailAddress::parse_with_options(&normalized, email_address::Options::default())
+        // A bare address only: no display name ("Ada <ada@x>") and no domain literal ("ada@[10.0.0.1]").
+        let options = email_address::Options::default()
+            .without_display_text()
+            .without_domain_literal();
+        email_address::EmailAddress::parse_with_options(&normalized, options)
             .map_err(|e| InvalidValue::new("email", format!("{normalized:?} is not a valid address ({e})")))?;
         Ok(Self(normalized))
     }
@@ -85,7 +89,15 @@ mod tests {
     #[test]
     fn emails_are_normalized_and_checked() {
         assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
-        for bad in ["", "ada", "@example.com", "ada@", "a b@example.com"] {
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "a b@example.com",
+            "Ada <ada@example.com>",
+            "ada@[10.0.0.1]",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

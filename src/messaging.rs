@@ -46,7 +46,15 @@ impl Messaging {
         let streams_ready = Arc::new(AtomicBool::new(false));
         let connected = Arc::new(Notify::new());
         let (ready, notify) = (streams_ready.clone(), connected.clone());
-        let client = async_nats::ConnectOptions::new()
+        // async-nats does not take credentials from the URL by itself: pass them explicitly.
+        let options = match (address.username(), address.password()) {
+            (Some(user), Some(password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned())
+            }
+            (Some(token), None) => async_nats::ConnectOptions::with_token(token.to_owned()),
+            _ => async_nats::ConnectOptions::new(),
+        };
+        let client = options
             .name("pdscore")
             .retry_on_initial_connect()
             .max_reconnects(None)
@@ -88,21 +96,21 @@ impl Messaging {
         self.streams_ready.load(Ordering::SeqCst)
     }
 
-    /// Asks the server for the filings stream (a JetStream API round trip). A missing stream marks the
-    /// streams as not ready, so the upkeep task puts them back.
+    /// Asks the server for every stream (JetStream API round trips). A missing stream marks the streams as
+    /// not ready, so the upkeep task puts them back.
     pub async fn check_streams(&self) -> anyhow::Result<()> {
-        let name = self.namespace.stream_name(StreamKind::Filings.base_name());
-        match self.jetstream.get_stream(&name).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
+        for kind in StreamKind::ALL {
+            let name = self.namespace.stream_name(kind.base_name());
+            if let Err(e) = self.jetstream.get_stream(&name).await {
                 if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
                 {
                     self.streams_ready.store(false, Ordering::SeqCst);
                     self.connected.notify_one();
                 }
-                Err(anyhow::Error::new(e).context(format!("stream {name} unavailable")))
+                return Err(anyhow::Error::new(e).context(format!("stream {name} unavailable")));
             }
         }
+        Ok(())
     }
 
     /// Keeps the streams in place until `shutdown`: right after each connection, then retrying every

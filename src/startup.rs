@@ -2,9 +2,10 @@
 //!
 //! `Application::build` binds the listener (port 0 in tests) and connects to the dependencies without
 //! waiting for Redis or NATS (they are retried in the background and reported by `/health`);
-//! `run_until_stopped` serves until SIGTERM/SIGINT or [`Application::shutdown_token`] fires, then drains:
-//! stops accepting, lets in-flight requests finish (up to `application.shutdown_timeout_secs`), stops the
-//! background tasks, flushes NATS and closes the pools.
+//! `run_until_stopped` serves until SIGTERM/SIGINT or [`Application::shutdown_token`] fires, then drains
+//! within one deadline (`application.shutdown_timeout_secs`): it stops taking new work everywhere at once
+//! (the server stops accepting, background tasks stop pulling), lets in-flight requests and tasks finish,
+//! flushes NATS and closes the pools.
 
 use std::{net::TcpListener, time::Duration};
 
@@ -99,28 +100,32 @@ impl Application {
             }
             _ = shutdown.cancelled() => None,
         };
+        // One deadline for the whole drain, from the moment shutdown starts.
+        let deadline = tokio::time::Instant::now() + shutdown_timeout;
+        // Stop taking new work everywhere at once: background tasks stop pulling, the server stops accepting.
         shutdown.cancel();
         let server_result = match server_result {
             Some(result) => result,
             None => {
-                // Stop accepting and wait for in-flight requests (bounded by the server's shutdown timeout).
+                // In-flight requests finish (bounded by the server's own shutdown timeout, the same setting).
                 handle.stop(true).await;
                 server.await
             }
         };
-        let drained = tokio::time::timeout(shutdown_timeout, async {
+        let drained = tokio::time::timeout_at(deadline, async {
             for task in background {
                 let _ = task.await;
             }
             if let Err(e) = state.messaging.client.flush().await {
                 tracing::warn!(error = %e, "could not flush NATS on shutdown");
             }
+            state.redis.close();
+            state.db.close().await;
         })
         .await;
         if drained.is_err() {
-            tracing::warn!("background work did not finish within application.shutdown_timeout_secs");
+            tracing::warn!("in-flight work did not finish within application.shutdown_timeout_secs");
         }
-        state.db.close().await;
         tracing::info!("stopped");
         server_result
             .context("The HTTP server task failed")?

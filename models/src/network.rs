@@ -70,7 +70,7 @@ impl Encoder {
     /// Appends the encoding of `row` to `out`.
     pub fn encode_into(&self, row: &[Option<f64>], out: &mut Vec<f32>) {
         for (j, edges) in self.edges.iter().enumerate() {
-            let value = row[j].filter(|v| !v.is_nan());
+            let value = row.get(j).copied().flatten().filter(|v| !v.is_nan());
             for window in edges.windows(2) {
                 let position = match value {
                     Some(x) => ((x - window[0]) / (window[1] - window[0])).clamp(0.0, 1.0),
@@ -222,6 +222,16 @@ impl NetworkModel {
         let n = spec.feature_names.len();
         if spec.encoder.n_features() != n || spec.feature_labels.len() != n || spec.encoder.medians.len() != n {
             return Err(NetworkError::Spec("feature names, labels and encoder disagree".into()));
+        }
+        let edges_ok = spec
+            .encoder
+            .edges
+            .iter()
+            .all(|e| e.iter().all(|x| x.is_finite()) && e.windows(2).all(|w| w[0] < w[1]));
+        if !edges_ok || spec.encoder.medians.iter().any(|m| !m.is_finite()) {
+            return Err(NetworkError::Spec(
+                "encoder edges must be finite and strictly increasing".into(),
+            ));
         }
         if spec.members == 0 || ensemble.members.len() != spec.members || spec.ig_steps == 0 {
             return Err(NetworkError::Spec(
@@ -383,7 +393,7 @@ impl NetworkModel {
                 let logit = a * per_input[offset..offset + width].iter().sum::<f64>();
                 offset += width;
                 let label = &self.spec.feature_labels[j];
-                let value = row[j];
+                let value = row.get(j).copied().flatten();
                 let direction = if logit > 0.0 { "raises" } else { "lowers" };
                 let reason = match value {
                     Some(v) => {

@@ -267,14 +267,21 @@ impl Registry {
                     "its parameters do not read the manifest's feature set",
                 ));
             }
+            if models.contains_key(&entry.id) {
+                return Err(inconsistent(&entry, "listed twice in the manifest"));
+            }
             models.insert(entry.id.clone(), Arc::new(LoadedModel { entry, model, card }));
         }
         for model in models.values() {
             for partner in model.entry.term_structure.values() {
-                if !models.contains_key(partner) {
+                let compatible = models.get(partner).is_some_and(|p| {
+                    p.entry.feature_set == model.entry.feature_set
+                        && p.entry.prediction_type == model.entry.prediction_type
+                });
+                if !compatible {
                     return Err(inconsistent(
                         &model.entry,
-                        &format!("term structure names unknown model {partner}"),
+                        &format!("term structure names {partner}, which is unknown or reads other features"),
                     ));
                 }
             }

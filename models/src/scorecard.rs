@@ -216,7 +216,7 @@ impl Scorecard {
 
     fn contribution(&self, j: usize, value: Option<f64>, rate: f64, minimum: f64, outcome: BinOutcome) -> Contribution {
         let feature = &self.spec.features[j];
-        let maximum = feature.bins.iter().map(|b| b.rate).fold(feature.missing_rate, f64::max);
+        let maximum = feature.bins.iter().map(|b| b.rate).fold(f64::NEG_INFINITY, f64::max);
         let shown = value.map(|v| format_value(v, &feature.unit));
         let rate_pct = rate * 100.0;
         let reason = match (outcome, shown) {
@@ -253,8 +253,10 @@ impl Scorecard {
     }
 }
 
+/// The feature's lowest bin rate: the baseline company sits in every feature's safest bin. (A missing value
+/// may have a lower rate still; its contribution is then negative.)
 fn min_rate(feature: &ScorecardFeature) -> f64 {
-    feature.bins.iter().map(|b| b.rate).fold(feature.missing_rate, f64::min)
+    feature.bins.iter().map(|b| b.rate).fold(f64::INFINITY, f64::min)
 }
 
 fn format_value(value: f64, unit: &str) -> String {

@@ -15,7 +15,7 @@ use std::fmt;
 
 /// Why a namespace prefix was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid NATS prefix {0:?}: use 1-32 characters among a-z, 0-9, '-' and '_', starting with a letter or digit")]
+#[error("invalid NATS prefix {0:?}: use 1-32 characters among a-z, 0-9 and '-', starting with a letter or digit")]
 pub struct InvalidNamespace(pub String);
 
 /// The prefix under which this deployment's subjects and streams live (empty: none).
@@ -25,16 +25,16 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    /// Parses a prefix. Empty means "no prefix"; otherwise lowercase letters, digits, `-` and `_` only, because
-    /// the prefix becomes a subject token and (upper-cased) part of a stream name, where `.`, `*`, `>` and
-    /// whitespace are not allowed.
+    /// Parses a prefix. Empty means "no prefix"; otherwise lowercase letters, digits and `-` only, because
+    /// the prefix becomes a subject token and (upper-cased, `-` as `_`) part of a stream name, where `.`, `*`,
+    /// `>` and whitespace are not allowed. `_` is refused so that two prefixes never map to one stream name.
     pub fn parse(prefix: &str) -> Result<Self, InvalidNamespace> {
         let valid = prefix.is_empty()
             || (prefix.len() <= 32
                 && prefix.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
                 && prefix
                     .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'));
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         if valid {
             Ok(Self {
                 prefix: prefix.to_owned(),
@@ -104,14 +104,14 @@ mod tests {
 
     #[test]
     fn a_prefix_applies_to_subjects_and_streams() {
-        let ns = Namespace::parse("t-42_x").unwrap();
-        assert_eq!(ns.filings("acme", "quarterly"), "t-42_x.filings.acme.quarterly");
+        let ns = Namespace::parse("t-42-x").unwrap();
+        assert_eq!(ns.filings("acme", "quarterly"), "t-42-x.filings.acme.quarterly");
         assert_eq!(ns.stream_name("ALERTS"), "T_42_X_ALERTS");
     }
 
     #[test]
     fn prefixes_that_would_break_subjects_are_refused() {
-        for bad in ["a.b", "a b", ">", "*", "-x", "UPPER", &"x".repeat(33)] {
+        for bad in ["a.b", "a b", ">", "*", "-x", "UPPER", "a_b", &"x".repeat(33)] {
             assert!(Namespace::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

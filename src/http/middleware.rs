@@ -27,7 +27,7 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let request_id = RequestId::from_headers(req.headers());
     req.extensions_mut().insert(request_id.clone());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let span = tracing::info_span!(
         "http_request",
         request_id = %request_id,
@@ -77,6 +77,16 @@ pub async fn request_context(
     Ok(res)
 }
 
+/// The method as a metric label: the standard methods by name, anything else (clients may send any token)
+/// as `OTHER`, so the series count stays bounded.
+fn method_label(method: &actix_web::http::Method) -> String {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    let name = method.as_str();
+    if STANDARD.contains(&name) { name } else { "OTHER" }.to_owned()
+}
+
 /// Error responses the framework produced without a body of ours (no route, wrong method, …) get the
 /// envelope too, with the code the status implies; their headers (`Allow`, `Retry-After`) are kept.
 fn enforce_envelope<B: MessageBody + 'static>(res: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
@@ -93,7 +103,7 @@ fn enforce_envelope<B: MessageBody + 'static>(res: ServiceResponse<B>) -> Servic
     *replacement.status_mut() = status;
     for (name, value) in res.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            replacement.headers_mut().insert(name.clone(), value.clone());
+            replacement.headers_mut().append(name.clone(), value.clone());
         }
     }
     res.into_response(replacement)

@@ -171,3 +171,41 @@ async fn a_filing_is_unique_per_tenant_and_idempotency_key() {
         Some("filings_idempotency")
     );
 }
+
+#[actix_web::test]
+async fn an_assignment_cannot_name_another_tenants_user() {
+    let app = spawn_app().await;
+    let (tenant_a, org_a) = tenant_with_org(&app.db, "bank-a").await;
+    let (tenant_b, org_b) = tenant_with_org(&app.db, "bank-b").await;
+    let company = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO companies (id, tenant_id, organization_id, symbol, name) VALUES ($1, $2, $3, 'ACME', 'Acme')",
+    )
+    .bind(company)
+    .bind(tenant_a)
+    .bind(org_a)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let user_b = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO users (id, tenant_id, organization_id, email, password_hash, role)
+         VALUES ($1, $2, $3, 'b@example.com', 'x', 'user')",
+    )
+    .bind(user_b)
+    .bind(tenant_b)
+    .bind(org_b)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let result = sqlx::query("INSERT INTO company_assignments (tenant_id, user_id, company_id) VALUES ($1, $2, $3)")
+        .bind(tenant_a)
+        .bind(user_b)
+        .bind(company)
+        .execute(&app.db)
+        .await;
+
+    let error = result.expect_err("tenant A's company assigned to tenant B's user must be refused");
+    assert_eq!(error.as_database_error().unwrap().code().as_deref(), Some("23503"));
+}
