@@ -163,6 +163,12 @@ impl FeatureSet {
 
     /// Client-sent ratios by name, in this set's order; names are matched case-insensitively.
     pub fn from_ratios(self, ratios: &Map<String, Value>) -> Result<Vec<Option<f64>>, FeatureError> {
+        Ok(self.sent_ratios(ratios)?.into_iter().map(Option::flatten).collect())
+    }
+
+    /// Per feature: `None` when the client did not send it, `Some(value)` when it did (the value itself may
+    /// be missing, e.g. "NM"). Names are matched case-insensitively; an unknown name is an error.
+    fn sent_ratios(self, ratios: &Map<String, Value>) -> Result<Vec<Option<Option<f64>>>, FeatureError> {
         let names = self.names();
         let mut values = vec![None; names.len()];
         for (key, value) in ratios {
@@ -173,7 +179,7 @@ impl FeatureSet {
                     field: key.clone(),
                     expected: names.join(", "),
                 })?;
-            values[index] = parse_value(key, value)?;
+            values[index] = Some(parse_value(key, value)?);
         }
         Ok(values)
     }
@@ -190,11 +196,9 @@ impl FeatureSet {
             None => vec![None; self.len()],
         };
         if let Some(ratios) = ratios {
-            let sent = self.from_ratios(ratios)?;
-            let names = self.names();
-            for (i, value) in sent.into_iter().enumerate() {
-                if ratios.keys().any(|k| k.trim().eq_ignore_ascii_case(names[i])) {
-                    values[i] = value;
+            for (value, sent) in values.iter_mut().zip(self.sent_ratios(ratios)?) {
+                if let Some(sent) = sent {
+                    *value = sent;
                 }
             }
         }
