@@ -39,7 +39,8 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Create (or find) the demo tenant, its organization and its admin; print fresh sign-in credentials.
+    /// Create (or find) the demo tenant, its organization, one account per role and a few companies; print
+    /// fresh sign-in credentials.
     DemoSetup,
     /// Print the effective configuration, credentials masked.
     Config,
@@ -104,8 +105,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let demo = accounts::demo_setup(&pool).await?;
             println!("demo tenant     {} (id {})", demo.tenant_slug, demo.tenant_id);
             println!("organization    {} (id {})", demo.organization, demo.organization_id);
-            println!("tenant admin    {}", demo.admin_email);
-            println!("password        {}   (new on every demo-setup)", demo.admin_password);
+            println!("companies       {}", demo.companies.join(", "));
+            println!("accounts (passwords are new on every demo-setup):");
+            for user in &demo.users {
+                println!("  {:<13} {:<30} {}", user.role.as_str(), user.email, user.password);
+            }
             Ok(())
         }
         Command::Config => {

@@ -107,6 +107,14 @@ pub struct AuthSettings {
     pub audience: String,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
+    /// Sign-in attempts allowed per account within `login_account_window_secs`.
+    pub login_attempts_per_account: u32,
+    pub login_account_window_secs: u64,
+    /// Sign-in attempts allowed per client address within `login_address_window_secs`.
+    pub login_attempts_per_address: u32,
+    pub login_address_window_secs: u64,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -248,6 +256,25 @@ impl Settings {
                 "auth.refresh_token_ttl_secs",
                 "access tokens must live at least 1 s and refresh tokens longer than access tokens".into(),
             );
+        }
+        for (key, value) in [
+            (
+                "auth.login_attempts_per_account",
+                u64::from(self.auth.login_attempts_per_account),
+            ),
+            ("auth.login_account_window_secs", self.auth.login_account_window_secs),
+            (
+                "auth.login_attempts_per_address",
+                u64::from(self.auth.login_attempts_per_address),
+            ),
+            ("auth.login_address_window_secs", self.auth.login_address_window_secs),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
+        }
+        if self.auth.issuer.trim().is_empty() || self.auth.audience.trim().is_empty() {
+            return invalid("auth.issuer", "issuer and audience must not be empty".into());
         }
         Ok(())
     }

@@ -82,6 +82,54 @@ impl TenantSlug {
     }
 }
 
+/// A required piece of text: trimmed, 1 to `max` characters, no control characters.
+pub fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidValue> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(InvalidValue::new(field, "must not be empty"));
+    }
+    optional_text(field, text, max).map(|t| t.unwrap_or_default())
+}
+
+/// Optional text: trimmed (empty means absent), at most `max` characters, no control characters.
+pub fn optional_text(field: &'static str, raw: &str, max: usize) -> Result<Option<String>, InvalidValue> {
+    let text = raw.trim();
+    if text.chars().count() > max {
+        return Err(InvalidValue::new(field, format!("must be at most {max} characters")));
+    }
+    if text.chars().any(|c| c.is_control()) {
+        return Err(InvalidValue::new(field, "must not contain control characters"));
+    }
+    Ok((!text.is_empty()).then(|| text.to_owned()))
+}
+
+/// A company's ticker or internal identifier: upper-cased, 1-32 characters among A-Z, 0-9 and `. - _ / : &`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CompanySymbol(String);
+
+impl CompanySymbol {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let symbol = raw.trim().to_uppercase();
+        let valid = (1..=32).contains(&symbol.chars().count())
+            && symbol
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || ".-_/:&".contains(c));
+        if valid {
+            Ok(Self(symbol))
+        } else {
+            Err(InvalidValue::new(
+                "symbol",
+                "use 1-32 characters among A-Z, 0-9 and . - _ / : &",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +147,23 @@ mod tests {
             "ada@[10.0.0.1]",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(required_text("name", "  Acme  ", 10).unwrap(), "Acme");
+        assert!(required_text("name", "   ", 10).is_err());
+        assert!(required_text("name", &"x".repeat(11), 10).is_err());
+        assert!(required_text("name", "a\u{0}b", 10).is_err());
+        assert_eq!(optional_text("sector", " ", 10).unwrap(), None);
+    }
+
+    #[test]
+    fn symbols_are_upper_case_identifiers() {
+        assert_eq!(CompanySymbol::parse(" brk.b ").unwrap().as_str(), "BRK.B");
+        for bad in ["", "A B", "X'; DROP TABLE companies;--", &"A".repeat(33)] {
+            assert!(CompanySymbol::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -7,12 +7,13 @@
 //! (the server stops accepting, background tasks stop pulling), lets in-flight requests and tasks finish,
 //! flushes NATS and closes the pools.
 
-use std::{net::TcpListener, time::Duration};
+use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use utoipa_actix_web::AppExt;
 
 use crate::{
     cache,
@@ -45,6 +46,7 @@ impl Application {
         let redis = cache::pool(&settings.redis)?;
         let messaging = Messaging::connect(&settings.nats).await?;
 
+        let auth = crate::auth::Auth::new(&settings.auth, redis.clone(), &settings.redis.key_prefix)?;
         let shutdown = CancellationToken::new();
         let background = vec![messaging.spawn_stream_upkeep(shutdown.clone())];
         let state = AppState {
@@ -53,6 +55,7 @@ impl Application {
             messaging,
             metrics,
             health: settings.health.clone().into(),
+            auth: Arc::new(auth),
             started_at: std::time::Instant::now(),
         };
 
@@ -137,10 +140,14 @@ fn http_server(listener: TcpListener, state: AppState, settings: &ApplicationSet
     let data = web::Data::new(state);
     let max_json = settings.max_json_body_bytes;
     let mut server = HttpServer::new(move || {
-        App::new()
+        let (app, api) = App::new()
             .wrap(from_fn(http::middleware::request_context))
             .app_data(data.clone())
+            .into_utoipa_app()
+            .openapi(http::openapi::base())
             .configure(|cfg| http::configure(cfg, max_json))
+            .split_for_parts();
+        app.configure(|cfg| http::openapi::configure_unlisted(cfg, api))
     })
     .listen(listener)
     .context("Failed to listen")?

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use crate::{configuration::HealthSettings, messaging::Messaging};
+use crate::{auth::Auth, configuration::HealthSettings, messaging::Messaging};
 
 /// Shared by every worker; cheap to clone (pools and clients are handles).
 #[derive(Clone)]
@@ -15,6 +15,8 @@ pub struct AppState {
     pub messaging: Messaging,
     pub metrics: PrometheusHandle,
     pub health: Arc<HealthSettings>,
+    /// Token keys, session store and sign-in throttle.
+    pub auth: Arc<Auth>,
     /// For `uptime_seconds` in `/health`.
     pub started_at: Instant,
 }

@@ -1,4 +1,63 @@
-//! Authentication and authorization. Passwords live here from the start (the CLI creates accounts); JWT
-//! sessions and role checks arrive with the identity issue.
+//! Authentication and authorization.
+//!
+//! - [`password`]: argon2id hashing on the blocking pool, and the password policy;
+//! - [`keys`] and [`tokens`]: RS256 access tokens and the JWKS document;
+//! - [`sessions`]: rotating refresh tokens and the live-session state every request checks (Redis);
+//! - [`rate_limit`]: sign-in throttling per account and per client address (Redis);
+//! - [`principal`]: the verified caller (an actix extractor) and the data [`Scope`](principal::Scope) it may touch;
+//! - [`rbac`]: the role table and the one authorization function;
+//! - [`flows`]: sign-in, refresh, sign-out, password change.
 
+pub mod flows;
+pub mod keys;
 pub mod password;
+pub mod principal;
+pub mod rate_limit;
+pub mod rbac;
+pub mod sessions;
+pub mod tokens;
+
+use std::time::Duration;
+
+pub use principal::{Principal, Scope};
+pub use rbac::Permission;
+
+use crate::configuration::AuthSettings;
+
+/// Everything authentication needs at request time; built once at start.
+pub struct Auth {
+    pub tokens: tokens::TokenService,
+    pub sessions: sessions::SessionStore,
+    pub throttle: rate_limit::LoginThrottle,
+    /// Take the client address from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+}
+
+impl Auth {
+    pub fn new(settings: &AuthSettings, redis: deadpool_redis::Pool, redis_prefix: &str) -> anyhow::Result<Self> {
+        let keys = keys::KeySet::from_settings(settings)?;
+        let access_ttl = Duration::from_secs(settings.access_token_ttl_secs);
+        Ok(Self {
+            tokens: tokens::TokenService::new(keys, settings),
+            sessions: sessions::SessionStore::new(
+                redis.clone(),
+                redis_prefix,
+                Duration::from_secs(settings.refresh_token_ttl_secs),
+                access_ttl,
+            ),
+            throttle: rate_limit::LoginThrottle::new(
+                redis,
+                redis_prefix,
+                rate_limit::Limit {
+                    limit: settings.login_attempts_per_account,
+                    window: Duration::from_secs(settings.login_account_window_secs),
+                },
+                rate_limit::Limit {
+                    limit: settings.login_attempts_per_address,
+                    window: Duration::from_secs(settings.login_address_window_secs),
+                },
+            ),
+            trust_forwarded_for: settings.trust_forwarded_for,
+        })
+    }
+}

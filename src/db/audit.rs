@@ -1,8 +1,12 @@
-//! The audit log: every mutation writes one row in its own transaction.
+//! The audit log: every mutation writes one row in the mutation's own transaction.
 
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::auth::Scope;
 
 /// Who performed an audited action.
 #[derive(Debug, Clone, Copy)]
@@ -16,6 +20,8 @@ pub enum Actor {
 #[derive(Debug)]
 pub struct AuditEntry<'a> {
     pub tenant_id: Option<Uuid>,
+    /// The organization the change concerns, when there is one (organization admins read these).
+    pub organization_id: Option<Uuid>,
     pub actor: Actor,
     pub action: &'a str,
     pub target_type: &'a str,
@@ -31,11 +37,13 @@ pub async fn record(conn: &mut PgConnection, entry: AuditEntry<'_>) -> sqlx::Res
         Actor::Cli => (None, "cli"),
     };
     sqlx::query(
-        "INSERT INTO audit_log (id, tenant_id, actor_user_id, actor_kind, action, target_type, target_id, before, after, request_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO audit_log (id, tenant_id, organization_id, actor_user_id, actor_kind, action, target_type,
+                                target_id, before, after, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(Uuid::now_v7())
     .bind(entry.tenant_id)
+    .bind(entry.organization_id)
     .bind(actor_user_id)
     .bind(actor_kind)
     .bind(entry.action)
@@ -47,4 +55,67 @@ pub async fn record(conn: &mut PgConnection, entry: AuditEntry<'_>) -> sqlx::Res
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// An audit row as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_kind: String,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+    pub request_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub actor_user_id: Option<Uuid>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Rows strictly older than this id (ids are time-ordered UUIDv7): the cursor of the next page.
+    pub before_id: Option<Uuid>,
+}
+
+/// The newest rows first, at most `limit`.
+pub async fn list(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    filter: &AuditFilter,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRecord>> {
+    sqlx::query_as(
+        "SELECT id, tenant_id, organization_id, actor_user_id, actor_kind, action, target_type, target_id, before,
+                after, request_id, created_at
+         FROM audit_log
+         WHERE ($1::uuid IS NULL OR tenant_id = $1) AND ($2::uuid IS NULL OR organization_id = $2)
+           AND ($3::text IS NULL OR action = $3) AND ($4::text IS NULL OR target_type = $4)
+           AND ($5::text IS NULL OR target_id = $5) AND ($6::uuid IS NULL OR actor_user_id = $6)
+           AND ($7::timestamptz IS NULL OR created_at >= $7) AND ($8::timestamptz IS NULL OR created_at < $8)
+           AND ($9::uuid IS NULL OR id < $9)
+         ORDER BY id DESC LIMIT $10",
+    )
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(&filter.action)
+    .bind(&filter.target_type)
+    .bind(&filter.target_id)
+    .bind(filter.actor_user_id)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.before_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
 }

@@ -1,9 +1,13 @@
 //! PostgreSQL: the connection pool, the schema's migrations, and the repositories.
 //!
-//! Repositories are plain async functions over a `PgPool` or a transaction; each tenant-scoped one takes the
-//! tenant scope derived from the verified caller (the identity issue), so a query without it cannot be written.
+//! Repositories are plain async functions over a `PgPool` or a transaction; each tenant-scoped one takes an
+//! [`Scope`](crate::auth::Scope) derived from the verified caller, so a query without it cannot be written.
 
 pub mod audit;
+pub mod companies;
+pub mod organizations;
+pub mod pagination;
+pub mod sessions;
 pub mod tenants;
 pub mod users;
 

@@ -1,13 +1,17 @@
 //! User accounts.
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::Email;
+use super::pagination::{Page, contains_pattern};
+use crate::{auth::Scope, domain::Email};
 
-/// The five roles, highest first (the database enum `user_role`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, sqlx::Type)]
+/// The five roles, highest first (the database enum `user_role`): `a < b` means `a` is above `b`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[sqlx(type_name = "user_role", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -17,6 +21,49 @@ pub enum Role {
     OrgMember,
     User,
 }
+
+impl Role {
+    pub const ALL: [Self; 5] = [
+        Self::SuperAdmin,
+        Self::TenantAdmin,
+        Self::OrgAdmin,
+        Self::OrgMember,
+        Self::User,
+    ];
+
+    /// Roles that belong to one organization (and see only it).
+    pub fn is_organization_role(self) -> bool {
+        matches!(self, Self::OrgAdmin | Self::OrgMember | Self::User)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SuperAdmin => "super_admin",
+            Self::TenantAdmin => "tenant_admin",
+            Self::OrgAdmin => "org_admin",
+            Self::OrgMember => "org_member",
+            Self::User => "user",
+        }
+    }
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    pub email: String,
+    pub full_name: String,
+    pub role: Role,
+    pub is_active: bool,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "id, tenant_id, organization_id, email, full_name, role, is_active, last_login_at, created_at, updated_at";
 
 /// An account to create. The password arrives already hashed.
 #[derive(Debug)]
@@ -37,11 +84,11 @@ pub enum InsertUserError {
     Database(#[from] sqlx::Error),
 }
 
-pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<Uuid, InsertUserError> {
-    let result = sqlx::query_scalar(
+pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User, InsertUserError> {
+    let result = sqlx::query_as(&format!(
         "INSERT INTO users (id, tenant_id, organization_id, email, full_name, password_hash, role)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+    ))
     .bind(Uuid::now_v7())
     .bind(user.tenant_id)
     .bind(user.organization_id)
@@ -74,4 +121,158 @@ pub async fn reset_password(conn: &mut PgConnection, user_id: Uuid, password_has
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// What sign-in needs to know about an account.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Credentials {
+    pub id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    pub role: Role,
+    pub password_hash: String,
+    /// The account and its tenant (if any) are both active.
+    pub can_sign_in: bool,
+}
+
+/// Sign-in is by e-mail across the service (before any tenant is known), so this lookup is unscoped.
+pub async fn find_credentials(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<Credentials>> {
+    sqlx::query_as(
+        "SELECT u.id, u.tenant_id, u.organization_id, u.role, u.password_hash,
+                u.is_active AND coalesce(t.is_active, true) AS can_sign_in
+         FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id
+         WHERE u.email = $1",
+    )
+    .bind(email)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn record_login(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The scope's condition on users: tenant ($1) and organization ($2).
+const IN_SCOPE: &str = "($1::uuid IS NULL OR tenant_id = $1) AND ($2::uuid IS NULL OR organization_id = $2)";
+
+pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE {IN_SCOPE} AND id = $3"))
+        .bind(scope.tenant())
+        .bind(scope.organization())
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// The stored password hash of a user in scope (for a password change).
+pub async fn password_hash(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(&format!("SELECT password_hash FROM users WHERE {IN_SCOPE} AND id = $3"))
+        .bind(scope.tenant())
+        .bind(scope.organization())
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+pub async fn set_password(conn: &mut PgConnection, scope: &Scope, id: Uuid, password_hash: &str) -> sqlx::Result<()> {
+    sqlx::query(&format!(
+        "UPDATE users SET password_hash = $4, password_changed_at = now() WHERE {IN_SCOPE} AND id = $3"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(id)
+    .bind(password_hash)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Filters of the user list.
+#[derive(Debug, Default)]
+pub struct UserFilter {
+    pub organization_id: Option<Uuid>,
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+    /// Matches e-mail or name, case-insensitively.
+    pub q: Option<String>,
+}
+
+pub const SORTS: [(&str, &str); 4] = [
+    ("email", "email"),
+    ("full_name", "lower(full_name)"),
+    ("role", "role"),
+    ("created_at", "created_at"),
+];
+
+pub async fn list(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    filter: &UserFilter,
+    order_by: &str,
+    page: Page,
+) -> sqlx::Result<(Vec<User>, i64)> {
+    let condition = format!(
+        "{IN_SCOPE} AND ($3::uuid IS NULL OR organization_id = $3) AND ($4::user_role IS NULL OR role = $4)
+         AND ($5::boolean IS NULL OR is_active = $5)
+         AND ($6::text IS NULL OR email ILIKE $6 OR full_name ILIKE $6)"
+    );
+    let pattern = filter.q.as_deref().map(contains_pattern);
+    let total: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM users WHERE {condition}"))
+        .bind(scope.tenant())
+        .bind(scope.organization())
+        .bind(filter.organization_id)
+        .bind(filter.role)
+        .bind(filter.is_active)
+        .bind(&pattern)
+        .fetch_one(&mut *conn)
+        .await?;
+    let users = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE {condition} ORDER BY {order_by} LIMIT $7 OFFSET $8"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(filter.organization_id)
+    .bind(filter.role)
+    .bind(filter.is_active)
+    .bind(&pattern)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(conn)
+    .await?;
+    Ok((users, total))
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserChanges {
+    pub full_name: Option<String>,
+    pub role: Option<Role>,
+    pub organization_id: Option<Uuid>,
+    pub is_active: Option<bool>,
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    id: Uuid,
+    changes: &UserChanges,
+) -> sqlx::Result<Option<User>> {
+    sqlx::query_as(&format!(
+        "UPDATE users SET full_name = coalesce($4, full_name), role = coalesce($5, role),
+                          organization_id = coalesce($6, organization_id), is_active = coalesce($7, is_active)
+         WHERE {IN_SCOPE} AND id = $3 RETURNING {COLUMNS}"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(id)
+    .bind(&changes.full_name)
+    .bind(changes.role)
+    .bind(changes.organization_id)
+    .bind(changes.is_active)
+    .fetch_optional(conn)
+    .await
 }

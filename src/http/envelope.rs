@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{error::ErrorCode, request_id};
 
 /// Facts about the response, not about the resource.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Meta {
     /// When the response was produced (RFC 3339, UTC, milliseconds).
     pub timestamp: String,
@@ -36,24 +36,27 @@ impl Meta {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A successful answer: the resource in `data`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Envelope<T> {
     pub success: bool,
     pub data: T,
     pub meta: Meta,
 }
 
-#[derive(Debug, Serialize)]
+/// A failed answer: a stable `error.code`, a message for people, and `details` where useful.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
     pub success: bool,
     pub error: ErrorDetail<'a>,
     pub meta: Meta,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail<'a> {
     pub code: ErrorCode,
     pub message: &'a str,
+    #[schema(value_type = Option<Object>)]
     pub details: Option<Value>,
 }
 

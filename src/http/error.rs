@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::envelope::{ErrorBody, Meta};
 
 /// The stable error codes of the API. Clients match on these, never on messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     /// The request is syntactically broken (unparseable JSON, wrong content type of body).
@@ -179,6 +179,39 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(source: sqlx::Error) -> Self {
+        Self::internal(source)
+    }
+}
+
+impl From<crate::domain::InvalidValue> for ApiError {
+    fn from(e: crate::domain::InvalidValue) -> Self {
+        Self::validation(e.to_string()).with_details(serde_json::json!({ "field": e.field, "reason": e.reason }))
+    }
+}
+
+impl From<crate::auth::flows::AuthFlowError> for ApiError {
+    fn from(e: crate::auth::flows::AuthFlowError) -> Self {
+        use crate::auth::flows::AuthFlowError as E;
+        match e {
+            E::InvalidCredentials => Self::new(ErrorCode::Unauthorized, "Invalid e-mail or password."),
+            E::Throttled(wait) => {
+                Self::new(ErrorCode::RateLimited, "Too many sign-in attempts; retry later.").with_retry_after(wait)
+            }
+            E::InvalidRefreshToken => Self::new(
+                ErrorCode::Unauthorized,
+                "The refresh token is invalid, expired or already used; sign in again.",
+            ),
+            E::WrongPassword => Self::validation("The current password is wrong.")
+                .with_details(serde_json::json!({ "field": "current_password", "reason": "does not match" })),
+            E::WeakPassword(policy) => Self::validation(format!("new_password: {policy}"))
+                .with_details(serde_json::json!({ "field": "new_password", "reason": policy.to_string() })),
+            E::Unexpected(e) => Self::internal(e),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()
@@ -193,6 +226,9 @@ impl ResponseError for ApiError {
             // Whole seconds, rounded up: a client retrying earlier would be refused again.
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, secs.max(1).to_string()));
+        }
+        if self.code == ErrorCode::Unauthorized {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(ErrorBody::new(
             self.code,

@@ -2,16 +2,19 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 
 use super::{ApiError, envelope};
-use crate::{health, state::AppState};
+use crate::{health as checks, state::AppState};
 
 /// Readiness: every dependency checked. 200 with the report, or 503 `SERVICE_UNAVAILABLE` with the report
 /// in `error.details` when a required dependency is down.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "All required dependencies are up"),
+    (status = 503, body = envelope::ErrorBody)))]
+#[get("/health")]
 #[tracing::instrument(name = "health", skip_all)]
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let report = health::check(&state).await;
+    let report = checks::check(&state).await;
     let failing = report.failing_required();
     if failing.is_empty() {
         return Ok(envelope::ok(report));
@@ -25,6 +28,8 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 /// Liveness: the process is up and serving; says nothing about dependencies.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "The process serves")))]
+#[get("/health/live")]
 pub async fn live() -> HttpResponse {
     envelope::ok(serde_json::json!({ "status": "alive", "version": crate::VERSION }))
 }

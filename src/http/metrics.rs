@@ -1,10 +1,13 @@
 //! `GET /metrics`: the Prometheus exposition. Pool gauges are sampled at scrape time, so they are exact
 //! when read and cost nothing in between.
 
-use actix_web::{HttpResponse, http::header::ContentType, web};
+use actix_web::{HttpResponse, get, http::header::ContentType, web};
 
 use crate::state::AppState;
 
+/// Prometheus text exposition.
+#[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus exposition", content_type = "text/plain")))]
+#[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     sample_pools(&state);
     state.metrics.run_upkeep();
@@ -20,13 +23,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 fn sample_pools(state: &AppState) {
     let idle = state.db.num_idle() as f64;
     let size = f64::from(state.db.size());
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
-    metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
-    metrics::gauge!("db_pool_max_connections").set(f64::from(state.db.options().get_max_connections()));
+    ::metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
+    ::metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
+    ::metrics::gauge!("db_pool_max_connections").set(f64::from(state.db.options().get_max_connections()));
     let redis = state.redis.status();
-    metrics::gauge!("redis_pool_connections", "state" => "idle").set(redis.available as f64);
-    metrics::gauge!("redis_pool_connections", "state" => "in_use")
+    ::metrics::gauge!("redis_pool_connections", "state" => "idle").set(redis.available as f64);
+    ::metrics::gauge!("redis_pool_connections", "state" => "in_use")
         .set(redis.size.saturating_sub(redis.available) as f64);
-    metrics::gauge!("redis_pool_waiting").set(redis.waiting as f64);
-    metrics::gauge!("nats_connected").set(if state.messaging.is_connected() { 1.0 } else { 0.0 });
+    ::metrics::gauge!("redis_pool_waiting").set(redis.waiting as f64);
+    ::metrics::gauge!("nats_connected").set(if state.messaging.is_connected() { 1.0 } else { 0.0 });
 }

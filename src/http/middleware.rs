@@ -34,6 +34,7 @@ pub async fn request_context(
         method = %method,
         path = %req.path(),
         route = tracing::field::Empty,
+        user_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     let started = Instant::now();

@@ -1,6 +1,7 @@
 use pdscore::{
     accounts::{self, CreateAccountError},
     auth::password,
+    db::users::Role,
 };
 use secrecy::SecretString;
 
@@ -65,18 +66,22 @@ async fn demo_setup_is_idempotent_and_always_prints_working_credentials() {
 
     assert_eq!(first.tenant_id, second.tenant_id);
     assert_eq!(first.organization_id, second.organization_id);
-    assert_ne!(first.admin_password, second.admin_password);
+    assert_eq!(second.users.len(), 5, "one account per role");
+    let (before, after) = (first.user(Role::TenantAdmin), second.user(Role::TenantAdmin));
+    assert_ne!(before.password, after.password);
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE email = $1")
-        .bind(&second.admin_email)
+        .bind(&after.email)
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert!(
-        password::verify(secret(&second.admin_password), hash.clone())
+    assert!(password::verify(secret(&after.password), hash.clone()).await.unwrap());
+    assert!(!password::verify(secret(&before.password), hash).await.unwrap());
+    let (users, companies): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM companies)")
+            .fetch_one(&app.db)
             .await
-            .unwrap()
-    );
-    assert!(!password::verify(secret(&first.admin_password), hash).await.unwrap());
+            .unwrap();
+    assert_eq!((users, companies), (5, 3));
     let tenants: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants")
         .fetch_one(&app.db)
         .await

@@ -27,6 +27,16 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
+/// One RS256 signing key for every application this test binary starts (generating one per test would cost
+/// seconds), written to a file as an operator would configure it. Tests sign their own tokens with it to
+/// check what the service accepts.
+pub static SIGNING_KEY: LazyLock<(std::path::PathBuf, String)> = LazyLock::new(|| {
+    let pem = pdscore::auth::keys::generate_private_key_pem().expect("key generation");
+    let path = std::env::temp_dir().join(format!("pdscore-test-key-{}.pem", std::process::id()));
+    std::fs::write(&path, &pem).expect("key file written");
+    (path, pem)
+});
+
 /// The settings every test starts from: the defaults plus this process's environment.
 pub fn base_settings() -> Settings {
     Settings::load_from(None, std::env::vars().collect()).expect("test settings load")
@@ -151,6 +161,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.application.workers = 1;
     settings.application.shutdown_timeout_secs = 2;
     settings.health.timeout_ms = 1500;
+    settings.auth.jwt_private_key_path = SIGNING_KEY.0.clone();
     customize(&mut settings);
 
     let application = Application::build(settings.clone()).await.expect("application builds");
@@ -173,6 +184,46 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// A request with an optional bearer token and JSON body, answered as (status, body).
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+        let response = self.send(method, path, token, body).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a response body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Signs in; returns the token pair (`data` of the answer). Panics unless the answer is 200.
+    pub async fn login(&self, email: &str, password: &str) -> Value {
+        let body = serde_json::json!({ "email": email, "password": password });
+        let (status, answer) = self.call("POST", "/api/v1/auth/login", None, Some(&body)).await;
+        assert_eq!(status, 200, "login of {email} failed: {answer:#}");
+        answer["data"].clone()
+    }
+
+    /// The demo tenant with one account per role (`pdscore demo-setup`), and an access token for each.
+    pub async fn demo(&self) -> Demo {
+        let setup = pdscore::accounts::demo_setup(&self.db).await.expect("demo setup");
+        let mut tokens = HashMap::new();
+        for user in &setup.users {
+            let pair = self.login(&user.email, &user.password).await;
+            tokens.insert(user.role, pair["access_token"].as_str().unwrap().to_owned());
+        }
+        Demo { setup, tokens }
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.address))
@@ -217,6 +268,18 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// The demo tenant and a signed-in token per role.
+pub struct Demo {
+    pub setup: pdscore::accounts::DemoSetup,
+    pub tokens: HashMap<pdscore::db::users::Role, String>,
+}
+
+impl Demo {
+    pub fn token(&self, role: pdscore::db::users::Role) -> &str {
+        &self.tokens[&role]
     }
 }
 

@@ -1,0 +1,220 @@
+//! The verified caller of a request, and the data scope derived from it.
+//!
+//! [`Principal`] is an actix extractor: a handler that takes one cannot run without a valid, live access token.
+//! [`Scope`] is the only way to name tenant data in the repositories; it can be made only from a principal (or,
+//! for the service's own pipeline work, explicitly for one tenant), so a query without a scope does not compile.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use uuid::Uuid;
+
+use super::{
+    rbac::{self, Permission},
+    tokens::TokenError,
+};
+use crate::{
+    db::users::Role,
+    http::{ApiError, ErrorCode},
+    state::AppState,
+};
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub role: Role,
+    /// `None` for a super_admin only.
+    pub tenant_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    /// The session (refresh-token family) the access token belongs to.
+    pub session_id: Uuid,
+}
+
+impl Principal {
+    /// The one authorization decision: `FORBIDDEN` unless the caller's role grants `permission`.
+    pub fn authorize(&self, permission: Permission) -> Result<(), ApiError> {
+        if rbac::grants(self.role, permission) {
+            Ok(())
+        } else {
+            tracing::info!(role = ?self.role, ?permission, "permission denied");
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "Your role does not allow this operation.",
+            ))
+        }
+    }
+
+    /// Everything the caller may see: every tenant for a super_admin, their tenant for a tenant admin, their
+    /// organization for organization roles, and only assigned companies for `user`.
+    pub fn scope(&self) -> Scope {
+        let organization_restricted = matches!(self.role, Role::OrgAdmin | Role::OrgMember | Role::User);
+        Scope {
+            tenant: self.tenant_id,
+            organization: if organization_restricted {
+                self.organization_id
+            } else {
+                None
+            },
+            assigned_to: (self.role == Role::User).then_some(self.user_id),
+        }
+    }
+
+    /// The caller's scope inside tenant `tenant_id`; another tenant answers `NOT_FOUND` (never `FORBIDDEN`:
+    /// whether it exists is not the caller's business).
+    pub fn scope_in_tenant(&self, tenant_id: Uuid, what: &str) -> Result<Scope, ApiError> {
+        let scope = self.scope();
+        match scope.tenant {
+            Some(own) if own != tenant_id => Err(ApiError::not_found(what)),
+            _ => Ok(Scope {
+                tenant: Some(tenant_id),
+                ..scope
+            }),
+        }
+    }
+}
+
+/// Which tenant data a query may touch. Fields are private: only this module makes scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope {
+    /// `None`: every tenant (super_admin).
+    tenant: Option<Uuid>,
+    /// `Some`: only this organization's rows.
+    organization: Option<Uuid>,
+    /// `Some`: only companies assigned to this user.
+    assigned_to: Option<Uuid>,
+}
+
+impl Scope {
+    /// The whole of one tenant, for the service's own work on a tenant's behalf (pipeline, bulk jobs). Never
+    /// built from client input without having checked the client may act in `tenant_id`.
+    pub fn service(tenant_id: Uuid) -> Self {
+        Self {
+            tenant: Some(tenant_id),
+            organization: None,
+            assigned_to: None,
+        }
+    }
+
+    pub fn tenant(&self) -> Option<Uuid> {
+        self.tenant
+    }
+
+    pub fn organization(&self) -> Option<Uuid> {
+        self.organization
+    }
+
+    pub fn assigned_to(&self) -> Option<Uuid> {
+        self.assigned_to
+    }
+}
+
+fn unauthorized(message: &'static str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not configured")))?;
+            let token = token?;
+            let claims = state.auth.tokens.verify(&token).map_err(|e| {
+                tracing::info!(reason = %e, "access token refused");
+                match e {
+                    TokenError::Expired => unauthorized("The access token has expired; refresh it."),
+                    _ => unauthorized("The access token is invalid."),
+                }
+            })?;
+            let live = state
+                .auth
+                .sessions
+                .is_active(&state.db, claims.sid, claims.sub)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "cannot check sessions");
+                    ApiError::unavailable(
+                        "Sessions cannot be checked right now; retry shortly.",
+                        std::time::Duration::from_secs(1),
+                    )
+                })?;
+            if !live {
+                return Err(unauthorized("The session has ended; sign in again."));
+            }
+            tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
+            Ok(Principal {
+                user_id: claims.sub,
+                role: claims.role,
+                tenant_id: claims.tid,
+                organization_id: claims.org,
+                session_id: claims.sid,
+            })
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("Authentication is required: send Authorization: Bearer <access token>."))?;
+    let value = value
+        .to_str()
+        .map_err(|_| unauthorized("The Authorization header is not valid text."))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(token.trim().to_owned())
+        }
+        _ => Err(unauthorized(
+            "The Authorization header must be `Bearer <access token>`.",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(role: Role) -> Principal {
+        Principal {
+            user_id: Uuid::from_u128(1),
+            role,
+            tenant_id: (role != Role::SuperAdmin).then_some(Uuid::from_u128(2)),
+            organization_id: (role != Role::SuperAdmin).then_some(Uuid::from_u128(3)),
+            session_id: Uuid::from_u128(4),
+        }
+    }
+
+    #[test]
+    fn scopes_narrow_with_the_role() {
+        let everything = principal(Role::SuperAdmin).scope();
+        assert_eq!((everything.tenant(), everything.organization()), (None, None));
+        let tenant = principal(Role::TenantAdmin).scope();
+        assert_eq!(
+            (tenant.tenant(), tenant.organization()),
+            (Some(Uuid::from_u128(2)), None)
+        );
+        let member = principal(Role::OrgMember).scope();
+        assert_eq!(member.organization(), Some(Uuid::from_u128(3)));
+        assert_eq!(member.assigned_to(), None);
+        assert_eq!(principal(Role::User).scope().assigned_to(), Some(Uuid::from_u128(1)));
+    }
+
+    #[test]
+    fn another_tenant_is_not_found() {
+        let error = principal(Role::TenantAdmin)
+            .scope_in_tenant(Uuid::from_u128(9), "tenant")
+            .unwrap_err();
+        assert_eq!(error.code(), ErrorCode::NotFound);
+        let scope = principal(Role::SuperAdmin)
+            .scope_in_tenant(Uuid::from_u128(9), "tenant")
+            .unwrap();
+        assert_eq!(scope.tenant(), Some(Uuid::from_u128(9)));
+    }
+}

@@ -1,0 +1,200 @@
+//! Access tokens: short-lived RS256 JWTs naming the user, tenant, organization, role and session.
+//!
+//! Verification accepts RS256 only (so neither `alg: none` nor an HS256 token "signed" with the public key can
+//! pass), only keys of our key set (by `kid`), and checks issuer, audience and expiry. Whether the session is
+//! still alive is the session store's question, asked by the request extractor after this one.
+
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::keys::KeySet;
+use crate::{configuration::AuthSettings, db::users::Role};
+
+/// Leeway for clock differences between instances, in seconds.
+const CLOCK_LEEWAY_SECS: u64 = 30;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The user.
+    pub sub: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+    /// The session (refresh-token family) the token belongs to: revoking it invalidates the token at once.
+    pub sid: Uuid,
+    /// The tenant; absent for a super_admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<Uuid>,
+    /// The organization, for organization roles (and a tenant admin's home organization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<Uuid>,
+    pub role: Role,
+}
+
+/// Who a token is issued to.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject {
+    pub user_id: Uuid,
+    pub tenant_id: Option<Uuid>,
+    pub organization_id: Option<Uuid>,
+    pub role: Role,
+}
+
+/// Why a token was refused. Clients get one message for all of them; the kind goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's key id is not one of ours")]
+    UnknownKey,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is invalid: {0}")]
+    Invalid(String),
+}
+
+/// Issues and verifies access tokens.
+pub struct TokenService {
+    keys: KeySet,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    validation: Validation,
+}
+
+impl TokenService {
+    pub fn new(keys: KeySet, settings: &AuthSettings) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = CLOCK_LEEWAY_SECS;
+        Self {
+            keys,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            ttl: Duration::from_secs(settings.access_token_ttl_secs),
+            validation,
+        }
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// How long an access token lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A signed access token for `subject` in session `session_id`.
+    pub fn issue(&self, subject: Subject, session_id: Uuid) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.user_id,
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+            jti: Uuid::now_v7(),
+            sid: session_id,
+            tid: subject.tenant_id,
+            org: subject.organization_id,
+            role: subject.role,
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.keys.signing_kid().to_owned());
+        Ok(jsonwebtoken::encode(&header, &claims, self.keys.signing_key())?)
+    }
+
+    /// The claims of a token we issued that is still within its lifetime.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.verifying_key(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+                    TokenError::Malformed
+                }
+                other => TokenError::Invalid(format!("{other:?}")),
+            })?
+            .claims;
+        // A token's role and tenant must agree the way the database requires them to.
+        if (claims.role == Role::SuperAdmin) != claims.tid.is_none() {
+            return Err(TokenError::Invalid("role and tenant disagree".into()));
+        }
+        if claims.role.is_organization_role() && claims.org.is_none() {
+            return Err(TokenError::Invalid("organization role without organization".into()));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::generate_private_key_pem;
+
+    fn settings() -> AuthSettings {
+        crate::configuration::Settings::load_from(None, Default::default())
+            .unwrap()
+            .auth
+    }
+
+    fn service() -> TokenService {
+        TokenService::new(
+            KeySet::from_pems(&generate_private_key_pem().unwrap(), &[]).unwrap(),
+            &settings(),
+        )
+    }
+
+    fn subject() -> Subject {
+        Subject {
+            user_id: Uuid::now_v7(),
+            tenant_id: Some(Uuid::now_v7()),
+            organization_id: Some(Uuid::now_v7()),
+            role: Role::OrgMember,
+        }
+    }
+
+    #[test]
+    fn an_issued_token_verifies_to_its_claims() {
+        let tokens = service();
+        let subject = subject();
+        let session = Uuid::now_v7();
+        let claims = tokens.verify(&tokens.issue(subject, session).unwrap()).unwrap();
+        assert_eq!(claims.sub, subject.user_id);
+        assert_eq!(claims.sid, session);
+        assert_eq!(claims.role, Role::OrgMember);
+        assert_eq!(claims.exp - claims.iat, 900);
+    }
+
+    #[test]
+    fn another_services_token_is_refused() {
+        let token = service().issue(subject(), Uuid::now_v7()).unwrap();
+        assert!(matches!(service().verify(&token), Err(TokenError::UnknownKey)));
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(service().verify("a.b.c"), Err(TokenError::Malformed)));
+        assert!(matches!(service().verify(""), Err(TokenError::Malformed)));
+    }
+}

@@ -1,0 +1,252 @@
+//! Companies (the obligors whose default risk is scored) and their assignments to `user`-role accounts.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::pagination::{Page, contains_pattern, escape_like};
+use crate::auth::Scope;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Company {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub organization_id: Uuid,
+    /// Ticker or internal identifier, upper-case, unique within the organization.
+    pub symbol: String,
+    pub name: String,
+    pub sector: Option<String>,
+    pub market_cap: Option<f64>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "c.id, c.tenant_id, c.organization_id, c.symbol, c.name, c.sector, c.market_cap, c.created_by, c.created_at, c.updated_at";
+/// The scope's condition on companies: tenant ($1), organization ($2), assigned user ($3).
+const IN_SCOPE: &str = "($1::uuid IS NULL OR c.tenant_id = $1) AND ($2::uuid IS NULL OR c.organization_id = $2)
+    AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM company_assignments a
+                                     WHERE a.tenant_id = c.tenant_id AND a.company_id = c.id AND a.user_id = $3))";
+
+pub const SORTS: [(&str, &str); 5] = [
+    ("symbol", "c.symbol"),
+    ("name", "lower(c.name)"),
+    ("sector", "c.sector"),
+    ("market_cap", "c.market_cap"),
+    ("created_at", "c.created_at"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompanyWriteError {
+    #[error("a company with symbol {0} already exists in this organization")]
+    SymbolTaken(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+fn symbol_taken(e: sqlx::Error, symbol: &str) -> CompanyWriteError {
+    match e {
+        sqlx::Error::Database(db) if db.constraint() == Some("companies_org_symbol") => {
+            CompanyWriteError::SymbolTaken(symbol.to_owned())
+        }
+        other => other.into(),
+    }
+}
+
+pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Company>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND c.id = $4"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(scope.assigned_to())
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Filters of the company list.
+#[derive(Debug, Default)]
+pub struct CompanyFilter {
+    pub organization_id: Option<Uuid>,
+    /// Symbol prefix or name substring, case-insensitive.
+    pub q: Option<String>,
+    pub sector: Option<String>,
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    filter: &CompanyFilter,
+    order_by: &str,
+    page: Page,
+) -> sqlx::Result<(Vec<Company>, i64)> {
+    let condition = format!(
+        "{IN_SCOPE} AND ($4::uuid IS NULL OR c.organization_id = $4)
+         AND ($5::text IS NULL OR c.symbol LIKE $6 OR c.name ILIKE $5) AND ($7::text IS NULL OR c.sector ILIKE $7)"
+    );
+    let contains = filter.q.as_deref().map(contains_pattern);
+    let symbol_prefix = filter
+        .q
+        .as_deref()
+        .map(|q| format!("{}%", escape_like(&q.trim().to_uppercase())));
+    let sector = filter.sector.as_deref().map(escape_like);
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM companies c WHERE {condition}"))
+        .bind(scope.tenant())
+        .bind(scope.organization())
+        .bind(scope.assigned_to())
+        .bind(filter.organization_id)
+        .bind(&contains)
+        .bind(&symbol_prefix)
+        .bind(&sector)
+        .fetch_one(&mut *conn)
+        .await?;
+    let items = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM companies c WHERE {condition} ORDER BY {order_by} LIMIT $8 OFFSET $9"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(scope.assigned_to())
+    .bind(filter.organization_id)
+    .bind(&contains)
+    .bind(&symbol_prefix)
+    .bind(&sector)
+    .bind(page.limit())
+    .bind(page.offset())
+    .fetch_all(conn)
+    .await?;
+    Ok((items, total))
+}
+
+/// A company to create in an organization the caller may see.
+#[derive(Debug)]
+pub struct NewCompany<'a> {
+    pub tenant_id: Uuid,
+    pub organization_id: Uuid,
+    pub symbol: &'a str,
+    pub name: &'a str,
+    pub sector: Option<&'a str>,
+    pub market_cap: Option<f64>,
+    pub created_by: Option<Uuid>,
+}
+
+pub async fn insert(conn: &mut PgConnection, new: &NewCompany<'_>) -> Result<Company, CompanyWriteError> {
+    sqlx::query_as(&format!(
+        "INSERT INTO companies AS c (id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(new.tenant_id)
+    .bind(new.organization_id)
+    .bind(new.symbol)
+    .bind(new.name)
+    .bind(new.sector)
+    .bind(new.market_cap)
+    .bind(new.created_by)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| symbol_taken(e, new.symbol))
+}
+
+#[derive(Debug, Default)]
+pub struct CompanyChanges {
+    pub symbol: Option<String>,
+    pub name: Option<String>,
+    pub sector: Option<Option<String>>,
+    pub market_cap: Option<Option<f64>>,
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    id: Uuid,
+    changes: &CompanyChanges,
+) -> Result<Option<Company>, CompanyWriteError> {
+    sqlx::query_as(&format!(
+        "UPDATE companies c SET symbol = coalesce($5, c.symbol), name = coalesce($6, c.name),
+                sector = CASE WHEN $7 THEN $8 ELSE c.sector END,
+                market_cap = CASE WHEN $9 THEN $10 ELSE c.market_cap END
+         WHERE {IN_SCOPE} AND c.id = $4 RETURNING {COLUMNS}"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(scope.assigned_to())
+    .bind(id)
+    .bind(&changes.symbol)
+    .bind(&changes.name)
+    .bind(changes.sector.is_some())
+    .bind(changes.sector.clone().flatten())
+    .bind(changes.market_cap.is_some())
+    .bind(changes.market_cap.flatten())
+    .fetch_optional(conn)
+    .await
+    .map_err(|e| symbol_taken(e, changes.symbol.as_deref().unwrap_or_default()))
+}
+
+pub async fn delete(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Company>> {
+    sqlx::query_as(&format!(
+        "DELETE FROM companies c WHERE {IN_SCOPE} AND c.id = $4 RETURNING {COLUMNS}"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(scope.assigned_to())
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A user a company is assigned to.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Assignment {
+    pub user_id: Uuid,
+    pub email: String,
+    pub full_name: String,
+    pub assigned_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The assignments of a company the caller has already found (so it is in scope).
+pub async fn assignments(conn: &mut PgConnection, company: &Company) -> sqlx::Result<Vec<Assignment>> {
+    sqlx::query_as(
+        "SELECT a.user_id, u.email, u.full_name, a.assigned_by, a.created_at
+         FROM company_assignments a JOIN users u ON u.tenant_id = a.tenant_id AND u.id = a.user_id
+         WHERE a.tenant_id = $1 AND a.company_id = $2 ORDER BY u.email",
+    )
+    .bind(company.tenant_id)
+    .bind(company.id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Assigns a found company to a found user of the same organization; `false` if it already was.
+pub async fn assign(
+    conn: &mut PgConnection,
+    company: &Company,
+    user_id: Uuid,
+    assigned_by: Option<Uuid>,
+) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO company_assignments (tenant_id, user_id, company_id, assigned_by) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(company.tenant_id)
+    .bind(user_id)
+    .bind(company.id)
+    .bind(assigned_by)
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Removes an assignment; `false` if there was none.
+pub async fn unassign(conn: &mut PgConnection, company: &Company, user_id: Uuid) -> sqlx::Result<bool> {
+    let deleted =
+        sqlx::query("DELETE FROM company_assignments WHERE tenant_id = $1 AND company_id = $2 AND user_id = $3")
+            .bind(company.tenant_id)
+            .bind(company.id)
+            .bind(user_id)
+            .execute(conn)
+            .await?;
+    Ok(deleted.rows_affected() == 1)
+}

@@ -1,0 +1,115 @@
+//! The OpenAPI document (generated from the handlers' annotations), the bundled Swagger UI, and the
+//! fallback that answers unmatched requests: `405` with `Allow` when the path exists under other methods,
+//! else `404`.
+
+use std::sync::Arc;
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    dev::ResourceDef,
+    http::{Method, header},
+    web,
+};
+use utoipa::openapi::{
+    OpenApi, OpenApiBuilder,
+    security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{ApiError, ErrorCode};
+
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+pub const DOCS_PATH: &str = "/api/v1/docs";
+
+/// The document's frame; `utoipa_actix_web` adds every registered route to it.
+pub fn base() -> OpenApi {
+    let mut api = OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("pdscore API")
+                .version(crate::VERSION)
+                .description(Some(
+                    "Multi-tenant, real-time probability-of-default scoring. Every answer is an envelope \
+                     {success, data | error, meta}; errors carry a stable error.code. Authenticate with \
+                     POST /api/v1/auth/login and send `Authorization: Bearer <access_token>`.",
+                ))
+                .build(),
+        )
+        .build();
+    let components = api.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    api
+}
+
+/// The routes of the document, for the 405 fallback.
+#[derive(Clone)]
+pub struct RouteTable(Arc<Vec<(ResourceDef, Vec<Method>)>>);
+
+impl RouteTable {
+    pub fn from_document(api: &OpenApi) -> Self {
+        let routes = api
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let mut methods: Vec<Method> = [
+                    (item.get.is_some(), Method::GET),
+                    (item.post.is_some(), Method::POST),
+                    (item.put.is_some(), Method::PUT),
+                    (item.patch.is_some(), Method::PATCH),
+                    (item.delete.is_some(), Method::DELETE),
+                ]
+                .into_iter()
+                .filter_map(|(present, method)| present.then_some(method))
+                .collect();
+                if methods.contains(&Method::GET) {
+                    methods.push(Method::HEAD);
+                }
+                (ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        Self(Arc::new(routes))
+    }
+
+    /// The methods served at `path`, if it is a route at all.
+    fn allowed(&self, path: &str) -> Option<&[Method]> {
+        self.0
+            .iter()
+            .find(|(def, _)| def.is_match(path))
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+/// Registers the document, the docs page and the fallback.
+pub fn configure_unlisted(cfg: &mut web::ServiceConfig, api: OpenApi) {
+    let routes = RouteTable::from_document(&api);
+    cfg.app_data(web::Data::new(routes))
+        .service(SwaggerUi::new(format!("{DOCS_PATH}/{{_:.*}}")).url(DOCUMENT_PATH, api))
+        .default_service(web::to(fallback));
+}
+
+async fn fallback(req: HttpRequest, routes: web::Data<RouteTable>) -> Result<HttpResponse, ApiError> {
+    match routes.allowed(req.path()) {
+        Some(methods) => {
+            let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            let mut response = actix_web::ResponseError::error_response(&ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("This resource allows {allow}."),
+            ));
+            response.headers_mut().insert(
+                header::ALLOW,
+                header::HeaderValue::from_str(&allow).map_err(ApiError::internal)?,
+            );
+            Ok(response)
+        }
+        None => Err(ApiError::new(ErrorCode::NotFound, "No route matches this path.")),
+    }
+}
