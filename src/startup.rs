@@ -139,15 +139,18 @@ impl Application {
 fn http_server(listener: TcpListener, state: AppState, settings: &ApplicationSettings) -> anyhow::Result<Server> {
     let data = web::Data::new(state);
     let max_json = settings.max_json_body_bytes;
+    // The document is the route table; the docs service must be registered before the `/api/v1` scope, which
+    // would otherwise answer every path under it.
+    let api = http::openapi::document(max_json);
+    let routes = http::openapi::RouteTable::from_document(&api);
     let mut server = HttpServer::new(move || {
-        let (app, api) = App::new()
+        App::new()
             .wrap(from_fn(http::middleware::request_context))
             .app_data(data.clone())
+            .configure(|cfg| http::openapi::configure_docs(cfg, api.clone(), routes.clone()))
             .into_utoipa_app()
-            .openapi(http::openapi::base())
             .configure(|cfg| http::configure(cfg, max_json))
-            .split_for_parts();
-        app.configure(|cfg| http::openapi::configure_unlisted(cfg, api))
+            .into_app()
     })
     .listen(listener)
     .context("Failed to listen")?

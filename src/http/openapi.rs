@@ -14,6 +14,7 @@ use utoipa::openapi::{
     OpenApi, OpenApiBuilder,
     security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
+use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{ApiError, ErrorCode};
@@ -88,9 +89,18 @@ impl RouteTable {
     }
 }
 
-/// Registers the document, the docs page and the fallback.
-pub fn configure_unlisted(cfg: &mut web::ServiceConfig, api: OpenApi) {
-    let routes = RouteTable::from_document(&api);
+/// The whole document: the frame plus every route [`super::configure`] registers.
+pub fn document(max_json_body_bytes: usize) -> OpenApi {
+    actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(base())
+        .configure(|cfg| super::configure(cfg, max_json_body_bytes))
+        .split_for_parts()
+        .1
+}
+
+/// Registers the document, the docs page and the fallback for unmatched requests.
+pub fn configure_docs(cfg: &mut web::ServiceConfig, api: OpenApi, routes: RouteTable) {
     cfg.app_data(web::Data::new(routes))
         .service(SwaggerUi::new(format!("{DOCS_PATH}/{{_:.*}}")).url(DOCUMENT_PATH, api))
         .default_service(web::to(fallback));

@@ -2,6 +2,8 @@
 //! them (one link step); each test isolates itself through `helpers::spawn_app`.
 
 mod accounts;
+mod auth;
+mod authorization;
 mod binary;
 mod envelope;
 mod health;
