@@ -13,10 +13,12 @@ fn http_stack(c: &mut Criterion) {
     // Record metrics the way the service does: the recorder's cost is part of the stack.
     let _ = telemetry::metrics_handle();
     let system = actix_web::rt::System::new();
+    let api = http::openapi::document(1 << 20);
+    let routes = http::openapi::RouteTable::from_document(&api);
     let app = system.block_on(test::init_service(
         App::new()
             .wrap(from_fn(http::middleware::request_context))
-            .configure(|cfg| http::configure(cfg, 1 << 20)),
+            .configure(|cfg| http::configure_app(cfg, 1 << 20, &api, &routes)),
     ));
 
     let mut group = c.benchmark_group("http_stack");

@@ -10,6 +10,10 @@ scripts/services.sh
 echo "[quickstart] building (the first build takes several minutes)"
 cargo build --locked --bin pdscore
 bin=target/debug/pdscore
+# A persistent signing key, so that tokens survive restarts of the service.
+key=var/jwt-signing-key.pem
+[ -f "$key" ] || "$bin" generate-jwt-key --out "$key"
+export PDSCORE__AUTH__JWT_PRIVATE_KEY_PATH="$PWD/$key"
 "$bin" migrate
 echo
 echo "================ demo account ================"
@@ -17,5 +21,6 @@ echo "================ demo account ================"
 echo "=============================================="
 echo "health:  curl -s http://${LISTEN_ADDR:-127.0.0.1:8080}/health"
 echo "metrics: curl -s http://${LISTEN_ADDR:-127.0.0.1:8080}/metrics"
+echo "API docs: http://${LISTEN_ADDR:-127.0.0.1:8080}/api/v1/docs/"
 echo
 exec "$bin" serve

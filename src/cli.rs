@@ -42,6 +42,12 @@ pub enum Command {
     /// Create (or find) the demo tenant, its organization, one account per role and a few companies; print
     /// fresh sign-in credentials.
     DemoSetup,
+    /// Write a new RS256 signing key (PKCS#8 PEM, mode 0600) to OUT and its public key to OUT.pub; point
+    /// auth.jwt_private_key_path at OUT (and other instances' auth.jwt_public_key_paths at OUT.pub).
+    GenerateJwtKey {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the effective configuration, credentials masked.
     Config,
     /// Print the version, the schema version and the streams this binary carries.
@@ -55,6 +61,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         let streams: Vec<_> = pdscore_nats::StreamKind::ALL.iter().map(|s| s.base_name()).collect();
         println!("streams {}", streams.join(", "));
         return Ok(());
+    }
+    if let Command::GenerateJwtKey { out } = &cli.command {
+        return generate_jwt_key(out);
     }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(settings.application.log_format, &settings.application.log_level)?;
@@ -116,8 +125,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
-        Command::Version => unreachable!("handled before loading the configuration"),
+        Command::Version | Command::GenerateJwtKey { .. } => {
+            unreachable!("handled before loading the configuration")
+        }
     }
+}
+
+fn generate_jwt_key(out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    anyhow::ensure!(!out.exists(), "{} exists already; not overwriting a key", out.display());
+    let private = crate::auth::keys::generate_private_key_pem()?;
+    let public = crate::auth::keys::public_key_pem(&private)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("Failed to create {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(out)
+        .and_then(|mut file| file.write_all(private.as_bytes()))
+        .with_context(|| format!("Failed to write {}", out.display()))?;
+    let public_path = out.with_extension("pub.pem");
+    std::fs::write(&public_path, public).with_context(|| format!("Failed to write {}", public_path.display()))?;
+    println!("private key  {}", out.display());
+    println!("public key   {}", public_path.display());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use utoipa_actix_web::AppExt;
 
 use crate::{
     cache,
@@ -139,18 +138,14 @@ impl Application {
 fn http_server(listener: TcpListener, state: AppState, settings: &ApplicationSettings) -> anyhow::Result<Server> {
     let data = web::Data::new(state);
     let max_json = settings.max_json_body_bytes;
-    // The document is the route table; the docs service must be registered before the `/api/v1` scope, which
-    // would otherwise answer every path under it.
+    // The document is the route table (and the 405 fallback's list of methods); built once, shared by workers.
     let api = http::openapi::document(max_json);
     let routes = http::openapi::RouteTable::from_document(&api);
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(http::middleware::request_context))
             .app_data(data.clone())
-            .configure(|cfg| http::openapi::configure_docs(cfg, api.clone(), routes.clone()))
-            .into_utoipa_app()
-            .configure(|cfg| http::configure(cfg, max_json))
-            .into_app()
+            .configure(|cfg| http::configure_app(cfg, max_json, &api, &routes))
     })
     .listen(listener)
     .context("Failed to listen")?

@@ -42,6 +42,18 @@ use crate::{
     state::AppState,
 };
 
+/// The whole HTTP surface of one worker: the docs (before the `/api/v1` scope, which would otherwise answer
+/// every path under it), the documented routes and the fallback. `api` is [`openapi::document`].
+pub fn configure_app(
+    cfg: &mut web::ServiceConfig,
+    max_json_body_bytes: usize,
+    api: &utoipa::openapi::OpenApi,
+    routes: &openapi::RouteTable,
+) {
+    openapi::configure_docs(cfg, api.clone(), routes.clone());
+    configure(&mut ServiceConfig::new(cfg), max_json_body_bytes);
+}
+
 /// Registers every documented route and the extractor configurations (their errors become envelopes).
 pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
     cfg.app_data(

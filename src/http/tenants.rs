@@ -14,7 +14,7 @@ use crate::{
         pagination::{PageRequest, Paginated},
         sessions,
         tenants::{self, InsertTenantError, Tenant, TenantChanges},
-        users::{self, InsertUserError, NewUser, Role, User},
+        users::{self, NewUser, Role, User},
     },
     domain::{Email, TenantSlug, required_text},
     state::AppState,
@@ -133,14 +133,7 @@ pub async fn create(
                 role: Role::TenantAdmin,
             },
         )
-        .await
-        .map_err(|e| match e {
-            InsertUserError::EmailTaken(email) => ApiError::new(
-                ErrorCode::Conflict,
-                format!("A user with e-mail {email} already exists."),
-            ),
-            InsertUserError::Database(e) => e.into(),
-        })?;
+        .await?;
         let mut entry = audit_entry(&principal, "user.create", "user", user.id, Some(tenant.id), None);
         entry.after = snapshot(&user);
         audit::record(&mut tx, entry).await?;

@@ -35,6 +35,18 @@ pub fn initial_password(given: Option<SecretString>, email: &Email) -> Result<(S
     }
 }
 
+impl From<InsertUserError> for ApiError {
+    fn from(e: InsertUserError) -> Self {
+        match e {
+            InsertUserError::EmailTaken(email) => ApiError::new(
+                ErrorCode::Conflict,
+                format!("A user with e-mail {email} already exists."),
+            ),
+            InsertUserError::Database(e) => e.into(),
+        }
+    }
+}
+
 fn forbidden(message: &'static str) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, message)
 }
@@ -140,14 +152,7 @@ pub async fn create(
             role: body.role,
         },
     )
-    .await
-    .map_err(|e| match e {
-        InsertUserError::EmailTaken(email) => ApiError::new(
-            ErrorCode::Conflict,
-            format!("A user with e-mail {email} already exists."),
-        ),
-        InsertUserError::Database(e) => e.into(),
-    })?;
+    .await?;
     let mut entry = audit_entry(
         &principal,
         "user.create",

@@ -8,6 +8,7 @@ mod binary;
 mod envelope;
 mod health;
 mod helpers;
+mod management;
 mod metrics;
 mod request_id;
 mod schema;
