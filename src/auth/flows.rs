@@ -160,12 +160,12 @@ pub async fn refresh(auth: &Auth, db: &PgPool, token: &str, client: &ClientInfo)
         // A token used twice was stolen or leaked: end the whole family (the thief's copy and the owner's).
         if row.revoked_at.is_none() {
             repo::revoke_family(&mut tx, row.family_id, "refresh token reused").await?;
-            let credentials_tenant = tenant_of(&mut tx, row.user_id).await?;
+            let owner = users::find_credentials_by_id(&mut tx, row.user_id).await?;
             audit::record(
                 &mut tx,
                 AuditEntry {
-                    tenant_id: credentials_tenant.0,
-                    organization_id: credentials_tenant.1,
+                    tenant_id: owner.as_ref().and_then(|c| c.tenant_id),
+                    organization_id: owner.as_ref().and_then(|c| c.organization_id),
                     actor: Actor::User(row.user_id),
                     action: "auth.refresh_reuse_detected",
                     target_type: "session",
@@ -185,16 +185,11 @@ pub async fn refresh(auth: &Auth, db: &PgPool, token: &str, client: &ClientInfo)
     if row.expires_at <= Utc::now() {
         return Err(AuthFlowError::InvalidRefreshToken);
     }
-    let credentials = sqlx::query_as::<_, (Option<Uuid>, Option<Uuid>, users::Role, bool)>(
-        "SELECT u.tenant_id, u.organization_id, u.role, u.is_active AND coalesce(t.is_active, true)
-         FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1",
-    )
-    .bind(row.user_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((tenant_id, organization_id, role, true)) = credentials else {
-        return Err(AuthFlowError::InvalidRefreshToken);
-    };
+    let credentials = users::find_credentials_by_id(&mut tx, row.user_id)
+        .await?
+        .filter(|c| c.can_sign_in)
+        .ok_or(AuthFlowError::InvalidRefreshToken)?;
+    let (tenant_id, organization_id, role) = (credentials.tenant_id, credentials.organization_id, credentials.role);
     let next = RefreshToken::generate();
     let next_id = repo::insert(
         &mut tx,
@@ -219,16 +214,6 @@ pub async fn refresh(auth: &Auth, db: &PgPool, token: &str, client: &ClientInfo)
         role,
     };
     token_pair(auth, subject, row.family_id, next.token)
-}
-
-async fn tenant_of(conn: &mut sqlx::PgConnection, user_id: Uuid) -> sqlx::Result<(Option<Uuid>, Option<Uuid>)> {
-    Ok(
-        sqlx::query_as("SELECT tenant_id, organization_id FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(conn)
-            .await?
-            .unwrap_or((None, None)),
-    )
 }
 
 fn token_pair(

@@ -84,8 +84,8 @@ impl KeySet {
         let private = RsaPrivateKey::from_pkcs8_pem(private_pem)
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(private_pem))
             .context("The JWT signing key is not an RSA private key in PEM (PKCS#8 or PKCS#1)")?;
-        check_size(&private.to_public_key())?;
         let signing_public = private.to_public_key();
+        check_size(&signing_public)?;
         let signing_kid = kid(&signing_public)?;
         let signing = EncodingKey::from_rsa_pem(private_pem.as_bytes()).context("Invalid JWT signing key")?;
 

@@ -137,16 +137,23 @@ pub struct Credentials {
 
 /// Sign-in is by e-mail across the service (before any tenant is known), so this lookup is unscoped.
 pub async fn find_credentials(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<Credentials>> {
-    sqlx::query_as(
-        "SELECT u.id, u.tenant_id, u.organization_id, u.role, u.password_hash,
-                u.is_active AND coalesce(t.is_active, true) AS can_sign_in
-         FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id
-         WHERE u.email = $1",
-    )
-    .bind(email)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as(&format!("{CREDENTIALS} WHERE u.email = $1"))
+        .bind(email)
+        .fetch_optional(conn)
+        .await
 }
+
+/// The same by id, for a refresh (the account named by a stored session; unscoped like sign-in).
+pub async fn find_credentials_by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Credentials>> {
+    sqlx::query_as(&format!("{CREDENTIALS} WHERE u.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+const CREDENTIALS: &str = "SELECT u.id, u.tenant_id, u.organization_id, u.role, u.password_hash,
+        u.is_active AND coalesce(t.is_active, true) AS can_sign_in
+    FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
 
 pub async fn record_login(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
