@@ -48,6 +48,7 @@ pub struct Settings {
     pub models: ModelSettings,
     pub storage: StorageSettings,
     pub health: HealthSettings,
+    pub pipeline: PipelineSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -121,6 +122,43 @@ pub struct AuthSettings {
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     pub dir: PathBuf,
+}
+
+/// The scoring pipeline: actor sizes, tenant defaults, the JetStream ingest consumer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Model pool threads (CPU-bound scoring).
+    pub model_workers: usize,
+    /// Filings per micro-batch at most.
+    pub max_batch: usize,
+    pub max_batches_in_flight_per_tenant: usize,
+    /// Filings a tenant may have admitted and unanswered; beyond, 429 / Nak.
+    pub max_queued_per_tenant: usize,
+    pub mailbox_capacity: usize,
+    /// A tenant actor idle this long is stopped (and started again on its next filing).
+    pub idle_timeout_secs: u64,
+    /// How long a tenant's policy (limits, models, scheme) is cached before being read again.
+    pub policy_ttl_ms: u64,
+    /// Concurrent commit transactions and rows per transaction.
+    pub persist_max_in_flight: usize,
+    pub persist_max_rows: usize,
+    /// Rate limit of tenants that set none (filings per second, and burst).
+    pub default_rate_per_second: f64,
+    pub default_burst: u32,
+    /// Relative PD move raising an alert within a risk level, for tenants that set none.
+    pub default_alert_pd_change: f64,
+    /// Models answering tenants that chose none.
+    pub annual_model: pdscore_models::registry::ModelId,
+    pub quarterly_model: pdscore_models::registry::ModelId,
+    /// Consume filings from JetStream (off: this instance serves HTTP only).
+    pub ingest_enabled: bool,
+    /// Durable consumer shared by every instance.
+    pub consumer_name: String,
+    /// JetStream messages being processed at once by this instance.
+    pub ingest_max_in_flight: usize,
+    /// How long JetStream waits for an ack before redelivering.
+    pub ingest_ack_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -273,6 +311,43 @@ impl Settings {
                 return invalid(key, "must be at least 1".into());
             }
         }
+        let p = &self.pipeline;
+        for (key, value) in [
+            ("pipeline.model_workers", p.model_workers),
+            ("pipeline.max_batch", p.max_batch),
+            (
+                "pipeline.max_batches_in_flight_per_tenant",
+                p.max_batches_in_flight_per_tenant,
+            ),
+            ("pipeline.max_queued_per_tenant", p.max_queued_per_tenant),
+            ("pipeline.mailbox_capacity", p.mailbox_capacity),
+            ("pipeline.persist_max_in_flight", p.persist_max_in_flight),
+            ("pipeline.persist_max_rows", p.persist_max_rows),
+            ("pipeline.ingest_max_in_flight", p.ingest_max_in_flight),
+            ("pipeline.default_burst", p.default_burst as usize),
+            ("pipeline.ingest_ack_wait_secs", p.ingest_ack_wait_secs as usize),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1".into());
+            }
+        }
+        if !(p.default_rate_per_second > 0.0 && p.default_rate_per_second.is_finite()) {
+            return invalid("pipeline.default_rate_per_second", "must be a positive number".into());
+        }
+        if !(p.default_alert_pd_change > 0.0 && p.default_alert_pd_change.is_finite()) {
+            return invalid("pipeline.default_alert_pd_change", "must be a positive number".into());
+        }
+        if p.consumer_name.is_empty()
+            || !p
+                .consumer_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid(
+                "pipeline.consumer_name",
+                "letters, digits, '-' and '_' only".into(),
+            );
+        }
         if self.auth.issuer.trim().is_empty() || self.auth.audience.trim().is_empty() {
             return invalid("auth.issuer", "issuer and audience must not be empty".into());
         }
@@ -306,6 +381,7 @@ impl Settings {
             "models": self.models,
             "storage": self.storage,
             "health": self.health,
+            "pipeline": self.pipeline,
         })
     }
 }

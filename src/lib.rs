@@ -9,7 +9,8 @@
 //! - [`http`]: actix-web routes, the response envelope, the error-code table, request ids, metrics;
 //! - [`health`]: dependency checks (PostgreSQL, Redis, NATS) with latency;
 //! - [`db`]: the PostgreSQL pool, migrations and repositories; [`cache`]: the Redis pool;
-//!   [`messaging`]: the NATS connection and stream upkeep;
+//!   [`messaging`]: the NATS connection and stream upkeep; [`pipeline`]: the scoring pipeline's wiring
+//!   (actors, PostgreSQL store, alert publisher and feed, JetStream ingest);
 //! - [`auth`]: passwords (and, with the identity issue, JWT sessions and RBAC); [`domain`]: validated values;
 //! - [`accounts`]: operator use cases behind the CLI (`create-super-admin`, `demo-setup`);
 //! - [`cli`]: the command line of the `pdscore` binary.
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod messaging;
+pub mod pipeline;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

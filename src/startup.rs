@@ -19,6 +19,7 @@ use crate::{
     configuration::{ApplicationSettings, Settings},
     db, http,
     messaging::Messaging,
+    pipeline,
     state::AppState,
     telemetry,
 };
@@ -46,8 +47,11 @@ impl Application {
         let messaging = Messaging::connect(&settings.nats).await?;
 
         let auth = crate::auth::Auth::new(&settings.auth, redis.clone(), &settings.redis.key_prefix)?;
+        let registry = pipeline::load_registry(&settings)?;
         let shutdown = CancellationToken::new();
-        let background = vec![messaging.spawn_stream_upkeep(shutdown.clone())];
+        let mut background = vec![messaging.spawn_stream_upkeep(shutdown.clone())];
+        let started = pipeline::start(&settings, registry, db.clone(), messaging.clone(), shutdown.clone());
+        background.extend(started.tasks);
         let state = AppState {
             db,
             redis,
@@ -55,6 +59,8 @@ impl Application {
             metrics,
             health: settings.health.clone().into(),
             auth: Arc::new(auth),
+            pipeline: started.pipeline,
+            alerts: started.alerts,
             started_at: std::time::Instant::now(),
         };
 
@@ -76,6 +82,11 @@ impl Application {
     /// The port actually bound (useful when `application.listen` asked for port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The scoring pipeline (tests inject failures through it).
+    pub fn pipeline(&self) -> &pdscore_actors::Pipeline {
+        &self.state.pipeline
     }
 
     /// Cancelling this token shuts the application down gracefully, like SIGTERM does.

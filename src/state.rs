@@ -5,7 +5,9 @@ use std::{sync::Arc, time::Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
-use crate::{auth::Auth, configuration::HealthSettings, messaging::Messaging};
+use pdscore_actors::Pipeline;
+
+use crate::{auth::Auth, configuration::HealthSettings, messaging::Messaging, pipeline::AlertFeed};
 
 /// Shared by every worker; cheap to clone (pools and clients are handles).
 #[derive(Clone)]
@@ -17,6 +19,10 @@ pub struct AppState {
     pub health: Arc<HealthSettings>,
     /// Token keys, session store and sign-in throttle.
     pub auth: Arc<Auth>,
+    /// The scoring pipeline (HTTP predictions submit here).
+    pub pipeline: Pipeline,
+    /// Live alerts for the SSE stream.
+    pub alerts: AlertFeed,
     /// For `uptime_seconds` in `/health`.
     pub started_at: Instant,
 }

@@ -1,13 +1,36 @@
 //! The scoring pipeline as actix actors.
 //!
-//! What this crate owns (the pipeline issue builds it; this crate is its home from the start so that the
-//! dependency direction `models ← actors ← nats ← service` holds from the first commit):
-//! - `TenantRouter`: one supervised `TenantActor` per tenant, created on first use, stopped when idle;
-//! - `TenantActor`: the tenant's token bucket and bounded mailbox (429 / Nak-with-delay when full);
-//! - `ModelPool`: `SyncArbiter` workers holding the loaded models, scoring micro-batches off the async arbiters;
-//! - `PersistWriter`: batched writes in one transaction, reporting the commit so the caller can ack;
-//! - `BulkJob`: streams an uploaded file through the same pipeline, resumable from its last committed row;
-//! - the **ports** the pipeline needs (prediction store, alert sink, …) as traits. Nothing here knows sqlx or
-//!   async-nats: the service's repositories and the `pdscore-nats` crate implement the ports.
+//! ```text
+//! ingest (HTTP, NATS, bulk) ── Pipeline::submit ──► TenantRouter ──► TenantActor (token bucket, bounded queue)
+//!                                                                        │ ScoreBatch
+//!                                                                        ▼
+//!                                                   ModelPool (SyncArbiter workers, micro-batches)
+//!                                                                        │ Persist
+//!                                                                        ▼
+//!                                                   PersistWriter (one transaction per batch) ──► AlertSink
+//! ```
+//!
+//! What this crate owns:
+//! - [`filing`]: what enters the pipeline ([`Filing`]) and what leaves it ([`Scores`], [`Committed`], [`Alert`]);
+//! - [`ports`]: the traits the service implements with its repositories and NATS client
+//!   ([`PredictionStore`], [`AlertSink`]): nothing here knows sqlx or async-nats;
+//! - [`policy`]: a tenant's scoring policy (models, rate limit, risk scheme) and the token bucket;
+//! - [`scoring`]: the pure function that turns filings into scores with the model registry;
+//! - the actors, one file each: [`tenant_router`], [`tenant_actor`], [`model_pool`], [`persist_writer`];
+//! - [`pipeline`]: the handle ingest paths hold, with `submit` and its typed refusals.
 
+pub mod filing;
+pub mod model_pool;
+pub mod persist_writer;
+pub mod pipeline;
+pub mod policy;
+pub mod ports;
+pub mod scoring;
+pub mod tenant_actor;
+pub mod tenant_router;
+
+pub use filing::{Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores};
 pub use pdscore_models::{PredictionType, RiskLevel};
+pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
+pub use policy::{ModelChoice, TenantPolicy};
+pub use ports::{AlertSink, PredictionStore, StoreError};

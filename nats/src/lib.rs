@@ -8,9 +8,16 @@
 //!   `nats` CLI (`nats stream add --config nats/streams/FILINGS.json`) and are applied, idempotently, by the
 //!   service at start-up.
 //!
-//! The ingest consumer and the alert publisher (the pipeline issue) live here too; they adapt JetStream to
-//! the ports defined by `pdscore-actors`, so nothing in the actor crate knows about async-nats.
+//! - [`message`]: the filing message (versioned JSON, documented in `nats/FILINGS.md`) and its validation;
+//! - [`ingest`]: the durable pull consumer feeding the actor pipeline (ack after commit, Nak with delay when
+//!   overloaded, dead letter + Term when undecodable);
+//! - [`alerts`]: publishing risk-change alerts.
+//!
+//! They adapt JetStream to the pipeline of `pdscore-actors`, so nothing in the actor crate knows async-nats.
 
+pub mod alerts;
+pub mod ingest;
+pub mod message;
 pub mod streams;
 pub mod subjects;
 

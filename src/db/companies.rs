@@ -25,7 +25,7 @@ pub struct Company {
 
 const COLUMNS: &str = "c.id, c.tenant_id, c.organization_id, c.symbol, c.name, c.sector, c.market_cap, c.created_by, c.created_at, c.updated_at";
 /// The scope's condition on companies: tenant ($1), organization ($2), assigned user ($3).
-const IN_SCOPE: &str = "($1::uuid IS NULL OR c.tenant_id = $1) AND ($2::uuid IS NULL OR c.organization_id = $2)
+pub(crate) const IN_SCOPE: &str = "($1::uuid IS NULL OR c.tenant_id = $1) AND ($2::uuid IS NULL OR c.organization_id = $2)
     AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM company_assignments a
                                      WHERE a.tenant_id = c.tenant_id AND a.company_id = c.id AND a.user_id = $3))";
 
@@ -64,6 +64,41 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
     .bind(id)
     .fetch_optional(conn)
     .await
+}
+
+/// The company with this symbol in an organization the scope covers.
+pub async fn find_by_symbol(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    organization_id: Uuid,
+    symbol: &str,
+) -> sqlx::Result<Option<Company>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND c.organization_id = $4 AND c.symbol = $5"
+    ))
+    .bind(scope.tenant())
+    .bind(scope.organization())
+    .bind(scope.assigned_to())
+    .bind(organization_id)
+    .bind(symbol)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The companies assigned to a `user` account.
+pub async fn assigned_company_ids(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    user_id: Uuid,
+) -> sqlx::Result<std::collections::HashSet<Uuid>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT company_id FROM company_assignments WHERE ($1::uuid IS NULL OR tenant_id = $1) AND user_id = $2",
+    )
+    .bind(scope.tenant())
+    .bind(user_id)
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.into_iter().collect())
 }
 
 /// Filters of the company list.

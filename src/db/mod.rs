@@ -7,6 +7,7 @@ pub mod audit;
 pub mod companies;
 pub mod organizations;
 pub mod pagination;
+pub mod predictions;
 pub mod sessions;
 pub mod tenants;
 pub mod users;

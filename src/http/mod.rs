@@ -15,6 +15,7 @@
 //! | audit           | `GET /api/v1/audit`                                                             |
 //! | documentation   | `GET /api/v1/openapi.json`, `GET /api/v1/docs/` (Swagger UI, bundled)            |
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod companies;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod organizations;
+pub mod predictions;
 pub mod request_id;
 pub mod tenants;
 pub mod users;
@@ -97,6 +99,13 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(companies::assignments)
             .service(companies::assign)
             .service(companies::unassign)
+            .service(predictions::create)
+            .service(predictions::history)
+            .service(predictions::accunode_annual)
+            .service(predictions::accunode_quarterly)
+            .service(predictions::get)
+            .service(alerts::list)
+            .service(alerts::live)
             .service(audit::list),
     );
 }

@@ -230,6 +230,8 @@ pub async fn update(
     entry.after = snapshot(&after);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
+    // This instance applies the new limits and scheme at once; others within pipeline.policy_ttl_ms.
+    state.pipeline.invalidate_policy(id);
     state.auth.sessions.revoke(&ended).await?;
     Ok(envelope::ok(after))
 }

@@ -76,6 +76,8 @@ struct Row {
     public: bool,
     /// Use a fresh session of the caller (the route ends it).
     fresh_session: bool,
+    /// The route streams (SSE): only the status and, on errors, the body are read.
+    streaming: bool,
 }
 
 fn row(method: &'static str, route: &'static str, path: String, expect: [u16; 5]) -> Row {
@@ -87,6 +89,7 @@ fn row(method: &'static str, route: &'static str, path: String, expect: [u16; 5]
         expect,
         public: false,
         fresh_session: false,
+        streaming: false,
     }
 }
 
@@ -111,6 +114,10 @@ impl Row {
         self.fresh_session = true;
         self
     }
+    fn streaming(mut self) -> Self {
+        self.streaming = true;
+        self
+    }
 }
 
 /// Two tenants: the demo tenant A (organizations A1 with every role, and A2) and tenant B (organization B1).
@@ -126,6 +133,9 @@ struct World {
     unassigned: Uuid,
     company_a2: Uuid,
     company_b1: Uuid,
+    /// A prediction of ACME (A1) and one of B1's company.
+    prediction_a1: Uuid,
+    prediction_b1: Uuid,
     viewer: Uuid,
     analyst: Uuid,
     member_a2: Uuid,
@@ -231,6 +241,23 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
             .map(id)
             .unwrap()
     };
+    let filing = json!({ "type": "annual", "reporting_year": 2024, "ratios": { "total_debt_to_ebitda": 2.0 } });
+    let prediction_a1 = id(&data(
+        &app,
+        "POST",
+        &format!("/api/v1/companies/{}/predictions", company("ACME")),
+        &sa,
+        filing.clone(),
+    )
+    .await);
+    let prediction_b1 = id(&data(
+        &app,
+        "POST",
+        &format!("/api/v1/companies/{company_b1}/predictions"),
+        &sa,
+        filing,
+    )
+    .await);
     let world = World {
         tenant_a,
         org_a1,
@@ -241,6 +268,8 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
         unassigned: company("GLOBEX"),
         company_a2,
         company_b1,
+        prediction_a1,
+        prediction_b1,
         viewer: claims_of(demo.token(Role::User)).sub,
         analyst: claims_of(demo.token(Role::OrgMember)).sub,
         member_a2,
@@ -355,7 +384,18 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
                 Caller::Role(role) => row.expect[Role::ALL.iter().position(|r| r == role).unwrap()],
                 _ => 401,
             };
-            let (status, answer) = app.call(row.method, &path, token.as_deref(), body.as_ref()).await;
+            let (status, answer) = if row.streaming {
+                let response = app.send(row.method, &path, token.as_deref(), body.as_ref()).await;
+                let status = response.status().as_u16();
+                let answer = if status < 400 {
+                    json!({ "success": true })
+                } else {
+                    response.json().await.unwrap_or(Value::Null)
+                };
+                (status, answer)
+            } else {
+                app.call(row.method, &path, token.as_deref(), body.as_ref()).await
+            };
             cells += 1;
             // Every answer is an envelope with a stable error code, except the bare documents of public
             // operational routes (Prometheus text, JWKS).
@@ -758,6 +798,85 @@ fn matrix(w: &World) -> Vec<Row> {
             format!("/api/v1/companies/{}/assignments/{}", w.company_b1, w.user_b1),
             [200, 404, 404, 404, 403],
         ),
+        // Predictions.
+        row(
+            "POST",
+            "/api/v1/companies/{company_id}/predictions",
+            format!("/api/v1/companies/{}/predictions", w.assigned),
+            [201, 201, 201, 201, 403],
+        )
+        .unique(|u| json!({ "type": "annual", "reporting_year": 2023, "filing_id": u, "ratios": { "return_on_assets": 3 } })),
+        row(
+            "POST",
+            "/api/v1/companies/{company_id}/predictions",
+            format!("/api/v1/companies/{}/predictions", w.company_a2),
+            [201, 201, 404, 404, 403],
+        )
+        .unique(|u| json!({ "type": "quarterly", "reporting_year": 2023, "reporting_quarter": "Q1", "filing_id": u, "ratios": { "sga_margin": 9 } })),
+        row(
+            "POST",
+            "/api/v1/companies/{company_id}/predictions",
+            format!("/api/v1/companies/{}/predictions", w.company_b1),
+            [201, 404, 404, 404, 403],
+        )
+        .unique(|u| json!({ "type": "annual", "reporting_year": 2023, "filing_id": u, "ratios": { "return_on_assets": 3 } })),
+        row(
+            "GET",
+            "/api/v1/companies/{company_id}/predictions",
+            format!("/api/v1/companies/{}/predictions", w.assigned),
+            all,
+        ),
+        row(
+            "GET",
+            "/api/v1/companies/{company_id}/predictions",
+            format!("/api/v1/companies/{}/predictions", w.unassigned),
+            [200, 200, 200, 200, 404],
+        ),
+        row(
+            "GET",
+            "/api/v1/companies/{company_id}/predictions",
+            format!("/api/v1/companies/{}/predictions", w.company_b1),
+            [200, 404, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            "/api/v1/predictions/{prediction_id}",
+            format!("/api/v1/predictions/{}", w.prediction_a1),
+            all,
+        ),
+        row(
+            "GET",
+            "/api/v1/predictions/{prediction_id}",
+            format!("/api/v1/predictions/{}", w.prediction_b1),
+            [200, 404, 404, 404, 404],
+        ),
+        row(
+            "POST",
+            "/api/v1/predictions/annual",
+            "/api/v1/predictions/annual".into(),
+            [201, 201, 201, 201, 403],
+        )
+        .unique(move |u| json!({ "company_symbol": u, "company_name": "Via AccuNode", "reporting_year": 2024,
+            "organization_id": a1, "return_on_assets": "NM" })),
+        row(
+            "POST",
+            "/api/v1/predictions/annual",
+            "/api/v1/predictions/annual".into(),
+            [201, 404, 404, 404, 403],
+        )
+        .unique(move |u| json!({ "company_symbol": u, "company_name": "Via AccuNode", "reporting_year": 2024,
+            "organization_id": b1, "return_on_assets": 1.5 })),
+        row(
+            "POST",
+            "/api/v1/predictions/quarterly",
+            "/api/v1/predictions/quarterly".into(),
+            [201, 201, 201, 201, 403],
+        )
+        .unique(move |u| json!({ "company_symbol": u, "company_name": "Via AccuNode", "reporting_year": 2024,
+            "reporting_quarter": "Q3", "organization_id": a1, "sga_margin": 12.5 })),
+        // Alerts.
+        row("GET", "/api/v1/alerts", "/api/v1/alerts".into(), all),
+        row("GET", "/api/v1/alerts/stream", "/api/v1/alerts/stream".into(), all).streaming(),
         // Audit.
         row(
             "GET",

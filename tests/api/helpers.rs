@@ -139,6 +139,8 @@ fn with_database(url: &str, name: &str) -> String {
 pub struct TestApp {
     pub address: String,
     pub db: PgPool,
+    /// The running pipeline (tests inject failures through it).
+    pub pipeline: pdscore_actors::Pipeline,
     pub settings: Settings,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
@@ -166,12 +168,14 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 
     let application = Application::build(settings.clone()).await.expect("application builds");
     let port = application.port();
+    let pipeline = application.pipeline().clone();
     let shutdown = application.shutdown_token();
     let server = tokio::spawn(application.run_until_stopped());
     let db = pdscore::db::pool(&settings.database).expect("test pool");
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         db,
+        pipeline,
         settings,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
@@ -203,6 +207,17 @@ impl TestApp {
             request = request.json(body);
         }
         request.send().await.expect("request sent")
+    }
+
+    /// A JetStream context on the test's NATS server and the test's namespace.
+    pub async fn jetstream(&self) -> (async_nats::jetstream::Context, pdscore_nats::Namespace) {
+        let client = async_nats::connect(self.settings.nats.url.expose_secret())
+            .await
+            .expect("NATS reachable");
+        (
+            async_nats::jetstream::new(client),
+            self.settings.nats.namespace().unwrap(),
+        )
     }
 
     /// Signs in; returns the token pair (`data` of the answer). Panics unless the answer is 200.
@@ -284,6 +299,22 @@ impl Demo {
 }
 
 /// A local port nothing listens on.
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `within` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()

@@ -1,0 +1,244 @@
+//! The handle every ingest path holds: `submit` a filing, get its committed prediction or a typed refusal.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, Addr, Arbiter, MailboxError, Supervisor, dev::SendError};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::{
+    filing::{Committed, Filing, Rejected},
+    model_pool::{self, FaultInjector, SharedRegistry},
+    persist_writer::PersistWriter,
+    policy::TenantPolicy,
+    ports::{AlertSink, PredictionStore},
+    tenant_actor::{Submit, TenantDeps},
+    tenant_router::{CountTenants, GetTenant, TenantRouter},
+};
+
+/// Sizes and timings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Model pool threads.
+    pub model_workers: usize,
+    /// Filings per micro-batch at most.
+    pub max_batch: usize,
+    /// Batches of one tenant being scored or committed at once.
+    pub max_batches_in_flight_per_tenant: usize,
+    /// Filings a tenant may have admitted and not yet answered; beyond, refusals (429 / Nak).
+    pub max_queued_per_tenant: usize,
+    /// A tenant actor's mailbox bound.
+    pub mailbox_capacity: usize,
+    /// A tenant actor with nothing to do for this long stops.
+    pub idle_timeout: Duration,
+    /// How long a tenant's policy is used before it is read again.
+    pub policy_ttl: Duration,
+    /// Concurrent commit transactions.
+    pub persist_max_in_flight: usize,
+    /// Rows per commit transaction at most.
+    pub persist_max_rows: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            model_workers: 2,
+            max_batch: 64,
+            max_batches_in_flight_per_tenant: 2,
+            max_queued_per_tenant: 1000,
+            mailbox_capacity: 1024,
+            idle_timeout: Duration::from_secs(300),
+            policy_ttl: Duration::from_secs(5),
+            persist_max_in_flight: 4,
+            persist_max_rows: 512,
+        }
+    }
+}
+
+/// Why a filing was not scored. The ingest path decides the answer: HTTP status, or JetStream Nak/Term.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PipelineError {
+    /// The filing itself is wrong (client error; dead letter on NATS).
+    #[error(transparent)]
+    Rejected(Rejected),
+    #[error("unknown tenant")]
+    UnknownTenant,
+    #[error("the tenant is deactivated")]
+    TenantInactive,
+    /// The tenant is over its rate limit: retry after the delay.
+    #[error("rate limit exceeded; retry in {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    /// The tenant's queue is full: retry after the delay.
+    #[error("the tenant's queue is full; retry in {retry_after:?}")]
+    Overloaded { retry_after: Duration },
+    /// A dependency failed (database, pool): nothing was committed; retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Cheap to clone; every ingest path holds one.
+#[derive(Clone)]
+pub struct Pipeline {
+    router: Addr<TenantRouter>,
+    store: Arc<dyn PredictionStore>,
+    registry: Arc<SharedRegistry>,
+    faults: Arc<FaultInjector>,
+    /// Tenant policies by id, with when they were read.
+    policies: Arc<Mutex<HashMap<Uuid, (Arc<TenantPolicy>, Instant)>>>,
+    policy_ttl: Duration,
+    /// The thread the router, tenant actors and persist writer run on, apart from the HTTP workers and
+    /// ingest (kept alive with the pipeline).
+    _arbiter: Arc<Arbiter>,
+}
+
+impl Pipeline {
+    /// Starts the actors. Must run inside an actix system.
+    pub fn start(
+        config: PipelineConfig,
+        registry: Arc<SharedRegistry>,
+        store: Arc<dyn PredictionStore>,
+        alerts: Arc<dyn AlertSink>,
+    ) -> Self {
+        let faults = Arc::new(FaultInjector::default());
+        let pool = model_pool::start(config.model_workers, registry.clone(), faults.clone());
+        let arbiter = Arc::new(Arbiter::new());
+        let writer = PersistWriter::new(
+            store.clone(),
+            alerts,
+            config.persist_max_in_flight,
+            config.persist_max_rows,
+        );
+        let writer = PersistWriter::start_in_arbiter(&arbiter.handle(), move |_| writer);
+        let deps = TenantDeps {
+            config: config.clone(),
+            pool,
+            writer,
+            faults: faults.clone(),
+        };
+        let router = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| TenantRouter::new(deps));
+        Self {
+            router,
+            store,
+            registry,
+            faults,
+            policies: Arc::default(),
+            policy_ttl: config.policy_ttl,
+            _arbiter: arbiter,
+        }
+    }
+
+    /// Scores and commits a filing. Returns once it is durable (or refused).
+    pub async fn submit(&self, filing: Filing) -> Result<Committed, PipelineError> {
+        let policy = self.policy(filing.tenant_id).await?;
+        if !policy.active {
+            return Err(PipelineError::TenantInactive);
+        }
+        // A tenant actor that fails drops the filings still in its mailbox (their replies with them): those
+        // are submitted again, which the idempotent commit makes harmless even if one was in fact scored.
+        let mut attempts = 0;
+        loop {
+            let answer = self.send_to_tenant(filing.clone(), &policy).await?;
+            match answer.await {
+                Ok(result) => return result,
+                Err(_) if attempts < 3 => {
+                    attempts += 1;
+                    tracing::warn!(attempts, "a filing was dropped by a failed tenant actor; submitting it again");
+                }
+                Err(_) => return Err(PipelineError::Unavailable("the pipeline stopped".into())),
+            }
+        }
+    }
+
+    /// Hands a filing to its tenant actor; the receiver gets its outcome.
+    async fn send_to_tenant(
+        &self,
+        filing: Filing,
+        policy: &Arc<TenantPolicy>,
+    ) -> Result<oneshot::Receiver<Result<Committed, PipelineError>>, PipelineError> {
+        let (reply, answer) = oneshot::channel();
+        let mut submit = Submit {
+            filing,
+            policy: policy.clone(),
+            reply,
+        };
+        // A tenant actor that just stopped (idle) refuses with Closed: ask the router again.
+        let mut attempts = 0;
+        loop {
+            let actor = self
+                .router
+                .send(GetTenant { policy: policy.clone() })
+                .await
+                .map_err(unavailable)?;
+            match actor.try_send(submit) {
+                Ok(()) => return Ok(answer),
+                Err(SendError::Full(_)) => {
+                    return Err(PipelineError::Overloaded {
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+                Err(SendError::Closed(returned)) if attempts < 5 => {
+                    submit = returned;
+                    attempts += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(SendError::Closed(_)) => {
+                    return Err(PipelineError::Unavailable("the tenant actor is not available".into()));
+                }
+            }
+        }
+    }
+
+    /// The tenant's policy, read from the store at most every `policy_ttl`.
+    pub async fn policy(&self, tenant_id: Uuid) -> Result<Arc<TenantPolicy>, PipelineError> {
+        if let Some((policy, read_at)) = self.lock_policies().get(&tenant_id)
+            && read_at.elapsed() < self.policy_ttl
+        {
+            return Ok(policy.clone());
+        }
+        let fresh = self
+            .store
+            .tenant_policy(tenant_id)
+            .await
+            .map_err(|e| PipelineError::Unavailable(e.to_string()))?
+            .ok_or(PipelineError::UnknownTenant)?;
+        let mut policies = self.lock_policies();
+        // Keep the same Arc when nothing changed, so the tenant actor does not reconfigure its bucket.
+        let policy = match policies.get(&tenant_id) {
+            Some((old, _)) if **old == fresh => old.clone(),
+            _ => Arc::new(fresh),
+        };
+        policies.insert(tenant_id, (policy.clone(), Instant::now()));
+        Ok(policy)
+    }
+
+    /// Forgets a tenant's cached policy (after an administrator changed it).
+    pub fn invalidate_policy(&self, tenant_id: Uuid) {
+        self.lock_policies().remove(&tenant_id);
+    }
+
+    pub fn registry(&self) -> &Arc<SharedRegistry> {
+        &self.registry
+    }
+
+    /// Failure injection for chaos drills and supervision tests.
+    pub fn faults(&self) -> &Arc<FaultInjector> {
+        &self.faults
+    }
+
+    /// Tenant actors running now.
+    pub async fn tenant_actors(&self) -> Result<usize, PipelineError> {
+        self.router.send(CountTenants).await.map_err(unavailable)
+    }
+
+    fn lock_policies(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Arc<TenantPolicy>, Instant)>> {
+        self.policies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn unavailable(e: MailboxError) -> PipelineError {
+    PipelineError::Unavailable(format!("tenant router unavailable: {e}"))
+}

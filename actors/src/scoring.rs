@@ -1,0 +1,232 @@
+//! From filings to scores with the registry's models: the model pool workers' whole job, as plain functions.
+//!
+//! Rows are grouped by model so each model scores one batch (a network's forward pass is far cheaper per
+//! row on a batch). A filing fails alone (unknown model, a ratio that is not a number): the others of its
+//! batch are scored.
+
+use std::collections::BTreeMap;
+
+use pdscore_models::{
+    registry::{LoadedModel, ModelId, ModelOutput, Registry},
+    risk::implied_rating,
+};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::{
+    filing::{Filing, ModelScore, Rejected, Scores},
+    policy::TenantPolicy,
+};
+
+/// AccuNode's confidence: distance of the PD from a coin toss, at least 0.5.
+pub fn confidence(pd: f64) -> f64 {
+    ((pd - 0.5).abs() * 2.0).max(0.5)
+}
+
+/// Scores every filing of one tenant; results in input order.
+pub fn score_filings(registry: &Registry, policy: &TenantPolicy, filings: Vec<Filing>) -> Vec<Result<Scores, Rejected>> {
+    let scores = score_rows(registry, policy, &filings);
+    attach(policy, filings, scores)
+}
+
+/// The primary and shadow scores of each filing (borrowing them, so a caller that guards against a panic
+/// keeps its filings).
+pub fn score_rows(
+    registry: &Registry,
+    policy: &TenantPolicy,
+    filings: &[Filing],
+) -> Vec<Result<(ModelScore, Option<ModelScore>), Rejected>> {
+    let mut results: Vec<Option<Result<(ModelScore, Option<ModelScore>), Rejected>>> = vec![None; filings.len()];
+    // Which model answers each filing, and its input row.
+    let mut groups: BTreeMap<ModelId, Vec<(usize, Vec<Option<f64>>)>> = BTreeMap::new();
+    let mut shadows: BTreeMap<ModelId, Vec<(usize, Vec<Option<f64>>)>> = BTreeMap::new();
+    for (index, filing) in filings.iter().enumerate() {
+        let choice = policy.models(filing.prediction_type);
+        let id = filing.model.clone().unwrap_or_else(|| choice.default.clone());
+        match model_input(registry, &id, filing) {
+            Ok(row) => groups.entry(id).or_default().push((index, row)),
+            Err(rejected) => results[index] = Some(Err(rejected)),
+        }
+        // The shadow scores what the default would have; a shadow that cannot read the filing is skipped.
+        if let Some(shadow) = choice.shadow.as_ref().filter(|_| filing.model.is_none())
+            && let Ok(row) = model_input(registry, shadow, filing)
+        {
+            shadows.entry(shadow.clone()).or_default().push((index, row));
+        }
+    }
+
+    let mut primary: Vec<Option<ModelScore>> = vec![None; filings.len()];
+    for (id, rows) in groups {
+        let model = registry.get(&id).expect("model_input checked the id");
+        match score_group(registry, &model, policy, &rows) {
+            Ok(scores) => {
+                for ((index, _), score) in rows.iter().zip(scores) {
+                    primary[*index] = Some(score);
+                }
+            }
+            Err(rejected) => {
+                for (index, _) in &rows {
+                    results[*index] = Some(Err(rejected.clone()));
+                }
+            }
+        }
+    }
+    let mut shadow: Vec<Option<ModelScore>> = vec![None; filings.len()];
+    for (id, rows) in shadows {
+        let model = registry.get(&id).expect("model_input checked the id");
+        match score_group(registry, &model, policy, &rows) {
+            Ok(scores) => {
+                for ((index, _), score) in rows.iter().zip(scores) {
+                    shadow[*index] = Some(score);
+                }
+            }
+            Err(rejected) => tracing::warn!(model = %id, error = %rejected, "shadow model failed; skipped"),
+        }
+    }
+
+    (0..filings.len())
+        .map(|index| match results[index].take() {
+            Some(Err(rejected)) => Err(rejected),
+            _ => Ok((
+                primary[index].take().expect("every filing is scored or rejected"),
+                shadow[index].take(),
+            )),
+        })
+        .collect()
+}
+
+/// Joins filings with their scores (from [`score_rows`]), giving each prediction its id.
+pub fn attach(
+    policy: &TenantPolicy,
+    filings: Vec<Filing>,
+    scores: Vec<Result<(ModelScore, Option<ModelScore>), Rejected>>,
+) -> Vec<Result<Scores, Rejected>> {
+    filings
+        .into_iter()
+        .zip(scores)
+        .map(|(filing, score)| {
+            let (primary, shadow) = score?;
+            Ok(Scores {
+                filing,
+                prediction_id: Uuid::now_v7(),
+                primary,
+                shadow,
+                alert_pd_change: policy.alert_pd_change,
+            })
+        })
+        .collect()
+}
+
+/// The model's input row for a filing, after checking the model exists and answers its prediction type.
+fn model_input(registry: &Registry, id: &ModelId, filing: &Filing) -> Result<Vec<Option<f64>>, Rejected> {
+    let unknown = || Rejected {
+        code: "UNKNOWN_MODEL",
+        message: format!(
+            "no {} model {id}; available: {}",
+            filing.prediction_type,
+            registry
+                .models()
+                .filter(|m| m.entry.prediction_type == filing.prediction_type)
+                .map(|m| m.id().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        field: Some("model".into()),
+    };
+    let model = registry.get(id).ok_or_else(unknown)?;
+    if model.entry.prediction_type != filing.prediction_type {
+        return Err(unknown());
+    }
+    model
+        .entry
+        .feature_set
+        .assemble(filing.statement.as_ref(), filing.ratios.as_ref())
+        .map_err(|e| {
+            let field = match &e {
+                pdscore_models::features::FeatureError::NotANumber { field, .. }
+                | pdscore_models::features::FeatureError::Unknown { field, .. } => format!("ratios.{field}"),
+            };
+            Rejected::validation(field, e.to_string())
+        })
+}
+
+fn score_group(
+    registry: &Registry,
+    model: &LoadedModel,
+    policy: &TenantPolicy,
+    rows: &[(usize, Vec<Option<f64>>)],
+) -> Result<Vec<ModelScore>, Rejected> {
+    let inputs: Vec<Vec<Option<f64>>> = rows.iter().map(|(_, row)| row.clone()).collect();
+    let started = std::time::Instant::now();
+    let outputs = run(model, &inputs)?;
+    metrics::histogram!(
+        "pdscore_model_latency_seconds",
+        "model" => model.id().name.clone(),
+        "version" => model.id().version.to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("pdscore_model_batch_size").record(inputs.len() as f64);
+
+    // Other horizons from partner models reading the same features.
+    let mut horizons: Vec<(String, Vec<f64>)> = Vec::new();
+    if !model.entry.term_structure.is_empty() {
+        horizons.push((
+            format!("{}y", model.entry.horizon_years),
+            outputs.iter().map(|o| o.pd).collect(),
+        ));
+        for (label, partner) in &model.entry.term_structure {
+            let partner = registry.get(partner).ok_or_else(|| Rejected {
+                code: "UNKNOWN_MODEL",
+                message: format!("term-structure model {partner} is not loaded"),
+                field: None,
+            })?;
+            horizons.push((label.clone(), run(&partner, &inputs)?.iter().map(|o| o.pd).collect()));
+        }
+    }
+
+    let names = model.entry.feature_set.names();
+    Ok(outputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, output)| {
+            let mut contributions = output.contributions;
+            contributions.sort_by(|a, b| b.logit.abs().total_cmp(&a.logit.abs()));
+            ModelScore {
+                model: model.id().clone(),
+                probability: output.pd,
+                term_structure: (!horizons.is_empty())
+                    .then(|| horizons.iter().map(|(label, pds)| (label.clone(), pds[i])).collect()),
+                risk_level: policy.risk_scheme.level(output.pd),
+                implied_rating: implied_rating(output.pd),
+                confidence: confidence(output.pd),
+                contributions,
+                inputs: inputs_json(&names, &inputs[i]),
+            }
+        })
+        .collect())
+}
+
+fn run(model: &LoadedModel, inputs: &[Vec<Option<f64>>]) -> Result<Vec<ModelOutput>, Rejected> {
+    model.score_batch(inputs).map_err(|e| Rejected {
+        code: "MODEL_ERROR",
+        message: e.to_string(),
+        field: None,
+    })
+}
+
+/// Inputs as JSON; JSON has no infinities, so those are written as the strings spreadsheets use.
+fn inputs_json(names: &[&str], row: &[Option<f64>]) -> Map<String, Value> {
+    names
+        .iter()
+        .zip(row)
+        .map(|(name, value)| {
+            let value = match value {
+                None => Value::Null,
+                Some(v) if v.is_finite() => serde_json::json!(v),
+                Some(v) if *v > 0.0 => Value::from("inf"),
+                Some(_) => Value::from("-inf"),
+            };
+            ((*name).to_owned(), value)
+        })
+        .collect()
+}

@@ -1,0 +1,295 @@
+//! `TenantActor`: owns one tenant's admission (token bucket, bounded queue) and its micro-batches.
+//!
+//! A filing is admitted if the tenant's bucket has a token and its queue has room; otherwise it is refused
+//! at once (429 / Nak with delay) so one tenant's flood never sits in front of another tenant's filings.
+//! Admitted filings are dispatched in micro-batches to the model pool and then to the persist writer; a
+//! batch runs detached from the actor, so a failing actor never loses a batch in progress, and what was
+//! still queued is handed to the router, which restarts the actor with it.
+
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::{
+    filing::{Committed, Filing, Rejected},
+    model_pool::{FaultInjector, ModelWorker, ScoreBatch},
+    persist_writer::{Persist, PersistWriter},
+    pipeline::{PipelineConfig, PipelineError},
+    policy::{TenantPolicy, TokenBucket},
+    ports::CommitResult,
+    tenant_router::{TenantRouter, TenantStopped},
+};
+
+/// Where a filing's outcome is sent.
+pub type Reply = oneshot::Sender<Result<Committed, PipelineError>>;
+
+/// An admitted filing waiting for its batch.
+pub struct Pending {
+    pub filing: Filing,
+    pub reply: Reply,
+}
+
+/// Admit a filing (answered through `reply`, since admission uses `try_send`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Submit {
+    pub filing: Filing,
+    /// The tenant's policy as the submitter last read it (the actor adopts newer limits from it).
+    pub policy: Arc<TenantPolicy>,
+    pub reply: Reply,
+}
+
+/// Filings admitted by a predecessor that failed: queued again without charging the bucket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Resume {
+    pub pending: Vec<Pending>,
+}
+
+/// What a tenant actor needs from the pipeline.
+#[derive(Clone)]
+pub struct TenantDeps {
+    pub config: PipelineConfig,
+    pub pool: Addr<ModelWorker>,
+    pub writer: Addr<PersistWriter>,
+    pub faults: Arc<FaultInjector>,
+}
+
+pub struct TenantActor {
+    tenant_id: Uuid,
+    policy: Arc<TenantPolicy>,
+    bucket: TokenBucket,
+    queue: VecDeque<Pending>,
+    /// Batches between the model pool and the commit; at most `max_batches_in_flight`.
+    batches_in_flight: usize,
+    /// Filings in those batches (they count against the queue bound until answered).
+    filings_in_flight: usize,
+    last_active: Instant,
+    failed: bool,
+    deps: TenantDeps,
+    router: Addr<TenantRouter>,
+}
+
+impl TenantActor {
+    pub fn new(policy: Arc<TenantPolicy>, deps: TenantDeps, router: Addr<TenantRouter>) -> Self {
+        let now = Instant::now();
+        Self {
+            tenant_id: policy.tenant_id,
+            bucket: TokenBucket::new(policy.rate_per_second, policy.burst, now),
+            policy,
+            queue: VecDeque::new(),
+            batches_in_flight: 0,
+            filings_in_flight: 0,
+            last_active: now,
+            failed: false,
+            deps,
+            router,
+        }
+    }
+
+    fn depth(&self) -> usize {
+        self.queue.len() + self.filings_in_flight
+    }
+
+    fn report_depth(&self) {
+        metrics::gauge!("pdscore_tenant_queue_depth", "tenant" => self.policy.slug.clone()).set(self.depth() as f64);
+    }
+
+    /// Sends queued filings to the model pool, a micro-batch per free slot.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        while self.batches_in_flight < self.deps.config.max_batches_in_flight_per_tenant && !self.queue.is_empty() {
+            let take = self.queue.len().min(self.deps.config.max_batch);
+            let batch: Vec<Pending> = self.queue.drain(..take).collect();
+            self.batches_in_flight += 1;
+            self.filings_in_flight += batch.len();
+            let size = batch.len();
+            let work = actix::spawn(process_batch(
+                self.deps.pool.clone(),
+                self.deps.writer.clone(),
+                self.policy.clone(),
+                batch,
+            ));
+            ctx.spawn(work.into_actor(self).map(move |_, actor, ctx| {
+                actor.batches_in_flight -= 1;
+                actor.filings_in_flight -= size;
+                actor.last_active = Instant::now();
+                actor.report_depth();
+                actor.dispatch(ctx);
+            }));
+        }
+        self.report_depth();
+    }
+
+    fn fail(&mut self, ctx: &mut Context<Self>, reason: &str) {
+        tracing::error!(tenant_id = %self.tenant_id, reason, queued = self.queue.len(), "tenant actor failed");
+        self.failed = true;
+        ctx.stop();
+    }
+}
+
+impl Actor for TenantActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.deps.config.mailbox_capacity);
+        let check = (self.deps.config.idle_timeout / 4).max(Duration::from_millis(50));
+        ctx.run_interval(check, |actor, ctx| {
+            let idle = actor.queue.is_empty()
+                && actor.batches_in_flight == 0
+                && actor.last_active.elapsed() >= actor.deps.config.idle_timeout;
+            if idle {
+                tracing::debug!(tenant_id = %actor.tenant_id, "tenant actor idle; stopping");
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        metrics::gauge!("pdscore_tenant_queue_depth", "tenant" => self.policy.slug.clone()).set(0.0);
+        self.router.do_send(TenantStopped {
+            tenant_id: self.tenant_id,
+            actor: ctx.address(),
+            policy: self.policy.clone(),
+            failed: self.failed,
+            pending: self.queue.drain(..).collect(),
+        });
+    }
+}
+
+impl Handler<Submit> for TenantActor {
+    type Result = ();
+
+    fn handle(&mut self, submit: Submit, ctx: &mut Self::Context) {
+        let now = Instant::now();
+        self.last_active = now;
+        let slug = self.policy.slug.clone();
+        let source = submit.filing.source.as_str();
+        metrics::counter!("pdscore_filings_received_total", "tenant" => slug.clone(), "source" => source)
+            .increment(1);
+        if !Arc::ptr_eq(&self.policy, &submit.policy) {
+            self.bucket
+                .reconfigure(submit.policy.rate_per_second, submit.policy.burst, now);
+            self.policy = submit.policy;
+        }
+        if self.depth() >= self.deps.config.max_queued_per_tenant {
+            metrics::counter!("pdscore_tenant_overloaded_total", "tenant" => slug, "source" => source).increment(1);
+            let _ = submit.reply.send(Err(PipelineError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            }));
+            return;
+        }
+        if let Err(wait) = self.bucket.try_take(now) {
+            metrics::counter!("pdscore_rate_limited_total", "tenant" => slug, "source" => source).increment(1);
+            let _ = submit.reply.send(Err(PipelineError::RateLimited { retry_after: wait }));
+            return;
+        }
+        self.queue.push_back(Pending {
+            filing: submit.filing,
+            reply: submit.reply,
+        });
+        if self.deps.faults.take_tenant_actor() {
+            return self.fail(ctx, "injected failure");
+        }
+        self.dispatch(ctx);
+    }
+}
+
+impl Handler<Resume> for TenantActor {
+    type Result = ();
+
+    fn handle(&mut self, resume: Resume, ctx: &mut Self::Context) {
+        self.last_active = Instant::now();
+        self.queue.extend(resume.pending);
+        self.dispatch(ctx);
+    }
+}
+
+/// Scores a batch (retrying once on a fresh worker if its worker fails), commits it, and answers each
+/// filing. Runs detached from the actor.
+async fn process_batch(
+    pool: Addr<ModelWorker>,
+    writer: Addr<PersistWriter>,
+    policy: Arc<TenantPolicy>,
+    batch: Vec<Pending>,
+) {
+    let (mut filings, replies): (Vec<Filing>, Vec<Reply>) = batch.into_iter().map(|p| (p.filing, p.reply)).unzip();
+    let received: Vec<(Instant, &'static str)> =
+        filings.iter().map(|f| (f.received_at, f.source.as_str())).collect();
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    let scored = loop {
+        let sent = pool
+            .send(ScoreBatch {
+                policy: policy.clone(),
+                filings,
+            })
+            .await;
+        match sent {
+            Ok(Ok(scored)) => break scored,
+            Ok(Err(failed)) if attempt < ATTEMPTS => {
+                tracing::warn!(reason = %failed.reason, attempt, "retrying a batch after a model worker failure");
+                filings = failed.filings;
+                attempt += 1;
+            }
+            Ok(Err(failed)) => return refuse_all(replies, &format!("model worker failed: {}", failed.reason)),
+            Err(e) => return refuse_all(replies, &format!("model pool unavailable: {e}")),
+        }
+    };
+
+    let mut rows = Vec::with_capacity(scored.len());
+    let mut waiting = Vec::with_capacity(scored.len());
+    for ((result, reply), timing) in scored.into_iter().zip(replies).zip(received) {
+        match result {
+            Ok(scores) => {
+                rows.push(scores);
+                waiting.push((reply, timing));
+            }
+            Err(rejected) => {
+                metrics::counter!("pdscore_filings_rejected_total", "source" => timing.1, "code" => rejected.code)
+                    .increment(1);
+                let _ = reply.send(Err(PipelineError::Rejected(rejected)));
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let outcome = match writer.send(Persist { rows }).await {
+        Ok(result) => result.map_err(|e| PipelineError::Unavailable(e.to_string())),
+        Err(e) => Err(PipelineError::Unavailable(format!("persist writer unavailable: {e}"))),
+    };
+    match outcome {
+        Ok(results) => {
+            for ((reply, (received_at, source)), result) in waiting.into_iter().zip(results) {
+                metrics::histogram!("pdscore_pipeline_latency_seconds", "source" => source)
+                    .record(received_at.elapsed().as_secs_f64());
+                let _ = reply.send(match result {
+                    CommitResult::Committed(committed) => Ok(committed),
+                    CommitResult::CompanyGone => Err(PipelineError::Rejected(Rejected {
+                        code: "NOT_FOUND",
+                        message: "the company no longer exists".into(),
+                        field: None,
+                    })),
+                });
+            }
+        }
+        Err(error) => {
+            for (reply, _) in waiting {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+fn refuse_all(replies: Vec<Reply>, reason: &str) {
+    tracing::error!(reason, filings = replies.len(), "batch refused");
+    for reply in replies {
+        let _ = reply.send(Err(PipelineError::Unavailable(reason.to_owned())));
+    }
+}

@@ -1,0 +1,331 @@
+//! The JetStream ingest: a durable pull consumer on FILINGS, shared by every service instance (work queue),
+//! feeding the actor pipeline.
+//!
+//! Each message ends in exactly one reply, decided by [`Outcome`]:
+//! - committed (or already committed: redelivery) ⇒ `Ack`;
+//! - tenant over its rate limit, queue full, a dependency down ⇒ `Nak` with a delay (redelivered later;
+//!   never dropped: the consumer has no delivery limit);
+//! - undecodable, invalid, unknown tenant or company ⇒ the original payload and the reason go to the
+//!   dead-letter subject, then `Term` (no poison loops). If the dead letter cannot be stored, `Nak` instead.
+//!
+//! A message is acked only after its prediction is committed, and the commit is idempotent on the filing's
+//! key (`filing_id`, else `Nats-Msg-Id`, else the stream sequence): at-least-once delivery into an idempotent
+//! sink, so each filing is scored exactly once even across crashes and several consumers.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self, AckKind,
+        consumer::{AckPolicy, DeliverPolicy, pull},
+    },
+};
+use futures_util::{StreamExt, future::BoxFuture};
+use pdscore_actors::{Filing, FilingSource, Pipeline, PipelineError};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::{
+    StreamKind,
+    message::{self, Undeliverable},
+    subjects::Namespace,
+};
+
+/// A company found by symbol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompanyLookup {
+    Found { organization_id: Uuid, company_id: Uuid },
+    Unknown,
+    /// The symbol exists in several organizations: the message must name one.
+    Ambiguous,
+}
+
+/// What ingest needs to attach a message to a tenant and a company (the service implements it).
+pub trait Directory: Send + Sync + 'static {
+    /// The tenant with this slug.
+    fn tenant(&self, slug: &str) -> BoxFuture<'static, Result<Option<Uuid>, String>>;
+    /// The tenant's company with this symbol (in `organization`, when given).
+    fn company(
+        &self,
+        tenant_id: Uuid,
+        symbol: &str,
+        organization: Option<Uuid>,
+    ) -> BoxFuture<'static, Result<CompanyLookup, String>>;
+}
+
+/// The ingest's settings.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The durable consumer's name (shared by every instance).
+    pub consumer: String,
+    /// Messages processed at once by this instance.
+    pub max_in_flight: usize,
+    pub ack_wait: Duration,
+}
+
+/// What to answer JetStream for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ack,
+    Nak(Duration),
+    DeadLetter(Undeliverable),
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    pub jetstream: jetstream::Context,
+    pub namespace: Namespace,
+    pub pipeline: Pipeline,
+    pub directory: Arc<dyn Directory>,
+    pub config: IngestConfig,
+}
+
+impl Ingest {
+    /// Consumes until `shutdown` resolves, then lets the messages in progress finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let permits = Arc::new(Semaphore::new(self.config.max_in_flight));
+        tokio::pin!(shutdown);
+        loop {
+            let consumer = tokio::select! {
+                _ = &mut shutdown => break,
+                consumer = self.consumer() => consumer,
+            };
+            let mut consumer = match consumer {
+                Ok(consumer) => consumer,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingest consumer not ready; retrying");
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            };
+            let messages = consumer
+                .stream()
+                .max_messages_per_batch(self.config.max_in_flight.min(256))
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await;
+            let mut messages = match messages {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot pull filings; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            tracing::info!(consumer = %self.config.consumer, "consuming filings");
+            let mut stats = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = &mut shutdown => {
+                        // Wait for the messages in progress (their acks are part of finishing).
+                        let _ = permits.acquire_many(self.config.max_in_flight as u32).await;
+                        return;
+                    }
+                    _ = stats.tick() => {
+                        if let Ok(info) = consumer.info().await {
+                            metrics::gauge!("pdscore_consumer_pending").set(info.num_pending as f64);
+                            metrics::gauge!("pdscore_consumer_ack_pending").set(info.num_ack_pending as f64);
+                            metrics::gauge!("pdscore_consumer_redelivered").set(info.num_redelivered as f64);
+                        }
+                    }
+                    next = messages.next() => match next {
+                        Some(Ok(message)) => {
+                            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                            let this = self.clone();
+                            tokio::spawn(async move {
+                                this.handle(message).await;
+                                drop(permit);
+                            });
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "error pulling filings");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn consumer(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
+        let stream = self
+            .jetstream
+            .get_stream(self.namespace.stream_name(StreamKind::Filings.base_name()))
+            .await
+            .map_err(|e| e.to_string())?;
+        let config = pull::Config {
+            durable_name: Some(self.config.consumer.clone()),
+            description: Some("Scoring service ingest (shared by every instance)".into()),
+            filter_subject: self.namespace.subject("filings.>"),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            deliver_policy: DeliverPolicy::All,
+            // No delivery limit: an overloaded tenant's filings are delayed, never given up.
+            max_deliver: -1,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        };
+        stream
+            .get_or_create_consumer(&self.config.consumer, config)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Processes one message and replies to JetStream.
+    async fn handle(&self, message: jetstream::Message) {
+        let (sequence, delivered) = message
+            .info()
+            .map(|i| (i.stream_sequence, i.delivered))
+            .unwrap_or((0, 1));
+        if delivered > 1 {
+            metrics::counter!("pdscore_consumer_redeliveries_total").increment(1);
+        }
+        let outcome = self.process(&message, sequence).await;
+        let reply = match &outcome {
+            Outcome::Ack => message.ack().await,
+            Outcome::Nak(delay) => message.ack_with(AckKind::Nak(Some(*delay))).await,
+            Outcome::DeadLetter(reason) => match self.dead_letter(&message, sequence, reason).await {
+                Ok(()) => message.ack_with(AckKind::Term).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "dead letter not stored; the filing will be redelivered");
+                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
+                }
+            },
+        };
+        if let Err(e) = reply {
+            // The message will be redelivered after ack_wait; the commit is idempotent.
+            tracing::warn!(error = %e, sequence, "could not reply to JetStream");
+        }
+    }
+
+    async fn process(&self, message: &jetstream::Message, sequence: u64) -> Outcome {
+        let decoded = match message::decode(self.namespace.prefix(), &message.subject, &message.payload) {
+            Ok(decoded) => decoded,
+            Err(reason) => return Outcome::DeadLetter(reason),
+        };
+        let tenant_id = match self.directory.tenant(&decoded.tenant).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return Outcome::DeadLetter(Undeliverable::new(
+                    "UNKNOWN_TENANT",
+                    format!("no tenant {:?}", decoded.tenant),
+                ));
+            }
+            Err(e) => return unavailable(&e),
+        };
+        let (organization_id, company_id) = match self
+            .directory
+            .company(tenant_id, &decoded.company_symbol, decoded.organization_id)
+            .await
+        {
+            Ok(CompanyLookup::Found {
+                organization_id,
+                company_id,
+            }) => (organization_id, company_id),
+            Ok(CompanyLookup::Unknown) => {
+                return Outcome::DeadLetter(Undeliverable::new(
+                    "UNKNOWN_COMPANY",
+                    format!("no company {} in tenant {}", decoded.company_symbol, decoded.tenant),
+                ));
+            }
+            Ok(CompanyLookup::Ambiguous) => {
+                return Outcome::DeadLetter(Undeliverable::new(
+                    "AMBIGUOUS_COMPANY",
+                    format!(
+                        "{} exists in several organizations; set organization_id",
+                        decoded.company_symbol
+                    ),
+                ));
+            }
+            Err(e) => return unavailable(&e),
+        };
+        let idempotency_key = decoded
+            .filing_id
+            .clone()
+            .or_else(|| header(message.headers.as_ref(), "Nats-Msg-Id"))
+            .unwrap_or_else(|| format!("nats-seq:{sequence}"));
+        let filing = Filing {
+            tenant_id,
+            organization_id,
+            company_id,
+            idempotency_key,
+            source: FilingSource::Nats,
+            prediction_type: decoded.prediction_type,
+            period: decoded.content.period,
+            statement: decoded.content.statement,
+            ratios: decoded.content.ratios,
+            model: decoded.content.model,
+            raw: decoded.raw,
+            bulk: None,
+            received_at: std::time::Instant::now(),
+        };
+        match self.pipeline.submit(filing).await {
+            Ok(_) => Outcome::Ack,
+            Err(PipelineError::Rejected(rejected)) => Outcome::DeadLetter(rejected.into()),
+            Err(PipelineError::UnknownTenant) => {
+                Outcome::DeadLetter(Undeliverable::new("UNKNOWN_TENANT", "the tenant no longer exists"))
+            }
+            Err(PipelineError::TenantInactive) => {
+                Outcome::DeadLetter(Undeliverable::new("TENANT_INACTIVE", "the tenant is deactivated"))
+            }
+            Err(PipelineError::RateLimited { retry_after } | PipelineError::Overloaded { retry_after }) => {
+                Outcome::Nak(retry_after.max(Duration::from_millis(100)))
+            }
+            Err(PipelineError::Unavailable(e)) => unavailable(&e),
+        }
+    }
+
+    /// Stores the original payload and the reason on the dead-letter subject (deduplicated per message).
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        sequence: u64,
+        reason: &Undeliverable,
+    ) -> Result<(), String> {
+        metrics::counter!("pdscore_dead_letters_total", "code" => reason.code).increment(1);
+        tracing::warn!(code = reason.code, reason = %reason.message, subject = %message.subject, sequence, "dead letter");
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("dl-filings-{sequence}").as_str());
+        headers.insert("Pdscore-Reason-Code", reason.code);
+        headers.insert("Pdscore-Reason", header_text(&reason.message).as_str());
+        headers.insert("Pdscore-Original-Subject", message.subject.as_str());
+        headers.insert("Pdscore-Stream-Sequence", sequence.to_string().as_str());
+        self.jetstream
+            .publish_with_headers(
+                self.namespace.dead_letters("filings"),
+                headers,
+                message.payload.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+fn unavailable(reason: &str) -> Outcome {
+    tracing::warn!(reason, "filing delayed: a dependency is unavailable");
+    Outcome::Nak(Duration::from_secs(2))
+}
+
+fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
+    headers?
+        .get(name)
+        .map(|v| v.as_str().to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+}
+
+/// A header value: one line, printable, bounded.
+fn header_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(512)
+        .collect()
+}

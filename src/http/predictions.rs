@@ -1,0 +1,407 @@
+//! Predictions: score a company's filing through the pipeline (201 once committed), read the history, and
+//! AccuNode's own endpoints with its request body, so its clients switch by changing the base URL.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use pdscore_actors::{Committed, Filing, FilingContent, FilingSource, PipelineError, PredictionType, RiskLevel};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{ApiError, ErrorCode, envelope, field_details, page};
+use crate::{
+    auth::{Permission, Principal},
+    db::{
+        companies::{self, CompanyWriteError, NewCompany},
+        organizations,
+        pagination::{PageRequest, Paginated},
+        predictions::{self, HistoryFilter, Prediction},
+    },
+    domain::{CompanySymbol, optional_text, required_text},
+    state::AppState,
+};
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        let retry = |d: Duration| Duration::from_secs(d.as_secs_f64().ceil().max(1.0) as u64);
+        match e {
+            PipelineError::Rejected(r) => {
+                let code = match r.code {
+                    "NOT_FOUND" => ErrorCode::NotFound,
+                    _ => ErrorCode::ValidationError,
+                };
+                let details = r.field.as_deref().map(|f| field_details(f, &r.message));
+                let error = ApiError::new(code, r.message);
+                match details {
+                    Some(d) => error.with_details(d),
+                    None => error,
+                }
+            }
+            PipelineError::UnknownTenant => ApiError::not_found("tenant"),
+            PipelineError::TenantInactive => ApiError::new(ErrorCode::Forbidden, "The tenant is deactivated."),
+            PipelineError::RateLimited { retry_after } => {
+                ApiError::new(ErrorCode::RateLimited, "The tenant's scoring rate limit is exceeded.")
+                    .with_retry_after(retry(retry_after))
+            }
+            PipelineError::Overloaded { retry_after } => {
+                ApiError::new(ErrorCode::RateLimited, "The tenant's scoring queue is full.")
+                    .with_retry_after(retry(retry_after))
+            }
+            PipelineError::Unavailable(reason) => {
+                tracing::warn!(%reason, "scoring unavailable");
+                ApiError::unavailable("Scoring is temporarily unavailable.", Duration::from_secs(2))
+            }
+        }
+    }
+}
+
+fn prediction_type(raw: &str) -> Result<PredictionType, ApiError> {
+    raw.parse::<PredictionType>().map_err(|e| {
+        ApiError::validation(e.to_string()).with_details(field_details("type", "annual or quarterly"))
+    })
+}
+
+fn idempotency_key(req: &HttpRequest, filing_id: Option<String>) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .map_err(|_| ApiError::validation("Idempotency-Key must be printable text"))?;
+    match filing_id.or(header) {
+        Some(key) if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) => {
+            Err(ApiError::validation("filing_id: 1 to 200 printable characters")
+                .with_details(field_details("filing_id", "1 to 200 printable characters")))
+        }
+        Some(key) => Ok(key),
+        None => Ok(format!("http:{}", Uuid::now_v7())),
+    }
+}
+
+/// Submits a filing and reads back its prediction as stored.
+async fn score(state: &AppState, principal: &Principal, filing: Filing) -> Result<(Committed, Prediction), ApiError> {
+    let tenant_id = filing.tenant_id;
+    let committed = state.pipeline.submit(filing).await?;
+    let mut conn = state.db.acquire().await?;
+    let scope = principal.scope_in_tenant(tenant_id, "prediction")?;
+    let prediction = predictions::find(&mut conn, &scope, committed.prediction_id())
+        .await?
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("committed prediction not readable")))?;
+    Ok((committed, prediction))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrediction {
+    /// `annual` or `quarterly`.
+    #[serde(rename = "type")]
+    #[schema(example = "annual")]
+    pub prediction_type: String,
+    /// Fiscal year (number or four-digit string).
+    #[schema(value_type = Object, example = 2024)]
+    pub reporting_year: Value,
+    /// `Q1`..`Q4` (required for quarterly filings).
+    #[schema(value_type = Option<Object>, example = "Q2")]
+    pub reporting_quarter: Option<Value>,
+    /// Line items in thousands (see the statement schema); the model's ratios are computed from it.
+    #[schema(value_type = Option<Object>)]
+    pub statement: Option<Value>,
+    /// Ratios by name (override the computed ones); numbers, numeric strings, or "NM"/"N/A"/null (missing).
+    #[schema(value_type = Option<Object>)]
+    pub ratios: Option<Map<String, Value>>,
+    /// A model id, e.g. `annual/polish-mlp@1`; default: the tenant's.
+    pub model: Option<String>,
+    /// Idempotency key (also accepted as the `Idempotency-Key` header): the same key again returns the
+    /// prediction already made, with 200.
+    pub filing_id: Option<String>,
+}
+
+/// Score a filing of a company: 201 with the prediction once committed; 200 with the earlier prediction
+/// when the idempotency key was seen before.
+#[utoipa::path(tag = "predictions", security(("bearer" = [])), params(("company_id" = Uuid, Path)),
+    request_body = CreatePrediction, responses((status = 201, body = envelope::Envelope<Prediction>),
+    (status = 200, body = envelope::Envelope<Prediction>), (status = 404, body = envelope::ErrorBody),
+    (status = 422, body = envelope::ErrorBody), (status = 429, body = envelope::ErrorBody)))]
+#[post("/companies/{company_id}/predictions")]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+    body: web::Json<CreatePrediction>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::PredictionManage)?;
+    let body = body.into_inner();
+    let company = {
+        let mut conn = state.db.acquire().await?;
+        companies::find(&mut conn, &principal.scope(), path.into_inner())
+            .await?
+            .ok_or_else(|| ApiError::not_found("company"))?
+    };
+    let prediction_type = prediction_type(&body.prediction_type)?;
+    let content = FilingContent::parse(
+        prediction_type,
+        &body.reporting_year,
+        body.reporting_quarter.as_ref(),
+        body.statement,
+        body.ratios,
+        body.model.as_deref(),
+    )
+    .map_err(PipelineError::Rejected)?;
+    let raw = serde_json::to_value(&content_raw(&content, prediction_type)).unwrap_or(Value::Null);
+    let filing = Filing {
+        tenant_id: company.tenant_id,
+        organization_id: company.organization_id,
+        company_id: company.id,
+        idempotency_key: idempotency_key(&req, body.filing_id)?,
+        source: FilingSource::Http,
+        prediction_type,
+        period: content.period,
+        statement: content.statement,
+        ratios: content.ratios,
+        model: content.model,
+        raw,
+        bulk: None,
+        received_at: std::time::Instant::now(),
+    };
+    let (committed, prediction) = score(&state, &principal, filing).await?;
+    Ok(match committed {
+        Committed::Created { .. } => envelope::created(prediction),
+        Committed::Duplicate { .. } => envelope::ok(prediction),
+    })
+}
+
+/// The filing as stored: what was scored, in the canonical form (the HTTP body itself may hold an
+/// idempotency key or other transport details).
+fn content_raw(content: &FilingContent, prediction_type: PredictionType) -> Value {
+    serde_json::json!({
+        "type": prediction_type,
+        "reporting_year": content.period.year,
+        "reporting_quarter": content.period.quarter,
+        "statement": content.statement,
+        "ratios": content.ratios,
+        "model": content.model,
+    })
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// `annual` or `quarterly`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub prediction_type: Option<String>,
+    pub from_year: Option<i16>,
+    pub to_year: Option<i16>,
+    /// `low`, `medium`, `high` or `critical`.
+    pub risk_level: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+/// A company's predictions, latest reporting period first.
+#[utoipa::path(tag = "predictions", security(("bearer" = [])), params(("company_id" = Uuid, Path), HistoryQuery),
+    responses((status = 200, body = envelope::Envelope<Paginated<Prediction>>), (status = 404, body = envelope::ErrorBody)))]
+#[get("/companies/{company_id}/predictions")]
+pub async fn history(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::PredictionRead)?;
+    let query = query.into_inner();
+    let page = page(PageRequest {
+        page: query.page,
+        per_page: query.per_page,
+    })?;
+    let filter = HistoryFilter {
+        prediction_type: query.prediction_type.as_deref().map(prediction_type).transpose()?,
+        from_year: query.from_year,
+        to_year: query.to_year,
+        risk_level: query
+            .risk_level
+            .as_deref()
+            .map(|l| {
+                l.parse::<RiskLevel>().map_err(|e| {
+                    ApiError::validation(e.to_string()).with_details(field_details("risk_level", "low, medium, high or critical"))
+                })
+            })
+            .transpose()?,
+    };
+    let scope = principal.scope();
+    let mut conn = state.db.acquire().await?;
+    let company = companies::find(&mut conn, &scope, path.into_inner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("company"))?;
+    let (items, total) = predictions::history(&mut conn, &scope, company.id, &filter, page).await?;
+    Ok(envelope::ok(Paginated::new(items, page, total)))
+}
+
+/// One prediction.
+#[utoipa::path(tag = "predictions", security(("bearer" = [])), params(("prediction_id" = Uuid, Path)),
+    responses((status = 200, body = envelope::Envelope<Prediction>), (status = 404, body = envelope::ErrorBody)))]
+#[get("/predictions/{prediction_id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::PredictionRead)?;
+    let mut conn = state.db.acquire().await?;
+    let prediction = predictions::find(&mut conn, &principal.scope(), path.into_inner())
+        .await?
+        .ok_or_else(|| ApiError::not_found("prediction"))?;
+    Ok(envelope::ok(prediction))
+}
+
+/// AccuNode's request body: the company by symbol (created in the caller's organization if new), the
+/// period, and the ratios of the prediction type in percent units at the top level.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct AccunodePrediction {
+    #[schema(example = "ACME")]
+    pub company_symbol: String,
+    #[schema(example = "Acme Corporation")]
+    pub company_name: String,
+    pub market_cap: Option<f64>,
+    pub sector: Option<String>,
+    #[schema(value_type = Object, example = 2024)]
+    pub reporting_year: Value,
+    #[schema(value_type = Option<Object>, example = "Q4")]
+    pub reporting_quarter: Option<Value>,
+    /// For accounts without an organization of their own (tenant admins): where the company lives.
+    pub organization_id: Option<Uuid>,
+    /// The ratios, e.g. `long_term_debt_to_total_capital`, `total_debt_to_ebitda`, … (percent units).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub ratios: Map<String, Value>,
+}
+
+/// AccuNode-compatible annual prediction: 201 with the prediction; the same company and fiscal year twice
+/// is a 409.
+#[utoipa::path(tag = "predictions", security(("bearer" = [])), request_body = AccunodePrediction, responses(
+    (status = 201, body = envelope::Envelope<Prediction>), (status = 409, body = envelope::ErrorBody),
+    (status = 422, body = envelope::ErrorBody)))]
+#[post("/predictions/annual")]
+pub async fn accunode_annual(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<AccunodePrediction>,
+) -> Result<HttpResponse, ApiError> {
+    accunode(&state, &principal, PredictionType::Annual, body.into_inner()).await
+}
+
+/// AccuNode-compatible quarterly prediction: 201 with the prediction; the same company and quarter twice is
+/// a 409.
+#[utoipa::path(tag = "predictions", security(("bearer" = [])), request_body = AccunodePrediction, responses(
+    (status = 201, body = envelope::Envelope<Prediction>), (status = 409, body = envelope::ErrorBody),
+    (status = 422, body = envelope::ErrorBody)))]
+#[post("/predictions/quarterly")]
+pub async fn accunode_quarterly(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: web::Json<AccunodePrediction>,
+) -> Result<HttpResponse, ApiError> {
+    accunode(&state, &principal, PredictionType::Quarterly, body.into_inner()).await
+}
+
+async fn accunode(
+    state: &AppState,
+    principal: &Principal,
+    prediction_type: PredictionType,
+    body: AccunodePrediction,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::PredictionManage)?;
+    let raw = serde_json::to_value(&body.ratios).unwrap_or(Value::Null);
+    let content = FilingContent::parse(
+        prediction_type,
+        &body.reporting_year,
+        body.reporting_quarter.as_ref(),
+        None,
+        Some(body.ratios),
+        None,
+    )
+    .map_err(PipelineError::Rejected)?;
+    let symbol = CompanySymbol::parse(&body.company_symbol)?;
+    let name = required_text("company_name", &body.company_name, 300)?;
+    let sector = body
+        .sector
+        .as_deref()
+        .map(|s| optional_text("sector", s, 120))
+        .transpose()?
+        .flatten();
+    if body.market_cap.is_some_and(|m| !(m.is_finite() && m >= 0.0)) {
+        return Err(ApiError::validation("market_cap: must be a number ≥ 0")
+            .with_details(field_details("market_cap", "must be a finite number ≥ 0")));
+    }
+    let organization_id = body.organization_id.or(principal.organization_id).ok_or_else(|| {
+        ApiError::validation("organization_id is required for accounts without an organization")
+            .with_details(field_details("organization_id", "required"))
+    })?;
+    let scope = principal.scope();
+    let mut conn = state.db.acquire().await?;
+    let organization = organizations::find(&mut conn, &scope, organization_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    let company = match companies::find_by_symbol(&mut conn, &scope, organization.id, symbol.as_str()).await? {
+        Some(company) => company,
+        None => {
+            let new = NewCompany {
+                tenant_id: organization.tenant_id,
+                organization_id: organization.id,
+                symbol: symbol.as_str(),
+                name: &name,
+                sector: sector.as_deref(),
+                market_cap: body.market_cap,
+                created_by: Some(principal.user_id).filter(|_| principal.tenant_id.is_some()),
+            };
+            match companies::insert(&mut conn, &new).await {
+                Ok(company) => company,
+                // Created by a concurrent request a moment ago.
+                Err(CompanyWriteError::SymbolTaken(_)) => {
+                    companies::find_by_symbol(&mut conn, &scope, organization.id, symbol.as_str())
+                        .await?
+                        .ok_or_else(|| ApiError::not_found("company"))?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    drop(conn);
+    let period = content.period;
+    let filing = Filing {
+        tenant_id: company.tenant_id,
+        organization_id: company.organization_id,
+        company_id: company.id,
+        // One prediction per company and period, as AccuNode enforced.
+        idempotency_key: format!(
+            "accunode:{}:{prediction_type}:{}:{}",
+            company.id,
+            period.year,
+            period.quarter.unwrap_or(0)
+        ),
+        source: FilingSource::Http,
+        prediction_type,
+        period,
+        statement: None,
+        ratios: content.ratios,
+        model: None,
+        raw,
+        bulk: None,
+        received_at: std::time::Instant::now(),
+    };
+    let (committed, prediction) = score(state, principal, filing).await?;
+    match committed {
+        Committed::Created { .. } => Ok(envelope::created(prediction)),
+        Committed::Duplicate { prediction_id } => Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "A {prediction_type} prediction for {} and {period} already exists.",
+                company.symbol
+            ),
+        )
+        .with_details(serde_json::json!({ "prediction_id": prediction_id }))),
+    }
+}

@@ -1,0 +1,490 @@
+//! The scoring pipeline end to end: HTTP and NATS ingest, bad input, alerts, supervision, fairness.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures_util::StreamExt;
+use pdscore::db::users::Role;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
+
+/// Ratios of the annual AccuNode scorecard: PD 1.93 % (LOW under AccuNode's scheme) and 4.12 % (MEDIUM).
+pub fn safe() -> Value {
+    json!({ "long_term_debt_to_total_capital": 10, "total_debt_to_ebitda": 1.0, "net_income_margin": 10,
+            "ebit_to_interest_expense": 10, "return_on_assets": 12 })
+}
+pub fn risky() -> Value {
+    json!({ "long_term_debt_to_total_capital": 70, "total_debt_to_ebitda": 6, "net_income_margin": -1,
+            "ebit_to_interest_expense": 1, "return_on_assets": -2 })
+}
+
+/// A filing message (schema 1).
+pub fn message(filing_id: &str, symbol: &str, year: u16, ratios: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schema_version": 1, "filing_id": filing_id, "company_symbol": symbol,
+        "reporting_year": year, "ratios": ratios
+    }))
+    .unwrap()
+}
+
+pub async fn publish(js: &jetstream::Context, subject: String, payload: Vec<u8>) {
+    js.publish(subject, payload.into()).await.unwrap().await.unwrap();
+}
+
+async fn company_id(app: &TestApp, token: &str, symbol: &str) -> Uuid {
+    let (_, list) = app.call("GET", &format!("/api/v1/companies?q={symbol}"), Some(token), None).await;
+    list["data"]["items"][0]["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn predictions_of(app: &TestApp, key: impl Into<String>) -> Option<Value> {
+    let key = key.into();
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT p.id FROM predictions p JOIN filings f ON f.tenant_id = p.tenant_id AND f.id = p.filing_id
+         WHERE f.idempotency_key = $1 AND NOT p.is_shadow",
+    )
+    .bind(&key)
+    .fetch_optional(&app.db)
+    .await
+    .unwrap();
+    id.map(|id| json!(id))
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&app.db).await.unwrap()
+}
+
+#[actix_web::test]
+async fn http_and_nats_paths_give_identical_predictions() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember);
+    let acme = company_id(&app, token, "ACME").await;
+    let (js, ns) = app.jetstream().await;
+    let statement = json!({ "total_assets": 1200.0, "total_liabilities": 700.0, "sales": 900.0, "ebit": 80.0,
+                            "net_profit": 35.0, "interest_expense": 12.0, "depreciation": 20.0,
+                            "long_term_liabilities": 300.0, "total_debt": 450.0, "equity": 500.0 });
+
+    for (n, (kind, extra)) in [
+        ("annual", json!({ "ratios": { "net_income_margin": "NM" } })),
+        ("quarterly", json!({ "reporting_quarter": "Q2" })),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut body = json!({ "reporting_year": 2024, "statement": statement });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let mut nats_body = body.clone();
+        nats_body["schema_version"] = json!(1);
+        nats_body["filing_id"] = json!(format!("nats-{n}"));
+        nats_body["company_symbol"] = json!("acme");
+        publish(&js, ns.filings(&demo.setup.tenant_slug, kind), serde_json::to_vec(&nats_body).unwrap()).await;
+        body["type"] = json!(kind);
+        body["filing_id"] = json!(format!("http-{n}"));
+        let (status, http) = app
+            .call("POST", &format!("/api/v1/companies/{acme}/predictions"), Some(token), Some(&body))
+            .await;
+        assert_eq!(status, 201, "{http:#}");
+
+        let nats_id = eventually("the NATS filing's prediction", Duration::from_secs(20), || {
+            predictions_of(&app, format!("nats-{n}"))
+        })
+        .await;
+        let (_, nats) = app
+            .call("GET", &format!("/api/v1/predictions/{}", nats_id.as_str().unwrap()), Some(token), None)
+            .await;
+        let (http, nats) = (&http["data"], &nats["data"]);
+        assert_eq!(nats["source"], "nats");
+        assert_eq!(http["source"], "http");
+        for field in ["probability", "risk_level", "implied_rating", "confidence", "contributions", "inputs", "model",
+                      "term_structure", "period_year", "period_quarter", "prediction_type"] {
+            assert_eq!(http[field], nats[field], "{kind}: {field} differs");
+        }
+        assert!(http["probability"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[actix_web::test]
+async fn bad_filings_end_in_dead_letters_with_their_reason_and_nothing_is_lost() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let (js, ns) = app.jetstream().await;
+    let tenant = demo.setup.tenant_slug.clone();
+    let annual = ns.filings(&tenant, "annual");
+    let cases: Vec<(&str, String, Vec<u8>)> = vec![
+        ("INVALID_MESSAGE", annual.clone(), b"\x00\x9f\x92\x96 not json".to_vec()),
+        ("UNSUPPORTED_SCHEMA_VERSION", annual.clone(), br#"{"schema_version":7,"company_symbol":"ACME"}"#.to_vec()),
+        (
+            "PAYLOAD_TOO_LARGE",
+            annual.clone(),
+            format!(r#"{{"schema_version":1,"pad":"{}"}}"#, "x".repeat(300_000)).into_bytes(),
+        ),
+        (
+            "VALIDATION_ERROR",
+            annual.clone(),
+            br#"{"schema_version":1,"company_symbol":"ACME","reporting_year":2024,"statement":{"total_assets":"NaN"}}"#
+                .to_vec(),
+        ),
+        (
+            "VALIDATION_ERROR",
+            annual.clone(),
+            br#"{"schema_version":1,"company_symbol":"ACME","reporting_year":2024,"ratios":{"made_up":1}}"#.to_vec(),
+        ),
+        ("UNKNOWN_COMPANY", annual.clone(), message("m-1", "NOPE", 2024, safe())),
+        ("UNKNOWN_TENANT", ns.filings("nobody", "annual"), message("m-2", "ACME", 2024, safe())),
+        ("INVALID_SUBJECT", ns.subject(&format!("filings.{tenant}.monthly")), message("m-3", "ACME", 2024, safe())),
+    ];
+    for (_, subject, payload) in &cases {
+        publish(&js, subject.clone(), payload.clone()).await;
+    }
+    // A good filing after the bad ones is scored: the consumer is not stuck.
+    publish(&js, annual, message("good", "ACME", 2024, safe())).await;
+    eventually("the good filing", Duration::from_secs(20), || predictions_of(&app, "good")).await;
+
+    let dead = js
+        .get_stream(ns.stream_name("DEAD_LETTERS"))
+        .await
+        .unwrap()
+        .create_consumer(pull::Config::default())
+        .await
+        .unwrap();
+    let mut codes = Vec::new();
+    let mut messages = dead.fetch().max_messages(cases.len()).expires(Duration::from_secs(10)).messages().await.unwrap();
+    while codes.len() < cases.len() {
+        let Some(Ok(m)) = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap() else {
+            break;
+        };
+        let headers = m.headers.clone().unwrap();
+        assert!(headers.get("Pdscore-Reason").is_some_and(|r| !r.as_str().is_empty()));
+        assert!(headers.get("Pdscore-Original-Subject").is_some());
+        codes.push(headers.get("Pdscore-Reason-Code").unwrap().as_str().to_owned());
+    }
+    let mut expected: Vec<String> = cases.iter().map(|(c, _, _)| c.to_string()).collect();
+    expected.sort();
+    codes.sort();
+    assert_eq!(codes, expected);
+
+    // Every message was answered: nothing waits for redelivery.
+    let mut consumer: jetstream::consumer::Consumer<pull::Config> = js
+        .get_stream(ns.stream_name("FILINGS"))
+        .await
+        .unwrap()
+        .get_consumer("scoring")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = consumer.info().await.unwrap().clone();
+        if info.num_pending == 0 && info.num_ack_pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "messages left unanswered: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.health().await.0, 200);
+}
+
+#[actix_web::test]
+async fn bad_http_filings_get_a_4xx_with_a_stable_code() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember);
+    let acme = company_id(&app, token, "ACME").await;
+    let path = format!("/api/v1/companies/{acme}/predictions");
+    let cases = [
+        (json!({ "type": "monthly", "reporting_year": 2024, "ratios": safe() }), 422, "type"),
+        (json!({ "type": "annual", "reporting_year": "MMXXIV", "ratios": safe() }), 422, "reporting_year"),
+        (json!({ "type": "quarterly", "reporting_year": 2024, "ratios": safe() }), 422, "reporting_quarter"),
+        (json!({ "type": "annual", "reporting_year": 2024 }), 422, "statement"),
+        (json!({ "type": "annual", "reporting_year": 2024, "statement": { "total_assets": "NaN" } }), 422, "statement.total_assets"),
+        (json!({ "type": "annual", "reporting_year": 2024, "statement": { "total_assets": 1e300 } }), 422, "statement.total_assets"),
+        (json!({ "type": "annual", "reporting_year": 2024, "ratios": { "made_up": 1 } }), 422, "ratios.made_up"),
+        (json!({ "type": "annual", "reporting_year": 2024, "ratios": { "return_on_assets": [1] } }), 422, "ratios.return_on_assets"),
+        (json!({ "type": "annual", "reporting_year": 2024, "ratios": safe(), "model": "annual/nope@1" }), 422, "model"),
+        (json!({ "type": "annual", "reporting_year": 2024, "ratios": safe(), "model": "quarterly/accunode-scorecard@1" }), 422, "model"),
+        (json!({ "type": "annual", "reporting_year": 2024, "ratios": safe(), "surprise": true }), 422, ""),
+    ];
+    for (body, status, field) in cases {
+        let (got, answer) = app.call("POST", &path, Some(token), Some(&body)).await;
+        assert_eq!(got, status, "{body}: {answer:#}");
+        assert_eq!(answer["error"]["code"], "VALIDATION_ERROR", "{body}: {answer:#}");
+        if !field.is_empty() {
+            assert_eq!(answer["error"]["details"]["field"], field, "{body}: {answer:#}");
+        }
+    }
+    let huge = json!({ "type": "annual", "reporting_year": 2024, "ratios": safe(), "filing_id": "x".repeat(2 << 20) });
+    assert_eq!(app.call("POST", &path, Some(token), Some(&huge)).await.0, 413);
+    let garbage = app
+        .client
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(vec![0xff, 0x00, 0x12])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+    let unknown = format!("/api/v1/companies/{}/predictions", Uuid::now_v7());
+    let (status, answer) = app
+        .call("POST", &unknown, Some(token), Some(&json!({ "type": "annual", "reporting_year": 2024, "ratios": safe() })))
+        .await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM filings").await,
+        0,
+        "refused filings leave nothing behind"
+    );
+
+    // AccuNode's endpoint: the same company and period twice is a conflict; the first answer stands.
+    let body = json!({ "company_symbol": "ACME", "company_name": "Acme", "reporting_year": "2024",
+                       "reporting_quarter": "Q4", "long_term_debt_to_total_capital": "N/A", "return_on_assets": 4.2 });
+    let (first, created) = app.call("POST", "/api/v1/predictions/annual", Some(token), Some(&body)).await;
+    assert_eq!(first, 201, "{created:#}");
+    assert_eq!(created["data"]["company_symbol"], "ACME");
+    let (again, conflict) = app.call("POST", "/api/v1/predictions/annual", Some(token), Some(&body)).await;
+    assert_eq!((again, conflict["error"]["code"].as_str()), (409, Some("CONFLICT")));
+    assert_eq!(conflict["error"]["details"]["prediction_id"], created["data"]["id"]);
+    let (status, answer) = app
+        .call("POST", "/api/v1/predictions/quarterly", Some(token), Some(&json!({
+            "company_symbol": "NEWCO", "company_name": "New Co", "reporting_year": 2024, "sga_margin": "x" })))
+        .await;
+    assert_eq!((status, answer["error"]["details"]["field"].as_str()), (422, Some("reporting_quarter")));
+}
+
+#[actix_web::test]
+async fn the_same_filing_twice_is_scored_once() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember);
+    let acme = company_id(&app, token, "ACME").await;
+    let path = format!("/api/v1/companies/{acme}/predictions");
+    let body = json!({ "type": "annual", "reporting_year": 2024, "ratios": risky(), "filing_id": "same" });
+    let (first, a) = app.call("POST", &path, Some(token), Some(&body)).await;
+    let (second, b) = app.call("POST", &path, Some(token), Some(&body)).await;
+    assert_eq!((first, second), (201, 200));
+    assert_eq!(a["data"]["id"], b["data"]["id"]);
+    let (js, ns) = app.jetstream().await;
+    publish(&js, ns.filings(&demo.setup.tenant_slug, "annual"), message("same", "ACME", 2024, risky())).await;
+    publish(&js, ns.filings(&demo.setup.tenant_slug, "annual"), message("after", "ACME", 2025, risky())).await;
+    eventually("the later filing", Duration::from_secs(20), || predictions_of(&app, "after")).await;
+    assert_eq!(count(&app, "SELECT count(*) FROM predictions").await, 2);
+}
+
+#[actix_web::test]
+async fn subscribers_get_exactly_one_alert_per_risk_change() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let admin = demo.token(Role::TenantAdmin).to_owned();
+    let tenant_id = demo.setup.tenant_id;
+    let (status, _) = app
+        .call("PATCH", &format!("/api/v1/tenants/{tenant_id}"), Some(&admin),
+              Some(&json!({ "risk_thresholds": { "scheme": "accunode" } })))
+        .await;
+    assert_eq!(status, 200);
+    let (js, ns) = app.jetstream().await;
+
+    // Subscribers: NATS (the ALERTS stream) and SSE, as the organization admin and as a user of another
+    // company (who must see nothing).
+    let alerts_stream = js.get_stream(ns.stream_name("ALERTS")).await.unwrap();
+    let sse = app
+        .client
+        .get(format!("{}/api/v1/alerts/stream", app.address))
+        .bearer_auth(demo.token(Role::OrgAdmin))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let mut sse = sse;
+
+    let subject = ns.filings(&demo.setup.tenant_slug, "annual");
+    let script = [
+        ("f2019", 2019, safe()),
+        ("f2020", 2020, safe()),
+        ("f2021", 2021, risky()), // LOW → MEDIUM: alert
+        ("f2022", 2022, risky()),
+        ("f2023", 2023, safe()), // MEDIUM → LOW: alert
+        ("f2018", 2018, risky()), // late, for an earlier period: no alert
+        ("f2021", 2021, risky()), // redelivered: no alert
+    ];
+    for (key, year, ratios) in script {
+        publish(&js, subject.clone(), message(key, "GLOBEX", year, ratios)).await;
+        eventually(key, Duration::from_secs(20), || predictions_of(&app, key)).await;
+    }
+    let (_, stored) = app.call("GET", "/api/v1/alerts", Some(&admin), None).await;
+    let stored = stored["data"].as_array().unwrap().clone();
+    assert_eq!(stored.len(), 2, "{stored:#?}");
+    assert_eq!(
+        (stored[1]["period_year"].as_i64(), stored[1]["new_level"].as_str(), stored[1]["reason"].as_str()),
+        (Some(2021), Some("medium"), Some("level_changed"))
+    );
+    assert_eq!((stored[0]["period_year"].as_i64(), stored[0]["new_level"].as_str()), (Some(2023), Some("low")));
+
+    let mut nats_alerts = Vec::new();
+    let consumer = alerts_stream.create_consumer(pull::Config::default()).await.unwrap();
+    let mut batch = consumer.fetch().max_messages(10).expires(Duration::from_secs(3)).messages().await.unwrap();
+    while let Some(Ok(m)) = batch.next().await {
+        let alert: Value = serde_json::from_slice(&m.payload).unwrap();
+        nats_alerts.push(alert["period_year"].as_i64().unwrap());
+        assert!(m.subject.starts_with(&ns.subject(&format!("alerts.{}.", demo.setup.tenant_slug))));
+    }
+    assert_eq!(nats_alerts, vec![2021, 2023]);
+
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while text.matches("event: alert").count() < 2 && Instant::now() < deadline {
+        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(1), sse.chunk()).await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    // Nothing more arrives.
+    if let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(2), sse.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(text.matches("event: alert").count(), 2, "{text}");
+    assert!(text.contains("\"period_year\":2021") && text.contains("\"period_year\":2023"));
+
+    // The `user` account sees only ACME (assigned); GLOBEX's alerts are not theirs.
+    let (_, mine) = app.call("GET", "/api/v1/alerts", Some(demo.token(Role::User)), None).await;
+    assert_eq!(mine["data"], json!([]));
+}
+
+#[actix_web::test]
+async fn failed_actors_are_restarted_and_their_filings_still_scored() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let acme = company_id(&app, &token, "ACME").await;
+    app.pipeline.faults().fail_tenant_actors(2);
+    app.pipeline.faults().fail_model_workers(2);
+
+    let requests = (0..40).map(|i| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let body = json!({ "type": "annual", "reporting_year": 1990 + i, "ratios": safe() });
+            app.call("POST", &format!("/api/v1/companies/{acme}/predictions"), Some(&token), Some(&body))
+                .await
+                .0
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    assert_eq!(count(&app, "SELECT count(*) FROM predictions").await, 40);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for restarted in ["pdscore_tenant_actor_restarts_total 2", "pdscore_model_worker_restarts_total 2"] {
+        assert!(metrics.contains(restarted), "{restarted} missing");
+    }
+}
+
+/// p99 of a tenant's sequential HTTP predictions, in seconds.
+async fn p99(app: &TestApp, token: &str, company: Uuid, n: usize, year: &mut i32) -> f64 {
+    let mut latencies = Vec::with_capacity(n);
+    for _ in 0..n {
+        *year += 1;
+        let body = json!({ "type": "annual", "reporting_year": 1900 + (*year % 300), "ratios": safe(),
+                           "filing_id": format!("b-{year}") });
+        let started = Instant::now();
+        let (status, answer) = app
+            .call("POST", &format!("/api/v1/companies/{company}/predictions"), Some(token), Some(&body))
+            .await;
+        latencies.push(started.elapsed().as_secs_f64());
+        assert_eq!(status, 201, "{answer:#}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies[(n * 99).div_ceil(100) - 1]
+}
+
+#[actix_web::test]
+async fn a_flooding_tenant_is_delayed_without_slowing_another_or_losing_filings() {
+    let app = spawn_app_with(|s| s.auth.login_attempts_per_address = 1000).await;
+    let demo = app.demo().await;
+    let sa = demo.token(Role::SuperAdmin).to_owned();
+    // Tenant A (demo) may score 100 filings/s; tenant B is another tenant with the default limit.
+    let (status, _) = app
+        .call("PATCH", &format!("/api/v1/tenants/{}", demo.setup.tenant_id), Some(&sa),
+              Some(&json!({ "rate_limit_per_second": 100, "rate_limit_burst": 100 })))
+        .await;
+    assert_eq!(status, 200);
+    let (_, created) = app
+        .call("POST", "/api/v1/tenants", Some(&sa), Some(&json!({ "slug": "tenant-b", "name": "B",
+            "admin": { "email": "admin@b.example.com", "password": "second tenant secret pass" } })))
+        .await;
+    let tenant_b = created["data"]["tenant"]["id"].as_str().unwrap().to_owned();
+    let tb = app.login("admin@b.example.com", "second tenant secret pass").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, org) = app
+        .call("POST", &format!("/api/v1/tenants/{tenant_b}/organizations"), Some(&tb), Some(&json!({ "name": "B1" })))
+        .await;
+    let org = org["data"]["id"].as_str().unwrap().to_owned();
+    let (_, company) = app
+        .call("POST", &format!("/api/v1/organizations/{org}/companies"), Some(&tb),
+              Some(&json!({ "symbol": "BCO", "name": "B Co" })))
+        .await;
+    let b_company: Uuid = company["data"]["id"].as_str().unwrap().parse().unwrap();
+
+    let mut year = 0;
+    p99(&app, &tb, b_company, 20, &mut year).await; // warm-up
+    let unloaded = p99(&app, &tb, b_company, 150, &mut year).await;
+
+    // A publishes 1,500 filings at 10× its limit (1,000/s for 1.5 s) while B keeps scoring.
+    let (js, ns) = app.jetstream().await;
+    let subject = ns.filings(&demo.setup.tenant_slug, "annual");
+    // The flood is published from a thread of its own, as a separate publisher would.
+    let flood = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async move {
+            let started = Instant::now();
+            let mut acks = Vec::with_capacity(1500);
+            for i in 0..1500u32 {
+                let payload = message(&format!("a-{i}"), "ACME", 1900 + (i % 300) as u16, safe());
+                acks.push(js.publish(subject.clone(), payload.into()).await.unwrap());
+                let due = Duration::from_micros(u64::from(i) * 1000);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            for ack in acks {
+                ack.await.unwrap();
+            }
+        })
+    });
+    let loaded = p99(&app, &tb, b_company, 150, &mut year).await;
+    flood.join().unwrap();
+    eprintln!("tenant B p99: unloaded {:.1} ms, while A floods {:.1} ms", unloaded * 1e3, loaded * 1e3);
+    assert!(
+        loaded <= 2.0 * unloaded.max(0.005),
+        "B's p99 went from {unloaded:.4} s to {loaded:.4} s"
+    );
+
+    // A's excess was delayed (Nak with delay), not lost: every filing is scored, once.
+    let scored = eventually("all of A's filings", Duration::from_secs(60), || async {
+        let n = count(&app, "SELECT count(*) FROM filings WHERE idempotency_key LIKE 'a-%'").await;
+        (n == 1500).then_some(n)
+    })
+    .await;
+    assert_eq!(scored, 1500);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("pdscore_rate_limited_total{{source=\"nats\",tenant=\"{}\"}}", demo.setup.tenant_slug))
+            || metrics.contains(&format!("pdscore_rate_limited_total{{tenant=\"{}\",source=\"nats\"}}", demo.setup.tenant_slug)),
+        "A was rate limited"
+    );
+
+    // Over HTTP, A's excess gets 429 with Retry-After.
+    let token = demo.token(Role::OrgMember).to_owned();
+    let acme = company_id(&app, &token, "ACME").await;
+    let burst = (0..300).map(|i| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let body = json!({ "type": "annual", "reporting_year": 1900 + i % 300, "ratios": safe() });
+            app.send("POST", &format!("/api/v1/companies/{acme}/predictions"), Some(&token), Some(&body)).await
+        }
+    });
+    let answers = futures_util::future::join_all(burst).await;
+    let limited: Vec<_> = answers.iter().filter(|r| r.status() == 429).collect();
+    assert!(!limited.is_empty());
+    assert!(limited.iter().all(|r| r.headers().get("retry-after").is_some()));
+}
