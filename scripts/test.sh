@@ -7,4 +7,10 @@ cd "$(dirname "$0")/.."
 
 scripts/services.sh
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust >= 1.95 (https://rustup.rs)" >&2; exit 1; }
-cargo test --workspace --all-features --locked "$@"
+if [ $# -gt 0 ]; then
+    exec cargo test --workspace --all-features --locked "$@"
+fi
+# Everything in parallel, except the tests that kill service processes or compare latencies...
+cargo test --workspace --all-features --locked -- --skip crash:: --skip pipeline::a_flooding
+# ...which run one at a time, so that they measure the service rather than the other tests.
+cargo test --all-features --locked --test api -- --test-threads 1 crash:: pipeline::a_flooding

@@ -343,10 +343,7 @@ impl Settings {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return invalid(
-                "pipeline.consumer_name",
-                "letters, digits, '-' and '_' only".into(),
-            );
+            return invalid("pipeline.consumer_name", "letters, digits, '-' and '_' only".into());
         }
         if self.auth.issuer.trim().is_empty() || self.auth.audience.trim().is_empty() {
             return invalid("auth.issuer", "issuer and audience must not be empty".into());

@@ -128,7 +128,9 @@ impl AlertPublisher {
                     metrics::counter!("pdscore_alerts_published_total").increment(1);
                     published.push((alert.tenant_id, alert.id));
                 }
-                Err(e) => tracing::warn!(alert_id = %alert.id, error = %e, "alert not published yet; the outbox retries"),
+                Err(e) => {
+                    tracing::warn!(alert_id = %alert.id, error = %e, "alert not published yet; the outbox retries")
+                }
             }
         }
         if !published.is_empty()
@@ -231,10 +233,12 @@ impl AlertFeed {
 struct PgDirectory {
     db: PgPool,
     tenants: Arc<Cache<String, Option<Uuid>>>,
-    companies: Arc<Cache<(Uuid, String, Option<Uuid>), CompanyLookup>>,
+    companies: Arc<Cache<CompanyKey, CompanyLookup>>,
 }
 
 type Cache<K, V> = Mutex<HashMap<K, (V, Instant)>>;
+/// Tenant, symbol, organization.
+type CompanyKey = (Uuid, String, Option<Uuid>);
 
 const DIRECTORY_TTL: Duration = Duration::from_secs(10);
 

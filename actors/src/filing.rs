@@ -68,7 +68,11 @@ impl FilingContent {
             .map(|s| {
                 Statement::from_value(s).map_err(|e| match e {
                     pdscore_models::statement::StatementError::Invalid { field, message } => {
-                        let field = if field == "statement" { field } else { format!("statement.{field}") };
+                        let field = if field == "statement" {
+                            field
+                        } else {
+                            format!("statement.{field}")
+                        };
                         Rejected::validation(field, message)
                     }
                     empty => Rejected::validation("statement", empty.to_string()),
@@ -85,13 +89,13 @@ impl FilingContent {
             ));
         }
         if statement.is_none() && ratios.is_none() {
-            return Err(Rejected::validation(
-                "statement",
-                "send a statement, ratios, or both",
-            ));
+            return Err(Rejected::validation("statement", "send a statement, ratios, or both"));
         }
         let model = model
-            .map(|m| m.parse::<ModelId>().map_err(|e| Rejected::validation("model", e.to_string())))
+            .map(|m| {
+                m.parse::<ModelId>()
+                    .map_err(|e| Rejected::validation("model", e.to_string()))
+            })
             .transpose()?;
         Ok(Self {
             period: ReportingPeriod { year, quarter },
@@ -306,7 +310,13 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(c.period, ReportingPeriod { year: 2024, quarter: Some(3) });
+        assert_eq!(
+            c.period,
+            ReportingPeriod {
+                year: 2024,
+                quarter: Some(3)
+            }
+        );
         let annual = FilingContent::parse(
             PredictionType::Annual,
             &json!(2023),
@@ -316,7 +326,10 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(annual.period.quarter, None, "an annual filing's quarter is informational");
+        assert_eq!(
+            annual.period.quarter, None,
+            "an annual filing's quarter is informational"
+        );
     }
 
     #[test]
@@ -324,15 +337,36 @@ mod tests {
         let field = |r: Result<FilingContent, Rejected>| r.unwrap_err().field.unwrap();
         let some = ratios(json!({"sga_margin": 1}));
         assert_eq!(
-            field(FilingContent::parse(PredictionType::Quarterly, &json!(2024), None, None, some.clone(), None)),
+            field(FilingContent::parse(
+                PredictionType::Quarterly,
+                &json!(2024),
+                None,
+                None,
+                some.clone(),
+                None
+            )),
             "reporting_quarter"
         );
         assert_eq!(
-            field(FilingContent::parse(PredictionType::Annual, &json!("20x4"), None, None, some.clone(), None)),
+            field(FilingContent::parse(
+                PredictionType::Annual,
+                &json!("20x4"),
+                None,
+                None,
+                some.clone(),
+                None
+            )),
             "reporting_year"
         );
         assert_eq!(
-            field(FilingContent::parse(PredictionType::Annual, &json!(2024), None, None, None, None)),
+            field(FilingContent::parse(
+                PredictionType::Annual,
+                &json!(2024),
+                None,
+                None,
+                None,
+                None
+            )),
             "statement"
         );
         assert_eq!(
@@ -347,7 +381,14 @@ mod tests {
             "statement.total_assets"
         );
         assert_eq!(
-            field(FilingContent::parse(PredictionType::Annual, &json!(2024), None, None, some, Some("x"))),
+            field(FilingContent::parse(
+                PredictionType::Annual,
+                &json!(2024),
+                None,
+                None,
+                some,
+                Some("x")
+            )),
             "model"
         );
     }

@@ -63,7 +63,9 @@ impl PersistWriter {
                 if !rows.is_empty() && rows.len() + batch.len() > self.max_rows {
                     break;
                 }
-                let Some((batch, reply)) = self.waiting.pop_front() else { break };
+                let Some((batch, reply)) = self.waiting.pop_front() else {
+                    break;
+                };
                 senders.push((batch.len(), reply));
                 rows.extend(batch);
             }
@@ -80,10 +82,11 @@ impl PersistWriter {
                     let raised: Vec<_> = results
                         .iter()
                         .filter_map(|r| match r {
-                            CommitResult::Committed(Committed::Created { alert: Some(alert), .. }) => {
-                                Some(alert.clone())
-                            }
-                            _ => None,
+                            CommitResult::Committed(committed) => match &**committed {
+                                Committed::Created { alert: Some(alert), .. } => Some(alert.clone()),
+                                _ => None,
+                            },
+                            CommitResult::CompanyGone => None,
                         })
                         .collect();
                     if !raised.is_empty() {

@@ -80,6 +80,9 @@ pub enum PipelineError {
     Unavailable(String),
 }
 
+/// Tenant policies by id, with when each was read.
+type PolicyCache = HashMap<Uuid, (Arc<TenantPolicy>, Instant)>;
+
 /// Cheap to clone; every ingest path holds one.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -88,7 +91,7 @@ pub struct Pipeline {
     registry: Arc<SharedRegistry>,
     faults: Arc<FaultInjector>,
     /// Tenant policies by id, with when they were read.
-    policies: Arc<Mutex<HashMap<Uuid, (Arc<TenantPolicy>, Instant)>>>,
+    policies: Arc<Mutex<PolicyCache>>,
     policy_ttl: Duration,
     /// The thread the router, tenant actors and persist writer run on, apart from the HTTP workers and
     /// ingest (kept alive with the pipeline).
@@ -146,7 +149,10 @@ impl Pipeline {
                 Ok(result) => return result,
                 Err(_) if attempts < 3 => {
                     attempts += 1;
-                    tracing::warn!(attempts, "a filing was dropped by a failed tenant actor; submitting it again");
+                    tracing::warn!(
+                        attempts,
+                        "a filing was dropped by a failed tenant actor; submitting it again"
+                    );
                 }
                 Err(_) => return Err(PipelineError::Unavailable("the pipeline stopped".into())),
             }
@@ -234,7 +240,7 @@ impl Pipeline {
         self.router.send(CountTenants).await.map_err(unavailable)
     }
 
-    fn lock_policies(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (Arc<TenantPolicy>, Instant)>> {
+    fn lock_policies(&self) -> std::sync::MutexGuard<'_, PolicyCache> {
         self.policies.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -18,7 +18,7 @@ pub struct StoreError(pub String);
 /// One filing's fate in a commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommitResult {
-    Committed(Committed),
+    Committed(Box<Committed>),
     /// The company disappeared (deleted) between ingest and commit.
     CompanyGone,
 }

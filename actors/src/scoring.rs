@@ -13,6 +13,12 @@ use pdscore_models::{
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+/// A filing's primary score and, when the tenant runs one, its shadow score.
+pub type FilingScores = Result<(ModelScore, Option<ModelScore>), Rejected>;
+
+/// Rows for one model: (filing index, input row).
+type ModelRows = BTreeMap<ModelId, Vec<(usize, Vec<Option<f64>>)>>;
+
 use crate::{
     filing::{Filing, ModelScore, Rejected, Scores},
     policy::TenantPolicy,
@@ -24,22 +30,22 @@ pub fn confidence(pd: f64) -> f64 {
 }
 
 /// Scores every filing of one tenant; results in input order.
-pub fn score_filings(registry: &Registry, policy: &TenantPolicy, filings: Vec<Filing>) -> Vec<Result<Scores, Rejected>> {
+pub fn score_filings(
+    registry: &Registry,
+    policy: &TenantPolicy,
+    filings: Vec<Filing>,
+) -> Vec<Result<Scores, Rejected>> {
     let scores = score_rows(registry, policy, &filings);
     attach(policy, filings, scores)
 }
 
 /// The primary and shadow scores of each filing (borrowing them, so a caller that guards against a panic
 /// keeps its filings).
-pub fn score_rows(
-    registry: &Registry,
-    policy: &TenantPolicy,
-    filings: &[Filing],
-) -> Vec<Result<(ModelScore, Option<ModelScore>), Rejected>> {
-    let mut results: Vec<Option<Result<(ModelScore, Option<ModelScore>), Rejected>>> = vec![None; filings.len()];
+pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]) -> Vec<FilingScores> {
+    let mut results: Vec<Option<FilingScores>> = vec![None; filings.len()];
     // Which model answers each filing, and its input row.
-    let mut groups: BTreeMap<ModelId, Vec<(usize, Vec<Option<f64>>)>> = BTreeMap::new();
-    let mut shadows: BTreeMap<ModelId, Vec<(usize, Vec<Option<f64>>)>> = BTreeMap::new();
+    let mut groups = ModelRows::new();
+    let mut shadows = ModelRows::new();
     for (index, filing) in filings.iter().enumerate() {
         let choice = policy.models(filing.prediction_type);
         let id = filing.model.clone().unwrap_or_else(|| choice.default.clone());
@@ -96,11 +102,7 @@ pub fn score_rows(
 }
 
 /// Joins filings with their scores (from [`score_rows`]), giving each prediction its id.
-pub fn attach(
-    policy: &TenantPolicy,
-    filings: Vec<Filing>,
-    scores: Vec<Result<(ModelScore, Option<ModelScore>), Rejected>>,
-) -> Vec<Result<Scores, Rejected>> {
+pub fn attach(policy: &TenantPolicy, filings: Vec<Filing>, scores: Vec<FilingScores>) -> Vec<Result<Scores, Rejected>> {
     filings
         .into_iter()
         .zip(scores)

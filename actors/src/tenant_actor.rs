@@ -170,8 +170,7 @@ impl Handler<Submit> for TenantActor {
         self.last_active = now;
         let slug = self.policy.slug.clone();
         let source = submit.filing.source.as_str();
-        metrics::counter!("pdscore_filings_received_total", "tenant" => slug.clone(), "source" => source)
-            .increment(1);
+        metrics::counter!("pdscore_filings_received_total", "tenant" => slug.clone(), "source" => source).increment(1);
         if !Arc::ptr_eq(&self.policy, &submit.policy) {
             self.bucket
                 .reconfigure(submit.policy.rate_per_second, submit.policy.burst, now);
@@ -219,8 +218,7 @@ async fn process_batch(
     batch: Vec<Pending>,
 ) {
     let (mut filings, replies): (Vec<Filing>, Vec<Reply>) = batch.into_iter().map(|p| (p.filing, p.reply)).unzip();
-    let received: Vec<(Instant, &'static str)> =
-        filings.iter().map(|f| (f.received_at, f.source.as_str())).collect();
+    let received: Vec<(Instant, &'static str)> = filings.iter().map(|f| (f.received_at, f.source.as_str())).collect();
     const ATTEMPTS: usize = 3;
     let mut attempt = 1;
     let scored = loop {
@@ -270,7 +268,7 @@ async fn process_batch(
                 metrics::histogram!("pdscore_pipeline_latency_seconds", "source" => source)
                     .record(received_at.elapsed().as_secs_f64());
                 let _ = reply.send(match result {
-                    CommitResult::Committed(committed) => Ok(committed),
+                    CommitResult::Committed(committed) => Ok(*committed),
                     CommitResult::CompanyGone => Err(PipelineError::Rejected(Rejected {
                         code: "NOT_FOUND",
                         message: "the company no longer exists".into(),

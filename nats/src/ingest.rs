@@ -35,7 +35,10 @@ use crate::{
 /// A company found by symbol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompanyLookup {
-    Found { organization_id: Uuid, company_id: Uuid },
+    Found {
+        organization_id: Uuid,
+        company_id: Uuid,
+    },
     Unknown,
     /// The symbol exists in several organizations: the message must name one.
     Ambiguous,
@@ -297,11 +300,7 @@ impl Ingest {
         headers.insert("Pdscore-Original-Subject", message.subject.as_str());
         headers.insert("Pdscore-Stream-Sequence", sequence.to_string().as_str());
         self.jetstream
-            .publish_with_headers(
-                self.namespace.dead_letters("filings"),
-                headers,
-                message.payload.clone(),
-            )
+            .publish_with_headers(self.namespace.dead_letters("filings"), headers, message.payload.clone())
             .await
             .map_err(|e| e.to_string())?
             .await

@@ -108,8 +108,8 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
         ));
     }
     let (tenant, prediction_type) = parse_subject(prefix, subject)?;
-    let raw: Value = serde_json::from_slice(payload)
-        .map_err(|e| Undeliverable::new("INVALID_MESSAGE", format!("not JSON: {e}")))?;
+    let raw: Value =
+        serde_json::from_slice(payload).map_err(|e| Undeliverable::new("INVALID_MESSAGE", format!("not JSON: {e}")))?;
     let version = raw
         .get("schema_version")
         .ok_or_else(|| Undeliverable::new("INVALID_MESSAGE", "schema_version is missing"))?;
@@ -174,15 +174,24 @@ mod tests {
         assert_eq!(code("filings.demo.monthly", GOOD.as_bytes()), "INVALID_SUBJECT");
         assert_eq!(code("filings.demo", GOOD.as_bytes()), "INVALID_SUBJECT");
         assert_eq!(
-            code("filings.demo.annual", GOOD.replace("\"schema_version\":1", "\"schema_version\":2").as_bytes()),
+            code(
+                "filings.demo.annual",
+                GOOD.replace("\"schema_version\":1", "\"schema_version\":2").as_bytes()
+            ),
             "UNSUPPORTED_SCHEMA_VERSION"
         );
         assert_eq!(
-            code("filings.demo.annual", br#"{"schema_version":1,"company_symbol":"A","reporting_year":2024}"#),
+            code(
+                "filings.demo.annual",
+                br#"{"schema_version":1,"company_symbol":"A","reporting_year":2024}"#
+            ),
             "VALIDATION_ERROR"
         );
         assert_eq!(
-            code("filings.demo.annual", GOOD.replace("\"ratios\"", "\"ratio\"").as_bytes()),
+            code(
+                "filings.demo.annual",
+                GOOD.replace("\"ratios\"", "\"ratio\"").as_bytes()
+            ),
             "INVALID_MESSAGE"
         );
         assert_eq!(

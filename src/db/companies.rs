@@ -25,7 +25,8 @@ pub struct Company {
 
 const COLUMNS: &str = "c.id, c.tenant_id, c.organization_id, c.symbol, c.name, c.sector, c.market_cap, c.created_by, c.created_at, c.updated_at";
 /// The scope's condition on companies: tenant ($1), organization ($2), assigned user ($3).
-pub(crate) const IN_SCOPE: &str = "($1::uuid IS NULL OR c.tenant_id = $1) AND ($2::uuid IS NULL OR c.organization_id = $2)
+pub(crate) const IN_SCOPE: &str =
+    "($1::uuid IS NULL OR c.tenant_id = $1) AND ($2::uuid IS NULL OR c.organization_id = $2)
     AND ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM company_assignments a
                                      WHERE a.tenant_id = c.tenant_id AND a.company_id = c.id AND a.user_id = $3))";
 

@@ -183,7 +183,11 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         .bind(f.prediction_type.as_str())
         .bind(i16::try_from(f.period.year).unwrap_or(i16::MAX))
         .bind(f.period.quarter.map(i16::from))
-        .bind(f.statement.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null)))
+        .bind(
+            f.statement
+                .as_ref()
+                .map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
+        )
         .bind(f.ratios.as_ref().map(|r| Value::Object(r.clone())))
         .bind(&f.raw)
         .bind(f.bulk.map(|(job, _)| job))
@@ -200,9 +204,9 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
             .bind(&f.idempotency_key)
             .fetch_one(&mut *tx)
             .await?;
-            results.push(CommitResult::Committed(Committed::Duplicate {
+            results.push(CommitResult::Committed(Box::new(Committed::Duplicate {
                 prediction_id: existing,
-            }));
+            })));
             continue;
         }
 
@@ -279,10 +283,10 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         if let Some(alert) = &alert {
             insert_alert(&mut tx, alert).await?;
         }
-        results.push(CommitResult::Committed(Committed::Created {
+        results.push(CommitResult::Committed(Box::new(Committed::Created {
             prediction_id: scores.prediction_id,
             alert,
-        }));
+        })));
     }
     tx.commit().await?;
     Ok(results)

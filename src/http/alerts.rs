@@ -83,7 +83,10 @@ pub async fn live(state: web::Data<AppState>, principal: Principal) -> Result<Ht
     let receiver = state.alerts.subscribe();
     let events = stream::unfold((receiver, visibility), |(mut receiver, visibility)| async move {
         let frame = next_frame(&mut receiver, &visibility).await?;
-        Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), (receiver, visibility)))
+        Some((
+            Ok::<_, actix_web::Error>(web::Bytes::from(frame)),
+            (receiver, visibility),
+        ))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")

@@ -57,9 +57,8 @@ impl From<PipelineError> for ApiError {
 }
 
 fn prediction_type(raw: &str) -> Result<PredictionType, ApiError> {
-    raw.parse::<PredictionType>().map_err(|e| {
-        ApiError::validation(e.to_string()).with_details(field_details("type", "annual or quarterly"))
-    })
+    raw.parse::<PredictionType>()
+        .map_err(|e| ApiError::validation(e.to_string()).with_details(field_details("type", "annual or quarterly")))
 }
 
 fn idempotency_key(req: &HttpRequest, filing_id: Option<String>) -> Result<String, ApiError> {
@@ -149,7 +148,7 @@ pub async fn create(
         body.model.as_deref(),
     )
     .map_err(PipelineError::Rejected)?;
-    let raw = serde_json::to_value(&content_raw(&content, prediction_type)).unwrap_or(Value::Null);
+    let raw = content_raw(&content, prediction_type);
     let filing = Filing {
         tenant_id: company.tenant_id,
         organization_id: company.organization_id,
@@ -226,7 +225,8 @@ pub async fn history(
             .as_deref()
             .map(|l| {
                 l.parse::<RiskLevel>().map_err(|e| {
-                    ApiError::validation(e.to_string()).with_details(field_details("risk_level", "low, medium, high or critical"))
+                    ApiError::validation(e.to_string())
+                        .with_details(field_details("risk_level", "low, medium, high or critical"))
                 })
             })
             .transpose()?,

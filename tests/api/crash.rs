@@ -40,7 +40,10 @@ fn serve(isolation: &Isolation, port: u16, log: &str) -> Child {
 }
 
 async fn committed(db: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM predictions").fetch_one(db).await.unwrap_or(0)
+    sqlx::query_scalar("SELECT count(*) FROM predictions")
+        .fetch_one(db)
+        .await
+        .unwrap_or(0)
 }
 
 /// Sets up tenants and companies, publishes the filings, and runs `instances` services of which the first
@@ -70,14 +73,16 @@ async fn scenario(instances: usize) {
             .await
             .unwrap();
         for c in 0..COMPANIES {
-            sqlx::query("INSERT INTO companies (id, tenant_id, organization_id, symbol, name) VALUES ($1, $2, $3, $4, $4)")
-                .bind(Uuid::now_v7())
-                .bind(tenant)
-                .bind(org)
-                .bind(format!("C{c}"))
-                .execute(&db)
-                .await
-                .unwrap();
+            sqlx::query(
+                "INSERT INTO companies (id, tenant_id, organization_id, symbol, name) VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(Uuid::now_v7())
+            .bind(tenant)
+            .bind(org)
+            .bind(format!("C{c}"))
+            .execute(&db)
+            .await
+            .unwrap();
         }
     }
 
@@ -86,9 +91,17 @@ async fn scenario(instances: usize) {
     let mut services: Vec<Child> = ports
         .iter()
         .enumerate()
-        .map(|(i, port)| serve(&isolation, *port, &format!("pdscore-crash-{}-{i}.log", isolation.db_name)))
+        .map(|(i, port)| {
+            serve(
+                &isolation,
+                *port,
+                &format!("pdscore-crash-{}-{i}.log", isolation.db_name),
+            )
+        })
         .collect();
-    let client = async_nats::connect(base_settings().nats.url.expose_secret()).await.unwrap();
+    let client = async_nats::connect(base_settings().nats.url.expose_secret())
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(client);
     let ns = pdscore_nats::Namespace::parse(&isolation.nats_prefix).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -99,10 +112,7 @@ async fn scenario(instances: usize) {
     let started = Instant::now();
     for chunk in (0..FILINGS).collect::<Vec<_>>().chunks(1000) {
         let acks = join_all(chunk.iter().map(|i| {
-            let (js, subject) = (
-                js.clone(),
-                ns.filings(&format!("tenant-{}", i % TENANTS), "annual"),
-            );
+            let (js, subject) = (js.clone(), ns.filings(&format!("tenant-{}", i % TENANTS), "annual"));
             let payload = message(
                 &format!("filing-{i}"),
                 &format!("C{}", (i / TENANTS) % COMPANIES),
@@ -114,7 +124,10 @@ async fn scenario(instances: usize) {
         .await;
         assert_eq!(acks.len(), chunk.len());
     }
-    eprintln!("published {FILINGS} filings in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "published {FILINGS} filings in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Kill the first instance with SIGKILL mid-stream.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -126,7 +139,11 @@ async fn scenario(instances: usize) {
     services[0].wait().unwrap();
     let at_kill = committed(&db).await;
     eprintln!("killed instance 0 at {at_kill} committed predictions");
-    services[0] = serve(&isolation, ports[0], &format!("pdscore-crash-{}-0-restarted.log", isolation.db_name));
+    services[0] = serve(
+        &isolation,
+        ports[0],
+        &format!("pdscore-crash-{}-0-restarted.log", isolation.db_name),
+    );
 
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -151,7 +168,10 @@ async fn scenario(instances: usize) {
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!((filings, predictions, distinct), (FILINGS as i64, FILINGS as i64, FILINGS as i64));
+    assert_eq!(
+        (filings, predictions, distinct),
+        (FILINGS as i64, FILINGS as i64, FILINGS as i64)
+    );
     let missing: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM generate_series(0, $1 - 1) i
          WHERE NOT EXISTS (SELECT 1 FROM filings f WHERE f.idempotency_key = 'filing-' || i)",
