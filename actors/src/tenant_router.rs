@@ -87,11 +87,14 @@ impl Handler<TenantStopped> for TenantRouter {
             .tenants
             .get(&stopped.tenant_id)
             .is_some_and(|(actor, _)| *actor == stopped.actor);
+        if stopped.failed {
+            // Restarted here, or already by a request that found it gone.
+            metrics::counter!("pdscore_tenant_actor_restarts_total").increment(1);
+            tracing::warn!(tenant_id = %stopped.tenant_id, pending = stopped.pending.len(), "restarting tenant actor");
+        }
         if is_current {
             self.tenants.remove(&stopped.tenant_id);
             if stopped.failed {
-                metrics::counter!("pdscore_tenant_actor_restarts_total").increment(1);
-                tracing::warn!(tenant_id = %stopped.tenant_id, pending = stopped.pending.len(), "restarting tenant actor");
                 self.spawn_tenant(stopped.policy.clone(), ctx);
             }
         }

@@ -489,6 +489,11 @@ pub struct AlertRecord {
     pub published_at: Option<DateTime<Utc>>,
 }
 
+const ALERT_COLUMNS: &str = "a.id, a.tenant_id, a.organization_id, a.company_id, c.symbol AS company_symbol,
+    a.prediction_id, a.previous_prediction_id, a.prediction_type::text AS prediction_type, a.period_year,
+    a.period_quarter, a.previous_level::text AS previous_level, a.new_level::text AS new_level, a.previous_probability,
+    a.new_probability, a.reason, a.created_at, a.published_at";
+
 /// Alerts in scope, newest first, after the `before` cursor (an alert id).
 pub async fn alerts(
     conn: &mut PgConnection,
@@ -498,10 +503,7 @@ pub async fn alerts(
     limit: i64,
 ) -> sqlx::Result<Vec<AlertRecord>> {
     sqlx::query_as(&format!(
-        "SELECT a.id, a.tenant_id, a.organization_id, a.company_id, c.symbol AS company_symbol, a.prediction_id,
-                a.previous_prediction_id, a.prediction_type::text AS prediction_type, a.period_year, a.period_quarter,
-                a.previous_level::text AS previous_level, a.new_level::text AS new_level, a.previous_probability,
-                a.new_probability, a.reason, a.created_at, a.published_at
+        "SELECT {ALERT_COLUMNS}
          FROM alerts a JOIN companies c ON c.tenant_id = a.tenant_id AND c.id = a.company_id
          WHERE {IN_SCOPE} AND ($4::uuid IS NULL OR a.company_id = $4) AND ($5::uuid IS NULL OR a.id < $5)
          ORDER BY a.id DESC LIMIT $6"
@@ -525,16 +527,13 @@ pub async fn unpublished_alerts(pool: &PgPool, min_age_secs: f64, limit: i64) ->
         record: AlertRecord,
         tenant_slug: String,
     }
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT a.id, a.tenant_id, a.organization_id, a.company_id, c.symbol AS company_symbol, a.prediction_id,
-                a.previous_prediction_id, a.prediction_type::text AS prediction_type, a.period_year, a.period_quarter,
-                a.previous_level::text AS previous_level, a.new_level::text AS new_level, a.previous_probability,
-                a.new_probability, a.reason, a.created_at, a.published_at, t.slug AS tenant_slug
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {ALERT_COLUMNS}, t.slug AS tenant_slug
          FROM alerts a JOIN companies c ON c.tenant_id = a.tenant_id AND c.id = a.company_id
          JOIN tenants t ON t.id = a.tenant_id
          WHERE a.published_at IS NULL AND a.created_at < now() - make_interval(secs => $1)
-         ORDER BY a.created_at LIMIT $2",
-    )
+         ORDER BY a.created_at LIMIT $2"
+    ))
     .bind(min_age_secs)
     .bind(limit)
     .fetch_all(pool)

@@ -122,6 +122,31 @@ fn market_cap(value: Option<f64>) -> Result<Option<f64>, ApiError> {
     }
 }
 
+/// A new company's fields, validated.
+pub struct CompanyFields {
+    pub symbol: CompanySymbol,
+    pub name: String,
+    pub sector: Option<String>,
+    pub market_cap: Option<f64>,
+}
+
+impl CompanyFields {
+    /// `name` is (field name, value): AccuNode's body calls it `company_name`.
+    pub fn parse(
+        symbol: &str,
+        name: (&'static str, &str),
+        sector: Option<&str>,
+        market_cap_value: Option<f64>,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            symbol: CompanySymbol::parse(symbol)?,
+            name: required_text(name.0, name.1, 300)?,
+            sector: sector.map(|s| optional_text("sector", s, 120)).transpose()?.flatten(),
+            market_cap: market_cap(market_cap_value)?,
+        })
+    }
+}
+
 /// Create a company in an organization.
 #[utoipa::path(tag = "companies", security(("bearer" = [])), params(("organization_id" = Uuid, Path)),
     request_body = CreateCompany, responses((status = 201, body = envelope::Envelope<Company>),
@@ -137,15 +162,12 @@ pub async fn create(
     principal.authorize(Permission::CompanyManage)?;
     let organization_id = path.into_inner();
     let body = body.into_inner();
-    let symbol = CompanySymbol::parse(&body.symbol)?;
-    let name = required_text("name", &body.name, 300)?;
-    let sector = body
-        .sector
-        .as_deref()
-        .map(|s| optional_text("sector", s, 120))
-        .transpose()?
-        .flatten();
-    let market_cap = market_cap(body.market_cap)?;
+    let fields = CompanyFields::parse(
+        &body.symbol,
+        ("name", &body.name),
+        body.sector.as_deref(),
+        body.market_cap,
+    )?;
     let mut tx = state.db.begin().await?;
     let organization = organizations::find(&mut tx, &principal.scope(), organization_id)
         .await?
@@ -155,10 +177,10 @@ pub async fn create(
         &NewCompany {
             tenant_id: organization.tenant_id,
             organization_id,
-            symbol: symbol.as_str(),
-            name: &name,
-            sector: sector.as_deref(),
-            market_cap,
+            symbol: fields.symbol.as_str(),
+            name: &fields.name,
+            sector: fields.sector.as_deref(),
+            market_cap: fields.market_cap,
             // A super_admin has no row in the tenant to point at; the audit log records them.
             created_by: principal.tenant_id.map(|_| principal.user_id),
         },

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{ApiError, ErrorCode, envelope, field_details, page};
+use super::{ApiError, ErrorCode, companies::CompanyFields, envelope, field_details, page};
 use crate::{
     auth::{Permission, Principal},
     db::{
@@ -18,7 +18,6 @@ use crate::{
         pagination::{PageRequest, Paginated},
         predictions::{self, HistoryFilter, Prediction},
     },
-    domain::{CompanySymbol, optional_text, required_text},
     state::AppState,
 };
 
@@ -324,18 +323,12 @@ async fn accunode(
         None,
     )
     .map_err(PipelineError::Rejected)?;
-    let symbol = CompanySymbol::parse(&body.company_symbol)?;
-    let name = required_text("company_name", &body.company_name, 300)?;
-    let sector = body
-        .sector
-        .as_deref()
-        .map(|s| optional_text("sector", s, 120))
-        .transpose()?
-        .flatten();
-    if body.market_cap.is_some_and(|m| !(m.is_finite() && m >= 0.0)) {
-        return Err(ApiError::validation("market_cap: must be a number ≥ 0")
-            .with_details(field_details("market_cap", "must be a finite number ≥ 0")));
-    }
+    let fields = CompanyFields::parse(
+        &body.company_symbol,
+        ("company_name", &body.company_name),
+        body.sector.as_deref(),
+        body.market_cap,
+    )?;
     let organization_id = body.organization_id.or(principal.organization_id).ok_or_else(|| {
         ApiError::validation("organization_id is required for accounts without an organization")
             .with_details(field_details("organization_id", "required"))
@@ -345,23 +338,23 @@ async fn accunode(
     let organization = organizations::find(&mut conn, &scope, organization_id)
         .await?
         .ok_or_else(|| ApiError::not_found("organization"))?;
-    let company = match companies::find_by_symbol(&mut conn, &scope, organization.id, symbol.as_str()).await? {
+    let company = match companies::find_by_symbol(&mut conn, &scope, organization.id, fields.symbol.as_str()).await? {
         Some(company) => company,
         None => {
             let new = NewCompany {
                 tenant_id: organization.tenant_id,
                 organization_id: organization.id,
-                symbol: symbol.as_str(),
-                name: &name,
-                sector: sector.as_deref(),
-                market_cap: body.market_cap,
+                symbol: fields.symbol.as_str(),
+                name: &fields.name,
+                sector: fields.sector.as_deref(),
+                market_cap: fields.market_cap,
                 created_by: Some(principal.user_id).filter(|_| principal.tenant_id.is_some()),
             };
             match companies::insert(&mut conn, &new).await {
                 Ok(company) => company,
                 // Created by a concurrent request a moment ago.
                 Err(CompanyWriteError::SymbolTaken(_)) => {
-                    companies::find_by_symbol(&mut conn, &scope, organization.id, symbol.as_str())
+                    companies::find_by_symbol(&mut conn, &scope, organization.id, fields.symbol.as_str())
                         .await?
                         .ok_or_else(|| ApiError::not_found("company"))?
                 }
