@@ -11,6 +11,6 @@ if [ $# -gt 0 ]; then
     exec cargo test --workspace --all-features --locked "$@"
 fi
 # Everything in parallel, except the tests that kill service processes or compare latencies...
-cargo test --workspace --all-features --locked -- --skip crash:: --skip pipeline::a_flooding
+cargo test --workspace --all-features --locked -- --skip crash::
 # ...which run one at a time, so that they measure the service rather than the other tests.
-cargo test --all-features --locked --test api -- --test-threads 1 crash:: pipeline::a_flooding
+cargo test --all-features --locked --test api -- --test-threads 1 crash::
