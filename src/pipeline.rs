@@ -114,6 +114,7 @@ pub fn start(
 
 /// Publishes committed alerts to the ALERTS stream and marks them published; what fails stays unpublished
 /// in PostgreSQL and is published again by the outbox task.
+#[derive(Clone)]
 struct AlertPublisher {
     db: PgPool,
     messaging: Messaging,
@@ -162,10 +163,7 @@ impl AlertPublisher {
 
 impl AlertSink for AlertPublisher {
     fn publish(&self, alerts: Vec<Alert>) -> BoxFuture<'static, ()> {
-        let this = AlertPublisher {
-            db: self.db.clone(),
-            messaging: self.messaging.clone(),
-        };
+        let this = self.clone();
         async move { this.publish_all(alerts).await }.boxed()
     }
 }

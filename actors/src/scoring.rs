@@ -29,16 +29,6 @@ pub fn confidence(pd: f64) -> f64 {
     ((pd - 0.5).abs() * 2.0).max(0.5)
 }
 
-/// Scores every filing of one tenant; results in input order.
-pub fn score_filings(
-    registry: &Registry,
-    policy: &TenantPolicy,
-    filings: Vec<Filing>,
-) -> Vec<Result<Scores, Rejected>> {
-    let scores = score_rows(registry, policy, &filings);
-    attach(policy, filings, scores)
-}
-
 /// The primary and shadow scores of each filing (borrowing them, so a caller that guards against a panic
 /// keeps its filings).
 pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]) -> Vec<FilingScores> {

@@ -36,7 +36,7 @@ pub struct TenantStopped {
 pub struct CountTenants;
 
 pub struct TenantRouter {
-    tenants: HashMap<Uuid, (Addr<TenantActor>, Arc<TenantPolicy>)>,
+    tenants: HashMap<Uuid, Addr<TenantActor>>,
     deps: TenantDeps,
 }
 
@@ -49,8 +49,9 @@ impl TenantRouter {
     }
 
     fn spawn_tenant(&mut self, policy: Arc<TenantPolicy>, ctx: &mut Context<Self>) -> Addr<TenantActor> {
-        let actor = TenantActor::new(policy.clone(), self.deps.clone(), ctx.address()).start();
-        self.tenants.insert(policy.tenant_id, (actor.clone(), policy));
+        let tenant_id = policy.tenant_id;
+        let actor = TenantActor::new(policy, self.deps.clone(), ctx.address()).start();
+        self.tenants.insert(tenant_id, actor.clone());
         metrics::gauge!("pdscore_tenant_actors").set(self.tenants.len() as f64);
         actor
     }
@@ -72,7 +73,7 @@ impl Handler<GetTenant> for TenantRouter {
 
     fn handle(&mut self, get: GetTenant, ctx: &mut Self::Context) -> Self::Result {
         match self.tenants.get(&get.policy.tenant_id) {
-            Some((actor, _)) if actor.connected() => actor.clone(),
+            Some(actor) if actor.connected() => actor.clone(),
             _ => self.spawn_tenant(get.policy, ctx),
         }
     }
@@ -86,7 +87,7 @@ impl Handler<TenantStopped> for TenantRouter {
         let is_current = self
             .tenants
             .get(&stopped.tenant_id)
-            .is_some_and(|(actor, _)| *actor == stopped.actor);
+            .is_some_and(|actor| *actor == stopped.actor);
         if stopped.failed {
             // Restarted here, or already by a request that found it gone.
             metrics::counter!("pdscore_tenant_actor_restarts_total").increment(1);
@@ -104,7 +105,7 @@ impl Handler<TenantStopped> for TenantRouter {
         }
         // Hand the queued filings to whichever actor now serves the tenant.
         let successor = match self.tenants.get(&stopped.tenant_id) {
-            Some((actor, _)) => actor.clone(),
+            Some(actor) => actor.clone(),
             None => self.spawn_tenant(stopped.policy, ctx),
         };
         successor.do_send(Resume {

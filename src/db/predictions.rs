@@ -238,16 +238,13 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
 
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
-        let previous = match (&neighbours, neighbours.later) {
-            (
-                Neighbours {
-                    id: Some(id),
-                    risk_level: Some(level),
-                    probability: Some(probability),
-                    ..
-                },
-                false,
-            ) => level.parse::<RiskLevel>().ok().map(|level| (*id, level, *probability)),
+        let previous = match neighbours {
+            Neighbours {
+                later: false,
+                id: Some(id),
+                risk_level: Some(level),
+                probability: Some(probability),
+            } => level.parse::<RiskLevel>().ok().map(|level| (id, level, probability)),
             _ => None,
         };
         let alert = match previous {
