@@ -77,7 +77,7 @@ pub async fn create_super_admin(
 }
 
 /// One demo account and its fresh password.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DemoUser {
     pub email: String,
     pub role: Role,

@@ -52,6 +52,48 @@ pub enum Command {
     Config,
     /// Print the version, the schema version and the streams this binary carries.
     Version,
+    /// Bulk scoring from the terminal.
+    #[command(subcommand)]
+    Bulk(BulkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BulkCommand {
+    /// Upload a CSV/XLSX file to a running service and show the job's progress until it ends (the password
+    /// comes from PDSCORE_PASSWORD or, with --password-stdin, from the first line of standard input).
+    Submit {
+        file: PathBuf,
+        /// `annual` or `quarterly`.
+        #[arg(long = "type")]
+        prediction_type: pdscore_actors::PredictionType,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Needed for accounts without an organization of their own (tenant admins).
+        #[arg(long)]
+        organization_id: Option<String>,
+        /// A model id, e.g. `annual/polish-mlp@1`; default: the tenant's.
+        #[arg(long)]
+        model: Option<String>,
+        /// Print the job id and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Write a sample file in AccuNode's spreadsheet format (fixed seed).
+    Sample {
+        #[arg(long = "type")]
+        prediction_type: pdscore_actors::PredictionType,
+        #[arg(long, default_value_t = 1000)]
+        rows: u64,
+        /// Consecutive periods per company.
+        #[arg(long, default_value_t = 10)]
+        periods: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -64,6 +106,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Command::GenerateJwtKey { out } = &cli.command {
         return generate_jwt_key(out);
+    }
+    if let Command::Bulk(command) = cli.command {
+        return bulk(command).await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(settings.application.log_format, &settings.application.log_level)?;
@@ -84,15 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let (password, generated) = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .context("Failed to read the password")?;
-                (
-                    SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned()),
-                    false,
-                )
+                (SecretString::from(password_line()?), false)
             } else {
                 (password::generate(), true)
             };
@@ -125,8 +162,60 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
-        Command::Version | Command::GenerateJwtKey { .. } => {
+        Command::Version | Command::GenerateJwtKey { .. } | Command::Bulk(_) => {
             unreachable!("handled before loading the configuration")
+        }
+    }
+}
+
+/// The first line of standard input, without its line ending (`--password-stdin`).
+fn password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("Failed to read the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn bulk(command: BulkCommand) -> anyhow::Result<()> {
+    match command {
+        BulkCommand::Submit {
+            file,
+            prediction_type,
+            url,
+            email,
+            password_stdin,
+            organization_id,
+            model,
+            no_wait,
+        } => {
+            let password = if password_stdin {
+                password_line()?
+            } else {
+                std::env::var("PDSCORE_PASSWORD").context("set PDSCORE_PASSWORD or pass --password-stdin")?
+            };
+            crate::bulk::client::submit(crate::bulk::client::Submission {
+                url: &url,
+                email: &email,
+                password: &password,
+                file: &file,
+                prediction_type,
+                organization_id: organization_id.as_deref(),
+                model: model.as_deref(),
+                wait: !no_wait,
+            })
+            .await
+        }
+        BulkCommand::Sample {
+            prediction_type,
+            rows,
+            periods,
+            out,
+        } => {
+            crate::bulk::client::sample(&out, prediction_type, rows, periods)?;
+            println!("wrote {rows} {prediction_type} rows to {}", out.display());
+            Ok(())
         }
     }
 }

@@ -47,6 +47,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub models: ModelSettings,
     pub storage: StorageSettings,
+    pub bulk: BulkSettings,
     pub health: HealthSettings,
     pub pipeline: PipelineSettings,
 }
@@ -166,6 +167,24 @@ pub struct PipelineSettings {
 pub struct StorageSettings {
     pub dir: PathBuf,
     pub max_upload_bytes: u64,
+}
+
+/// Bulk scoring jobs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkSettings {
+    /// Jobs one instance runs at once (others wait, `queued`).
+    pub max_running_jobs: usize,
+    /// Rows scored and committed together.
+    pub chunk_rows: usize,
+    /// Chunks of one job being scored at once.
+    pub chunks_in_flight: usize,
+    /// How often an instance looks for jobs to run or resume.
+    pub poll_interval_ms: u64,
+    /// What an XLSX may expand to (all its entries, uncompressed).
+    pub max_xlsx_uncompressed_bytes: u64,
+    /// Largest uncompressed/compressed ratio of an XLSX entry (zip bombs go far beyond spreadsheets).
+    pub max_xlsx_compression_ratio: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -377,6 +396,7 @@ impl Settings {
             "auth": self.auth,
             "models": self.models,
             "storage": self.storage,
+            "bulk": self.bulk,
             "health": self.health,
             "pipeline": self.pipeline,
         })

@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod bulk;
 pub mod cache;
 pub mod cli;
 pub mod configuration;

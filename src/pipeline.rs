@@ -94,22 +94,28 @@ pub fn start(
         // Ingest decodes and answers JetStream on a thread of its own, so a flood of messages never delays
         // the HTTP workers or the pipeline's actors.
         let stop = shutdown.clone();
-        let (done, finished) = tokio::sync::oneshot::channel::<()>();
-        let arbiter = actix::Arbiter::new();
-        arbiter.spawn(async move {
-            ingest.run(stop.cancelled_owned()).await;
-            let _ = done.send(());
-        });
-        tasks.push(tokio::spawn(async move {
-            let _ = finished.await;
-            arbiter.stop();
-        }));
+        tasks.push(on_own_arbiter(async move { ingest.run(stop.cancelled_owned()).await }));
     }
     Started {
         pipeline,
         alerts,
         tasks,
     }
+}
+
+/// Runs `work` on an actix arbiter (a thread) of its own; the task ends, and the arbiter stops, when the work
+/// is done.
+pub(crate) fn on_own_arbiter(work: impl std::future::Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    let arbiter = actix::Arbiter::new();
+    arbiter.spawn(async move {
+        work.await;
+        let _ = done.send(());
+    });
+    tokio::spawn(async move {
+        let _ = finished.await;
+        arbiter.stop();
+    })
 }
 
 /// Publishes committed alerts to the ALERTS stream and marks them published; what fails stays unpublished

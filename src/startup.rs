@@ -52,6 +52,9 @@ impl Application {
         let mut background = vec![messaging.spawn_stream_upkeep(shutdown.clone())];
         let started = pipeline::start(&settings, registry, db.clone(), messaging.clone(), shutdown.clone());
         background.extend(started.tasks);
+        let (bulk, bulk_task) =
+            crate::bulk::BulkRunner::start(&settings, db.clone(), started.pipeline.clone(), shutdown.clone());
+        background.push(bulk_task);
         let state = AppState {
             db,
             redis,
@@ -61,6 +64,7 @@ impl Application {
             auth: Arc::new(auth),
             pipeline: started.pipeline,
             alerts: started.alerts,
+            bulk,
             started_at: std::time::Instant::now(),
         };
 

@@ -23,6 +23,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// Live alerts for the SSE stream.
     pub alerts: AlertFeed,
+    /// Bulk jobs: uploads' storage and the runner.
+    pub bulk: crate::bulk::BulkRunner,
     /// For `uptime_seconds` in `/health`.
     pub started_at: Instant,
 }

@@ -17,8 +17,10 @@
 //! - [`policy`]: a tenant's scoring policy (models, rate limit, risk scheme) and the token bucket;
 //! - [`scoring`]: the pure function that turns filings into scores with the model registry;
 //! - the actors, one file each: [`tenant_router`], [`tenant_actor`], [`model_pool`], [`persist_writer`];
-//! - [`pipeline`]: the handle ingest paths hold, with `submit` and its typed refusals.
+//! - [`pipeline`]: the handle ingest paths hold, with `submit` and its typed refusals;
+//! - [`bulk_job`]: one uploaded file run through the pipeline in chunks, resumable, cancellable.
 
+pub mod bulk_job;
 pub mod filing;
 pub mod model_pool;
 pub mod persist_writer;

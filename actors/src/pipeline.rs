@@ -16,7 +16,7 @@ use crate::{
     persist_writer::PersistWriter,
     policy::TenantPolicy,
     ports::{AlertSink, PredictionStore},
-    tenant_actor::{Submit, TenantDeps},
+    tenant_actor::{Pending, ScoreChunk, Submit, TenantDeps},
     tenant_router::{CountTenants, GetTenant, TenantRouter},
 };
 
@@ -157,6 +157,45 @@ impl Pipeline {
                 Err(_) => return Err(PipelineError::Unavailable("the pipeline stopped".into())),
             }
         }
+    }
+
+    /// Scores and commits a chunk of one tenant's bulk job as one batch (see [`ScoreChunk`]); each filing's
+    /// outcome in input order. Refusals that are not the filing's fault (`Unavailable`) are the caller's to
+    /// retry; the idempotent commit makes that harmless.
+    pub async fn score_chunk(
+        &self,
+        tenant_id: Uuid,
+        filings: Vec<Filing>,
+    ) -> Result<Vec<Result<Committed, PipelineError>>, PipelineError> {
+        let policy = self.policy(tenant_id).await?;
+        if !policy.active {
+            return Err(PipelineError::TenantInactive);
+        }
+        let (pending, answers): (Vec<Pending>, Vec<_>) = filings
+            .into_iter()
+            .map(|filing| {
+                let (reply, answer) = oneshot::channel();
+                (Pending { filing, reply }, answer)
+            })
+            .unzip();
+        let actor = self
+            .router
+            .send(GetTenant { policy: policy.clone() })
+            .await
+            .map_err(unavailable)?;
+        actor
+            .send(ScoreChunk { policy, pending })
+            .await
+            .map_err(|e| PipelineError::Unavailable(format!("tenant actor unavailable: {e}")))?;
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(PipelineError::Unavailable("the batch was dropped".into()))),
+            );
+        }
+        Ok(results)
     }
 
     /// Hands a filing to its tenant actor; the receiver gets its outcome.

@@ -52,6 +52,16 @@ pub struct Resume {
     pub pending: Vec<Pending>,
 }
 
+/// A chunk of a bulk job: scored and committed as one batch, at once. Bulk jobs are paced by how many
+/// chunks they keep in flight, not by the tenant's per-filing rate limit, and a chunk never waits behind
+/// the tenant's queue (nor fills it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ScoreChunk {
+    pub policy: Arc<TenantPolicy>,
+    pub pending: Vec<Pending>,
+}
+
 /// What a tenant actor needs from the pipeline.
 #[derive(Clone)]
 pub struct TenantDeps {
@@ -106,24 +116,29 @@ impl TenantActor {
         while self.batches_in_flight < self.deps.config.max_batches_in_flight_per_tenant && !self.queue.is_empty() {
             let take = self.queue.len().min(self.deps.config.max_batch);
             let batch: Vec<Pending> = self.queue.drain(..take).collect();
-            self.batches_in_flight += 1;
-            self.filings_in_flight += batch.len();
-            let size = batch.len();
-            let work = actix::spawn(process_batch(
-                self.deps.pool.clone(),
-                self.deps.writer.clone(),
-                self.policy.clone(),
-                batch,
-            ));
-            ctx.spawn(work.into_actor(self).map(move |_, actor, ctx| {
-                actor.batches_in_flight -= 1;
-                actor.filings_in_flight -= size;
-                actor.last_active = Instant::now();
-                actor.report_depth();
-                actor.dispatch(ctx);
-            }));
+            self.run_batch(ctx, self.policy.clone(), batch);
         }
         self.report_depth();
+    }
+
+    /// Scores and commits a batch detached from the actor, counting it in flight until it is answered.
+    fn run_batch(&mut self, ctx: &mut Context<Self>, policy: Arc<TenantPolicy>, batch: Vec<Pending>) {
+        let size = batch.len();
+        self.batches_in_flight += 1;
+        self.filings_in_flight += size;
+        let work = actix::spawn(process_batch(
+            self.deps.pool.clone(),
+            self.deps.writer.clone(),
+            policy,
+            batch,
+        ));
+        ctx.spawn(work.into_actor(self).map(move |_, actor, ctx| {
+            actor.batches_in_flight -= 1;
+            actor.filings_in_flight -= size;
+            actor.last_active = Instant::now();
+            actor.report_depth();
+            actor.dispatch(ctx);
+        }));
     }
 
     fn fail(&mut self, ctx: &mut Context<Self>, reason: &str) {
@@ -196,6 +211,17 @@ impl Handler<Submit> for TenantActor {
             return self.fail(ctx, "injected failure");
         }
         self.dispatch(ctx);
+    }
+}
+
+impl Handler<ScoreChunk> for TenantActor {
+    type Result = ();
+
+    fn handle(&mut self, chunk: ScoreChunk, ctx: &mut Self::Context) {
+        self.last_active = Instant::now();
+        metrics::counter!("pdscore_filings_received_total", "tenant" => self.policy.slug.clone(), "source" => "bulk")
+            .increment(chunk.pending.len() as u64);
+        self.run_batch(ctx, chunk.policy, chunk.pending);
     }
 }
 

@@ -14,7 +14,7 @@
 
 use burn::{
     module::{Module, ModuleMapper, Param, ParamId},
-    nn::{Linear, LinearConfig, Relu},
+    nn::{Initializer, Linear, LinearConfig, Relu},
     store::ModuleRecord,
     tensor::{Bytes, Device, Tensor, TensorData},
 };
@@ -107,16 +107,39 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(width: usize, hidden: &[usize], device: &Device) -> Self {
+    /// Random initial weights, reproducible for `seed`. Burn draws them from its backend's process-wide
+    /// generator, so seeding it and drawing happen under one lock: fits running at the same time (tests,
+    /// experiments on several threads) cannot interleave their draws.
+    pub fn seeded(width: usize, hidden: &[usize], device: &Device, seed: u64) -> Self {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        device.seed(seed);
+        Self::build(width, hidden, device, None)
+    }
+
+    /// Zero weights of the right shapes, to load a record into; draws nothing from the generator.
+    pub fn shaped(width: usize, hidden: &[usize], device: &Device) -> Self {
+        Self::build(width, hidden, device, Some(Initializer::Zeros))
+    }
+
+    fn build(width: usize, hidden: &[usize], device: &Device, initializer: Option<Initializer>) -> Self {
+        let linear = |d_in, d_out| {
+            let config = LinearConfig::new(d_in, d_out);
+            match &initializer {
+                Some(initializer) => config.with_initializer(initializer.clone()),
+                None => config,
+            }
+            .init(device)
+        };
         let mut layers = Vec::with_capacity(hidden.len());
         let mut d = width;
         for &h in hidden {
-            layers.push(LinearConfig::new(d, h).init(device));
+            layers.push(linear(d, h));
             d = h;
         }
         Self {
             hidden: layers,
-            out: LinearConfig::new(d, 1).init(device),
+            out: linear(d, 1),
             activation: Relu::new(),
         }
     }
@@ -270,7 +293,7 @@ impl NetworkModel {
         let width = spec.encoder.width();
         Ensemble {
             members: (0..spec.members)
-                .map(|_| Mlp::new(width, &spec.hidden, device))
+                .map(|_| Mlp::shaped(width, &spec.hidden, device))
                 .collect(),
         }
     }
@@ -456,9 +479,10 @@ mod tests {
             ig_steps: 64,
             encoder,
         };
-        let build = || {
-            device.seed(7);
-            NetworkModel::empty_ensemble(&spec, &device)
+        let build = || Ensemble {
+            members: (0..2)
+                .map(|seed| Mlp::seeded(spec.encoder.width(), &spec.hidden, &device, seed))
+                .collect(),
         };
         let bytes = NetworkModel::record_bytes(&build()).unwrap();
         let spec_json = serde_json::to_vec(&spec).unwrap();

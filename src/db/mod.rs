@@ -4,6 +4,7 @@
 //! [`Scope`](crate::auth::Scope) derived from the verified caller, so a query without it cannot be written.
 
 pub mod audit;
+pub mod bulk_jobs;
 pub mod companies;
 pub mod organizations;
 pub mod pagination;

@@ -6,10 +6,10 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::{DateTime, Utc};
 use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::{
-    Alert, AlertReason, Committed, ModelChoice, PredictionStore, RiskLevel, Scores, StoreError, TenantPolicy,
-    ports::CommitResult,
+    Alert, AlertReason, Committed, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
+    StoreError, TenantPolicy, ports::CommitResult,
 };
-use pdscore_models::{registry::ModelId, risk::RiskScheme};
+use pdscore_models::{registry::ModelId, risk::RiskScheme, statement::ReportingPeriod};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
@@ -126,16 +126,33 @@ async fn tenant_policy(
     }))
 }
 
-/// The previous prediction of a company's type at or before a period, and whether a later period exists.
+/// A company's latest prediction of one type (by reporting period), before the batch.
 #[derive(sqlx::FromRow)]
-struct Neighbours {
-    later: bool,
-    id: Option<Uuid>,
-    risk_level: Option<String>,
-    probability: Option<f64>,
+struct Latest {
+    tenant_id: Uuid,
+    company_id: Uuid,
+    prediction_type: String,
+    period_year: i16,
+    period_quarter: Option<i16>,
+    id: Uuid,
+    risk_level: String,
+    probability: f64,
 }
 
-/// One transaction for the whole batch (see [`PredictionStore::commit`]).
+/// A prediction's place in its company's history: (year, quarter or 0).
+type PeriodKey = (i32, i32);
+
+/// The latest prediction of a (tenant, company, type) while the batch is walked in order.
+struct Current {
+    period: PeriodKey,
+    id: Uuid,
+    level: RiskLevel,
+    probability: f64,
+}
+
+/// One transaction for the whole batch (see [`PredictionStore::commit`]), with a fixed number of statements
+/// whatever its size: the companies locked, the filings inserted, the latest predictions read, then the
+/// predictions and alerts inserted, each over arrays.
 async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResult>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Lock the companies in one global order, so concurrent batches never deadlock and risk-change decisions
@@ -161,101 +178,69 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     .map(|(t, c, symbol, slug)| ((t, c), (symbol, slug)))
     .collect();
 
-    let mut results = Vec::with_capacity(batch.len());
-    for scores in batch {
+    // The filings whose company still exists; a key seen before (or twice in this batch) is not inserted.
+    let live: Vec<(usize, &Scores)> = batch
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| symbols.contains_key(&(s.filing.tenant_id, s.filing.company_id)))
+        .collect();
+    let filing_ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
+    let inserted: std::collections::HashSet<Uuid> =
+        insert_filings(&mut tx, &live, &filing_ids).await?.into_iter().collect();
+
+    let mut current: HashMap<(Uuid, Uuid, PredictionType), Current> = latest_predictions(&mut tx, &live)
+        .await?
+        .into_iter()
+        .filter_map(|l| {
+            let prediction_type = l.prediction_type.parse().ok()?;
+            let level = l.risk_level.parse().ok()?;
+            let period = (i32::from(l.period_year), i32::from(l.period_quarter.unwrap_or(0)));
+            Some((
+                (l.tenant_id, l.company_id, prediction_type),
+                Current {
+                    period,
+                    id: l.id,
+                    level,
+                    probability: l.probability,
+                },
+            ))
+        })
+        .collect();
+
+    // Filings not in `live` stay `CompanyGone`; duplicates are answered after the inserts.
+    let mut results: Vec<CommitResult> = batch.iter().map(|_| CommitResult::CompanyGone).collect();
+    let mut rows = PredictionRows::default();
+    let mut alerts = Vec::new();
+    let mut duplicates = Vec::new();
+    for ((index, scores), filing_id) in live.iter().zip(&filing_ids) {
         let f = &scores.filing;
-        let Some((symbol, slug)) = symbols.get(&(f.tenant_id, f.company_id)) else {
-            results.push(CommitResult::CompanyGone);
-            continue;
-        };
-        let filing_id = Uuid::now_v7();
-        let inserted: Option<Uuid> = sqlx::query_scalar(
-            "INSERT INTO filings (id, tenant_id, company_id, idempotency_key, source, prediction_type, period_year,
-                                  period_quarter, statement, ratios, raw, bulk_job_id, bulk_row)
-             VALUES ($1, $2, $3, $4, $5::filing_source, $6::prediction_type, $7, $8, $9, $10, $11, $12, $13)
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
-        )
-        .bind(filing_id)
-        .bind(f.tenant_id)
-        .bind(f.company_id)
-        .bind(&f.idempotency_key)
-        .bind(f.source.as_str())
-        .bind(f.prediction_type.as_str())
-        .bind(i16::try_from(f.period.year).unwrap_or(i16::MAX))
-        .bind(f.period.quarter.map(i16::from))
-        .bind(
-            f.statement
-                .as_ref()
-                .map(|s| serde_json::to_value(s).unwrap_or(Value::Null)),
-        )
-        .bind(f.ratios.as_ref().map(|r| Value::Object(r.clone())))
-        .bind(&f.raw)
-        .bind(f.bulk.map(|(job, _)| job))
-        .bind(f.bulk.map(|(_, row)| row))
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            let existing: Uuid = sqlx::query_scalar(
-                "SELECT p.id FROM filings f
-                 JOIN predictions p ON p.tenant_id = f.tenant_id AND p.filing_id = f.id AND NOT p.is_shadow
-                 WHERE f.tenant_id = $1 AND f.idempotency_key = $2",
-            )
-            .bind(f.tenant_id)
-            .bind(&f.idempotency_key)
-            .fetch_one(&mut *tx)
-            .await?;
-            results.push(CommitResult::Committed(Box::new(Committed::Duplicate {
-                prediction_id: existing,
-            })));
+        if !inserted.contains(filing_id) {
+            duplicates.push(*index);
             continue;
         }
-
-        let quarter = i16::from(f.period.quarter.unwrap_or(0));
-        let neighbours: Neighbours = sqlx::query_as(
-            "SELECT l.later, p.id, p.risk_level::text AS risk_level, p.probability
-             FROM (SELECT EXISTS (SELECT 1 FROM predictions
-                                  WHERE tenant_id = $1 AND company_id = $2 AND prediction_type = $3::prediction_type
-                                    AND NOT is_shadow
-                                    AND (period_year, coalesce(period_quarter, 0)) > ($4, $5)) AS later) l
-             LEFT JOIN LATERAL (
-                 SELECT id, risk_level, probability FROM predictions
-                 WHERE tenant_id = $1 AND company_id = $2 AND prediction_type = $3::prediction_type AND NOT is_shadow
-                   AND (period_year, coalesce(period_quarter, 0)) <= ($4, $5)
-                 ORDER BY period_year DESC, coalesce(period_quarter, 0) DESC, id DESC LIMIT 1) p ON true",
-        )
-        .bind(f.tenant_id)
-        .bind(f.company_id)
-        .bind(f.prediction_type.as_str())
-        .bind(i16::try_from(f.period.year).unwrap_or(i16::MAX))
-        .bind(quarter)
-        .fetch_one(&mut *tx)
-        .await?;
-
-        insert_prediction(&mut tx, scores, filing_id, scores.prediction_id, &scores.primary, false).await?;
+        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, false);
         if let Some(shadow) = &scores.shadow {
-            insert_prediction(&mut tx, scores, filing_id, Uuid::now_v7(), shadow, true).await?;
+            rows.push(scores, *filing_id, Uuid::now_v7(), shadow, true);
         }
-
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
-        let previous = match neighbours {
-            Neighbours {
-                later: false,
-                id: Some(id),
-                risk_level: Some(level),
-                probability: Some(probability),
-            } => level.parse::<RiskLevel>().ok().map(|level| (id, level, probability)),
-            _ => None,
-        };
-        let alert = match previous {
-            Some((previous_id, previous_level, previous_probability)) => Alert::decide(
-                previous_level,
-                previous_probability,
+        let period = (i32::from(f.period.year), i32::from(f.period.quarter.unwrap_or(0)));
+        let key = (f.tenant_id, f.company_id, f.prediction_type);
+        let previous = current.get(&key);
+        if previous.is_some_and(|p| period < p.period) {
+            results[*index] = created(scores.prediction_id, None);
+            continue;
+        }
+        let alert = previous.and_then(|p| {
+            let reason = Alert::decide(
+                p.level,
+                p.probability,
                 scores.primary.risk_level,
                 scores.primary.probability,
                 scores.alert_pd_change,
-            )
-            .map(|reason| Alert {
+            )?;
+            let (symbol, slug) = &symbols[&(f.tenant_id, f.company_id)];
+            Some(Alert {
                 schema_version: Alert::SCHEMA_VERSION,
                 id: Uuid::now_v7(),
                 tenant_id: f.tenant_id,
@@ -264,93 +249,287 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
                 company_id: f.company_id,
                 company_symbol: symbol.clone(),
                 prediction_id: scores.prediction_id,
-                previous_prediction_id: Some(previous_id),
+                previous_prediction_id: Some(p.id),
                 prediction_type: f.prediction_type,
                 period_year: f.period.year,
                 period_quarter: f.period.quarter,
-                previous_level: Some(previous_level),
+                previous_level: Some(p.level),
                 new_level: scores.primary.risk_level,
-                previous_probability: Some(previous_probability),
+                previous_probability: Some(p.probability),
                 new_probability: scores.primary.probability,
                 reason,
                 created_at: Utc::now(),
-            }),
-            None => None,
-        };
+            })
+        });
+        current.insert(
+            key,
+            Current {
+                period,
+                id: scores.prediction_id,
+                level: scores.primary.risk_level,
+                probability: scores.primary.probability,
+            },
+        );
         if let Some(alert) = &alert {
-            insert_alert(&mut tx, alert).await?;
+            alerts.push(alert.clone());
         }
-        results.push(CommitResult::Committed(Box::new(Committed::Created {
-            prediction_id: scores.prediction_id,
-            alert,
-        })));
+        results[*index] = created(scores.prediction_id, alert);
+    }
+    rows.insert(&mut tx).await?;
+    insert_alerts(&mut tx, &alerts).await?;
+
+    // Filings seen before answer with the prediction made then (or earlier in this batch).
+    if !duplicates.is_empty() {
+        let (tenants, keys): (Vec<Uuid>, Vec<&str>) = duplicates
+            .iter()
+            .map(|&i| (batch[i].filing.tenant_id, batch[i].filing.idempotency_key.as_str()))
+            .unzip();
+        let existing: HashMap<(Uuid, String), Uuid> = sqlx::query_as::<_, (Uuid, String, Uuid)>(
+            "SELECT f.tenant_id, f.idempotency_key, p.id FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, key)
+             JOIN filings f ON f.tenant_id = k.tenant_id AND f.idempotency_key = k.key
+             JOIN predictions p ON p.tenant_id = f.tenant_id AND p.filing_id = f.id AND NOT p.is_shadow",
+        )
+        .bind(&tenants)
+        .bind(&keys)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(t, k, p)| ((t, k), p))
+        .collect();
+        for i in duplicates {
+            let f = &batch[i].filing;
+            let prediction_id = existing
+                .get(&(f.tenant_id, f.idempotency_key.clone()))
+                .copied()
+                .ok_or(sqlx::Error::RowNotFound)?;
+            results[i] = CommitResult::Committed(Box::new(Committed::Duplicate { prediction_id }));
+        }
     }
     tx.commit().await?;
     Ok(results)
 }
 
-async fn insert_prediction(
-    conn: &mut PgConnection,
-    scores: &Scores,
-    filing_id: Uuid,
-    id: Uuid,
-    score: &pdscore_actors::ModelScore,
-    is_shadow: bool,
-) -> Result<(), sqlx::Error> {
-    let f = &scores.filing;
-    sqlx::query(
-        "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type, period_year,
-                                  period_quarter, model_name, model_version, is_shadow, probability, term_structure,
-                                  risk_level, implied_rating, confidence, contributions, inputs)
-         VALUES ($1, $2, $3, $4, $5, $6::prediction_type, $7, $8, $9, $10, $11, $12, $13, $14::risk_level, $15, $16,
-                 $17, $18)",
-    )
-    .bind(id)
-    .bind(f.tenant_id)
-    .bind(f.organization_id)
-    .bind(f.company_id)
-    .bind(filing_id)
-    .bind(f.prediction_type.as_str())
-    .bind(i16::try_from(f.period.year).unwrap_or(i16::MAX))
-    .bind(f.period.quarter.map(i16::from))
-    .bind(&score.model.name)
-    .bind(i32::try_from(score.model.version).unwrap_or(i32::MAX))
-    .bind(is_shadow)
-    .bind(score.probability)
-    .bind(score.term_structure.as_ref().map(|t| serde_json::json!(t)))
-    .bind(score.risk_level.as_str())
-    .bind(score.implied_rating)
-    .bind(score.confidence)
-    .bind(serde_json::to_value(&score.contributions).unwrap_or_else(|_| Value::Array(vec![])))
-    .bind(Value::Object(score.inputs.clone()))
-    .execute(conn)
-    .await?;
-    Ok(())
+fn created(prediction_id: Uuid, alert: Option<Alert>) -> CommitResult {
+    CommitResult::Committed(Box::new(Committed::Created { prediction_id, alert }))
 }
 
-async fn insert_alert(conn: &mut PgConnection, alert: &Alert) -> Result<(), sqlx::Error> {
+fn year(period: &ReportingPeriod) -> i16 {
+    i16::try_from(period.year).unwrap_or(i16::MAX)
+}
+
+/// Inserts the filings (each with its id from `ids`); returns the ids of those inserted (a key seen before
+/// is skipped).
+async fn insert_filings(
+    conn: &mut PgConnection,
+    live: &[(usize, &Scores)],
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let filings = || live.iter().map(|(_, s)| &s.filing);
+    sqlx::query_scalar(
+        "INSERT INTO filings (id, tenant_id, company_id, idempotency_key, source, prediction_type, period_year,
+                              period_quarter, statement, ratios, raw, bulk_job_id, bulk_row)
+         SELECT id, tenant_id, company_id, key, source::filing_source, kind::prediction_type, year, quarter,
+                statement, ratios, raw, job, row
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::int2[],
+                     $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::uuid[], $13::int8[])
+              AS t(id, tenant_id, company_id, key, source, kind, year, quarter, statement, ratios, raw, job, row)
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(ids)
+    .bind(filings().map(|f| f.tenant_id).collect::<Vec<_>>())
+    .bind(filings().map(|f| f.company_id).collect::<Vec<_>>())
+    .bind(filings().map(|f| f.idempotency_key.as_str()).collect::<Vec<_>>())
+    .bind(filings().map(|f| f.source.as_str()).collect::<Vec<_>>())
+    .bind(filings().map(|f| f.prediction_type.as_str()).collect::<Vec<_>>())
+    .bind(filings().map(|f| year(&f.period)).collect::<Vec<_>>())
+    .bind(filings().map(|f| f.period.quarter.map(i16::from)).collect::<Vec<_>>())
+    .bind(
+        filings()
+            .map(|f| f.statement.as_ref().and_then(|s| serde_json::to_value(s).ok()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        filings()
+            .map(|f| f.ratios.clone().map(Value::Object))
+            .collect::<Vec<_>>(),
+    )
+    .bind(filings().map(|f| &f.raw).collect::<Vec<_>>())
+    .bind(filings().map(|f| f.bulk.map(|(job, _)| job)).collect::<Vec<_>>())
+    .bind(filings().map(|f| f.bulk.map(|(_, row)| row)).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
+}
+
+/// The latest prediction (by reporting period) of each company and type in the batch.
+async fn latest_predictions(conn: &mut PgConnection, live: &[(usize, &Scores)]) -> Result<Vec<Latest>, sqlx::Error> {
+    let mut keys: Vec<(Uuid, Uuid, &str)> = live
+        .iter()
+        .map(|(_, s)| {
+            (
+                s.filing.tenant_id,
+                s.filing.company_id,
+                s.filing.prediction_type.as_str(),
+            )
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query_as(
+        "SELECT p.tenant_id, p.company_id, p.prediction_type::text AS prediction_type, p.period_year,
+                p.period_quarter, p.id, p.risk_level::text AS risk_level, p.probability
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(tenant_id, company_id, kind)
+         JOIN LATERAL (
+             SELECT * FROM predictions
+             WHERE tenant_id = k.tenant_id AND company_id = k.company_id
+               AND prediction_type = k.kind::prediction_type AND NOT is_shadow
+             ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1) p ON true",
+    )
+    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
+    .fetch_all(conn)
+    .await
+}
+
+/// The predictions of a batch as column arrays, inserted in one statement.
+#[derive(Default)]
+struct PredictionRows {
+    id: Vec<Uuid>,
+    tenant_id: Vec<Uuid>,
+    organization_id: Vec<Uuid>,
+    company_id: Vec<Uuid>,
+    filing_id: Vec<Uuid>,
+    prediction_type: Vec<&'static str>,
+    period_year: Vec<i16>,
+    period_quarter: Vec<Option<i16>>,
+    model_name: Vec<String>,
+    model_version: Vec<i32>,
+    is_shadow: Vec<bool>,
+    probability: Vec<f64>,
+    term_structure: Vec<Option<Value>>,
+    risk_level: Vec<&'static str>,
+    implied_rating: Vec<&'static str>,
+    confidence: Vec<f64>,
+    contributions: Vec<Value>,
+    inputs: Vec<Value>,
+}
+
+impl PredictionRows {
+    fn push(&mut self, scores: &Scores, filing_id: Uuid, id: Uuid, score: &ModelScore, is_shadow: bool) {
+        let f = &scores.filing;
+        self.id.push(id);
+        self.tenant_id.push(f.tenant_id);
+        self.organization_id.push(f.organization_id);
+        self.company_id.push(f.company_id);
+        self.filing_id.push(filing_id);
+        self.prediction_type.push(f.prediction_type.as_str());
+        self.period_year.push(year(&f.period));
+        self.period_quarter.push(f.period.quarter.map(i16::from));
+        self.model_name.push(score.model.name.clone());
+        self.model_version
+            .push(i32::try_from(score.model.version).unwrap_or(i32::MAX));
+        self.is_shadow.push(is_shadow);
+        self.probability.push(score.probability);
+        self.term_structure
+            .push(score.term_structure.as_ref().map(|t| serde_json::json!(t)));
+        self.risk_level.push(score.risk_level.as_str());
+        self.implied_rating.push(score.implied_rating);
+        self.confidence.push(score.confidence);
+        self.contributions
+            .push(serde_json::to_value(&score.contributions).unwrap_or_else(|_| Value::Array(vec![])));
+        self.inputs.push(Value::Object(score.inputs.clone()));
+    }
+
+    async fn insert(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type,
+                                      period_year, period_quarter, model_name, model_version, is_shadow, probability,
+                                      term_structure, risk_level, implied_rating, confidence, contributions, inputs)
+             SELECT id, tenant_id, organization_id, company_id, filing_id, kind::prediction_type, year, quarter,
+                    model_name, model_version, is_shadow, probability, term_structure, level::risk_level, rating,
+                    confidence, contributions, inputs
+             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::int2[],
+                         $8::int2[], $9::text[], $10::int4[], $11::bool[], $12::float8[], $13::jsonb[], $14::text[],
+                         $15::text[], $16::float8[], $17::jsonb[], $18::jsonb[])
+                  AS t(id, tenant_id, organization_id, company_id, filing_id, kind, year, quarter, model_name,
+                       model_version, is_shadow, probability, term_structure, level, rating, confidence,
+                       contributions, inputs)",
+        )
+        .bind(self.id)
+        .bind(self.tenant_id)
+        .bind(self.organization_id)
+        .bind(self.company_id)
+        .bind(self.filing_id)
+        .bind(self.prediction_type)
+        .bind(self.period_year)
+        .bind(self.period_quarter)
+        .bind(self.model_name)
+        .bind(self.model_version)
+        .bind(self.is_shadow)
+        .bind(self.probability)
+        .bind(self.term_structure)
+        .bind(self.risk_level)
+        .bind(self.implied_rating)
+        .bind(self.confidence)
+        .bind(self.contributions)
+        .bind(self.inputs)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn insert_alerts(conn: &mut PgConnection, alerts: &[Alert]) -> Result<(), sqlx::Error> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&Alert) -> &'static str| alerts.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "INSERT INTO alerts (id, tenant_id, organization_id, company_id, prediction_id, previous_prediction_id,
                              prediction_type, period_year, period_quarter, previous_level, new_level,
                              previous_probability, new_probability, reason, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7::prediction_type, $8, $9, $10::risk_level, $11::risk_level, $12, $13, $14,
-                 $15)",
+         SELECT id, tenant_id, organization_id, company_id, prediction_id, previous_id, kind::prediction_type, year,
+                quarter, previous_level::risk_level, new_level::risk_level, previous_probability, new_probability,
+                reason, created_at
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::int2[],
+                     $9::int2[], $10::text[], $11::text[], $12::float8[], $13::float8[], $14::text[],
+                     $15::timestamptz[])
+              AS t(id, tenant_id, organization_id, company_id, prediction_id, previous_id, kind, year, quarter,
+                   previous_level, new_level, previous_probability, new_probability, reason, created_at)",
     )
-    .bind(alert.id)
-    .bind(alert.tenant_id)
-    .bind(alert.organization_id)
-    .bind(alert.company_id)
-    .bind(alert.prediction_id)
-    .bind(alert.previous_prediction_id)
-    .bind(alert.prediction_type.as_str())
-    .bind(i16::try_from(alert.period_year).unwrap_or(i16::MAX))
-    .bind(alert.period_quarter.map(i16::from))
-    .bind(alert.previous_level.map(RiskLevel::as_str))
-    .bind(alert.new_level.as_str())
-    .bind(alert.previous_probability)
-    .bind(alert.new_probability)
-    .bind(alert.reason.as_str())
-    .bind(alert.created_at)
+    .bind(alerts.iter().map(|a| a.id).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.tenant_id).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.organization_id).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.company_id).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.prediction_id).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.previous_prediction_id).collect::<Vec<_>>())
+    .bind(text(|a| a.prediction_type.as_str()))
+    .bind(
+        alerts
+            .iter()
+            .map(|a| i16::try_from(a.period_year).unwrap_or(i16::MAX))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        alerts
+            .iter()
+            .map(|a| a.period_quarter.map(i16::from))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        alerts
+            .iter()
+            .map(|a| a.previous_level.map(RiskLevel::as_str))
+            .collect::<Vec<_>>(),
+    )
+    .bind(text(|a| a.new_level.as_str()))
+    .bind(alerts.iter().map(|a| a.previous_probability).collect::<Vec<_>>())
+    .bind(alerts.iter().map(|a| a.new_probability).collect::<Vec<_>>())
+    .bind(text(|a| a.reason.as_str()))
+    .bind(alerts.iter().map(|a| a.created_at).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(())

@@ -156,6 +156,10 @@ impl ApiError {
         self
     }
 
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn code(&self) -> ErrorCode {
         self.code
     }

@@ -18,6 +18,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod bulk_jobs;
 pub mod companies;
 pub mod envelope;
 pub mod error;
@@ -106,6 +107,16 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(predictions::get)
             .service(alerts::list)
             .service(alerts::live)
+            .service(bulk_jobs::create)
+            .service(bulk_jobs::list)
+            .service(bulk_jobs::get)
+            .service(bulk_jobs::events)
+            .service(bulk_jobs::errors)
+            .service(bulk_jobs::results)
+            .service(bulk_jobs::cancel)
+            .service(bulk_jobs::accunode_annual)
+            .service(bulk_jobs::accunode_quarterly)
+            .service(bulk_jobs::accunode_status)
             .service(audit::list),
     );
 }

@@ -61,6 +61,8 @@ enum Body {
     Json(Value),
     /// A body with a value unique to the cell (slugs, e-mails, symbols).
     Unique(Box<dyn Fn(&str) -> Value>),
+    /// A bulk upload (multipart) of a one-row annual CSV into this organization.
+    Upload(Uuid),
 }
 
 struct Row {
@@ -102,6 +104,10 @@ impl Row {
         self.body = Body::Unique(Box::new(body));
         self
     }
+    fn upload(mut self, organization_id: Uuid) -> Self {
+        self.body = Body::Upload(organization_id);
+        self
+    }
     fn target(mut self, target: Target) -> Self {
         self.target = target;
         self
@@ -136,6 +142,9 @@ struct World {
     /// A prediction of ACME (A1) and one of B1's company.
     prediction_a1: Uuid,
     prediction_b1: Uuid,
+    /// Finished bulk jobs: one submitted by the analyst in A1, one in B1.
+    job_a1: Uuid,
+    job_b1: Uuid,
     viewer: Uuid,
     analyst: Uuid,
     member_a2: Uuid,
@@ -258,7 +267,27 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
         filing,
     )
     .await);
+    let analyst = claims_of(demo.token(Role::OrgMember)).sub;
+    let mut jobs = Vec::new();
+    for (tenant, organization, by) in [(tenant_a, org_a1, Some(analyst)), (tenant_b, org_b1, None)] {
+        let job = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO bulk_jobs (id, tenant_id, organization_id, created_by, prediction_type, status, file_name,
+                                    file_format, file_size, total_rows, finished_at)
+             VALUES ($1, $2, $3, $4, 'annual', 'completed', 'done.csv', 'csv', 10, 0, now())",
+        )
+        .bind(job)
+        .bind(tenant)
+        .bind(organization)
+        .bind(by)
+        .execute(&app.db)
+        .await
+        .unwrap();
+        jobs.push(job);
+    }
     let world = World {
+        job_a1: jobs[0],
+        job_b1: jobs[1],
         tenant_a,
         org_a1,
         org_a2,
@@ -271,7 +300,7 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
         prediction_a1,
         prediction_b1,
         viewer: claims_of(demo.token(Role::User)).sub,
-        analyst: claims_of(demo.token(Role::OrgMember)).sub,
+        analyst,
         member_a2,
         admin_b,
         user_b1,
@@ -378,13 +407,31 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
                 Body::None => None,
                 Body::Json(value) => Some(value.clone()),
                 Body::Unique(make) => Some(make(&format!("m{n}c{column}"))),
+                Body::Upload(_) => None,
             };
             let expected = match caller {
                 _ if row.public => row.expect[0],
                 Caller::Role(role) => row.expect[Role::ALL.iter().position(|r| r == role).unwrap()],
                 _ => 401,
             };
-            let (status, answer) = if row.streaming {
+            let (status, answer) = if let Body::Upload(organization) = &row.body {
+                let csv =
+                    format!("company_symbol,company_name,reporting_year,return_on_assets\nU{n}C{column},U,2024,3\n");
+                let form = reqwest::multipart::Form::new()
+                    .text("type", "annual")
+                    .text("organization_id", organization.to_string())
+                    .part(
+                        "file",
+                        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("one.csv"),
+                    );
+                let mut request = app.client.post(format!("{}{path}", app.address)).multipart(form);
+                if let Some(token) = token.as_deref() {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            } else if row.streaming {
                 let response = app.send(row.method, &path, token.as_deref(), body.as_ref()).await;
                 let status = response.status().as_u16();
                 let answer = if status < 400 {
@@ -874,6 +921,59 @@ fn matrix(w: &World) -> Vec<Row> {
         )
         .unique(move |u| json!({ "company_symbol": u, "company_name": "Via AccuNode", "reporting_year": 2024,
             "reporting_quarter": "Q3", "organization_id": a1, "sga_margin": 12.5 })),
+        // Bulk jobs.
+        row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 202, 202, 202, 403]).upload(w.org_a1),
+        row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 404, 404, 404, 403]).upload(w.org_b1),
+        row(
+            "POST",
+            "/api/v1/predictions/annual/bulk-upload-async",
+            "/api/v1/predictions/annual/bulk-upload-async".into(),
+            [202, 202, 202, 202, 403],
+        )
+        .upload(w.org_a1),
+        row(
+            "POST",
+            "/api/v1/predictions/quarterly/bulk-upload-async",
+            "/api/v1/predictions/quarterly/bulk-upload-async".into(),
+            [422, 404, 404, 404, 403],
+        )
+        .upload(w.org_b1),
+        row("GET", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), all),
+        row("GET", "/api/v1/bulk-jobs/{id}", format!("/api/v1/bulk-jobs/{}", w.job_a1), [200, 200, 200, 200, 404]),
+        row("GET", "/api/v1/bulk-jobs/{id}", format!("/api/v1/bulk-jobs/{}", w.job_b1), [200, 404, 404, 404, 404]),
+        row(
+            "GET",
+            "/api/v1/predictions/jobs/{id}/status",
+            format!("/api/v1/predictions/jobs/{}/status", w.job_a1),
+            [200, 200, 200, 200, 404],
+        ),
+        row(
+            "GET",
+            "/api/v1/bulk-jobs/{id}/events",
+            format!("/api/v1/bulk-jobs/{}/events", w.job_b1),
+            [200, 404, 404, 404, 404],
+        )
+        .streaming(),
+        row(
+            "GET",
+            "/api/v1/bulk-jobs/{id}/results",
+            format!("/api/v1/bulk-jobs/{}/results", w.job_a1),
+            [200, 200, 200, 200, 404],
+        )
+        .streaming(),
+        row(
+            "GET",
+            "/api/v1/bulk-jobs/{id}/errors",
+            format!("/api/v1/bulk-jobs/{}/errors", w.job_b1),
+            [200, 404, 404, 404, 404],
+        )
+        .streaming(),
+        row(
+            "POST",
+            "/api/v1/bulk-jobs/{id}/cancel",
+            format!("/api/v1/bulk-jobs/{}/cancel", w.job_a1),
+            [200, 200, 200, 200, 403],
+        ),
         // Alerts.
         row("GET", "/api/v1/alerts", "/api/v1/alerts".into(), all),
         row("GET", "/api/v1/alerts/stream", "/api/v1/alerts/stream".into(), all).streaming(),

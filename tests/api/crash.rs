@@ -3,7 +3,7 @@
 //! filing ends with exactly one prediction.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
@@ -21,22 +21,18 @@ const FILINGS: usize = 20_000;
 const TENANTS: usize = 4;
 const COMPANIES: usize = 10;
 
-/// A `pdscore serve` process with the test's isolation.
+/// A `pdscore serve` process with the test's isolation, limits raised so that only the kill matters.
 fn serve(isolation: &Isolation, port: u16, log: &str) -> Child {
-    let log = std::fs::File::create(std::env::temp_dir().join(log)).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pdscore"))
-        .arg("serve")
-        .envs(isolation.env())
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("PDSCORE__PIPELINE__DEFAULT_RATE_PER_SECOND", "1000000")
-        .env("PDSCORE__PIPELINE__DEFAULT_BURST", "1000000")
-        .env("PDSCORE__PIPELINE__MAX_QUEUED_PER_TENANT", "5000")
-        .env("PDSCORE__PIPELINE__INGEST_ACK_WAIT_SECS", "5")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    isolation.serve(
+        port,
+        log,
+        &[
+            ("PDSCORE__PIPELINE__DEFAULT_RATE_PER_SECOND", "1000000"),
+            ("PDSCORE__PIPELINE__DEFAULT_BURST", "1000000"),
+            ("PDSCORE__PIPELINE__MAX_QUEUED_PER_TENANT", "5000"),
+            ("PDSCORE__PIPELINE__INGEST_ACK_WAIT_SECS", "5"),
+        ],
+    )
 }
 
 async fn committed(db: &PgPool) -> i64 {
@@ -50,12 +46,7 @@ async fn committed(db: &PgPool) -> i64 {
 /// is killed with SIGKILL once about a quarter of the filings are committed, then started again.
 async fn scenario(instances: usize) {
     let isolation = Isolation::new();
-    let migrate = Command::new(env!("CARGO_BIN_EXE_pdscore"))
-        .arg("migrate")
-        .envs(isolation.env())
-        .output()
-        .unwrap();
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    isolation.migrate();
     let db = PgPool::connect(&isolation.database_url).await.unwrap();
     for t in 0..TENANTS {
         let tenant = Uuid::now_v7();

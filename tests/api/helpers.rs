@@ -48,6 +48,8 @@ pub struct Isolation {
     pub database_url: String,
     pub nats_prefix: String,
     pub redis_prefix: String,
+    /// Where this test's uploads are kept (removed afterwards).
+    pub storage_dir: std::path::PathBuf,
     /// The real servers (a test may point the application elsewhere; cleanup still goes here).
     server_database_url: String,
     server_nats_url: String,
@@ -64,6 +66,7 @@ impl Isolation {
             db_name,
             nats_prefix: format!("t{id}"),
             redis_prefix: format!("test:{id}"),
+            storage_dir: std::env::temp_dir().join(format!("pdscore-test-{id}")),
             server_database_url,
             server_nats_url: settings.nats.url.expose_secret().to_owned(),
         }
@@ -74,6 +77,8 @@ impl Isolation {
         settings.database.url = SecretString::from(self.database_url.clone());
         settings.nats.prefix = self.nats_prefix.clone();
         settings.redis.key_prefix = self.redis_prefix.clone();
+        settings.storage.dir = self.storage_dir.clone();
+        settings.bulk.poll_interval_ms = 200;
     }
 
     /// The environment that gives the binary this isolation.
@@ -82,6 +87,8 @@ impl Isolation {
             ("DATABASE_URL", self.database_url.clone()),
             ("PDSCORE__NATS__PREFIX", self.nats_prefix.clone()),
             ("PDSCORE__REDIS__KEY_PREFIX", self.redis_prefix.clone()),
+            ("PDSCORE__STORAGE__DIR", self.storage_dir.display().to_string()),
+            ("PDSCORE__BULK__POLL_INTERVAL_MS", "200".to_owned()),
         ])
     }
 
@@ -102,8 +109,37 @@ impl Isolation {
     }
 }
 
+impl Isolation {
+    /// Runs `pdscore migrate` on this isolation's database.
+    pub fn migrate(&self) {
+        let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_pdscore"))
+            .arg("migrate")
+            .envs(self.env())
+            .output()
+            .unwrap();
+        assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    }
+
+    /// Starts `pdscore serve` with this isolation on `port`, its log in the temp directory as `log`, with
+    /// extra environment.
+    pub fn serve(&self, port: u16, log: &str, env: &[(&str, &str)]) -> std::process::Child {
+        let log = std::fs::File::create(std::env::temp_dir().join(log)).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_pdscore"))
+            .arg("serve")
+            .envs(self.env())
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+}
+
 impl Drop for Isolation {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.storage_dir);
         let args = (
             self.db_name.clone(),
             self.server_database_url.clone(),

@@ -5,6 +5,7 @@ mod accounts;
 mod auth;
 mod authorization;
 mod binary;
+mod bulk;
 mod crash;
 mod envelope;
 mod health;

@@ -1,7 +1,7 @@
 //! The training loop: class-weighted binary cross-entropy, Adam, mini-batches, early stopping on a
-//! stratified hold-out, one member of the ensemble per seed. Deterministic for a seed (the backend's RNG
-//! is seeded before each member is built, batches are shuffled with a seeded generator, and members are
-//! trained one after another on one thread).
+//! stratified hold-out, one member of the ensemble per seed. Deterministic for a seed (each member's
+//! initial weights and batch order come from generators seeded with it, and members are trained one after
+//! another on one thread), also while other fits run in the same process.
 
 use burn::{
     module::Module,
@@ -167,9 +167,8 @@ fn fit_member(
     autodiff: &Device,
     plain: &Device,
 ) -> (Mlp, usize) {
-    autodiff.seed(seed);
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut model = Mlp::new(width, &config.hidden, autodiff);
+    let mut model = Mlp::seeded(width, &config.hidden, autodiff, seed);
     let mut optimizer = AdamConfig::new()
         .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
         .init();

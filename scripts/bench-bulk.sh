@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Bulk benchmark: generates an AccuNode annual CSV (default 1,000,000 rows: 100,000 companies × 10 years),
+# starts a release build of the service on a database of its own, submits the file with `pdscore bulk
+# submit` and reports the wall time from upload to the job's completion and the service's peak RSS.
+# Usage: scripts/bench-bulk.sh [rows]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rows=${1:-1000000}
+scripts/services.sh
+# PDSCORE_BIN runs another build (e.g. target/debug/pdscore) instead of building the release one.
+bin=${PDSCORE_BIN:-target/release/pdscore}
+[ -n "${PDSCORE_BIN:-}" ] || cargo build --release --locked --bin pdscore
+work=$(mktemp -d)
+db="pdscore_bench_$$"
+port=18181
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+export PDSCORE__NATS__PREFIX=bench PDSCORE__REDIS__KEY_PREFIX="bench:$$" PDSCORE__STORAGE__DIR="$work/uploads"
+export LISTEN_ADDR="127.0.0.1:$port" PDSCORE__PIPELINE__INGEST_ENABLED=false RUST_LOG=warn
+cleanup() {
+    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$bin" bulk sample --type annual --rows "$rows" --periods 10 --out "$work/bench.csv"
+ls -l "$work/bench.csv" | awk '{printf "[bench] file: %.1f MB\n", $5 / 1e6}'
+"$bin" migrate >/dev/null
+password=$("$bin" demo-setup | awk '$2 == "analyst@demo.example.com" { print $3 }')
+"$bin" serve 2>"$work/service.log" &
+pid=$!
+for _ in $(seq 1 60); do
+    curl -fs "http://$LISTEN_ADDR/health/live" >/dev/null 2>&1 && break
+    sleep 1
+done
+start=$(date +%s.%N)
+PDSCORE_PASSWORD="$password" "$bin" bulk submit "$work/bench.csv" --type annual \
+    --url "http://$LISTEN_ADDR" --email analyst@demo.example.com
+end=$(date +%s.%N)
+peak=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
+rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
+awk -v s="$start" -v e="$end" -v n="$rows" -v p="$peak" -v r="$rss" 'BEGIN {
+    printf "[bench] %d rows in %.1f s (%.0f rows/s); service peak RSS %.0f MB (now %.0f MB)\n",
+        n, e - s, n / (e - s), p / 1024, r / 1024 }'

@@ -1,0 +1,674 @@
+//! Bulk scoring jobs: upload a CSV/XLSX (202 with the job), follow it (JSON, Server-Sent Events), read its
+//! results and failed rows as CSV, cancel it. AccuNode's own routes answer the same way.
+
+use std::{io::Write, time::Duration};
+
+use actix_multipart::Multipart;
+use actix_web::{HttpResponse, get, http::StatusCode, post, web};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use pdscore_actors::PredictionType;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{ApiError, ErrorCode, audit_entry, envelope, field_details, page, snapshot};
+use crate::{
+    auth::{Permission, Principal},
+    bulk::{
+        Storage,
+        file::{FileError, FileFormat, FileRows, expected_columns},
+    },
+    db::{
+        audit,
+        bulk_jobs::{self, BulkJob, NewBulkJob},
+        organizations,
+        pagination::{PageRequest, Paginated},
+    },
+    state::AppState,
+};
+
+/// A job with its progress and where to follow it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: BulkJob,
+    /// Processed share of the rows, 0 to 100.
+    pub progress_percent: f64,
+    #[schema(value_type = Object)]
+    pub links: Value,
+}
+
+impl From<BulkJob> for JobView {
+    fn from(job: BulkJob) -> Self {
+        let base = format!("/api/v1/bulk-jobs/{}", job.id);
+        Self {
+            progress_percent: (job.percent() * 10.0).round() / 10.0,
+            links: json!({
+                "self": base,
+                "events": format!("{base}/events"),
+                "results": format!("{base}/results"),
+                "errors": format!("{base}/errors"),
+                "cancel": format!("{base}/cancel"),
+            }),
+            job,
+        }
+    }
+}
+
+fn file_error(e: FileError) -> ApiError {
+    let code = if e.is_too_large() {
+        ErrorCode::PayloadTooLarge
+    } else {
+        ErrorCode::ValidationError
+    };
+    let mut details = json!({ "reason": e.code });
+    if !e.columns.is_empty() {
+        details["columns"] = json!(e.columns);
+    }
+    if !e.expected.is_empty() {
+        details["expected"] = json!(e.expected);
+    }
+    ApiError::new(code, e.message).with_details(details)
+}
+
+/// The form's fields other than the file.
+#[derive(Default)]
+struct Form {
+    prediction_type: Option<String>,
+    organization_id: Option<String>,
+    model: Option<String>,
+}
+
+/// A field's text, bounded.
+async fn text_field(field: &mut actix_multipart::Field) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("Malformed multipart body: {e}")))?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > 1024 {
+            return Err(ApiError::validation("A form field is longer than 1024 bytes."));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::validation("A form field is not UTF-8 text."))
+}
+
+/// Reads the multipart body: the file is streamed to `path` (at most `limit` bytes); returns the form's
+/// other fields, the file's name and size.
+async fn receive(mut body: Multipart, path: &std::path::Path, limit: u64) -> Result<(Form, String, u64), ApiError> {
+    let mut form = Form::default();
+    let mut file: Option<(String, u64)> = None;
+    while let Some(field) = body.next().await {
+        let mut field =
+            field.map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("Malformed multipart body: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" if file.is_none() => {
+                let file_name = field
+                    .content_disposition()
+                    .and_then(|d| d.get_filename())
+                    .unwrap_or("upload")
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(255)
+                    .collect::<String>();
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
+                }
+                let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(ApiError::internal)?);
+                let mut size: u64 = 0;
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk
+                        .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("Malformed multipart body: {e}")))?;
+                    size += chunk.len() as u64;
+                    if size > limit {
+                        return Err(ApiError::new(
+                            ErrorCode::PayloadTooLarge,
+                            format!("The file is larger than {limit} bytes."),
+                        )
+                        .with_details(json!({ "reason": "FILE_TOO_LARGE", "max_bytes": limit })));
+                    }
+                    out.write_all(&chunk).map_err(ApiError::internal)?;
+                }
+                out.flush().map_err(ApiError::internal)?;
+                file = Some((file_name, size));
+            }
+            "type" => form.prediction_type = Some(text_field(&mut field).await?),
+            "organization_id" => form.organization_id = Some(text_field(&mut field).await?),
+            "model" => form.model = Some(text_field(&mut field).await?),
+            other => {
+                return Err(ApiError::validation(format!("Unknown form field {other:?}."))
+                    .with_details(field_details(other, "expected file, type, organization_id, model")));
+            }
+        }
+    }
+    let (file_name, size) = file
+        .ok_or_else(|| ApiError::validation("The form has no file.").with_details(field_details("file", "required")))?;
+    Ok((form, file_name, size))
+}
+
+/// Takes an upload: stores the file, checks its format and header, records the job (queued).
+async fn submit(
+    state: &AppState,
+    principal: &Principal,
+    body: Multipart,
+    fixed_type: Option<PredictionType>,
+) -> Result<JobView, ApiError> {
+    principal.authorize(Permission::PredictionManage)?;
+    let storage = state.bulk.storage().clone();
+    let id = Uuid::now_v7();
+    let incoming = storage.dir.join("incoming").join(format!("{id}.part"));
+    let received = receive(body, &incoming, storage.max_upload_bytes).await;
+    let result = accept(state, principal, &storage, id, &incoming, received, fixed_type).await;
+    // Whatever happened, the partial file is gone (accepted files were moved).
+    Storage::remove(&incoming);
+    result
+}
+
+async fn accept(
+    state: &AppState,
+    principal: &Principal,
+    storage: &Storage,
+    id: Uuid,
+    incoming: &std::path::Path,
+    received: Result<(Form, String, u64), ApiError>,
+    fixed_type: Option<PredictionType>,
+) -> Result<JobView, ApiError> {
+    let (form, file_name, size) = received?;
+    let prediction_type = match (fixed_type, form.prediction_type.as_deref()) {
+        (Some(t), _) => t,
+        (None, Some(raw)) => raw.trim().parse::<PredictionType>().map_err(|e| {
+            ApiError::validation(e.to_string()).with_details(field_details("type", "annual or quarterly"))
+        })?,
+        (None, None) => {
+            return Err(ApiError::validation("type is required (annual or quarterly).")
+                .with_details(field_details("type", "annual or quarterly")));
+        }
+    };
+    let organization_id = match form.organization_id.as_deref().map(str::trim) {
+        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
+            ApiError::validation("organization_id must be a UUID.")
+                .with_details(field_details("organization_id", "a UUID"))
+        })?),
+        None => None,
+    }
+    .or(principal.organization_id)
+    .ok_or_else(|| {
+        ApiError::validation("organization_id is required for accounts without an organization")
+            .with_details(field_details("organization_id", "required"))
+    })?;
+    let model = form
+        .model
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let parsed: pdscore_models::registry::ModelId =
+                m.parse().map_err(|e: pdscore_models::registry::InvalidModelId| {
+                    ApiError::validation(e.to_string()).with_details(field_details("model", "name@version"))
+                })?;
+            if state.pipeline.registry().current().get(&parsed).is_none() {
+                return Err(ApiError::validation(format!("No model {parsed}."))
+                    .with_details(field_details("model", "a registered model")));
+            }
+            Ok(parsed.to_string())
+        })
+        .transpose()?;
+
+    let mut conn = state.db.acquire().await?;
+    let organization = organizations::find(&mut conn, &principal.scope(), organization_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("organization"))?;
+    drop(conn);
+
+    // Format and header, before the job exists (an XLSX's size is checked before it is expanded).
+    let path = incoming.to_owned();
+    let limits = storage.xlsx;
+    let checked = web::block(move || {
+        let head =
+            crate::bulk::file::head(&path, 8192).map_err(|e| FileError::new("UNREADABLE_FILE", e.to_string()))?;
+        let format = FileFormat::detect(&file_name, &head)?;
+        FileRows::open(&path, format, prediction_type, limits)?;
+        Ok::<_, FileError>((format, file_name))
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let (format, file_name) = checked.map_err(file_error)?;
+
+    let relative = Storage::relative_path(organization.tenant_id, id, format);
+    let target = storage.path(&relative);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
+    }
+    std::fs::rename(incoming, &target).map_err(ApiError::internal)?;
+    let mut tx = state.db.begin().await?;
+    let job = bulk_jobs::insert(
+        &mut tx,
+        &NewBulkJob {
+            id,
+            tenant_id: organization.tenant_id,
+            organization_id: organization.id,
+            created_by: principal.tenant_id.map(|_| principal.user_id),
+            prediction_type,
+            file_name: &file_name,
+            file_format: format.as_str(),
+            storage_path: &relative,
+            file_size: i64::try_from(size).unwrap_or(i64::MAX),
+            options: json!({ "model": model }),
+        },
+    )
+    .await;
+    let job = match job {
+        Ok(job) => job,
+        Err(e) => {
+            Storage::remove(&target);
+            return Err(e.into());
+        }
+    };
+    let mut entry = audit_entry(
+        principal,
+        "bulk_job.create",
+        "bulk_job",
+        job.id,
+        Some(job.tenant_id),
+        Some(job.organization_id),
+    );
+    entry.after = snapshot(&job);
+    audit::record(&mut tx, entry).await?;
+    tx.commit().await?;
+    state.bulk.wake();
+    Ok(job.into())
+}
+
+/// Upload a CSV or XLSX file of filings to score (multipart: `file`, `type` = annual|quarterly, optional
+/// `organization_id`, `model`). 202 with the job; 422 with `details.reason` (and `details.expected`, the
+/// accepted columns) when the file cannot be a job; 413 when it is too large.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", content = String, description = "file, type, organization_id, model"),
+    responses((status = 202, body = envelope::Envelope<JobView>), (status = 413, body = envelope::ErrorBody),
+    (status = 422, body = envelope::ErrorBody)))]
+#[post("/bulk-jobs")]
+pub async fn create(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let job = submit(&state, &principal, body, None).await?;
+    Ok(envelope::with_status(StatusCode::ACCEPTED, job))
+}
+
+/// AccuNode's answer to an asynchronous upload.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AccunodeJob {
+    pub job_id: Uuid,
+    pub status: String,
+    pub message: String,
+    pub status_url: String,
+}
+
+async fn accunode_submit(
+    state: &AppState,
+    principal: &Principal,
+    body: Multipart,
+    prediction_type: PredictionType,
+) -> Result<HttpResponse, ApiError> {
+    let job = submit(state, principal, body, Some(prediction_type)).await?;
+    Ok(envelope::with_status(
+        StatusCode::ACCEPTED,
+        AccunodeJob {
+            job_id: job.job.id,
+            status: job.job.status.clone(),
+            message: format!("Bulk {prediction_type} prediction job queued."),
+            status_url: format!("/api/v1/predictions/jobs/{}/status", job.job.id),
+        },
+    ))
+}
+
+/// AccuNode-compatible asynchronous annual upload (multipart `file`).
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", content = String, description = "file, organization_id"),
+    responses((status = 202, body = envelope::Envelope<AccunodeJob>), (status = 422, body = envelope::ErrorBody)))]
+#[post("/predictions/annual/bulk-upload-async")]
+pub async fn accunode_annual(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    accunode_submit(&state, &principal, body, PredictionType::Annual).await
+}
+
+/// AccuNode-compatible asynchronous quarterly upload (multipart `file`).
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", content = String, description = "file, organization_id"),
+    responses((status = 202, body = envelope::Envelope<AccunodeJob>), (status = 422, body = envelope::ErrorBody)))]
+#[post("/predictions/quarterly/bulk-upload-async")]
+pub async fn accunode_quarterly(
+    state: web::Data<AppState>,
+    principal: Principal,
+    body: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    accunode_submit(&state, &principal, body, PredictionType::Quarterly).await
+}
+
+async fn find(state: &AppState, principal: &Principal, id: Uuid) -> Result<BulkJob, ApiError> {
+    principal.authorize(Permission::PredictionRead)?;
+    let mut conn = state.db.acquire().await?;
+    bulk_jobs::find(&mut conn, &principal.scope(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("bulk job"))
+}
+
+/// A job, with its progress.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = envelope::Envelope<JobView>), (status = 404, body = envelope::ErrorBody)))]
+#[get("/bulk-jobs/{id}")]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = find(&state, &principal, id.into_inner()).await?;
+    Ok(envelope::ok(JobView::from(job)))
+}
+
+/// AccuNode-compatible job status.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = envelope::Envelope<JobView>), (status = 404, body = envelope::ErrorBody)))]
+#[get("/predictions/jobs/{id}/status")]
+pub async fn accunode_status(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = find(&state, &principal, id.into_inner()).await?;
+    Ok(envelope::ok(JobView::from(job)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobQuery {
+    /// Only jobs in this status.
+    pub status: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+const STATUSES: [&str; 5] = ["queued", "processing", "completed", "failed", "cancelled"];
+
+/// The caller's jobs (their organization's; all of the tenant's for tenant admins), newest first.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(JobQuery),
+    responses((status = 200, body = envelope::Envelope<Paginated<JobView>>)))]
+#[get("/bulk-jobs")]
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<JobQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::PredictionRead)?;
+    let query = query.into_inner();
+    if let Some(status) = &query.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::validation(format!("Unknown status {status:?}."))
+            .with_details(field_details("status", &STATUSES.join(", "))));
+    }
+    let page = page(PageRequest {
+        page: query.page,
+        per_page: query.per_page,
+    })?;
+    let mut conn = state.db.acquire().await?;
+    let (jobs, total) = bulk_jobs::list(&mut conn, &principal.scope(), query.status.as_deref(), page).await?;
+    let jobs: Vec<JobView> = jobs.into_iter().map(JobView::from).collect();
+    Ok(envelope::ok(Paginated::new(jobs, page, total)))
+}
+
+/// Cancels a job: at once if queued; a running job stops after the chunks in flight (they are committed and
+/// counted). 200 with the job; a finished job is left as it is.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = envelope::Envelope<JobView>), (status = 404, body = envelope::ErrorBody)))]
+#[post("/bulk-jobs/{id}/cancel")]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::PredictionManage)?;
+    let id = id.into_inner();
+    let mut tx = state.db.begin().await?;
+    let job = bulk_jobs::request_cancel(&mut tx, &principal.scope(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("bulk job"))?;
+    let mut entry = audit_entry(
+        &principal,
+        "bulk_job.cancel",
+        "bulk_job",
+        job.id,
+        Some(job.tenant_id),
+        Some(job.organization_id),
+    );
+    entry.after = snapshot(&job);
+    audit::record(&mut tx, entry).await?;
+    tx.commit().await?;
+    state.bulk.cancel(id);
+    Ok(envelope::ok(JobView::from(job)))
+}
+
+/// Live progress as Server-Sent Events: `event: progress` with the job JSON whenever it changes, then
+/// `event: done` once it is finished (the stream ends); a keep-alive comment every 15 s.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, description = "text/event-stream of progress", content_type = "text/event-stream", body = String),
+    (status = 404, body = envelope::ErrorBody)))]
+#[get("/bulk-jobs/{id}/events")]
+pub async fn events(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = find(&state, &principal, id.into_inner()).await?;
+    let (db, scope) = (state.db.clone(), principal.scope());
+    let events = stream::unfold(Progress::Start(Box::new(job)), move |progress| {
+        let db = db.clone();
+        async move {
+            let (mut job, last) = match progress {
+                Progress::Start(job) => (Some(*job), None),
+                Progress::Sent(id, last) => (None, Some((id, last))),
+                Progress::Done => return None,
+            };
+            let mut waited = Duration::ZERO;
+            loop {
+                if let Some(current) = job.take()
+                    && (last.is_none_or(|(_, at)| at != current.updated_at) || current.is_finished())
+                {
+                    let next = if current.is_finished() {
+                        Progress::Done
+                    } else {
+                        Progress::Sent(current.id, current.updated_at)
+                    };
+                    let kind = if current.is_finished() { "done" } else { "progress" };
+                    let id = current.id;
+                    let data = serde_json::to_string(&JobView::from(current)).ok()?;
+                    let frame = format!("id: {id}\nevent: {kind}\ndata: {data}\n\n");
+                    return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), next));
+                }
+                let (id, at) = last?;
+                if waited >= Duration::from_secs(15) {
+                    return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Progress::Sent(id, at)));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                waited += Duration::from_millis(250);
+                let mut conn = db.acquire().await.ok()?;
+                job = Some(bulk_jobs::find(&mut conn, &scope, id).await.ok()??);
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events))
+}
+
+/// Where a progress stream is.
+enum Progress {
+    Start(Box<BulkJob>),
+    /// The job and the `updated_at` last sent.
+    Sent(Uuid, chrono::DateTime<chrono::Utc>),
+    Done,
+}
+
+/// Rows of a report read per page, so a million-row report streams in bounded memory.
+const REPORT_PAGE: i64 = 2000;
+
+/// A CSV download streamed page by page: `page(after)` gives the rows after a row number (with each row's
+/// number), `write` turns one into CSV cells.
+fn csv_download<R, F, Fut>(
+    file_name: String,
+    header: Vec<String>,
+    page: F,
+    write: impl Fn(&R) -> Vec<String> + 'static,
+) -> HttpResponse
+where
+    R: 'static,
+    F: Fn(i64) -> Fut + 'static,
+    Fut: std::future::Future<Output = sqlx::Result<Vec<(i64, R)>>> + 'static,
+{
+    let head = csv_line(&header);
+    let write = std::rc::Rc::new(write);
+    let pages = stream::unfold((Some(0_i64), page, write), |(after, page, write)| async move {
+        let after = after?;
+        let rows = match page(after).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "report page failed");
+                return Some((
+                    Err(actix_web::error::ErrorInternalServerError("report failed")),
+                    (None, page, write),
+                ));
+            }
+        };
+        let next = if rows.len() as i64 == REPORT_PAGE {
+            rows.last().map(|(n, _)| *n)
+        } else {
+            None
+        };
+        let mut out = Vec::new();
+        for (_, row) in &rows {
+            out.extend_from_slice(&csv_line(&write(row)));
+        }
+        Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), (next, page, write)))
+    });
+    let body = stream::once(async move { Ok::<_, actix_web::Error>(web::Bytes::from(head)) })
+        .chain(pages.try_filter(|b| std::future::ready(!b.is_empty())));
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{file_name}\"")))
+        .streaming(body)
+}
+
+fn csv_line(cells: &[String]) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    // Writing to memory cannot fail.
+    let _ = writer.write_record(cells);
+    writer.into_inner().unwrap_or_default()
+}
+
+/// The failed rows as CSV: `row_number, code, reason`, then the row's own cells under the file's columns
+/// (AccuNode's order first), so the rows can be fixed and uploaded again.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, description = "CSV of the failed rows", content_type = "text/csv", body = String),
+    (status = 404, body = envelope::ErrorBody)))]
+#[get("/bulk-jobs/{id}/errors")]
+pub async fn errors(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = find(&state, &principal, id.into_inner()).await?;
+    let prediction_type: PredictionType = job.prediction_type.parse().map_err(ApiError::internal)?;
+    // The file's own columns (every row has the header's), in the order of the accepted columns.
+    let sample = bulk_jobs::sample_error_row(&state.db, job.tenant_id, job.id).await?;
+    let columns: Vec<String> = expected_columns(prediction_type)
+        .into_iter()
+        .filter(|c| sample.as_ref().is_none_or(|raw| raw.get(c).is_some()))
+        .collect();
+    let mut header: Vec<String> = ["row_number", "code", "reason"].map(str::to_owned).to_vec();
+    header.extend(columns.iter().cloned());
+    let (db, tenant_id, job_id) = (state.db.clone(), job.tenant_id, job.id);
+    Ok(csv_download(
+        format!("{job_id}-errors.csv"),
+        header,
+        move |after| {
+            let db = db.clone();
+            async move { bulk_jobs::errors_page(&db, tenant_id, job_id, after, REPORT_PAGE).await }
+        },
+        move |e: &bulk_jobs::ErrorRow| {
+            let mut cells = vec![e.row_number.to_string(), e.code.clone(), e.message.clone()];
+            cells.extend(columns.iter().map(|c| {
+                e.raw
+                    .as_ref()
+                    .and_then(|raw| raw.get(c))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            }));
+            cells
+        },
+    ))
+}
+
+/// The predictions of a job as CSV, in file order: `row_number, company_symbol, company_name,
+/// reporting_year, reporting_quarter, probability, risk_level, implied_rating, confidence, model,
+/// prediction_id, company_id`.
+#[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, description = "CSV of the predictions", content_type = "text/csv", body = String),
+    (status = 404, body = envelope::ErrorBody)))]
+#[get("/bulk-jobs/{id}/results")]
+pub async fn results(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let job = find(&state, &principal, id.into_inner()).await?;
+    let header = [
+        "row_number",
+        "company_symbol",
+        "company_name",
+        "reporting_year",
+        "reporting_quarter",
+        "probability",
+        "risk_level",
+        "implied_rating",
+        "confidence",
+        "model",
+        "prediction_id",
+        "company_id",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (db, tenant_id, job_id) = (state.db.clone(), job.tenant_id, job.id);
+    Ok(csv_download(
+        format!("{job_id}-results.csv"),
+        header,
+        move |after| {
+            let db = db.clone();
+            async move { bulk_jobs::results_page(&db, tenant_id, job_id, after, REPORT_PAGE).await }
+        },
+        |r: &bulk_jobs::ResultRow| {
+            vec![
+                r.row_number.to_string(),
+                r.company_symbol.clone(),
+                r.company_name.clone(),
+                r.period_year.to_string(),
+                r.period_quarter.map(|q| format!("Q{q}")).unwrap_or_default(),
+                r.probability.to_string(),
+                r.risk_level.clone(),
+                r.implied_rating.clone().unwrap_or_default(),
+                r.confidence.map(|c| c.to_string()).unwrap_or_default(),
+                r.model.clone(),
+                r.prediction_id.to_string(),
+                r.company_id.to_string(),
+            ]
+        },
+    ))
+}
