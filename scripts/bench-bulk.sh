@@ -39,6 +39,8 @@ PDSCORE_PASSWORD="$password" "$bin" bulk submit "$work/bench.csv" --type annual 
 end=$(date +%s.%N)
 peak=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")
 rss=$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status")
-awk -v s="$start" -v e="$end" -v n="$rows" -v p="$peak" -v r="$rss" 'BEGIN {
-    printf "[bench] %d rows in %.1f s (%.0f rows/s); service peak RSS %.0f MB (now %.0f MB)\n",
-        n, e - s, n / (e - s), p / 1024, r / 1024 }'
+# CPU seconds of the service (user + system), from /proc/<pid>/stat fields 14 and 15 (clock ticks).
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / hz }' "/proc/$pid/stat")
+awk -v s="$start" -v e="$end" -v n="$rows" -v p="$peak" -v r="$rss" -v c="$cpu" 'BEGIN {
+    printf "[bench] %d rows in %.1f s (%.0f rows/s); service peak RSS %.0f MB (now %.0f MB), service CPU %.1f s\n",
+        n, e - s, n / (e - s), p / 1024, r / 1024, c }'

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes sure PostgreSQL, Redis and NATS (with JetStream) answer on their default local ports.
+# Makes sure PostgreSQL, Redis and NATS (with JetStream) answer on their default local ports, and that the
+# C build tools the build needs are installed.
 # A service that is not running is started; one that is not installed is installed from Debian's packages
 # first. Services given by DATABASE_URL / REDIS_URL / NATS_URL on another host are left alone.
 # Safe to run any number of times.
@@ -108,6 +109,13 @@ ensure_nats() {
   esac
 }
 
+# The build compiles C code (jemalloc, the service's allocator): a C compiler and make.
+ensure_build_tools() {
+  command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1 && return
+  install_packages build-essential
+}
+
+ensure_build_tools
 ensure_postgres
 ensure_redis
 ensure_nats

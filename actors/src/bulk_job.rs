@@ -137,7 +137,7 @@ pub struct BulkConfig {
 impl Default for BulkConfig {
     fn default() -> Self {
         Self {
-            chunk_rows: 500,
+            chunk_rows: 1000,
             chunks_in_flight: 2,
             max_backoff: Duration::from_secs(10),
         }
