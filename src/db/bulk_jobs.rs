@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::pagination::Page;
+use super::{BindScope, pagination::Page};
 use crate::auth::Scope;
 
 /// A bulk job as the API shows it.
@@ -111,9 +111,7 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM bulk_jobs j WHERE {IN_SCOPE} AND j.id = $4"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -127,18 +125,14 @@ pub async fn list(
 ) -> sqlx::Result<(Vec<BulkJob>, i64)> {
     let condition = format!("{IN_SCOPE} AND ($4::text IS NULL OR j.status::text = $4)");
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM bulk_jobs j WHERE {condition}"))
-        .bind(scope.tenant())
-        .bind(scope.organization())
-        .bind(scope.assigned_to())
+        .bind_scope(scope)
         .bind(status)
         .fetch_one(&mut *conn)
         .await?;
     let items = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM bulk_jobs j WHERE {condition} ORDER BY j.created_at DESC, j.id DESC LIMIT $5 OFFSET $6"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(status)
     .bind(page.limit())
     .bind(page.offset())
@@ -156,9 +150,7 @@ pub async fn request_cancel(conn: &mut PgConnection, scope: &Scope, id: Uuid) ->
              finished_at = CASE WHEN j.status = 'queued' THEN now() ELSE j.finished_at END
          WHERE {IN_SCOPE} AND j.id = $4 AND j.status IN ('queued', 'processing')"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(id)
     .execute(&mut *conn)
     .await?;

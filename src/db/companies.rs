@@ -5,7 +5,10 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::pagination::{Page, contains_pattern, escape_like};
+use super::{
+    BindScope,
+    pagination::{Page, contains_pattern, escape_like},
+};
 use crate::auth::Scope;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -59,9 +62,7 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND c.id = $4"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -77,9 +78,7 @@ pub async fn find_by_symbol(
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND c.organization_id = $4 AND c.symbol = $5"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(organization_id)
     .bind(symbol)
     .fetch_optional(conn)
@@ -129,9 +128,7 @@ pub async fn list(
         .map(|q| format!("{}%", escape_like(&q.trim().to_uppercase())));
     let sector = filter.sector.as_deref().map(escape_like);
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM companies c WHERE {condition}"))
-        .bind(scope.tenant())
-        .bind(scope.organization())
-        .bind(scope.assigned_to())
+        .bind_scope(scope)
         .bind(filter.organization_id)
         .bind(&contains)
         .bind(&symbol_prefix)
@@ -141,9 +138,7 @@ pub async fn list(
     let items = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM companies c WHERE {condition} ORDER BY {order_by} LIMIT $8 OFFSET $9"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(filter.organization_id)
     .bind(&contains)
     .bind(&symbol_prefix)
@@ -205,9 +200,7 @@ pub async fn update(
                 market_cap = CASE WHEN $9 THEN $10 ELSE c.market_cap END
          WHERE {IN_SCOPE} AND c.id = $4 RETURNING {COLUMNS}"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(id)
     .bind(&changes.symbol)
     .bind(&changes.name)
@@ -224,9 +217,7 @@ pub async fn delete(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::R
     sqlx::query_as(&format!(
         "DELETE FROM companies c WHERE {IN_SCOPE} AND c.id = $4 RETURNING {COLUMNS}"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(id)
     .fetch_optional(conn)
     .await

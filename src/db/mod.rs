@@ -17,12 +17,36 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{
-    PgPool,
+    PgPool, Postgres,
     migrate::{MigrateDatabase, Migrator},
-    postgres::PgPoolOptions,
+    postgres::{PgArguments, PgPoolOptions},
+    query::{Query, QueryAs, QueryScalar},
 };
 
-use crate::configuration::DatabaseSettings;
+use crate::{auth::Scope, configuration::DatabaseSettings};
+
+/// Binds a [`Scope`] as a query's first three parameters, in the order of the repositories' `IN_SCOPE`
+/// conditions: tenant (`$1`), organization (`$2`), assigned user (`$3`).
+pub(crate) trait BindScope {
+    fn bind_scope(self, scope: &Scope) -> Self;
+}
+
+macro_rules! bind_scope_for {
+    ($(<$($generic:lifetime),* $(, $param:ident)*> $query:ty),+) => {$(
+        impl<$($generic),* $(, $param)*> BindScope for $query {
+            fn bind_scope(self, scope: &Scope) -> Self {
+                self.bind(scope.tenant())
+                    .bind(scope.organization())
+                    .bind(scope.assigned_to())
+            }
+        }
+    )+};
+}
+bind_scope_for!(
+    <'q, O> QueryAs<'q, Postgres, O, PgArguments>,
+    <'q, O> QueryScalar<'q, Postgres, O, PgArguments>,
+    <'q> Query<'q, Postgres, PgArguments>
+);
 
 /// The schema's migrations, embedded in the binary (`sqlx migrate run` applies the same directory).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

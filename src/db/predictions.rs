@@ -15,7 +15,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{companies::IN_SCOPE, pagination::Page};
+use super::{BindScope, companies::IN_SCOPE, pagination::Page};
 use crate::{auth::Scope, configuration::PipelineSettings};
 
 /// The pipeline's store on PostgreSQL.
@@ -579,9 +579,7 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
     sqlx::query_as(&format!(
         "SELECT {PREDICTION_COLUMNS} FROM {PREDICTION_FROM} WHERE {IN_SCOPE} AND p.id = $4 AND NOT p.is_shadow"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(id)
     .fetch_optional(conn)
     .await
@@ -613,9 +611,7 @@ pub async fn history(
     let prediction_type = filter.prediction_type.map(|t| t.as_str());
     let level = filter.risk_level.map(RiskLevel::as_str);
     let total = sqlx::query_scalar(&format!("SELECT count(*) FROM {PREDICTION_FROM} WHERE {condition}"))
-        .bind(scope.tenant())
-        .bind(scope.organization())
-        .bind(scope.assigned_to())
+        .bind_scope(scope)
         .bind(company_id)
         .bind(prediction_type)
         .bind(filter.from_year)
@@ -627,9 +623,7 @@ pub async fn history(
         "SELECT {PREDICTION_COLUMNS} FROM {PREDICTION_FROM} WHERE {condition}
          ORDER BY p.period_year DESC, p.period_quarter DESC NULLS LAST, p.id DESC LIMIT $9 OFFSET $10"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(company_id)
     .bind(prediction_type)
     .bind(filter.from_year)
@@ -684,9 +678,7 @@ pub async fn alerts(
          WHERE {IN_SCOPE} AND ($4::uuid IS NULL OR a.company_id = $4) AND ($5::uuid IS NULL OR a.id < $5)
          ORDER BY a.id DESC LIMIT $6"
     ))
-    .bind(scope.tenant())
-    .bind(scope.organization())
-    .bind(scope.assigned_to())
+    .bind_scope(scope)
     .bind(company_id)
     .bind(before)
     .bind(limit)

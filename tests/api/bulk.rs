@@ -38,6 +38,22 @@ pub fn annual_csv(companies: usize, years: usize) -> String {
     csv
 }
 
+/// Submits a file to `POST /bulk-jobs` (which must accept it); returns the job's id.
+async fn submit(app: &TestApp, token: &str, file_name: &str, bytes: Vec<u8>, prediction_type: &str) -> String {
+    let (status, answer) = upload(
+        app,
+        token,
+        "/api/v1/bulk-jobs",
+        file_name,
+        bytes,
+        &[("type", prediction_type)],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer:#}");
+    assert_eq!(answer["data"]["status"], "queued");
+    answer["data"]["id"].as_str().unwrap().to_owned()
+}
+
 async fn upload(
     app: &TestApp,
     token: &str,
@@ -111,18 +127,7 @@ async fn a_csv_upload_is_scored_with_live_progress_results_and_an_error_report()
     csv.push_str("BAD1,Bad,1000,,20x1,,10,1,1,1,1\n");
     csv.push('\n');
     csv.push_str("BAD2,Bad,lots,,2021,,10,1,1,1,1\n");
-    let (status, answer) = upload(
-        &app,
-        &token,
-        "/api/v1/bulk-jobs",
-        "portfolio.csv",
-        csv.into_bytes(),
-        &[("type", "annual")],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer:#}");
-    let id = answer["data"]["id"].as_str().unwrap().to_owned();
-    assert_eq!(answer["data"]["status"], "queued");
+    let id = submit(&app, &token, "portfolio.csv", csv.into_bytes(), "annual").await;
 
     // Live progress: events until `done`, the last at 100 %.
     let response = app
@@ -443,16 +448,7 @@ async fn jobs_are_cancelled_queued_or_running() {
     let app = spawn_app_with(|s| s.bulk.max_running_jobs = 0).await;
     let demo = app.demo().await;
     let token = demo.token(Role::OrgMember).to_owned();
-    let (_, answer) = upload(
-        &app,
-        &token,
-        "/api/v1/bulk-jobs",
-        "a.csv",
-        annual_csv(2, 2).into_bytes(),
-        &[("type", "annual")],
-    )
-    .await;
-    let id = answer["data"]["id"].as_str().unwrap().to_owned();
+    let id = submit(&app, &token, "a.csv", annual_csv(2, 2).into_bytes(), "annual").await;
     let (status, cancelled) = app
         .call("POST", &format!("/api/v1/bulk-jobs/{id}/cancel"), Some(&token), None)
         .await;
@@ -479,16 +475,7 @@ async fn jobs_are_cancelled_queued_or_running() {
     .await;
     let demo = app.demo().await;
     let token = demo.token(Role::OrgMember).to_owned();
-    let (_, answer) = upload(
-        &app,
-        &token,
-        "/api/v1/bulk-jobs",
-        "a.csv",
-        annual_csv(400, 50).into_bytes(),
-        &[("type", "annual")],
-    )
-    .await;
-    let id = answer["data"]["id"].as_str().unwrap().to_owned();
+    let id = submit(&app, &token, "a.csv", annual_csv(400, 50).into_bytes(), "annual").await;
     eventually("progress", Duration::from_secs(60), || async {
         let (_, job) = app
             .call("GET", &format!("/api/v1/bulk-jobs/{id}"), Some(&token), None)
@@ -646,17 +633,15 @@ async fn an_annual_workbook_and_a_quarterly_csv_of_statements_are_scored() {
             sheet.write_number(r, c, f64::from(r) + f64::from(c)).unwrap();
         }
     }
-    let (status, answer) = upload(
+    let id = submit(
         &app,
         &token,
-        "/api/v1/bulk-jobs",
         "annual.xlsx",
         workbook.save_to_buffer().unwrap(),
-        &[("type", "annual")],
+        "annual",
     )
     .await;
-    assert_eq!(status, 202, "{answer:#}");
-    let job = finished(&app, &token, answer["data"]["id"].as_str().unwrap()).await;
+    let job = finished(&app, &token, &id).await;
     assert_eq!(
         (job["status"].as_str(), job["succeeded_rows"].as_i64()),
         (Some("completed"), Some(30)),
@@ -673,17 +658,7 @@ async fn an_annual_workbook_and_a_quarterly_csv_of_statements_are_scored() {
             10 + q
         ));
     }
-    let (status, answer) = upload(
-        &app,
-        &token,
-        "/api/v1/bulk-jobs",
-        "q.csv",
-        csv.into_bytes(),
-        &[("type", "quarterly")],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer:#}");
-    let id = answer["data"]["id"].as_str().unwrap().to_owned();
+    let id = submit(&app, &token, "q.csv", csv.into_bytes(), "quarterly").await;
     let job = finished(&app, &token, &id).await;
     assert_eq!(
         (job["status"].as_str(), job["succeeded_rows"].as_i64()),
