@@ -542,10 +542,7 @@ async fn p99(app: &TestApp, token: &str, company: Uuid, n: usize, year: &mut i32
     latencies[(n * 99).div_ceil(100) - 1]
 }
 
-// Not yet met on this 2-core machine (B's p99 ~9 ms with A at its limit, ~22 ms with A at 10×): the
-// rejection path for A's excess (decode, lookups, Nak storms) still competes with B for CPU. Run it with
-// `cargo test --all-features --test api -- --ignored --test-threads 1 pipeline::a_flooding`.
-#[ignore = "fairness target not met yet (issue 5)"]
+// Compares latencies: `scripts/test.sh` runs it alone, after the parallel pass (like the crash tests).
 #[actix_web::test]
 async fn a_flooding_tenant_is_delayed_without_slowing_another_or_losing_filings() {
     let app = spawn_app_with(|s| s.auth.login_attempts_per_address = 1000).await;
@@ -640,11 +637,9 @@ async fn a_flooding_tenant_is_delayed_without_slowing_another_or_losing_filings(
         with_a * 1e3,
         loaded * 1e3
     );
-    // On two cores A's admitted load (its limit) already shares the CPU and the disk with B; what A sends
-    // beyond its limit must not slow B further.
     assert!(
-        loaded <= 2.0 * with_a.max(unloaded),
-        "B's p99 went from {with_a:.4} s (A at its limit) to {loaded:.4} s (A at 10x)"
+        loaded <= 2.0 * unloaded,
+        "B's p99 went from {unloaded:.4} s (alone) to {loaded:.4} s (A at 10x its limit)"
     );
 
     // A's excess was delayed (Nak with delay), not lost: every filing is scored, once.
