@@ -55,6 +55,31 @@ pub enum Command {
     /// Bulk scoring from the terminal.
     #[command(subcommand)]
     Bulk(BulkCommand),
+    /// Load generation against a running service.
+    #[command(subcommand)]
+    Load(LoadCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// Single AccuNode annual predictions (each a new filing, scored and persisted) at fixed concurrency
+    /// levels; prints throughput and latency percentiles per level. The password comes from PDSCORE_PASSWORD
+    /// or, with --password-stdin, from the first line of standard input.
+    Http {
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An account with an organization of its own (org_member or org_admin).
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+        /// Concurrent clients, one level after another.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
+        concurrency: Vec<usize>,
+        /// Seconds measured per level (after a 1 s warm-up).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +135,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Bulk(command) = cli.command {
         return bulk(command).await;
     }
+    if let Command::Load(command) = cli.command {
+        return load(command).await;
+    }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(settings.application.log_format, &settings.application.log_level)?;
     match cli.command {
@@ -162,7 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&settings.redacted())?);
             Ok(())
         }
-        Command::Version | Command::GenerateJwtKey { .. } | Command::Bulk(_) => {
+        Command::Version | Command::GenerateJwtKey { .. } | Command::Bulk(_) | Command::Load(_) => {
             unreachable!("handled before loading the configuration")
         }
     }
@@ -178,6 +206,39 @@ fn password_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// The password of a client subcommand: `--password-stdin`, else `PDSCORE_PASSWORD`.
+fn client_password(password_stdin: bool) -> anyhow::Result<String> {
+    if password_stdin {
+        password_line()
+    } else {
+        std::env::var("PDSCORE_PASSWORD").context("set PDSCORE_PASSWORD or pass --password-stdin")
+    }
+}
+
+async fn load(command: LoadCommand) -> anyhow::Result<()> {
+    let LoadCommand::Http {
+        url,
+        email,
+        password_stdin,
+        concurrency,
+        seconds,
+    } = command;
+    anyhow::ensure!(
+        !concurrency.is_empty() && !concurrency.contains(&0),
+        "--concurrency takes positive numbers"
+    );
+    let password = client_password(password_stdin)?;
+    crate::load::http(crate::load::HttpLoad {
+        url: &url,
+        email: &email,
+        password: &password,
+        concurrency: &concurrency,
+        duration: std::time::Duration::from_secs(seconds.max(1)),
+    })
+    .await?;
+    Ok(())
+}
+
 async fn bulk(command: BulkCommand) -> anyhow::Result<()> {
     match command {
         BulkCommand::Submit {
@@ -190,11 +251,7 @@ async fn bulk(command: BulkCommand) -> anyhow::Result<()> {
             model,
             no_wait,
         } => {
-            let password = if password_stdin {
-                password_line()?
-            } else {
-                std::env::var("PDSCORE_PASSWORD").context("set PDSCORE_PASSWORD or pass --password-stdin")?
-            };
+            let password = client_password(password_stdin)?;
             crate::bulk::client::submit(crate::bulk::client::Submission {
                 url: &url,
                 email: &email,

@@ -13,7 +13,7 @@
 //!   (actors, PostgreSQL store, alert publisher and feed, JetStream ingest);
 //! - [`auth`]: passwords (and, with the identity issue, JWT sessions and RBAC); [`domain`]: validated values;
 //! - [`accounts`]: operator use cases behind the CLI (`create-super-admin`, `demo-setup`);
-//! - [`cli`]: the command line of the `pdscore` binary.
+//! - [`cli`]: the command line of the `pdscore` binary; [`load`]: its load generator (`pdscore load`).
 
 pub mod accounts;
 pub mod auth;
@@ -25,6 +25,7 @@ pub mod db;
 pub mod domain;
 pub mod health;
 pub mod http;
+pub mod load;
 pub mod messaging;
 pub mod pipeline;
 pub mod startup;

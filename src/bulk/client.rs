@@ -38,25 +38,41 @@ fn data(answer: Value, what: &str) -> anyhow::Result<Value> {
     )
 }
 
-/// Signs in, uploads the file, and (with `wait`) shows the job's progress until it ends. Fails unless the
-/// job completes.
-pub async fn submit(s: Submission<'_>) -> anyhow::Result<()> {
-    let base = s.url.trim_end_matches('/');
-    let client = reqwest::Client::builder().build()?;
+/// An access token and the refresh token that renews it.
+pub struct Tokens {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// Signs in to the service at `base` (`POST /api/v1/auth/login`).
+pub async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password: &str) -> anyhow::Result<Tokens> {
     let login = client
         .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({ "email": s.email, "password": s.password }))
+        .json(&serde_json::json!({ "email": email, "password": password }))
         .send()
         .await
         .with_context(|| format!("cannot reach {base}"))?
         .json::<Value>()
         .await?;
     let pair = data(login, "sign-in")?;
-    let mut token = pair["access_token"]
-        .as_str()
-        .context("no access token in the answer")?
-        .to_owned();
-    let mut refresh = pair["refresh_token"].as_str().unwrap_or_default().to_owned();
+    Ok(Tokens {
+        access: pair["access_token"]
+            .as_str()
+            .context("no access token in the answer")?
+            .to_owned(),
+        refresh: pair["refresh_token"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Signs in, uploads the file, and (with `wait`) shows the job's progress until it ends. Fails unless the
+/// job completes.
+pub async fn submit(s: Submission<'_>) -> anyhow::Result<()> {
+    let base = s.url.trim_end_matches('/');
+    let client = reqwest::Client::builder().build()?;
+    let Tokens {
+        access: mut token,
+        mut refresh,
+    } = sign_in(&client, base, s.email, s.password).await?;
     let bytes = tokio::fs::read(s.file)
         .await
         .with_context(|| format!("cannot read {}", s.file.display()))?;
