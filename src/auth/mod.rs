@@ -9,6 +9,7 @@
 //! - [`flows`]: sign-in, refresh, sign-out, password change.
 
 pub mod flows;
+pub mod jwt_crypto;
 pub mod keys;
 pub mod password;
 pub mod principal;

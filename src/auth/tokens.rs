@@ -70,6 +70,7 @@ pub struct TokenService {
 
 impl TokenService {
     pub fn new(keys: KeySet, settings: &AuthSettings) -> Self {
+        super::jwt_crypto::install();
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
