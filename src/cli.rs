@@ -60,19 +60,37 @@ pub enum Command {
     Load(LoadCommand),
 }
 
+/// How a client subcommand reaches the service and signs in.
+#[derive(Debug, clap::Args)]
+pub struct Account {
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long)]
+    email: String,
+    /// Read the password from the first line of standard input (else from PDSCORE_PASSWORD).
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl Account {
+    fn password(&self) -> anyhow::Result<String> {
+        if self.password_stdin {
+            password_line()
+        } else {
+            std::env::var("PDSCORE_PASSWORD").context("set PDSCORE_PASSWORD or pass --password-stdin")
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LoadCommand {
     /// Single AccuNode annual predictions (each a new filing, scored and persisted) at fixed concurrency
     /// levels; prints throughput and latency percentiles per level. The password comes from PDSCORE_PASSWORD
     /// or, with --password-stdin, from the first line of standard input.
     Http {
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
         /// An account with an organization of its own (org_member or org_admin).
-        #[arg(long)]
-        email: String,
-        #[arg(long)]
-        password_stdin: bool,
+        #[command(flatten)]
+        account: Account,
         /// Concurrent clients, one level after another.
         #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
         concurrency: Vec<usize>,
@@ -91,12 +109,8 @@ pub enum BulkCommand {
         /// `annual` or `quarterly`.
         #[arg(long = "type")]
         prediction_type: pdscore_actors::PredictionType,
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
-        url: String,
-        #[arg(long)]
-        email: String,
-        #[arg(long)]
-        password_stdin: bool,
+        #[command(flatten)]
+        account: Account,
         /// Needed for accounts without an organization of their own (tenant admins).
         #[arg(long)]
         organization_id: Option<String>,
@@ -206,20 +220,9 @@ fn password_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-/// The password of a client subcommand: `--password-stdin`, else `PDSCORE_PASSWORD`.
-fn client_password(password_stdin: bool) -> anyhow::Result<String> {
-    if password_stdin {
-        password_line()
-    } else {
-        std::env::var("PDSCORE_PASSWORD").context("set PDSCORE_PASSWORD or pass --password-stdin")
-    }
-}
-
 async fn load(command: LoadCommand) -> anyhow::Result<()> {
     let LoadCommand::Http {
-        url,
-        email,
-        password_stdin,
+        account,
         concurrency,
         seconds,
     } = command;
@@ -227,10 +230,10 @@ async fn load(command: LoadCommand) -> anyhow::Result<()> {
         !concurrency.is_empty() && !concurrency.contains(&0),
         "--concurrency takes positive numbers"
     );
-    let password = client_password(password_stdin)?;
+    let password = account.password()?;
     crate::load::http(crate::load::HttpLoad {
-        url: &url,
-        email: &email,
+        url: &account.url,
+        email: &account.email,
         password: &password,
         concurrency: &concurrency,
         duration: std::time::Duration::from_secs(seconds.max(1)),
@@ -244,17 +247,15 @@ async fn bulk(command: BulkCommand) -> anyhow::Result<()> {
         BulkCommand::Submit {
             file,
             prediction_type,
-            url,
-            email,
-            password_stdin,
+            account,
             organization_id,
             model,
             no_wait,
         } => {
-            let password = client_password(password_stdin)?;
+            let password = account.password()?;
             crate::bulk::client::submit(crate::bulk::client::Submission {
-                url: &url,
-                email: &email,
+                url: &account.url,
+                email: &account.email,
                 password: &password,
                 file: &file,
                 prediction_type,
