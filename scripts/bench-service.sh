@@ -1,5 +1,5 @@
 # Sourced by the benchmark scripts: a release build of the service on a database, NATS prefix, Redis prefix
-# and upload directory of its own, with the demo tenant, all removed on exit.
+# and upload directory of its own (its NATS streams deleted), with the demo tenant, all removed on exit.
 #   bench_prepare NAME PORT   services up, binary built, environment set, schema migrated, demo tenant created
 #                             ($bin, $work, $db and $password — the analyst's — are set)
 #   bench_serve               starts `pdscore serve` ($pid) and waits until it answers
@@ -35,6 +35,7 @@ bench_serve() {
 
 bench_cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    "$bin" load drop-streams >/dev/null 2>&1 || true
     psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$work"
 }

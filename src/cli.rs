@@ -82,6 +82,27 @@ impl Account {
     }
 }
 
+/// Where a load measurement's record goes.
+#[derive(Debug, clap::Args)]
+pub struct Recording {
+    /// Append the measurement to FILE as one JSON line (see `pdscore load report`).
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+}
+
+/// How the stream measurements reach NATS.
+#[derive(Debug, clap::Args)]
+pub struct Stream {
+    #[arg(long, env = "PDSCORE__NATS__URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Filings published.
+    #[arg(long, default_value_t = 50_000)]
+    count: u64,
+    /// Companies the filings are spread over.
+    #[arg(long, default_value_t = 100)]
+    companies: u64,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum LoadCommand {
     /// Single AccuNode annual predictions (each a new filing, scored and persisted) at fixed concurrency
@@ -91,13 +112,125 @@ pub enum LoadCommand {
         /// An account with an organization of its own (org_member or org_admin).
         #[command(flatten)]
         account: Account,
-        /// Concurrent clients, one level after another.
-        #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
-        concurrency: Vec<usize>,
-        /// Seconds measured per level (after a 1 s warm-up).
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
+        #[command(flatten)]
+        levels: Levels,
+        #[command(flatten)]
+        recording: Recording,
     },
+    /// The HTTP ceiling: the same requests against `pdscore load echo-server`.
+    Echo {
+        #[arg(long, default_value = "http://127.0.0.1:8090")]
+        url: String,
+        #[command(flatten)]
+        levels: Levels,
+        #[command(flatten)]
+        recording: Recording,
+    },
+    /// A bare actix-web server answering `POST /echo` with the JSON it was sent (the HTTP ceiling).
+    EchoServer {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+        /// Worker threads; 0: one per core, as the service.
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+    },
+    /// Filings published to the service's FILINGS stream at full speed for companies created through the
+    /// API; reports filings/s and the time from publication to the service's ack (sent after the commit).
+    Nats {
+        #[command(flatten)]
+        account: Account,
+        #[command(flatten)]
+        stream: Stream,
+        /// The service's `nats.prefix`.
+        #[arg(long, env = "PDSCORE__NATS__PREFIX", default_value = "")]
+        prefix: String,
+        /// The account's tenant (slug).
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        /// The service's durable consumer (`pipeline.consumer_name`).
+        #[arg(long, default_value = "scoring")]
+        consumer: String,
+        #[command(flatten)]
+        recording: Recording,
+    },
+    /// One filing for each of the tenants `scale-1` … `scale-<count>` (created beforehand, each with a company
+    /// `S`): a tenant actor started for each.
+    Tenants {
+        #[arg(long, env = "PDSCORE__NATS__URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        #[arg(long, env = "PDSCORE__NATS__PREFIX", default_value = "")]
+        prefix: String,
+        #[arg(long, default_value = "scoring")]
+        consumer: String,
+        #[arg(long, default_value_t = 10_000)]
+        count: u64,
+        #[command(flatten)]
+        recording: Recording,
+    },
+    /// The stream ceiling: the same payloads published to a stream configured as FILINGS and consumed by a
+    /// pull consumer that only acks (the stream is deleted afterwards).
+    Jetstream {
+        #[command(flatten)]
+        stream: Stream,
+        #[command(flatten)]
+        recording: Recording,
+    },
+    /// The persistence ceiling: the stream load's rows, scored beforehand, inserted by the store's own
+    /// statements in the pipeline's batches into copies of the tables (the service's configuration and
+    /// DATABASE_URL apply).
+    Postgres {
+        /// The tenant whose models score the rows.
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        #[arg(long, default_value_t = 50_000)]
+        count: u64,
+        #[arg(long, default_value_t = 100)]
+        companies: u64,
+        #[command(flatten)]
+        recording: Recording,
+    },
+    /// A generated AccuNode annual CSV scored as a bulk job, timed from upload to completion.
+    Bulk {
+        #[command(flatten)]
+        account: Account,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// The generated file (kept; reused when it exists).
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        recording: Recording,
+    },
+    /// Print the results tables (markdown) of the records in FILE.
+    Report { file: PathBuf },
+    /// Delete the streams of a NATS prefix (a finished benchmark's).
+    DropStreams {
+        #[arg(long, env = "PDSCORE__NATS__URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        #[arg(long, env = "PDSCORE__NATS__PREFIX")]
+        prefix: String,
+    },
+}
+
+/// The concurrency levels of an HTTP measurement.
+#[derive(Debug, clap::Args)]
+pub struct Levels {
+    /// Concurrent clients, one level after another.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
+    concurrency: Vec<usize>,
+    /// Seconds measured per level (after a 1 s warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+impl Levels {
+    fn check(&self) -> anyhow::Result<std::time::Duration> {
+        anyhow::ensure!(
+            !self.concurrency.is_empty() && !self.concurrency.contains(&0),
+            "--concurrency takes positive numbers"
+        );
+        Ok(std::time::Duration::from_secs(self.seconds.max(1)))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +283,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return bulk(command).await;
     }
     if let Command::Load(command) = cli.command {
-        return load(command).await;
+        return load(command, cli.config.as_deref()).await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init_tracing(settings.application.log_format, &settings.application.log_level)?;
@@ -220,26 +353,137 @@ fn password_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-async fn load(command: LoadCommand) -> anyhow::Result<()> {
-    let LoadCommand::Http {
-        account,
-        concurrency,
-        seconds,
-    } = command;
-    anyhow::ensure!(
-        !concurrency.is_empty() && !concurrency.contains(&0),
-        "--concurrency takes positive numbers"
-    );
-    let password = account.password()?;
-    crate::load::http(crate::load::HttpLoad {
-        url: &account.url,
-        email: &account.email,
-        password: &password,
-        concurrency: &concurrency,
-        duration: std::time::Duration::from_secs(seconds.max(1)),
-    })
-    .await?;
-    Ok(())
+async fn load(command: LoadCommand, config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use crate::load;
+    match command {
+        LoadCommand::Http {
+            account,
+            levels,
+            recording,
+        } => {
+            let password = account.password()?;
+            load::http::run(load::http::HttpLoad {
+                url: &account.url,
+                target: load::http::Target::Service {
+                    email: &account.email,
+                    password: &password,
+                },
+                concurrency: &levels.concurrency,
+                duration: levels.check()?,
+                record: recording.record.as_deref(),
+            })
+            .await
+            .map(drop)
+        }
+        LoadCommand::Echo { url, levels, recording } => load::http::run(load::http::HttpLoad {
+            url: &url,
+            target: load::http::Target::Echo,
+            concurrency: &levels.concurrency,
+            duration: levels.check()?,
+            record: recording.record.as_deref(),
+        })
+        .await
+        .map(drop),
+        LoadCommand::EchoServer { listen, workers } => load::echo::serve(&listen, workers).await,
+        LoadCommand::Nats {
+            account,
+            stream,
+            prefix,
+            tenant,
+            consumer,
+            recording,
+        } => {
+            let password = account.password()?;
+            println!("{}", load::Record::HEADER);
+            load::stream::service(load::stream::ServiceLoad {
+                url: &account.url,
+                email: &account.email,
+                password: &password,
+                nats_url: &stream.nats_url,
+                prefix: &prefix,
+                tenant: &tenant,
+                consumer: &consumer,
+                count: stream.count,
+                companies: stream.companies,
+                record: recording.record.as_deref(),
+            })
+            .await
+            .map(drop)
+        }
+        LoadCommand::Tenants {
+            nats_url,
+            prefix,
+            consumer,
+            count,
+            recording,
+        } => {
+            println!("{}", load::Record::HEADER);
+            load::stream::tenants(&nats_url, &prefix, &consumer, count, recording.record.as_deref())
+                .await
+                .map(drop)
+        }
+        LoadCommand::Jetstream { stream, recording } => {
+            println!("{}", load::Record::HEADER);
+            load::stream::ceiling(
+                &stream.nats_url,
+                stream.count,
+                stream.companies,
+                recording.record.as_deref(),
+            )
+            .await
+            .map(drop)
+        }
+        LoadCommand::Postgres {
+            tenant,
+            count,
+            companies,
+            recording,
+        } => {
+            let settings = Settings::load(config)?;
+            println!("{}", load::Record::HEADER);
+            load::postgres::ceiling(load::postgres::PostgresLoad {
+                settings: &settings,
+                tenant: &tenant,
+                count,
+                companies,
+                record: recording.record.as_deref(),
+            })
+            .await
+            .map(drop)
+        }
+        LoadCommand::Bulk {
+            account,
+            rows,
+            file,
+            recording,
+        } => {
+            let password = account.password()?;
+            load::bulk::run(load::bulk::BulkLoad {
+                url: &account.url,
+                email: &account.email,
+                password: &password,
+                rows,
+                file: &file,
+                record: recording.record.as_deref(),
+            })
+            .await
+            .map(drop)
+        }
+        LoadCommand::DropStreams { nats_url, prefix } => {
+            let namespace = pdscore_nats::Namespace::parse(&prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::ensure!(!namespace.prefix().is_empty(), "--prefix must not be empty");
+            let js = async_nats::jetstream::new(async_nats::connect(&nats_url).await?);
+            println!(
+                "deleted {} stream(s)",
+                pdscore_nats::delete_streams(&js, &namespace).await
+            );
+            Ok(())
+        }
+        LoadCommand::Report { file } => {
+            print!("{}", load::report::markdown(&load::report::read(&file)?));
+            Ok(())
+        }
+    }
 }
 
 async fn bulk(command: BulkCommand) -> anyhow::Result<()> {
@@ -264,6 +508,7 @@ async fn bulk(command: BulkCommand) -> anyhow::Result<()> {
                 wait: !no_wait,
             })
             .await
+            .map(drop)
         }
         BulkCommand::Sample {
             prediction_type,

@@ -21,5 +21,5 @@ pub mod message;
 pub mod streams;
 pub mod subjects;
 
-pub use streams::{EnsureStreamsError, StreamKind, ensure_streams};
+pub use streams::{EnsureStreamsError, StreamKind, delete_streams, ensure_streams};
 pub use subjects::{InvalidNamespace, Namespace};

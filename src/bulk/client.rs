@@ -44,17 +44,27 @@ pub struct Tokens {
     pub refresh: String,
 }
 
-/// Signs in to the service at `base` (`POST /api/v1/auth/login`).
-pub async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password: &str) -> anyhow::Result<Tokens> {
-    let login = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({ "email": email, "password": password }))
+/// Sends the request and returns the envelope's `data`, or the service's error (`what` says what failed).
+pub async fn call(request: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+    let answer = request
         .send()
         .await
-        .with_context(|| format!("cannot reach {base}"))?
+        .with_context(|| format!("{what}: the service cannot be reached"))?
         .json::<Value>()
-        .await?;
-    let pair = data(login, "sign-in")?;
+        .await
+        .with_context(|| format!("{what}: the answer is not JSON"))?;
+    data(answer, what)
+}
+
+/// Signs in to the service at `base` (`POST /api/v1/auth/login`).
+pub async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password: &str) -> anyhow::Result<Tokens> {
+    let pair = call(
+        client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({ "email": email, "password": password })),
+        "sign-in",
+    )
+    .await?;
     Ok(Tokens {
         access: pair["access_token"]
             .as_str()
@@ -65,8 +75,8 @@ pub async fn sign_in(client: &reqwest::Client, base: &str, email: &str, password
 }
 
 /// Signs in, uploads the file, and (with `wait`) shows the job's progress until it ends. Fails unless the
-/// job completes.
-pub async fn submit(s: Submission<'_>) -> anyhow::Result<()> {
+/// job completes. Returns the job as the service last described it.
+pub async fn submit(s: Submission<'_>) -> anyhow::Result<Value> {
     let base = s.url.trim_end_matches('/');
     let client = reqwest::Client::builder().build()?;
     let Tokens {
@@ -90,19 +100,18 @@ pub async fn submit(s: Submission<'_>) -> anyhow::Result<()> {
     if let Some(model) = s.model {
         form = form.text("model", model.to_owned());
     }
-    let answer = client
-        .post(format!("{base}/api/v1/bulk-jobs"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await?
-        .json::<Value>()
-        .await?;
-    let job = data(answer, "upload")?;
+    let job = call(
+        client
+            .post(format!("{base}/api/v1/bulk-jobs"))
+            .bearer_auth(&token)
+            .multipart(form),
+        "upload",
+    )
+    .await?;
     let id = job["id"].as_str().context("no job id in the answer")?.to_owned();
     println!("job {id} queued");
     if !s.wait {
-        return Ok(());
+        return Ok(job);
     }
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -119,14 +128,13 @@ pub async fn submit(s: Submission<'_>) -> anyhow::Result<()> {
             .await?;
         if response.status() == reqwest::StatusCode::UNAUTHORIZED && !refresh.is_empty() {
             // A long job outlives the access token: rotate the pair and ask again.
-            let answer = client
-                .post(format!("{base}/api/v1/auth/refresh"))
-                .json(&serde_json::json!({ "refresh_token": refresh }))
-                .send()
-                .await?
-                .json::<Value>()
-                .await?;
-            let pair = data(answer, "token refresh")?;
+            let pair = call(
+                client
+                    .post(format!("{base}/api/v1/auth/refresh"))
+                    .json(&serde_json::json!({ "refresh_token": refresh })),
+                "token refresh",
+            )
+            .await?;
             token = pair["access_token"].as_str().unwrap_or_default().to_owned();
             refresh = pair["refresh_token"].as_str().unwrap_or_default().to_owned();
             continue;
@@ -159,7 +167,7 @@ pub async fn submit(s: Submission<'_>) -> anyhow::Result<()> {
         println!("errors:  {base}/api/v1/bulk-jobs/{id}/errors");
     }
     match job["status"].as_str() {
-        Some("completed") => Ok(()),
+        Some("completed") => Ok(job),
         _ => bail!(
             "the job did not complete: {}",
             job["error_message"].as_str().unwrap_or("cancelled")

@@ -309,6 +309,21 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     Ok(results)
 }
 
+/// The persistence ceiling (`pdscore load postgres`): the batch's filings and primary predictions written in
+/// one transaction by the same two statements as [`commit_batch`], without its locks, reads and alerts.
+pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let live: Vec<(usize, &Scores)> = batch.iter().enumerate().collect();
+    let filing_ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
+    insert_filings(&mut tx, &live, &filing_ids).await?;
+    let mut rows = PredictionRows::default();
+    for ((_, scores), filing_id) in live.iter().zip(&filing_ids) {
+        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, false);
+    }
+    rows.insert(&mut tx).await?;
+    tx.commit().await
+}
+
 fn created(prediction_id: Uuid, alert: Option<Alert>) -> CommitResult {
     CommitResult::Committed(Box::new(Committed::Created { prediction_id, alert }))
 }

@@ -102,9 +102,7 @@ impl Isolation {
         if let Ok(client) = async_nats::connect(nats_url).await {
             let js = async_nats::jetstream::new(client);
             let ns = pdscore_nats::Namespace::parse(&nats_prefix).expect("valid test prefix");
-            for kind in pdscore_nats::StreamKind::ALL {
-                let _ = js.delete_stream(ns.stream_name(kind.base_name())).await;
-            }
+            pdscore_nats::delete_streams(&js, &ns).await;
         }
     }
 }

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The whole benchmark in one run: the service's paths (HTTP scoring, NATS ingest, a bulk job) and, on the
+# same machine and payloads, their ceilings (actix-web JSON echo, raw JetStream, the store's batched
+# inserts). Writes the machine, the commands and the results tables into BENCHMARKS.md between its
+# "results" markers (the rest of the file is prose and is kept).
+# Last, many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
+# Usage: scripts/bench.sh
+#   (defaults: BENCH_LEVELS=1,16,64,256 BENCH_SECONDS=10 BENCH_FILINGS=50000 BENCH_ROWS=1000000 BENCH_TENANTS=10000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+levels=${BENCH_LEVELS:-1,16,64,256}
+seconds=${BENCH_SECONDS:-10}
+filings=${BENCH_FILINGS:-50000}
+rows=${BENCH_ROWS:-1000000}
+tenants=${BENCH_TENANTS:-10000}
+idle=60
+. scripts/bench-service.sh
+bench_prepare all 18180
+export PDSCORE__PIPELINE__INGEST_ENABLED=true PDSCORE__PIPELINE__IDLE_TIMEOUT_SECS=$idle
+# Measure the service, not the demo tenant's rate limit.
+psql -q -h 127.0.0.1 -U postgres -d "$db" \
+    -c "UPDATE tenants SET rate_limit_per_second = 1000000, rate_limit_burst = 1000000 WHERE slug = 'demo'"
+records="$work/records.jsonl"
+account=(--url "http://$LISTEN_ADDR" --email analyst@demo.example.com)
+export PDSCORE_PASSWORD="$password"
+
+echo "[bench] HTTP ceiling: actix-web JSON echo"
+"$bin" load echo-server --listen 127.0.0.1:18190 >/dev/null &
+echo_pid=$!
+for _ in $(seq 1 50); do curl -fs http://127.0.0.1:18190/health/live >/dev/null 2>&1 && break; sleep 0.1; done
+"$bin" load echo --url http://127.0.0.1:18190 --concurrency "$levels" --seconds "$seconds" --record "$records"
+kill "$echo_pid"; wait "$echo_pid" 2>/dev/null || true
+
+bench_serve
+echo "[bench] HTTP scoring"
+"$bin" load http "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
+echo "[bench] stream ceiling: raw JetStream"
+"$bin" load jetstream --count "$filings" --record "$records"
+echo "[bench] NATS ingest"
+"$bin" load nats "${account[@]}" --count "$filings" --record "$records"
+echo "[bench] persistence ceiling: batched PostgreSQL inserts"
+"$bin" load postgres --count "$filings" --record "$records"
+echo "[bench] bulk job"
+"$bin" load bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
+peak=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/proc/$pid/stat")
+
+echo "[bench] $tenants tenants, one filing each"
+psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
+    WITH t AS (INSERT INTO tenants (id, slug, name)
+               SELECT gen_random_uuid(), 'scale-' || i, 'Scale ' || i FROM generate_series(1, $tenants) i
+               RETURNING id),
+         o AS (INSERT INTO organizations (id, tenant_id, name) SELECT gen_random_uuid(), id, 'Scale' FROM t
+               RETURNING id, tenant_id)
+    INSERT INTO companies (id, tenant_id, organization_id, symbol, name)
+    SELECT gen_random_uuid(), tenant_id, id, 'S', 'Scale company' FROM o"
+rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status"; }
+actors() { curl -fs "http://$LISTEN_ADDR/metrics" | awk '$1 == "pdscore_tenant_actors" { print $2 }'; }
+# Let the bulk job's memory settle before the baseline.
+sleep 5
+rss_before=$(rss); actors_before=$(actors)
+"$bin" load tenants --count "$tenants" --record "$records"
+rss_busy=$(rss); actors_busy=$(actors)
+metrics_bytes=$(curl -fs "http://$LISTEN_ADDR/metrics" | wc -c)
+echo "[bench] waiting for the idle tenant actors to stop (idle_timeout_secs $idle)"
+for _ in $(seq 1 $((idle * 3))); do [ "$(actors)" = "0" ] && break; sleep 1; done
+rss_idle=$(rss); actors_idle=$(actors)
+
+results="$work/results.md"
+{
+    echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') by"
+    echo "\`BENCH_LEVELS=$levels BENCH_SECONDS=$seconds BENCH_FILINGS=$filings BENCH_ROWS=$rows scripts/bench.sh\`."
+    echo
+    echo "- machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
+    echo "- services: PostgreSQL $(psql -At -h 127.0.0.1 -U postgres -d postgres -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v='), NATS $(nats-server --version 2>/dev/null | awk '{ print $NF }' || echo '?') — all on the same 2 cores as the service and the load tool"
+    echo "- service: release build, default configuration; the demo tenant's rate limit lifted; peak RSS over the whole run ${peak} MB, CPU ${cpu} s"
+    echo
+    "$bin" load report "$records"
+    echo
+    echo "Many tenants: $tenants tenants with one filing each (the \`tenants\` row above). The service's RSS"
+    echo "was $rss_before MB with $actors_before tenant actors before, $rss_busy MB with $actors_busy actors after"
+    echo "the filings were committed, i.e. $(awk -v a="$rss_before" -v b="$rss_busy" -v n="$tenants" 'BEGIN { printf "%.1f", (b - a) * 1024 / n }') KB per tenant actor (its"
+    echo "policy, token bucket, queue and metrics series included); $rss_idle MB with $actors_idle actors once they"
+    echo "had been idle for ${idle} s and stopped. \`/metrics\` had grown to $((metrics_bytes / 1024)) KB (per-tenant series)."
+} >"$results"
+awk -v results="$results" '
+    /<!-- results:begin -->/ { print; while ((getline line < results) > 0) print line; skip = 1; next }
+    /<!-- results:end -->/ { skip = 0 }
+    !skip { print }' BENCHMARKS.md >"$work/BENCHMARKS.md"
+cp "$work/BENCHMARKS.md" BENCHMARKS.md
+cat "$results"

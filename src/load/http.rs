@@ -1,0 +1,146 @@
+//! HTTP load: AccuNode annual predictions (`POST /api/v1/predictions/annual`) at fixed concurrency levels,
+//! or the same bodies against the bare JSON echo ([`super::echo`]) for the ceiling.
+//!
+//! Every request to the service is a new filing (its own company and period), so each one is scored **and
+//! persisted**; a run's companies carry a random prefix, so runs never collide with each other's periods
+//! (409). The tenant's rate limit applies as for any client: raise it (`PATCH /api/v1/tenants/{id}`) to
+//! measure the service rather than the limiter; 429 answers are counted apart.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use super::{Record, annual_ratios, histogram, record_since, run_tag};
+use crate::bulk::client::sign_in;
+
+/// Where the requests go.
+pub enum Target<'a> {
+    /// The scoring service, signed in with this account (one with an organization of its own).
+    Service { email: &'a str, password: &'a str },
+    /// The bare echo server (`pdscore load echo-server`).
+    Echo,
+}
+
+pub struct HttpLoad<'a> {
+    pub url: &'a str,
+    pub target: Target<'a>,
+    pub concurrency: &'a [usize],
+    pub duration: Duration,
+    pub record: Option<&'a Path>,
+}
+
+/// Runs each concurrency level for `duration` (after a 1 s warm-up) and emits one record per level.
+pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
+    let base = load.url.trim_end_matches('/').to_owned();
+    let max = load.concurrency.iter().copied().max().unwrap_or(1);
+    let client = reqwest::Client::builder().pool_max_idle_per_host(max).build()?;
+    let (path, url, token) = match load.target {
+        Target::Service { email, password } => {
+            let token = sign_in(&client, &base, email, password).await?.access;
+            ("http", format!("{base}/api/v1/predictions/annual"), Some(token))
+        }
+        Target::Echo => ("echo", format!("{base}/echo"), None),
+    };
+    let token = Arc::new(token);
+    let run = run_tag();
+    println!("{}", Record::HEADER);
+    let mut records = Vec::new();
+    for (index, &concurrency) in load.concurrency.iter().enumerate() {
+        let endpoint = Endpoint {
+            client: client.clone(),
+            url: url.clone(),
+            token: token.clone(),
+            run: format!("{run}{index:X}"),
+        };
+        // Warm-up: connections opened, the tenant's actor and caches in place.
+        drive(&endpoint, path, concurrency, Duration::from_secs(1), 0).await?;
+        let record = drive(&endpoint, path, concurrency, load.duration, 1).await?;
+        record.emit(load.record)?;
+        records.push(record);
+    }
+    Ok(records)
+}
+
+#[derive(Clone)]
+struct Endpoint {
+    client: reqwest::Client,
+    url: String,
+    token: Arc<Option<String>>,
+    /// Prefix of this level's company symbols.
+    run: String,
+}
+
+/// `concurrency` workers, each sending one request after another until `duration` has passed.
+async fn drive(
+    endpoint: &Endpoint,
+    path: &str,
+    concurrency: usize,
+    duration: Duration,
+    phase: u8,
+) -> anyhow::Result<Record> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let endpoint = endpoint.clone();
+        workers.spawn(async move {
+            let mut latency = histogram();
+            let (mut rate_limited, mut failed, mut sequence) = (0u64, 0u64, 0u64);
+            while Instant::now() < deadline {
+                // A company takes 300 fiscal years (1900..2199), then the next one.
+                let symbol = format!("L{}{phase}W{worker}C{}", endpoint.run, sequence / 300);
+                let body = filing(&symbol, 1900 + (sequence % 300) as u16, sequence);
+                sequence += 1;
+                let sent = Instant::now();
+                let mut request = endpoint.client.post(&endpoint.url).json(&body);
+                if let Some(token) = endpoint.token.as_deref() {
+                    request = request.bearer_auth(token);
+                }
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        // The body is read: the request is complete when the client has the prediction.
+                        let _ = response.bytes().await;
+                        record_since(&mut latency, sent);
+                    }
+                    Ok(response) if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS => {
+                        rate_limited += 1;
+                    }
+                    Ok(_) | Err(_) => failed += 1,
+                }
+            }
+            (latency, rate_limited, failed)
+        });
+    }
+    let mut latency = histogram();
+    let (mut rate_limited, mut failed) = (0, 0);
+    while let Some(outcome) = workers.join_next().await {
+        let (worker_latency, worker_rate_limited, worker_failed) = outcome.context("a load worker panicked")?;
+        latency.add(&worker_latency).context("merge histograms")?;
+        rate_limited += worker_rate_limited;
+        failed += worker_failed;
+    }
+    let mut record = Record::new(path, Some(concurrency), started.elapsed(), &latency);
+    record.rejected = rate_limited;
+    record.failed = failed;
+    Ok(record)
+}
+
+/// An AccuNode annual filing.
+fn filing(symbol: &str, year: u16, n: u64) -> Value {
+    let mut body = json!({
+        "company_symbol": symbol,
+        "company_name": format!("Load test {symbol}"),
+        "market_cap": 1.0e9,
+        "sector": "Industrials",
+        "reporting_year": year,
+    });
+    if let Value::Object(fields) = &mut body {
+        fields.extend(annual_ratios(n));
+    }
+    body
+}

@@ -1,0 +1,155 @@
+//! The persistence ceiling: the rows the pipeline writes for the stream load's filings (filing + prediction),
+//! inserted by the store's own two statements, batched as the pipeline batches them, with as many
+//! transactions in flight — but without the pipeline, the company locks, the previous-prediction read or the
+//! alerts. The tables are copies of `filings` and `predictions` (same columns, defaults and indexes) in a
+//! schema of their own, dropped afterwards.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use futures_util::{StreamExt, stream};
+use pdscore_actors::{Filing, FilingSource, PredictionStore, scoring};
+use sqlx::{Executor, postgres::PgPoolOptions};
+use uuid::Uuid;
+
+use super::{Record, histogram, record_since, run_tag, stream::filing_message};
+use crate::{
+    configuration::Settings,
+    db::{self, predictions::PgPredictionStore},
+    pipeline,
+};
+
+pub struct PostgresLoad<'a> {
+    pub settings: &'a Settings,
+    /// The tenant whose policy (models, risk scheme) scores the rows.
+    pub tenant: &'a str,
+    pub count: u64,
+    pub companies: u64,
+    pub record: Option<&'a Path>,
+}
+
+pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
+    let settings = load.settings;
+    let pool = db::pool(&settings.database)?;
+    let tenant_id: Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
+        .bind(load.tenant)
+        .fetch_optional(&pool)
+        .await?
+        .with_context(|| format!("no tenant {:?}", load.tenant))?;
+    let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()));
+    let policy = store
+        .tenant_policy(tenant_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("the tenant disappeared")?;
+    let registry = pipeline::load_registry(settings)?;
+
+    // The rows, scored before the clock starts: the stream load's messages, decoded as ingest decodes them.
+    let run = run_tag();
+    let prefix = settings.nats.prefix.as_str();
+    let namespace = pdscore_nats::Namespace::parse(prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let subject = namespace.filings(load.tenant, "annual");
+    let companies: Vec<Uuid> = (0..load.companies.max(1)).map(|_| Uuid::now_v7()).collect();
+    let organization_id = Uuid::now_v7();
+    let mut filings = Vec::with_capacity(load.count as usize);
+    for i in 0..load.count {
+        let company = i % companies.len() as u64;
+        let year = 1900 + (i / companies.len() as u64 % 300) as u16;
+        let payload = filing_message(&run, i, &format!("N{run}C{company}"), year);
+        let decoded = pdscore_nats::message::decode(prefix, &subject, &payload)
+            .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
+        filings.push(Filing {
+            tenant_id,
+            organization_id,
+            company_id: companies[company as usize],
+            idempotency_key: decoded.filing_id.unwrap_or_default(),
+            source: FilingSource::Nats,
+            prediction_type: decoded.prediction_type,
+            period: decoded.content.period,
+            statement: decoded.content.statement,
+            ratios: decoded.content.ratios,
+            model: decoded.content.model,
+            raw: decoded.raw,
+            bulk: None,
+            received_at: Instant::now(),
+        });
+    }
+    let batch = settings.pipeline.max_batch.max(1);
+    let mut batches = Vec::new();
+    let mut rest = filings.into_iter();
+    loop {
+        let chunk: Vec<Filing> = rest.by_ref().take(batch).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let scores = scoring::score_rows(&registry, &policy, &chunk);
+        let scored = scoring::attach(&policy, chunk, scores)
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("a row was not scored: {e}"))?;
+        batches.push(scored);
+    }
+
+    let schema = format!("load_ceiling_{}", run.to_lowercase());
+    pool.execute(
+        format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.filings (LIKE public.filings INCLUDING ALL);
+             CREATE TABLE {schema}.predictions (LIKE public.predictions INCLUDING ALL);"
+        )
+        .as_str(),
+    )
+    .await
+    .context("create the ceiling's tables")?;
+    let in_flight = settings.pipeline.persist_max_in_flight.max(1);
+    let outcome = async {
+        // The store's statements name `filings` and `predictions`: on these connections they are the copies.
+        let search_path = format!("SET search_path TO {schema}, public");
+        let copies = PgPoolOptions::new()
+            .max_connections(in_flight as u32)
+            .after_connect(move |conn, _| {
+                let search_path = search_path.clone();
+                Box::pin(async move { conn.execute(search_path.as_str()).await.map(drop) })
+            })
+            .connect_with(settings.database.connect_options()?)
+            .await?;
+        let rows: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        let started = Instant::now();
+        let mut commits = stream::iter(batches)
+            .map(|batch| {
+                let copies = copies.clone();
+                async move {
+                    let begun = Instant::now();
+                    db::predictions::insert_rows(&copies, &batch).await.map(|()| begun)
+                }
+            })
+            .buffer_unordered(in_flight);
+        let mut latency = histogram();
+        while let Some(committed) = commits.next().await {
+            record_since(&mut latency, committed.context("insert a batch")?);
+        }
+        let elapsed = started.elapsed();
+        copies.close().await;
+        // Latency is per batch commit; the count and throughput are rows.
+        let mut record = Record::new("postgres", Some(in_flight), elapsed, &latency);
+        record.count = rows;
+        record.throughput = rows as f64 / elapsed.as_secs_f64().max(1e-9);
+        Ok::<_, anyhow::Error>(record)
+    }
+    .await;
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(60),
+        pool.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()),
+    )
+    .await;
+    if !matches!(dropped, Ok(Ok(_))) {
+        eprintln!("warning: could not drop schema {schema}");
+    }
+    let record = outcome?;
+    record.emit(load.record)?;
+    Ok(record)
+}

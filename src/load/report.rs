@@ -1,0 +1,116 @@
+//! The results tables of BENCHMARKS.md, from one run's records (`pdscore load report`).
+
+use std::{fmt::Write, path::Path};
+
+use anyhow::Context;
+
+use super::Record;
+
+/// HTTP scoring at this concurrency is held to the targets.
+const HTTP_TARGET_CONCURRENCY: usize = 64;
+
+/// Reads the JSON lines written by `--record`.
+pub fn read(path: &Path) -> anyhow::Result<Vec<Record>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{}: line {}", path.display(), i + 1)))
+        .collect()
+}
+
+/// Markdown: every measurement, then each path as a ratio of its ceiling, with the targets.
+pub fn markdown(records: &[Record]) -> String {
+    let mut out = String::new();
+    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.1}"));
+    out.push_str("| path | concurrency | operations | per second | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | 429 | failed |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for r in records {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            describe(&r.path),
+            r.concurrency.map_or_else(|| "–".to_owned(), |c| c.to_string()),
+            r.count,
+            r.throughput,
+            ms(r.p50_ms),
+            ms(r.p90_ms),
+            ms(r.p99_ms),
+            ms(r.p999_ms),
+            ms(r.max_ms),
+            r.rejected,
+            r.failed
+        );
+    }
+
+    out.push_str("\n| path | ceiling | ratio | target | met |\n|---|---|--:|---|---|\n");
+    let find = |path: &str, concurrency: Option<usize>| {
+        records
+            .iter()
+            .rev()
+            .find(|r| r.path == path && (concurrency.is_none() || r.concurrency == concurrency))
+    };
+    for http in records.iter().filter(|r| r.path == "http") {
+        let Some(echo) = find("echo", http.concurrency) else {
+            continue;
+        };
+        let ratio = http.throughput / echo.throughput;
+        let c = http.concurrency.unwrap_or(0);
+        let (target, met) = if c == HTTP_TARGET_CONCURRENCY {
+            let p99 = http.p99_ms.unwrap_or(f64::INFINITY);
+            (
+                format!("≥ 50 % and p99 < 20 ms (p99 {p99:.1} ms)"),
+                verdict(ratio >= 0.5 && p99 < 20.0),
+            )
+        } else {
+            ("–".to_owned(), "")
+        };
+        let _ = writeln!(
+            out,
+            "| HTTP scoring, {c} concurrent | echo, {c} concurrent ({:.0}/s) | {:.1} % | {target} | {met} |",
+            echo.throughput,
+            ratio * 100.0
+        );
+    }
+    let postgres = find("postgres", None);
+    if let Some(nats) = find("nats", None) {
+        let ceilings: Vec<&Record> = [find("jetstream", None), postgres].into_iter().flatten().collect();
+        if let Some(lowest) = ceilings.iter().min_by(|a, b| a.throughput.total_cmp(&b.throughput)) {
+            let ratio = nats.throughput / lowest.throughput;
+            let _ = writeln!(
+                out,
+                "| NATS ingest | min(JetStream, PostgreSQL) = {} ({:.0}/s) | {:.1} % | ≥ 50 % | {} |",
+                lowest.path,
+                lowest.throughput,
+                ratio * 100.0,
+                verdict(ratio >= 0.5)
+            );
+        }
+    }
+    if let (Some(bulk), Some(postgres)) = (find("bulk", None), postgres) {
+        let _ = writeln!(
+            out,
+            "| bulk job | PostgreSQL ({:.0} rows/s) | {:.1} % | – | |",
+            postgres.throughput,
+            bulk.throughput / postgres.throughput * 100.0
+        );
+    }
+    out
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
+
+fn describe(path: &str) -> &str {
+    match path {
+        "http" => "HTTP scoring (persisted)",
+        "echo" => "ceiling: actix-web JSON echo",
+        "nats" => "NATS ingest (publish → committed, acked)",
+        "jetstream" => "ceiling: raw JetStream publish + consume",
+        "postgres" => "ceiling: batched PostgreSQL insert (rows; latency per batch)",
+        "bulk" => "bulk job (CSV upload → completed)",
+        "tenants" => "NATS ingest, one filing for each of many tenants",
+        other => other,
+    }
+}
