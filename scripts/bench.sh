@@ -3,7 +3,7 @@
 # same machine and payloads, their ceilings (actix-web JSON echo, raw JetStream, the store's batched
 # inserts). Writes the machine, the commands and the results tables into BENCHMARKS.md between its
 # "results" markers (the rest of the file is prose and is kept).
-# Last, many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
+# Then many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
 # Usage: scripts/bench.sh
 #   (defaults: BENCH_LEVELS=1,16,64,256 BENCH_SECONDS=10 BENCH_FILINGS=50000 BENCH_ROWS=1000000 BENCH_TENANTS=10000)
 set -euo pipefail
@@ -40,10 +40,6 @@ echo "[bench] NATS ingest"
 "$bin" load nats "${account[@]}" --count "$filings" --record "$records"
 echo "[bench] persistence ceiling: batched PostgreSQL inserts"
 "$bin" load postgres --count "$filings" --record "$records"
-echo "[bench] bulk job"
-"$bin" load bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
-peak=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
-cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/proc/$pid/stat")
 
 echo "[bench] $tenants tenants, one filing each"
 psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
@@ -56,8 +52,6 @@ psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
     SELECT gen_random_uuid(), tenant_id, id, 'S', 'Scale company' FROM o"
 rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status"; }
 actors() { curl -fs "http://$LISTEN_ADDR/metrics" | awk '$1 == "pdscore_tenant_actors" { print $2 }'; }
-# Let the bulk job's memory settle before the baseline.
-sleep 5
 rss_before=$(rss); actors_before=$(actors)
 "$bin" load tenants --count "$tenants" --record "$records"
 rss_busy=$(rss); actors_busy=$(actors)
@@ -66,14 +60,19 @@ echo "[bench] waiting for the idle tenant actors to stop (idle_timeout_secs $idl
 for _ in $(seq 1 $((idle * 3))); do [ "$(actors)" = "0" ] && break; sleep 1; done
 rss_idle=$(rss); actors_idle=$(actors)
 
+echo "[bench] bulk job"
+"$bin" load bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
+peak=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/proc/$pid/stat")
+
 results="$work/results.md"
 {
     echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') by"
-    echo "\`BENCH_LEVELS=$levels BENCH_SECONDS=$seconds BENCH_FILINGS=$filings BENCH_ROWS=$rows scripts/bench.sh\`."
+    echo "\`BENCH_LEVELS=$levels BENCH_SECONDS=$seconds BENCH_FILINGS=$filings BENCH_ROWS=$rows BENCH_TENANTS=$tenants scripts/bench.sh\`."
     echo
     echo "- machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
     echo "- services: PostgreSQL $(psql -At -h 127.0.0.1 -U postgres -d postgres -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v='), NATS $(nats-server --version 2>/dev/null | awk '{ print $NF }' || echo '?') — all on the same 2 cores as the service and the load tool"
-    echo "- service: release build, default configuration; the demo tenant's rate limit lifted; peak RSS over the whole run ${peak} MB, CPU ${cpu} s"
+    echo "- service: release build, default configuration but pipeline.idle_timeout_secs = $idle; the demo tenant's rate limit lifted; peak RSS over the whole run ${peak} MB, CPU ${cpu} s"
     echo
     "$bin" load report "$records"
     echo

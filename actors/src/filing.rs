@@ -201,10 +201,23 @@ impl Rejected {
 /// The outcome of a committed filing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Committed {
-    /// Stored now; `alert` when the company's risk changed.
-    Created { prediction_id: Uuid, alert: Option<Alert> },
+    /// Stored now, as `stored` says (so that a caller can answer without reading it back); `alert` when the
+    /// company's risk changed.
+    Created {
+        prediction_id: Uuid,
+        stored: Box<Stored>,
+        alert: Option<Alert>,
+    },
     /// This filing (same idempotency key) was stored before: nothing written, here is its prediction.
     Duplicate { prediction_id: Uuid },
+}
+
+/// What a new prediction's commit wrote beyond the filing and its score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub filing_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub score: ModelScore,
 }
 
 impl Committed {

@@ -31,7 +31,9 @@ pub mod scoring;
 pub mod tenant_actor;
 pub mod tenant_router;
 
-pub use filing::{Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores};
+pub use filing::{
+    Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores, Stored,
+};
 pub use pdscore_models::{PredictionType, RiskLevel};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
 pub use policy::{ModelChoice, TenantPolicy};

@@ -3,11 +3,11 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::{
-    Alert, AlertReason, Committed, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
-    StoreError, TenantPolicy, ports::CommitResult,
+    Alert, AlertReason, Committed, Filing, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
+    StoreError, Stored, TenantPolicy, ports::CommitResult,
 };
 use pdscore_models::{registry::ModelId, risk::RiskScheme, statement::ReportingPeriod};
 use serde::Serialize;
@@ -185,6 +185,8 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         .filter(|(_, s)| symbols.contains_key(&(s.filing.tenant_id, s.filing.company_id)))
         .collect();
     let filing_ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
+    // The batch's predictions carry one timestamp (at the database's precision), returned to the callers.
+    let created_at = Utc::now().trunc_subsecs(6);
     let inserted: std::collections::HashSet<Uuid> =
         insert_filings(&mut tx, &live, &filing_ids).await?.into_iter().collect();
 
@@ -218,9 +220,9 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
             duplicates.push(*index);
             continue;
         }
-        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, false);
+        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
         if let Some(shadow) = &scores.shadow {
-            rows.push(scores, *filing_id, Uuid::now_v7(), shadow, true);
+            rows.push(scores, *filing_id, Uuid::now_v7(), shadow, created_at);
         }
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
@@ -228,7 +230,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         let key = (f.tenant_id, f.company_id, f.prediction_type);
         let previous = current.get(&key);
         if previous.is_some_and(|p| period < p.period) {
-            results[*index] = created(scores.prediction_id, None);
+            results[*index] = created(scores, *filing_id, created_at, None);
             continue;
         }
         let alert = previous.and_then(|p| {
@@ -273,7 +275,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         if let Some(alert) = &alert {
             alerts.push(alert.clone());
         }
-        results[*index] = created(scores.prediction_id, alert);
+        results[*index] = created(scores, *filing_id, created_at, alert);
     }
     rows.insert(&mut tx).await?;
     insert_alerts(&mut tx, &alerts).await?;
@@ -317,15 +319,24 @@ pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Er
     let filing_ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
     insert_filings(&mut tx, &live, &filing_ids).await?;
     let mut rows = PredictionRows::default();
+    let created_at = Utc::now();
     for ((_, scores), filing_id) in live.iter().zip(&filing_ids) {
-        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, false);
+        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
     }
     rows.insert(&mut tx).await?;
     tx.commit().await
 }
 
-fn created(prediction_id: Uuid, alert: Option<Alert>) -> CommitResult {
-    CommitResult::Committed(Box::new(Committed::Created { prediction_id, alert }))
+fn created(scores: &Scores, filing_id: Uuid, created_at: DateTime<Utc>, alert: Option<Alert>) -> CommitResult {
+    CommitResult::Committed(Box::new(Committed::Created {
+        prediction_id: scores.prediction_id,
+        stored: Box::new(Stored {
+            filing_id,
+            created_at,
+            score: scores.primary.clone(),
+        }),
+        alert,
+    }))
 }
 
 fn year(period: &ReportingPeriod) -> i16 {
@@ -407,6 +418,14 @@ async fn latest_predictions(conn: &mut PgConnection, live: &[(usize, &Scores)]) 
 }
 
 /// The predictions of a batch as column arrays, inserted in one statement.
+fn term_structure_json(score: &ModelScore) -> Option<Value> {
+    score.term_structure.as_ref().map(|t| serde_json::json!(t))
+}
+
+fn contributions_json(score: &ModelScore) -> Value {
+    serde_json::to_value(&score.contributions).unwrap_or_else(|_| Value::Array(vec![]))
+}
+
 #[derive(Default)]
 struct PredictionRows {
     id: Vec<Uuid>,
@@ -427,11 +446,14 @@ struct PredictionRows {
     confidence: Vec<f64>,
     contributions: Vec<Value>,
     inputs: Vec<Value>,
+    created_at: Vec<DateTime<Utc>>,
 }
 
 impl PredictionRows {
-    fn push(&mut self, scores: &Scores, filing_id: Uuid, id: Uuid, score: &ModelScore, is_shadow: bool) {
+    fn push(&mut self, scores: &Scores, filing_id: Uuid, id: Uuid, score: &ModelScore, created_at: DateTime<Utc>) {
         let f = &scores.filing;
+        let is_shadow = id != scores.prediction_id;
+        self.created_at.push(created_at);
         self.id.push(id);
         self.tenant_id.push(f.tenant_id);
         self.organization_id.push(f.organization_id);
@@ -445,13 +467,11 @@ impl PredictionRows {
             .push(i32::try_from(score.model.version).unwrap_or(i32::MAX));
         self.is_shadow.push(is_shadow);
         self.probability.push(score.probability);
-        self.term_structure
-            .push(score.term_structure.as_ref().map(|t| serde_json::json!(t)));
+        self.term_structure.push(term_structure_json(score));
         self.risk_level.push(score.risk_level.as_str());
         self.implied_rating.push(score.implied_rating);
         self.confidence.push(score.confidence);
-        self.contributions
-            .push(serde_json::to_value(&score.contributions).unwrap_or_else(|_| Value::Array(vec![])));
+        self.contributions.push(contributions_json(score));
         self.inputs.push(Value::Object(score.inputs.clone()));
     }
 
@@ -462,16 +482,17 @@ impl PredictionRows {
         sqlx::query(
             "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type,
                                       period_year, period_quarter, model_name, model_version, is_shadow, probability,
-                                      term_structure, risk_level, implied_rating, confidence, contributions, inputs)
+                                      term_structure, risk_level, implied_rating, confidence, contributions, inputs,
+                                      created_at)
              SELECT id, tenant_id, organization_id, company_id, filing_id, kind::prediction_type, year, quarter,
                     model_name, model_version, is_shadow, probability, term_structure, level::risk_level, rating,
-                    confidence, contributions, inputs
+                    confidence, contributions, inputs, created_at
              FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::int2[],
                          $8::int2[], $9::text[], $10::int4[], $11::bool[], $12::float8[], $13::jsonb[], $14::text[],
-                         $15::text[], $16::float8[], $17::jsonb[], $18::jsonb[])
+                         $15::text[], $16::float8[], $17::jsonb[], $18::jsonb[], $19::timestamptz[])
                   AS t(id, tenant_id, organization_id, company_id, filing_id, kind, year, quarter, model_name,
                        model_version, is_shadow, probability, term_structure, level, rating, confidence,
-                       contributions, inputs)",
+                       contributions, inputs, created_at)",
         )
         .bind(self.id)
         .bind(self.tenant_id)
@@ -491,6 +512,7 @@ impl PredictionRows {
         .bind(self.confidence)
         .bind(self.contributions)
         .bind(self.inputs)
+        .bind(self.created_at)
         .execute(conn)
         .await?;
         Ok(())
@@ -580,6 +602,34 @@ pub struct Prediction {
     /// How the filing arrived: `http`, `nats` or `bulk`.
     pub source: String,
     pub created_at: DateTime<Utc>,
+}
+
+impl Prediction {
+    /// The prediction just committed for `filing` (of the company `symbol`), as [`find`] would read it.
+    pub fn committed(filing: &Filing, symbol: &str, prediction_id: Uuid, stored: &Stored) -> Self {
+        let score = &stored.score;
+        Self {
+            id: prediction_id,
+            tenant_id: filing.tenant_id,
+            organization_id: filing.organization_id,
+            company_id: filing.company_id,
+            company_symbol: symbol.to_owned(),
+            filing_id: stored.filing_id,
+            prediction_type: filing.prediction_type.as_str().to_owned(),
+            period_year: year(&filing.period),
+            period_quarter: filing.period.quarter.map(i16::from),
+            model: format!("{}@{}", score.model.name, score.model.version),
+            probability: score.probability,
+            term_structure: term_structure_json(score),
+            risk_level: score.risk_level.as_str().to_owned(),
+            implied_rating: Some(score.implied_rating.to_owned()),
+            confidence: Some(score.confidence),
+            contributions: contributions_json(score),
+            inputs: Value::Object(score.inputs.clone()),
+            source: filing.source.as_str().to_owned(),
+            created_at: stored.created_at,
+        }
+    }
 }
 
 const PREDICTION_COLUMNS: &str = "p.id, p.tenant_id, p.organization_id, p.company_id, c.symbol AS company_symbol,

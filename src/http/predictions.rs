@@ -77,12 +77,39 @@ fn idempotency_key(req: &HttpRequest, filing_id: Option<String>) -> Result<Strin
     }
 }
 
-/// Submits a filing and reads back its prediction as stored.
-async fn score(state: &AppState, principal: &Principal, filing: Filing) -> Result<(Committed, Prediction), ApiError> {
-    let tenant_id = filing.tenant_id;
+/// Submits a filing of the company `symbol`; answers with its prediction (a duplicate's is read back).
+async fn score(
+    state: &AppState,
+    principal: &Principal,
+    filing: Filing,
+    symbol: &str,
+) -> Result<(Committed, Prediction), ApiError> {
+    // What the answer needs of the filing, which the pipeline takes.
+    let shown = Filing {
+        tenant_id: filing.tenant_id,
+        organization_id: filing.organization_id,
+        company_id: filing.company_id,
+        idempotency_key: String::new(),
+        source: filing.source,
+        prediction_type: filing.prediction_type,
+        period: filing.period,
+        statement: None,
+        ratios: None,
+        model: None,
+        raw: Value::Null,
+        bulk: None,
+        received_at: filing.received_at,
+    };
     let committed = state.pipeline.submit(filing).await?;
+    if let Committed::Created {
+        prediction_id, stored, ..
+    } = &committed
+    {
+        let prediction = Prediction::committed(&shown, symbol, *prediction_id, stored);
+        return Ok((committed, prediction));
+    }
     let mut conn = state.db.acquire().await?;
-    let scope = principal.scope_in_tenant(tenant_id, "prediction")?;
+    let scope = principal.scope_in_tenant(shown.tenant_id, "prediction")?;
     let prediction = predictions::find(&mut conn, &scope, committed.prediction_id())
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("committed prediction not readable")))?;
@@ -163,7 +190,7 @@ pub async fn create(
         bulk: None,
         received_at: std::time::Instant::now(),
     };
-    let (committed, prediction) = score(&state, &principal, filing).await?;
+    let (committed, prediction) = score(&state, &principal, filing, &company.symbol).await?;
     Ok(match committed {
         Committed::Created { .. } => envelope::created(prediction),
         Committed::Duplicate { .. } => envelope::ok(prediction),
@@ -335,12 +362,13 @@ async fn accunode(
     })?;
     let scope = principal.scope();
     let mut conn = state.db.acquire().await?;
-    let organization = organizations::find(&mut conn, &scope, organization_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
-    let company = match companies::find_by_symbol(&mut conn, &scope, organization.id, fields.symbol.as_str()).await? {
+    // A company found in scope implies its organization is; the organization is looked up only to create one.
+    let company = match companies::find_by_symbol(&mut conn, &scope, organization_id, fields.symbol.as_str()).await? {
         Some(company) => company,
         None => {
+            let organization = organizations::find(&mut conn, &scope, organization_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("organization"))?;
             let new = NewCompany {
                 tenant_id: organization.tenant_id,
                 organization_id: organization.id,
@@ -385,7 +413,7 @@ async fn accunode(
         bulk: None,
         received_at: std::time::Instant::now(),
     };
-    let (committed, prediction) = score(state, principal, filing).await?;
+    let (committed, prediction) = score(state, principal, filing, &company.symbol).await?;
     match committed {
         Committed::Created { .. } => Ok(envelope::created(prediction)),
         Committed::Duplicate { prediction_id } => Err(ApiError::new(

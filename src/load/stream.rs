@@ -132,10 +132,28 @@ async fn through_service(
         .with_context(|| format!("cannot reach NATS at {nats_url}"))?;
     let js = jetstream::new(nats);
     let namespace = Namespace::parse(prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let stream = js
-        .get_stream(namespace.stream_name(StreamKind::Filings.base_name()))
-        .await
-        .context("no FILINGS stream: is the service running with this prefix?")?;
+    // The service puts its stream and consumer in place just after it starts answering HTTP.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stream = loop {
+        let found = match js
+            .get_stream(namespace.stream_name(StreamKind::Filings.base_name()))
+            .await
+        {
+            Ok(stream) => stream
+                .consumer_info(consumer)
+                .await
+                .map(|_| stream)
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match found {
+            Ok(stream) => break stream,
+            Err(e) if Instant::now() > deadline => {
+                bail!("no FILINGS stream with consumer {consumer:?} (is the service consuming with this prefix?): {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
     let consumer = consumer.to_owned();
     let sampler = Sampler::start(move || {
         let (stream, consumer) = (stream.clone(), consumer.clone());
