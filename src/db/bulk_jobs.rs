@@ -338,8 +338,8 @@ pub struct PgBulkStore {
     pool: PgPool,
     /// Who submitted the job (companies it creates are theirs).
     created_by: Option<Uuid>,
-    new_companies: Arc<Growth>,
-    committed_rows: Arc<Growth>,
+    new_companies: Arc<super::Growth>,
+    committed_rows: Arc<super::Growth>,
 }
 
 impl PgBulkStore {
@@ -347,50 +347,9 @@ impl PgBulkStore {
         Self {
             pool,
             created_by,
-            new_companies: Arc::new(Growth::new(1_000)),
-            committed_rows: Arc::new(Growth::new(20_000)),
+            new_companies: Arc::new(super::Growth::new(1_000)),
+            committed_rows: Arc::new(super::Growth::new(20_000)),
         }
-    }
-}
-
-/// When a job has grown a table enough for PostgreSQL's statistics to be stale. A job can add 100,000s of
-/// companies and filings in minutes, long before autovacuum (if enabled at all) analyzes them; without
-/// statistics the planner may check each new prediction's foreign key by scanning a whole organization's
-/// companies, and the plan stays cached on the connection. So the job analyzes the tables it grows, as
-/// PostgreSQL's guide to populating a database advises, each time its additions double (from `floor`): a
-/// logarithmic number of `ANALYZE`s, each reading a bounded sample.
-struct Growth {
-    floor: u64,
-    state: std::sync::Mutex<(u64, u64)>,
-}
-
-impl Growth {
-    fn new(floor: u64) -> Self {
-        Self {
-            floor,
-            state: std::sync::Mutex::new((0, floor)),
-        }
-    }
-
-    /// Records `n` more rows; true when the total crosses the next threshold (which then doubles).
-    fn grew(&self, n: u64) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (total, next) = &mut *state;
-        *total += n;
-        if *total < *next {
-            return false;
-        }
-        *next = (*total * 2).max(self.floor);
-        true
-    }
-}
-
-/// `ANALYZE` of tables a job has grown; a failure only costs plan quality, so it is logged, not returned.
-async fn analyze(pool: &PgPool, tables: &str) {
-    let started = std::time::Instant::now();
-    match sqlx::query(&format!("ANALYZE {tables}")).execute(pool).await {
-        Ok(_) => tracing::debug!(tables, elapsed_ms = started.elapsed().as_millis() as u64, "analyzed"),
-        Err(e) => tracing::warn!(tables, error = %e, "could not analyze tables a bulk job grew"),
     }
 }
 
@@ -425,7 +384,7 @@ impl BulkStore for PgBulkStore {
             .map_err(store_error)?
             .rows_affected();
             if growth.grew(created) {
-                analyze(&pool, "companies").await;
+                super::analyze(&pool, "companies").await;
             }
             let found: Vec<(String, Uuid)> = sqlx::query_as(
                 "SELECT symbol, id FROM companies WHERE tenant_id = $1 AND organization_id = $2 AND symbol = ANY($3)",
@@ -446,7 +405,7 @@ impl BulkStore for PgBulkStore {
         let growth = self.committed_rows.clone();
         async move {
             if growth.grew(progress.succeeded) {
-                analyze(&pool, "filings, predictions").await;
+                super::analyze(&pool, "filings, predictions").await;
             }
             let mut tx = pool.begin().await.map_err(store_error)?;
             if !progress.errors.is_empty() {
@@ -491,16 +450,4 @@ impl BulkStore for PgBulkStore {
 
 fn store_error(e: sqlx::Error) -> StoreError {
     StoreError(format!("bulk job store: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Growth;
-
-    #[test]
-    fn growth_signals_each_doubling_from_the_floor() {
-        let growth = Growth::new(1_000);
-        let signals: Vec<u64> = (1..=100u64).filter(|_| growth.grew(100)).map(|i| i * 100).collect();
-        assert_eq!(signals, vec![1_000, 2_000, 4_000, 8_000]);
-    }
 }

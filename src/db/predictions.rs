@@ -23,23 +23,35 @@ pub struct PgPredictionStore {
     pool: PgPool,
     /// Defaults for tenants that set no limit, scheme or model of their own.
     defaults: Arc<PipelineSettings>,
+    /// Filings and predictions committed by this store (see [`super::Growth`]).
+    committed: Arc<super::Growth>,
 }
 
 impl PgPredictionStore {
     pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>) -> Self {
-        Self { pool, defaults }
+        Self {
+            pool,
+            defaults,
+            committed: Arc::new(super::Growth::new(20_000)),
+        }
     }
 }
 
 impl PredictionStore for PgPredictionStore {
     fn commit(&self, batch: Vec<Scores>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
         let pool = self.pool.clone();
+        let committed = self.committed.clone();
         async move {
             // A deadlock or serialization failure between two writers is retried; anything else is reported.
             let mut attempt = 0;
             loop {
                 match commit_batch(&pool, &batch).await {
-                    Ok(results) => return Ok(results),
+                    Ok(results) => {
+                        if committed.grew(batch.len() as u64) {
+                            tokio::spawn(async move { super::analyze(&pool, "filings, predictions").await });
+                        }
+                        return Ok(results);
+                    }
                     Err(sqlx::Error::Database(e))
                         if attempt < 3 && matches!(e.code().as_deref(), Some("40P01" | "40001")) =>
                     {
