@@ -3,7 +3,7 @@
 # same machine and payloads, their ceilings (actix-web JSON echo, raw JetStream, the store's batched
 # inserts). Writes the machine, the commands and the results tables into BENCHMARKS.md between its
 # "results" markers (the rest of the file is prose and is kept).
-# Then many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
+# Last, many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
 # Usage: scripts/bench.sh
 #   (defaults: BENCH_LEVELS=1,16,64,256 BENCH_SECONDS=10 BENCH_FILINGS=50000 BENCH_ROWS=1000000 BENCH_TENANTS=10000)
 set -euo pipefail
@@ -41,6 +41,9 @@ echo "[bench] NATS ingest"
 echo "[bench] persistence ceiling: batched PostgreSQL inserts"
 "$bin" load postgres --count "$filings" --record "$records"
 
+echo "[bench] bulk job"
+"$bin" load bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
+
 echo "[bench] $tenants tenants, one filing each"
 psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
     WITH t AS (INSERT INTO tenants (id, slug, name)
@@ -62,8 +65,6 @@ echo "[bench] waiting for the idle tenant actors to stop (idle_timeout_secs $idl
 for _ in $(seq 1 $((idle * 3))); do [ "$(actors)" = "0" ] && break; sleep 1; done
 rss_idle=$(rss); actors_idle=$(actors)
 
-echo "[bench] bulk job"
-"$bin" load bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
 peak=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
 cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/proc/$pid/stat")
 

@@ -201,13 +201,8 @@ impl Rejected {
 /// The outcome of a committed filing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Committed {
-    /// Stored now, as `stored` says (so that a caller can answer without reading it back); `alert` when the
-    /// company's risk changed.
-    Created {
-        prediction_id: Uuid,
-        stored: Box<Stored>,
-        alert: Option<Alert>,
-    },
+    /// Stored now, as `stored` says (so that a caller can answer without reading it back).
+    Created { prediction_id: Uuid, stored: Box<Stored> },
     /// This filing (same idempotency key) was stored before: nothing written, here is its prediction.
     Duplicate { prediction_id: Uuid },
 }
@@ -218,6 +213,8 @@ pub struct Stored {
     pub filing_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub score: ModelScore,
+    /// Raised when the company's risk changed.
+    pub alert: Option<Alert>,
 }
 
 impl Committed {

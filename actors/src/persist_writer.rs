@@ -124,7 +124,7 @@ impl PersistWriter {
                         .iter()
                         .filter_map(|r| match r {
                             CommitResult::Committed(committed) => match &**committed {
-                                Committed::Created { alert: Some(alert), .. } => Some(alert.clone()),
+                                Committed::Created { stored, .. } => stored.alert.clone(),
                                 _ => None,
                             },
                             CommitResult::CompanyGone => None,

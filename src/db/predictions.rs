@@ -346,8 +346,8 @@ fn created(scores: &Scores, filing_id: Uuid, created_at: DateTime<Utc>, alert: O
             filing_id,
             created_at,
             score: scores.primary.clone(),
+            alert,
         }),
-        alert,
     }))
 }
 
