@@ -9,8 +9,9 @@
 //! company run one after the other in the database anyway. The writer therefore never starts a transaction
 //! over a company that one in progress holds: such rows wait — with every later row of the same companies,
 //! so that each company's rows keep their order — and go together in the next transaction once the company
-//! is free (group commit), while rows of other companies use the free slots. Measured with one tenant's
-//! filings over 100 companies (`pdscore load nats`), this took ingest from 2,800 to N filings/s.
+//! is free (group commit), while rows of other companies use the free slots. With one tenant's filings over
+//! 100 companies and 8 batches in flight per tenant, this took NATS ingest from 2,578 to 3,300–3,740
+//! filings/s (`pdscore load nats`; BENCHMARKS.md).
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
