@@ -9,8 +9,7 @@ levels=${1:-1,16,64,256}
 seconds=${2:-10}
 . scripts/bench-service.sh
 bench_prepare http 18182
-psql -q -h 127.0.0.1 -U postgres -d "$db" \
-    -c "UPDATE tenants SET rate_limit_per_second = 1000000, rate_limit_burst = 1000000 WHERE slug = 'demo'"
+bench_unlimit
 bench_serve
 PDSCORE_PASSWORD="$password" "$bin" load http --url "http://$LISTEN_ADDR" --email analyst@demo.example.com \
     --concurrency "$levels" --seconds "$seconds"

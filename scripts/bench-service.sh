@@ -2,6 +2,7 @@
 # and upload directory of its own (its NATS streams deleted), with the demo tenant, all removed on exit.
 #   bench_prepare NAME PORT   services up, binary built, environment set, schema migrated, demo tenant created
 #                             ($bin, $work, $db and $password — the analyst's — are set)
+#   bench_unlimit             lifts the demo tenant's rate limit (to measure the service, not the limiter)
 #   bench_serve               starts `pdscore serve` ($pid) and waits until it answers
 # PDSCORE_BIN runs another build (e.g. target/debug/pdscore) instead of building the release one.
 
@@ -19,6 +20,11 @@ bench_prepare() {
     trap bench_cleanup EXIT
     "$bin" migrate >/dev/null
     password=$("$bin" demo-setup | awk '$2 == "analyst@demo.example.com" { print $3 }')
+}
+
+bench_unlimit() {
+    psql -q -h 127.0.0.1 -U postgres -d "$db" \
+        -c "UPDATE tenants SET rate_limit_per_second = 1000000, rate_limit_burst = 1000000 WHERE slug = 'demo'"
 }
 
 bench_serve() {

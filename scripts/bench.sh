@@ -17,9 +17,7 @@ idle=60
 . scripts/bench-service.sh
 bench_prepare all 18180
 export PDSCORE__PIPELINE__INGEST_ENABLED=true PDSCORE__PIPELINE__IDLE_TIMEOUT_SECS=$idle
-# Measure the service, not the demo tenant's rate limit.
-psql -q -h 127.0.0.1 -U postgres -d "$db" \
-    -c "UPDATE tenants SET rate_limit_per_second = 1000000, rate_limit_burst = 1000000 WHERE slug = 'demo'"
+bench_unlimit
 records="$work/records.jsonl"
 account=(--url "http://$LISTEN_ADDR" --email analyst@demo.example.com)
 export PDSCORE_PASSWORD="$password"

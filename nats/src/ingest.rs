@@ -22,7 +22,7 @@ use async_nats::{
     },
 };
 use futures_util::{StreamExt, future::BoxFuture};
-use pdscore_actors::{Filing, FilingSource, Pipeline, PipelineError};
+use pdscore_actors::{Pipeline, PipelineError};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -253,21 +253,7 @@ impl Ingest {
             .clone()
             .or_else(|| header(message.headers.as_ref(), "Nats-Msg-Id"))
             .unwrap_or_else(|| format!("nats-seq:{sequence}"));
-        let filing = Filing {
-            tenant_id,
-            organization_id,
-            company_id,
-            idempotency_key,
-            source: FilingSource::Nats,
-            prediction_type: decoded.prediction_type,
-            period: decoded.content.period,
-            statement: decoded.content.statement,
-            ratios: decoded.content.ratios,
-            model: decoded.content.model,
-            raw: decoded.raw,
-            bulk: None,
-            received_at: std::time::Instant::now(),
-        };
+        let filing = decoded.into_filing(tenant_id, organization_id, company_id, idempotency_key);
         match self.pipeline.submit(filing).await {
             Ok(_) => Outcome::Ack,
             Err(PipelineError::Rejected(rejected)) => Outcome::DeadLetter(rejected.into()),

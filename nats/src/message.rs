@@ -4,7 +4,7 @@
 //! `schema_version` or another version than the ones listed is refused with a reason, and the message goes
 //! to the dead-letter subject instead of being guessed at.
 
-use pdscore_actors::{FilingContent, PredictionType, Rejected};
+use pdscore_actors::{Filing, FilingContent, FilingSource, PredictionType, Rejected};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -72,6 +72,33 @@ pub struct DecodedFiling {
     pub content: FilingContent,
     /// The payload as JSON, stored with the filing.
     pub raw: Value,
+}
+
+impl DecodedFiling {
+    /// The filing to score, once its tenant and company are known.
+    pub fn into_filing(
+        self,
+        tenant_id: Uuid,
+        organization_id: Uuid,
+        company_id: Uuid,
+        idempotency_key: String,
+    ) -> Filing {
+        Filing {
+            tenant_id,
+            organization_id,
+            company_id,
+            idempotency_key,
+            source: FilingSource::Nats,
+            prediction_type: self.prediction_type,
+            period: self.content.period,
+            statement: self.content.statement,
+            ratios: self.content.ratios,
+            model: self.content.model,
+            raw: self.raw,
+            bulk: None,
+            received_at: std::time::Instant::now(),
+        }
+    }
 }
 
 /// The tenant and prediction type a subject names (`[<prefix>.]filings.<tenant>.<type>`).

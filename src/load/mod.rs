@@ -57,20 +57,20 @@ pub struct Record {
 impl Record {
     /// A record whose latencies (microseconds) are in `latency`.
     pub fn new(path: &str, concurrency: Option<usize>, elapsed: Duration, latency: &Histogram<u64>) -> Self {
-        let ms = |q: f64| Some(latency.value_at_quantile(q) as f64 / 1000.0);
-        let seconds = elapsed.as_secs_f64();
         let measured = !latency.is_empty();
+        let ms = |micros: u64| measured.then(|| micros as f64 / 1000.0);
+        let seconds = elapsed.as_secs_f64();
         Self {
             path: path.to_owned(),
             concurrency,
             count: latency.len(),
             seconds,
             throughput: latency.len() as f64 / seconds.max(1e-9),
-            p50_ms: ms(0.5).filter(|_| measured),
-            p90_ms: ms(0.9).filter(|_| measured),
-            p99_ms: ms(0.99).filter(|_| measured),
-            p999_ms: ms(0.999).filter(|_| measured),
-            max_ms: Some(latency.max() as f64 / 1000.0).filter(|_| measured),
+            p50_ms: ms(latency.value_at_quantile(0.5)),
+            p90_ms: ms(latency.value_at_quantile(0.9)),
+            p99_ms: ms(latency.value_at_quantile(0.99)),
+            p999_ms: ms(latency.value_at_quantile(0.999)),
+            max_ms: ms(latency.max()),
             rejected: 0,
             failed: 0,
         }

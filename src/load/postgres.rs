@@ -12,11 +12,11 @@ use std::{
 
 use anyhow::Context;
 use futures_util::{StreamExt, stream};
-use pdscore_actors::{Filing, FilingSource, PredictionStore, scoring};
+use pdscore_actors::{Filing, PredictionStore, scoring};
 use sqlx::{Executor, postgres::PgPoolOptions};
 use uuid::Uuid;
 
-use super::{Record, histogram, record_since, run_tag, stream::filing_message};
+use super::{Record, histogram, record_since, run_tag, stream::spread_filing};
 use crate::{
     configuration::Settings,
     db::{self, predictions::PgPredictionStore},
@@ -57,26 +57,16 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
     let organization_id = Uuid::now_v7();
     let mut filings = Vec::with_capacity(load.count as usize);
     for i in 0..load.count {
-        let company = i % companies.len() as u64;
-        let year = 1900 + (i / companies.len() as u64 % 300) as u16;
-        let payload = filing_message(&run, i, &format!("N{run}C{company}"), year);
+        let payload = spread_filing(&run, i, companies.len() as u64);
         let decoded = pdscore_nats::message::decode(prefix, &subject, &payload)
             .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-        filings.push(Filing {
+        let key = decoded.filing_id.clone().unwrap_or_default();
+        filings.push(decoded.into_filing(
             tenant_id,
             organization_id,
-            company_id: companies[company as usize],
-            idempotency_key: decoded.filing_id.unwrap_or_default(),
-            source: FilingSource::Nats,
-            prediction_type: decoded.prediction_type,
-            period: decoded.content.period,
-            statement: decoded.content.statement,
-            ratios: decoded.content.ratios,
-            model: decoded.content.model,
-            raw: decoded.raw,
-            bulk: None,
-            received_at: Instant::now(),
-        });
+            companies[(i % companies.len() as u64) as usize],
+            key,
+        ));
     }
     let batch = settings.pipeline.max_batch.max(1);
     let mut batches = Vec::new();

@@ -75,19 +75,10 @@ pub async fn service(load: ServiceLoad<'_>) -> anyhow::Result<Record> {
         )
         .await?;
     }
-    let subject = Namespace::parse(load.prefix)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .filings(load.tenant, "annual");
-    let mut record = through_service(load.nats_url, load.prefix, load.consumer, load.count, |i| {
-        (
-            subject.clone(),
-            filing_message(
-                &run,
-                i,
-                &format!("N{run}C{}", i % companies),
-                1900 + (i / companies % 300) as u16,
-            ),
-        )
+    let namespace = Namespace::parse(load.prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let subject = namespace.filings(load.tenant, "annual");
+    let mut record = through_service(load.nats_url, &namespace, load.consumer, load.count, |i| {
+        (subject.clone(), spread_filing(&run, i, companies))
     })
     .await?;
     record.path = "nats".into();
@@ -106,7 +97,7 @@ pub async fn tenants(
 ) -> anyhow::Result<Record> {
     let run = run_tag();
     let namespace = Namespace::parse(prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut record = through_service(nats_url, prefix, consumer, count, |i| {
+    let mut record = through_service(nats_url, &namespace, consumer, count, |i| {
         (
             namespace.filings(&format!("scale-{}", i + 1), "annual"),
             filing_message(&run, i, "S", 2024),
@@ -122,7 +113,7 @@ pub async fn tenants(
 /// passed the last one.
 async fn through_service(
     nats_url: &str,
-    prefix: &str,
+    namespace: &Namespace,
     consumer: &str,
     count: u64,
     message: impl Fn(u64) -> (String, Vec<u8>),
@@ -131,7 +122,6 @@ async fn through_service(
         .await
         .with_context(|| format!("cannot reach NATS at {nats_url}"))?;
     let js = jetstream::new(nats);
-    let namespace = Namespace::parse(prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
     // The service puts its stream and consumer in place just after it starts answering HTTP.
     let deadline = Instant::now() + Duration::from_secs(30);
     let stream = loop {
@@ -227,18 +217,7 @@ pub async fn ceiling(nats_url: &str, count: u64, companies: u64, record_to: Opti
         let consumer_task = tokio::spawn(consume);
         let subject = namespace.filings("ceiling", "annual");
         let companies = companies.max(1);
-        let published = publish(&js, count, |i| {
-            (
-                subject.clone(),
-                filing_message(
-                    &run,
-                    i,
-                    &format!("N{run}C{}", i % companies),
-                    1900 + (i / companies % 300) as u16,
-                ),
-            )
-        })
-        .await?;
+        let published = publish(&js, count, |i| (subject.clone(), spread_filing(&run, i, companies))).await?;
         tokio::time::timeout(STALL * 5, consumer_task)
             .await
             .context("the ceiling's consumer did not finish")?
@@ -256,8 +235,16 @@ pub async fn ceiling(nats_url: &str, count: u64, companies: u64, record_to: Opti
     Ok(record)
 }
 
+/// Filing `i` of a run spread over `companies` companies (`N<run>C<c>`): company `i % companies`, its
+/// periods counting up from 1900.
+pub fn spread_filing(run: &str, i: u64, companies: u64) -> Vec<u8> {
+    let company = i % companies;
+    let year = 1900 + (i / companies % 300) as u16;
+    filing_message(run, i, &format!("N{run}C{company}"), year)
+}
+
 /// A schema-1 filing message for `symbol` and `year`, its ratios varying with `i`.
-pub fn filing_message(run: &str, i: u64, symbol: &str, year: u16) -> Vec<u8> {
+fn filing_message(run: &str, i: u64, symbol: &str, year: u16) -> Vec<u8> {
     let message = json!({
         "schema_version": 1,
         "filing_id": format!("load-{run}-{i}"),
