@@ -22,5 +22,6 @@ echo "=============================================="
 echo "health:  curl -s http://${LISTEN_ADDR:-127.0.0.1:8080}/health"
 echo "metrics: curl -s http://${LISTEN_ADDR:-127.0.0.1:8080}/metrics"
 echo "API docs: http://${LISTEN_ADDR:-127.0.0.1:8080}/api/v1/docs/"
+echo "dashboard: http://${LISTEN_ADDR:-127.0.0.1:8080}/app/ (sign in with an account above)"
 echo
 exec "$bin" serve

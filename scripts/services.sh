@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL, Redis and NATS (with JetStream) answer on their default local ports, and that the
-# C build tools the build needs are installed.
+# C build tools the build needs are installed; with `--browser`, also the browser the dashboard's tests drive.
 # A service that is not running is started; one that is not installed is installed from Debian's packages
 # first. Services given by DATABASE_URL / REDIS_URL / NATS_URL on another host are left alone.
 # Safe to run any number of times.
@@ -115,7 +115,16 @@ ensure_build_tools() {
   install_packages build-essential
 }
 
+# The dashboard's browser tests drive Debian's Chromium through its chromedriver (`--browser`).
+ensure_browser() {
+  if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    install_packages chromium chromium-driver
+  fi
+  log "browser ready: $(chromium --version 2>/dev/null | head -1)"
+}
+
 ensure_build_tools
 ensure_postgres
 ensure_redis
 ensure_nats
+if [ "${1:-}" = --browser ]; then ensure_browser; fi

@@ -5,15 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/services.sh
+scripts/services.sh --browser
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust >= 1.95 (https://rustup.rs)" >&2; exit 1; }
 if [ $# -gt 0 ]; then
     exec cargo test --workspace --all-features --locked "$@"
 fi
-# Everything in parallel, except the tests that kill service processes or compare latencies...
-serial=(crash:: pipeline::a_flooding)
+# Everything in parallel, except the tests that kill service processes, compare latencies or drive a
+# browser...
+serial=(crash:: pipeline::a_flooding dashboard::browser_)
 cargo test --workspace --all-features --locked -- "${serial[@]/#/--skip=}"
 # ...which run one at a time, so that they measure the service rather than the other tests; the latency
 # comparison first, before the crash tests leave PostgreSQL with a backlog of writes.
 cargo test --all-features --locked --test api -- --test-threads 1 pipeline::a_flooding
+cargo test --all-features --locked --test api -- --test-threads 1 dashboard::browser_
 cargo test --all-features --locked --test api -- --test-threads 1 crash::

@@ -26,7 +26,7 @@ pub struct Company {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "c.id, c.tenant_id, c.organization_id, c.symbol, c.name, c.sector, c.market_cap, c.created_by, c.created_at, c.updated_at";
+pub(crate) const COLUMNS: &str = "c.id, c.tenant_id, c.organization_id, c.symbol, c.name, c.sector, c.market_cap, c.created_by, c.created_at, c.updated_at";
 /// The scope's condition on companies: tenant ($1), organization ($2), assigned user ($3).
 pub(crate) const IN_SCOPE: &str =
     "($1::uuid IS NULL OR c.tenant_id = $1) AND ($2::uuid IS NULL OR c.organization_id = $2)
@@ -110,6 +110,34 @@ pub struct CompanyFilter {
     pub sector: Option<String>,
 }
 
+/// The [`CompanyFilter`]'s condition ($4-$7), after [`IN_SCOPE`]; both bound by [`BindFilter::bind_filter`].
+pub(crate) const FILTER: &str = "($4::uuid IS NULL OR c.organization_id = $4)
+    AND ($5::text IS NULL OR c.symbol LIKE $6 OR c.name ILIKE $5) AND ($7::text IS NULL OR c.sector ILIKE $7)";
+
+/// Binds a scope and a [`CompanyFilter`] as `$1`-`$7`, for `{IN_SCOPE} AND {FILTER}`.
+pub(crate) trait BindFilter: BindScope {
+    fn bind_filter(self, scope: &Scope, filter: &CompanyFilter) -> Self;
+}
+
+macro_rules! bind_filter_for {
+    ($(<$($generic:lifetime),* $(, $param:ident)*> $query:ty),+) => {$(
+        impl<$($generic),* $(, $param)*> BindFilter for $query {
+            fn bind_filter(self, scope: &Scope, filter: &CompanyFilter) -> Self {
+                let q = filter.q.as_deref();
+                self.bind_scope(scope)
+                    .bind(filter.organization_id)
+                    .bind(q.map(contains_pattern))
+                    .bind(q.map(|q| format!("{}%", escape_like(&q.trim().to_uppercase()))))
+                    .bind(filter.sector.as_deref().map(escape_like))
+            }
+        }
+    )+};
+}
+bind_filter_for!(
+    <'q, O> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    <'q, O> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
+);
+
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -117,32 +145,16 @@ pub async fn list(
     order_by: &str,
     page: Page,
 ) -> sqlx::Result<(Vec<Company>, i64)> {
-    let condition = format!(
-        "{IN_SCOPE} AND ($4::uuid IS NULL OR c.organization_id = $4)
-         AND ($5::text IS NULL OR c.symbol LIKE $6 OR c.name ILIKE $5) AND ($7::text IS NULL OR c.sector ILIKE $7)"
-    );
-    let contains = filter.q.as_deref().map(contains_pattern);
-    let symbol_prefix = filter
-        .q
-        .as_deref()
-        .map(|q| format!("{}%", escape_like(&q.trim().to_uppercase())));
-    let sector = filter.sector.as_deref().map(escape_like);
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM companies c WHERE {condition}"))
-        .bind_scope(scope)
-        .bind(filter.organization_id)
-        .bind(&contains)
-        .bind(&symbol_prefix)
-        .bind(&sector)
-        .fetch_one(&mut *conn)
-        .await?;
-    let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM companies c WHERE {condition} ORDER BY {order_by} LIMIT $8 OFFSET $9"
+    let total = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM companies c WHERE {IN_SCOPE} AND {FILTER}"
     ))
-    .bind_scope(scope)
-    .bind(filter.organization_id)
-    .bind(&contains)
-    .bind(&symbol_prefix)
-    .bind(&sector)
+    .bind_filter(scope, filter)
+    .fetch_one(&mut *conn)
+    .await?;
+    let items = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND {FILTER} ORDER BY {order_by} LIMIT $8 OFFSET $9"
+    ))
+    .bind_filter(scope, filter)
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(conn)

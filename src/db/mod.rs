@@ -8,6 +8,7 @@ pub mod bulk_jobs;
 pub mod companies;
 pub mod organizations;
 pub mod pagination;
+pub mod portfolio;
 pub mod predictions;
 pub mod sessions;
 pub mod tenants;

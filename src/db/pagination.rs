@@ -70,7 +70,8 @@ impl<T> Paginated<T> {
 }
 
 /// `sort=field` or `sort=-field` against a whitelist of (name, SQL expression); anything else is refused, so
-/// no client text ever reaches the SQL. Ties are broken by id for a stable order.
+/// no client text ever reaches the SQL. Rows without a value come last either way; ties are broken by id for a
+/// stable order.
 pub fn order_by(sort: Option<&str>, allowed: &[(&str, &str)], default: &str) -> Result<String, String> {
     let sort = sort.unwrap_or(default);
     let (field, direction) = match sort.strip_prefix('-') {
@@ -85,7 +86,7 @@ pub fn order_by(sort: Option<&str>, allowed: &[(&str, &str)], default: &str) -> 
             let names: Vec<_> = allowed.iter().map(|(name, _)| *name).collect();
             format!("sort must be one of {} (prefix '-' for descending)", names.join(", "))
         })?;
-    Ok(format!("{expression} {direction}, id {direction}"))
+    Ok(format!("{expression} {direction} NULLS LAST, id {direction}"))
 }
 
 /// A `LIKE` pattern matching `text` anywhere, with the pattern's metacharacters escaped.
@@ -142,11 +143,11 @@ mod tests {
         let allowed = [("name", "lower(name)"), ("created_at", "created_at")];
         assert_eq!(
             order_by(Some("-name"), &allowed, "name").unwrap(),
-            "lower(name) DESC, id DESC"
+            "lower(name) DESC NULLS LAST, id DESC"
         );
         assert_eq!(
             order_by(None, &allowed, "created_at").unwrap(),
-            "created_at ASC, id ASC"
+            "created_at ASC NULLS LAST, id ASC"
         );
         assert!(order_by(Some("name; DROP TABLE users"), &allowed, "name").is_err());
     }

@@ -47,6 +47,19 @@ pub struct CompanyQuery {
     pub per_page: Option<u32>,
 }
 
+/// The filter of a company list (the search text is cut at 200 characters).
+pub(super) fn company_filter(
+    organization_id: Option<Uuid>,
+    q: Option<String>,
+    sector: Option<String>,
+) -> CompanyFilter {
+    CompanyFilter {
+        organization_id,
+        q: q.map(|q| q.chars().take(200).collect()),
+        sector,
+    }
+}
+
 async fn list_companies(
     state: &AppState,
     principal: &Principal,
@@ -58,11 +71,7 @@ async fn list_companies(
         per_page: query.per_page,
     })?;
     let order = order_by(query.sort.as_deref(), &companies::SORTS, "symbol")?;
-    let filter = CompanyFilter {
-        organization_id: organization_id.or(query.organization_id),
-        q: query.q.map(|q| q.chars().take(200).collect()),
-        sector: query.sector,
-    };
+    let filter = company_filter(organization_id.or(query.organization_id), query.q, query.sector);
     let mut conn = state.db.acquire().await?;
     let (items, total) = companies::list(&mut conn, &principal.scope(), &filter, &order, page).await?;
     Ok(envelope::ok(Paginated::new(items, page, total)))

@@ -12,7 +12,10 @@
 //! | organizations   | `/api/v1/organizations/{id}`, `/organizations/{id}/companies`                   |
 //! | users           | `/api/v1/users/{id}`                                                            |
 //! | companies       | `/api/v1/companies`, `/companies/{id}`, `/companies/{id}/assignments[/{user_id}]` |
+//! | portfolio       | `GET /api/v1/portfolio` (companies with their current risk and trend)           |
+//! | models          | `GET /api/v1/models` (the registry and its model cards)                         |
 //! | audit           | `GET /api/v1/audit`                                                             |
+//! | dashboard       | `GET /app/` (the analysts' single-page dashboard; `/` leads there)               |
 //! | documentation   | `GET /api/v1/openapi.json`, `GET /api/v1/docs/` (Swagger UI, bundled)            |
 
 pub mod alerts;
@@ -20,13 +23,16 @@ pub mod audit;
 pub mod auth;
 pub mod bulk_jobs;
 pub mod companies;
+pub mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
+pub mod models;
 pub mod openapi;
 pub mod organizations;
+pub mod portfolio;
 pub mod predictions;
 pub mod request_id;
 pub mod tenants;
@@ -53,6 +59,7 @@ pub fn configure_app(
     api: &utoipa::openapi::OpenApi,
     routes: &openapi::RouteTable,
 ) {
+    dashboard::configure(cfg);
     openapi::configure_docs(cfg, api.clone(), routes.clone());
     configure(&mut ServiceConfig::new(cfg), max_json_body_bytes);
 }
@@ -100,6 +107,8 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(companies::assignments)
             .service(companies::assign)
             .service(companies::unassign)
+            .service(portfolio::list)
+            .service(models::list)
             .service(predictions::create)
             .service(predictions::history)
             .service(predictions::accunode_annual)

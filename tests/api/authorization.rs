@@ -695,6 +695,7 @@ fn matrix(w: &World) -> Vec<Row> {
         .body(json!({ "full_name": "B Admin" })),
         // Companies.
         row("GET", "/api/v1/companies", "/api/v1/companies".into(), all),
+        row("GET", "/api/v1/portfolio", "/api/v1/portfolio".into(), all),
         row(
             "GET",
             "/api/v1/organizations/{organization_id}/companies",
@@ -975,6 +976,7 @@ fn matrix(w: &World) -> Vec<Row> {
             [200, 200, 200, 200, 403],
         ),
         // Alerts.
+        row("GET", "/api/v1/models", "/api/v1/models".into(), all),
         row("GET", "/api/v1/alerts", "/api/v1/alerts".into(), all),
         row("GET", "/api/v1/alerts/stream", "/api/v1/alerts/stream".into(), all).streaming(),
         // Audit.

@@ -7,6 +7,7 @@ mod authorization;
 mod binary;
 mod bulk;
 mod crash;
+mod dashboard;
 mod envelope;
 mod health;
 mod helpers;

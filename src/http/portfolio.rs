@@ -1,0 +1,66 @@
+//! The portfolio: every company the caller may see with its current risk, for the dashboard's main table
+//! and for clients that monitor a book of obligors.
+
+use actix_web::{HttpResponse, get, web};
+use pdscore_actors::RiskLevel;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{ApiError, companies::company_filter, envelope, field_details, order_by, page};
+use crate::{
+    auth::{Permission, Principal},
+    db::{
+        pagination::{PageRequest, Paginated},
+        portfolio::{self, PortfolioItem},
+    },
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PortfolioQuery {
+    /// Only this organization's companies.
+    pub organization_id: Option<Uuid>,
+    /// Symbol prefix or name substring, case-insensitive.
+    pub q: Option<String>,
+    /// Sector, case-insensitive exact match.
+    pub sector: Option<String>,
+    /// Only companies whose current risk is `low`, `medium`, `high` or `critical`.
+    pub risk_level: Option<String>,
+    /// `symbol`, `name`, `sector`, `market_cap`, `created_at` or `probability` (the latest PD; unscored
+    /// companies last); prefix `-` for descending.
+    pub sort: Option<String>,
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+}
+
+/// The companies the caller may see, each with its latest prediction (of the latest reporting period, annual
+/// or quarterly, whichever was scored last), the PD of the period before and the trend between them.
+#[utoipa::path(tag = "companies", security(("bearer" = [])), params(PortfolioQuery), responses(
+    (status = 200, body = envelope::Envelope<Paginated<PortfolioItem>>), (status = 422, body = envelope::ErrorBody)))]
+#[get("/portfolio")]
+pub async fn list(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<PortfolioQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::CompanyRead)?;
+    principal.authorize(Permission::PredictionRead)?;
+    let query = query.into_inner();
+    let page = page(PageRequest {
+        page: query.page,
+        per_page: query.per_page,
+    })?;
+    let order = order_by(query.sort.as_deref(), &portfolio::SORTS, "symbol")?;
+    let risk_level = query
+        .risk_level
+        .as_deref()
+        .map(str::parse::<RiskLevel>)
+        .transpose()
+        .map_err(|e| ApiError::validation(e.to_string()).with_details(field_details("risk_level", &e.to_string())))?;
+    let filter = company_filter(query.organization_id, query.q, query.sector);
+    let mut conn = state.db.acquire().await?;
+    let (items, total) = portfolio::list(&mut conn, &principal.scope(), &filter, risk_level, &order, page).await?;
+    Ok(envelope::ok(Paginated::new(items, page, total)))
+}

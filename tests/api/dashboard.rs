@@ -1,0 +1,641 @@
+//! The dashboard: its API (portfolio, models), its assets and headers, and end-to-end journeys in headless
+//! Chromium (Debian's `chromium` and `chromedriver`, driven over WebDriver) against the running service with
+//! real data. Each journey saves a screenshot of every page at 1366×768 and 390×844 under
+//! `target/screenshots/` (not committed).
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use pdscore::db::users::Role;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    bulk::annual_csv,
+    helpers::{Demo, TestApp, eventually, spawn_app, spawn_app_with},
+    pipeline::{message, publish, risky, safe},
+};
+
+/// The demo tenant with AccuNode's risk bands, GLOBEX scored for 2019-2022 (LOW, LOW, MEDIUM, MEDIUM: one
+/// alert) and ACME for 2022 (LOW).
+async fn scored_demo(app: &TestApp) -> Demo {
+    let demo = app.demo().await;
+    let admin = demo.token(Role::TenantAdmin).to_owned();
+    let (status, _) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/tenants/{}", demo.setup.tenant_id),
+            Some(&admin),
+            Some(&json!({ "risk_thresholds": { "scheme": "accunode" } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let history = [
+        ("GLOBEX", 2019, safe()),
+        ("GLOBEX", 2020, safe()),
+        ("GLOBEX", 2021, risky()),
+        ("GLOBEX", 2022, risky()),
+        ("ACME", 2022, safe()),
+    ];
+    for (symbol, year, ratios) in history {
+        file(app, &demo, symbol, year, ratios).await;
+    }
+    demo
+}
+
+/// Publishes an annual filing of `symbol` to NATS and waits until its prediction is committed.
+async fn file(app: &TestApp, demo: &Demo, symbol: &str, year: u16, ratios: Value) {
+    let (js, ns) = app.jetstream().await;
+    let key = format!("{symbol}-{year}");
+    let subject = ns.filings(&demo.setup.tenant_slug, "annual");
+    publish(&js, subject, message(&key, symbol, year, ratios)).await;
+    eventually(&key, Duration::from_secs(20), || async {
+        let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM filings WHERE idempotency_key = $1")
+            .bind(&key)
+            .fetch_optional(&app.db)
+            .await
+            .unwrap();
+        let scored: Option<i64> = match found {
+            Some(filing) => sqlx::query_scalar("SELECT count(*) FROM predictions WHERE filing_id = $1")
+                .bind(filing)
+                .fetch_optional(&app.db)
+                .await
+                .unwrap(),
+            None => None,
+        };
+        scored.filter(|n| *n > 0)
+    })
+    .await;
+}
+
+fn items(answer: &Value) -> Vec<Value> {
+    answer["data"]["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn symbols(answer: &Value) -> Vec<String> {
+    items(answer)
+        .iter()
+        .map(|i| i["company"]["symbol"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn the_portfolio_gives_each_visible_company_its_latest_risk_and_trend() {
+    let app = spawn_app().await;
+    let demo = scored_demo(&app).await;
+    let admin = demo.token(Role::TenantAdmin);
+
+    let (status, riskiest) = app
+        .call("GET", "/api/v1/portfolio?sort=-probability", Some(admin), None)
+        .await;
+    assert_eq!(status, 200, "{riskiest:#}");
+    // Unscored companies come last whichever the direction.
+    assert_eq!(symbols(&riskiest), ["GLOBEX", "ACME", "INITECH"]);
+    let (_, safest) = app
+        .call("GET", "/api/v1/portfolio?sort=probability", Some(admin), None)
+        .await;
+    assert_eq!(symbols(&safest), ["ACME", "GLOBEX", "INITECH"]);
+    assert_eq!(riskiest["data"]["total"], 3);
+
+    let globex = &items(&riskiest)[0];
+    assert_eq!(globex["latest"]["period_year"], 2022);
+    assert_eq!(globex["latest"]["risk_level"], "medium");
+    assert_eq!(globex["latest"]["prediction_type"], "annual");
+    assert_eq!(globex["latest"]["model"], "annual/accunode-scorecard@1");
+    assert!(globex["latest"]["implied_rating"].is_string());
+    // 2021 and 2022 have the same ratios: the same PD.
+    assert_eq!(globex["trend"], "flat");
+    assert_eq!(globex["previous_probability"], globex["latest"]["probability"]);
+    let acme = &items(&riskiest)[1];
+    assert_eq!(
+        (acme["latest"]["risk_level"].as_str(), &acme["trend"]),
+        (Some("low"), &Value::Null)
+    );
+    assert_eq!(items(&riskiest)[2]["latest"], Value::Null);
+
+    // A new period moves the trend.
+    file(&app, &demo, "GLOBEX", 2023, safe()).await;
+    let (_, filtered) = app.call("GET", "/api/v1/portfolio?q=glo", Some(admin), None).await;
+    assert_eq!(symbols(&filtered), ["GLOBEX"]);
+    assert_eq!(items(&filtered)[0]["trend"], "down");
+
+    let (_, low) = app
+        .call("GET", "/api/v1/portfolio?risk_level=low", Some(admin), None)
+        .await;
+    assert_eq!(symbols(&low), ["ACME", "GLOBEX"]);
+    assert_eq!(low["data"]["total"], 2);
+
+    // The `user` account sees only its assigned company.
+    let (_, mine) = app
+        .call("GET", "/api/v1/portfolio", Some(demo.token(Role::User)), None)
+        .await;
+    assert_eq!(symbols(&mine), ["ACME"]);
+
+    for bad in ["risk_level=severe", "sort=pd", "per_page=0", "color=red"] {
+        let (status, answer) = app
+            .call("GET", &format!("/api/v1/portfolio?{bad}"), Some(admin), None)
+            .await;
+        assert!((400..500).contains(&status), "{bad}: {status} {answer:#}");
+        assert!(answer["error"]["code"].is_string(), "{bad}: {answer:#}");
+    }
+}
+
+#[actix_web::test]
+async fn the_models_route_lists_the_registry_with_its_model_cards() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let (status, answer) = app
+        .call("GET", "/api/v1/models", Some(demo.token(Role::User)), None)
+        .await;
+    assert_eq!(status, 200);
+    let models = answer["data"].as_array().unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string("models/artifacts/manifest.json").unwrap()).unwrap();
+    assert_eq!(models.len(), manifest["models"].as_array().unwrap().len());
+    let mlp = models.iter().find(|m| m["id"] == "annual/polish-mlp@1").unwrap();
+    assert_eq!(mlp["kind"], "network");
+    assert_eq!(mlp["features"].as_array().unwrap().len(), 64);
+    assert_eq!(mlp["card"]["id"], "annual/polish-mlp@1");
+    assert!(mlp["card"]["data"]["citation"].as_str().unwrap().contains("CC BY 4.0"));
+    assert_eq!(app.get("/api/v1/models").await.status(), 401);
+}
+
+#[actix_web::test]
+async fn the_dashboard_is_served_from_the_binary_with_a_strict_policy() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = client.get(format!("{}/", app.address)).send().await.unwrap();
+    assert_eq!(root.status(), 302);
+    assert_eq!(root.headers()["location"], "/app/");
+
+    let page = app.get("/app/").await;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    let html = page.text().await.unwrap();
+    // Everything the page loads comes from this origin.
+    assert!(html.contains("/app/app.js") && html.contains("/app/app.css"));
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script>"));
+
+    for (asset, kind) in [("app.js", "text/javascript"), ("app.css", "text/css")] {
+        let response = app.get(&format!("/app/{asset}")).await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        let etag = response.headers()["etag"].clone();
+        let again = client
+            .get(format!("{}/app/{asset}", app.address))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304);
+    }
+    assert_eq!(app.get("/app/secrets.env").await.status(), 404);
+    assert_eq!(app.get("/app/../Cargo.toml").await.status(), 404);
+}
+
+/// The two screen sizes every page is looked at in.
+#[derive(Clone, Copy)]
+enum Viewport {
+    Laptop,
+    Phone,
+}
+
+impl Viewport {
+    fn size(self) -> (u32, u32) {
+        match self {
+            Self::Laptop => (1366, 768),
+            Self::Phone => (390, 844),
+        }
+    }
+
+    fn name(self) -> String {
+        let (w, h) = self.size();
+        format!("{w}x{h}")
+    }
+}
+
+/// A headless Chromium session on the dashboard of `app`, through a chromedriver of its own.
+struct Browser {
+    client: Client,
+    driver: Child,
+    profile: PathBuf,
+    base: String,
+    viewport: Viewport,
+    test: &'static str,
+}
+
+impl Browser {
+    async fn start(app: &TestApp, viewport: Viewport, test: &'static str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian's chromium-driver; scripts/services.sh --browser installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        eventually("chromedriver", Duration::from_secs(20), || async {
+            http.get(format!("{url}/status")).send().await.ok().map(|_| ())
+        })
+        .await;
+        let profile = std::env::temp_dir().join(format!("pdscore-chromium-{}", Uuid::new_v4().simple()));
+        let (width, height) = viewport.size();
+        let mut options = json!({
+            "binary": "/usr/bin/chromium",
+            // No network but loopback: Chromium's own background traffic is switched off.
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--disable-extensions", "--hide-scrollbars",
+                format!("--user-data-dir={}", profile.display()),
+                format!("--window-size={width},{height}"),
+            ],
+        });
+        // The window's size would include the (invisible) browser frame: emulate the screen instead.
+        let phone = matches!(viewport, Viewport::Phone);
+        options["mobileEmulation"] = json!({
+            "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "mobile": phone, "touch": phone },
+        });
+        if phone {
+            options["mobileEmulation"]["userAgent"] =
+                json!("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Mobile");
+        }
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert("goog:chromeOptions".into(), options);
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&url)
+            .await
+            .expect("a Chromium session");
+        let browser = Self {
+            client,
+            driver,
+            profile,
+            base: app.address.clone(),
+            viewport,
+            test,
+        };
+        browser.client.goto(&format!("{}/app/", browser.base)).await.unwrap();
+        let inner = browser.js("return [window.innerWidth, window.innerHeight]").await;
+        assert_eq!(inner, json!([width, height]), "the page's viewport");
+        browser
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.expect("script runs")
+    }
+
+    /// Polls the JavaScript `condition` (an expression) until it holds; fails with what the page shows.
+    async fn until(&self, what: &str, condition: &str) {
+        let script = format!("return Boolean({condition})");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.js(&script).await == json!(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let page = self.js("return document.body.innerText").await;
+        let errors = self.js("return window.__pdErrors || []").await;
+        panic!(
+            "{}: waited 30 s for {what} ({condition}); page shows:\n{page}\nerrors: {errors}",
+            self.test
+        );
+    }
+
+    /// Goes to a route of the dashboard (`#/…`) and waits until its page has loaded its data.
+    async fn open(&self, route: &str, page: &str) {
+        self.js(&format!("location.hash = {}", json!(route))).await;
+        self.ready(page).await;
+    }
+
+    async fn ready(&self, page: &str) {
+        self.until(
+            &format!("page {page}"),
+            &format!(
+                "document.body.dataset.page === '{page}' && document.querySelector('main')?.dataset.ready === 'true'"
+            ),
+        )
+        .await;
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let field = self.find(css).await;
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn page_text(&self) -> String {
+        self.js("return document.body.innerText")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) {
+        self.open("#/login", "login").await;
+        self.fill("#email", email).await;
+        self.fill("#password", password).await;
+        self.click("#login-submit").await;
+        self.ready("portfolio").await;
+    }
+
+    /// Saves the page as `target/screenshots/<test>/<viewport>/<name>.png`; the page logged no errors.
+    async fn screenshot(&self, name: &str) {
+        self.no_errors().await;
+        let png = self.client.screenshot().await.unwrap();
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/screenshots")
+            .join(self.test)
+            .join(self.viewport.name());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Nothing went to the console as an error, no script failed and no policy was violated.
+    async fn no_errors(&self) {
+        let errors = self.js("return window.__pdErrors").await;
+        assert_eq!(errors, json!([]), "{}: the page reported errors", self.test);
+    }
+
+    /// Visits every page the signed-in account may see and saves a screenshot of each.
+    async fn tour(&self, company: Uuid, admin: bool) {
+        self.open("#/portfolio", "portfolio").await;
+        self.screenshot("portfolio").await;
+        self.open(&format!("#/companies/{company}"), "company").await;
+        self.until("the chart", "document.querySelectorAll('#pd-chart .point').length > 0")
+            .await;
+        self.screenshot("company").await;
+        if self
+            .js("return document.querySelectorAll('#reasons .reason').length")
+            .await
+            != json!(0)
+        {
+            self.js("document.querySelector('#reasons').scrollIntoView()").await;
+            self.screenshot("company-reasons").await;
+        }
+        self.open("#/alerts", "alerts").await;
+        self.screenshot("alerts").await;
+        self.open("#/bulk", "bulk").await;
+        self.screenshot("bulk").await;
+        self.open("#/models", "models").await;
+        self.screenshot("models").await;
+        if admin {
+            self.open("#/admin", "admin").await;
+            self.screenshot("admin").await;
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+async fn company_id(app: &TestApp, token: &str, symbol: &str) -> Uuid {
+    let (_, found) = app
+        .call("GET", &format!("/api/v1/portfolio?q={symbol}"), Some(token), None)
+        .await;
+    items(&found)[0]["company"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn browser_an_analyst_signs_in_finds_a_company_uploads_a_file_and_sees_a_live_alert() {
+    let app = spawn_app_with(|s| s.auth.login_attempts_per_address = 1000).await;
+    let demo = scored_demo(&app).await;
+    let admin = demo.setup.user(Role::TenantAdmin);
+    let globex = company_id(&app, demo.token(Role::TenantAdmin), "GLOBEX").await;
+    let browser = Browser::start(&app, Viewport::Laptop, "analyst").await;
+
+    // Sign in; a wrong password is refused on the page.
+    browser.open("#/login", "login").await;
+    browser.screenshot("login").await;
+    browser.fill("#email", &admin.email).await;
+    browser.fill("#password", "not the password").await;
+    browser.click("#login-submit").await;
+    browser
+        .until(
+            "the refusal",
+            "document.querySelector('#login-error')?.innerText.trim().length > 0",
+        )
+        .await;
+    browser.sign_in(&admin.email, &admin.password).await;
+    assert!(browser.text("#whoami").await.contains(&admin.email));
+
+    // Find GLOBEX by searching, then open its page.
+    browser.fill("#search", "glob").await;
+    browser
+        .until(
+            "GLOBEX alone",
+            "document.querySelectorAll('#portfolio tr[data-company-id]').length === 1 \
+             && document.querySelector('#portfolio tr[data-company-id] .company-link').innerText.includes('GLOBEX')",
+        )
+        .await;
+    let row = browser.text("#portfolio tr[data-company-id]").await;
+    assert!(row.contains("GLOBEX") && row.to_lowercase().contains("medium"), "{row}");
+    browser.click("#portfolio tr[data-company-id] .company-link").await;
+    browser.ready("company").await;
+    assert!(browser.text("#company-title").await.contains("GLOBEX"));
+    browser
+        .until(
+            "four annual points",
+            "document.querySelectorAll('#pd-chart .point[data-series=\"annual\"]').length === 4",
+        )
+        .await;
+    browser
+        .until(
+            "reason codes",
+            "document.querySelectorAll('#reasons .reason').length > 0",
+        )
+        .await;
+    assert_eq!(browser.text("#model-id").await, "annual/accunode-scorecard@1");
+    assert!(browser.text("#inputs").await.contains("return_on_assets"));
+
+    // Upload an annual CSV and watch the progress bar reach 100 %.
+    browser.open("#/bulk", "bulk").await;
+    let csv = std::env::temp_dir().join(format!("pdscore-dashboard-{}.csv", Uuid::new_v4().simple()));
+    std::fs::write(&csv, annual_csv(40, 3)).unwrap();
+    browser
+        .find("#upload-file")
+        .await
+        .send_keys(&csv.display().to_string())
+        .await
+        .unwrap();
+    browser.click("#upload-submit").await;
+    browser
+        .until(
+            "a moving progress bar",
+            "document.querySelector('#job-progress')?.value > 0",
+        )
+        .await;
+    browser
+        .until(
+            "the job's end",
+            "document.querySelector('#job-progress').value === 100 && document.querySelector('#results-link')",
+        )
+        .await;
+    assert!(browser.text("#job-status").await.to_lowercase().contains("completed"));
+    let _ = std::fs::remove_file(&csv);
+    browser.screenshot("bulk-done").await;
+
+    // A filing published to NATS moves GLOBEX back to LOW: the alert appears live, and the header counts it
+    // (with the alerts the bulk job's companies raised).
+    browser.open("#/alerts", "alerts").await;
+    let globex_items =
+        "[...document.querySelectorAll('#alert-feed .alert-item')].filter(i => i.innerText.includes('GLOBEX'))";
+    assert_eq!(browser.js(&format!("return {globex_items}.length")).await, json!(0));
+    file(&app, &demo, "GLOBEX", 2023, safe()).await;
+    browser
+        .until("the live alert", &format!("{globex_items}.length === 1"))
+        .await;
+    let alert = browser.js(&format!("return {globex_items}[0].innerText")).await;
+    assert!(alert.as_str().unwrap().to_lowercase().contains("low"), "{alert}");
+    browser
+        .until(
+            "the counter",
+            "document.querySelector('#alert-count').innerText.trim() \
+             === String(document.querySelectorAll('#alert-feed .alert-item').length)",
+        )
+        .await;
+    browser.screenshot("alerts-live").await;
+
+    browser.tour(globex, true).await;
+
+    // Sign out: back to the sign-in page, and the session is gone from the browser and the server.
+    let token = browser.js("return JSON.stringify(sessionStorage)").await;
+    browser.click("#sign-out").await;
+    browser.ready("login").await;
+    assert_eq!(browser.js("return sessionStorage.length").await, json!(0), "{token}");
+    browser.open("#/portfolio", "login").await;
+    browser.no_errors().await;
+    browser.close().await;
+
+    // The same pages on a phone.
+    let phone = Browser::start(&app, Viewport::Phone, "analyst").await;
+    phone.sign_in(&admin.email, &admin.password).await;
+    phone.tour(globex, true).await;
+    phone.close().await;
+}
+
+#[actix_web::test]
+async fn browser_a_user_of_another_tenant_sees_none_of_its_data_on_any_page() {
+    let app = spawn_app_with(|s| s.auth.login_attempts_per_address = 1000).await;
+    let demo = scored_demo(&app).await;
+    let admin_a = demo.token(Role::TenantAdmin).to_owned();
+    let globex = company_id(&app, &admin_a, "GLOBEX").await;
+    // Tenant A also has an alert.
+    file(&app, &demo, "GLOBEX", 2023, safe()).await;
+
+    let (status, created) = app
+        .call(
+            "POST",
+            "/api/v1/tenants",
+            Some(demo.token(Role::SuperAdmin)),
+            Some(&json!({
+                "slug": "tenant-b", "name": "Tenant B",
+                "admin": { "email": "admin@b.example.com", "password": "second tenant secret pass" }
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created:#}");
+    let tenant_b = created["data"]["tenant"]["id"].as_str().unwrap().to_owned();
+    let tb = app.login("admin@b.example.com", "second tenant secret pass").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, org) = app
+        .call(
+            "POST",
+            &format!("/api/v1/tenants/{tenant_b}/organizations"),
+            Some(&tb),
+            Some(&json!({ "name": "B1" })),
+        )
+        .await;
+    let org_b = org["data"]["id"].as_str().unwrap();
+    let (status, bone) = app
+        .call(
+            "POST",
+            &format!("/api/v1/organizations/{org_b}/companies"),
+            Some(&tb),
+            Some(&json!({ "symbol": "BONE", "name": "B One" })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let bone: Uuid = bone["data"]["id"].as_str().unwrap().parse().unwrap();
+
+    for viewport in [Viewport::Laptop, Viewport::Phone] {
+        let browser = Browser::start(&app, viewport, "isolation").await;
+        browser
+            .sign_in("admin@b.example.com", "second tenant secret pass")
+            .await;
+        let tenant_a_marks = ["GLOBEX", "ACME", "INITECH", "demo.example.com", "Credit Risk"];
+        let shows_nothing_of_a = |page: String, at: &str| {
+            for mark in tenant_a_marks {
+                assert!(!page.contains(mark), "tenant B's {at} page shows {mark}:\n{page}");
+            }
+        };
+        let rows = browser
+            .js("return document.querySelectorAll('#portfolio tr[data-company-id]').length")
+            .await;
+        assert_eq!(rows, json!(1));
+        assert!(browser.text("#portfolio").await.contains("BONE"));
+        shows_nothing_of_a(browser.page_text().await, "portfolio");
+        // A's company by its id: not found, and nothing of it shown.
+        browser.open(&format!("#/companies/{globex}"), "company").await;
+        browser
+            .until("not found", "document.querySelector('#not-found') !== null")
+            .await;
+        shows_nothing_of_a(browser.page_text().await, "company");
+        browser.screenshot("foreign-company").await;
+        for (route, page) in [("#/alerts", "alerts"), ("#/bulk", "bulk"), ("#/admin", "admin")] {
+            browser.open(route, page).await;
+            shows_nothing_of_a(browser.page_text().await, page);
+            browser.screenshot(page).await;
+        }
+        browser.open(&format!("#/companies/{bone}"), "company").await;
+        assert!(browser.text("#company-title").await.contains("BONE"));
+        browser.no_errors().await;
+        browser.close().await;
+    }
+}
