@@ -639,3 +639,71 @@ async fn browser_a_user_of_another_tenant_sees_none_of_its_data_on_any_page() {
         browser.close().await;
     }
 }
+
+#[actix_web::test]
+async fn browser_a_user_sees_only_what_its_role_allows_and_stays_signed_in_when_its_token_is_refused() {
+    let app = spawn_app_with(|s| s.auth.login_attempts_per_address = 1000).await;
+    let demo = scored_demo(&app).await;
+    let viewer = demo.setup.user(Role::User);
+    let globex: Uuid = sqlx::query_scalar("SELECT id FROM companies WHERE symbol = 'GLOBEX'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let browser = Browser::start(&app, Viewport::Laptop, "viewer").await;
+    browser.sign_in(&viewer.email, &viewer.password).await;
+
+    // Only the assigned company; no administration, no uploads — in the menus and on the pages.
+    let rows = browser
+        .js("return [...document.querySelectorAll('#portfolio .company-link')].map(a => a.innerText)")
+        .await;
+    assert_eq!(rows, json!(["ACME"]));
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('a[href=\"#/admin\"]').length")
+            .await,
+        json!(0)
+    );
+    browser.open("#/admin", "admin").await;
+    browser
+        .until("the refusal", "document.querySelector('#admin-forbidden') !== null")
+        .await;
+    browser.open("#/bulk", "bulk").await;
+    assert_eq!(
+        browser.js("return document.querySelector('#upload-form')").await,
+        Value::Null
+    );
+    // An unassigned company of the same tenant is not found either.
+    browser.open(&format!("#/companies/{globex}"), "company").await;
+    browser
+        .until("not found", "document.querySelector('#not-found') !== null")
+        .await;
+    assert!(!browser.page_text().await.contains("GLOBEX"));
+
+    // When the server refuses the access token (expired, or here: no longer valid), the page refreshes the
+    // pair once, transparently, and goes on.
+    let tokens = "return JSON.parse(sessionStorage.getItem('pdscore.session')).access_token";
+    let first = browser.js(tokens).await;
+    browser
+        .js("const s = JSON.parse(sessionStorage.getItem('pdscore.session')); \
+             s.access_token = s.access_token.slice(0, -8) + 'AAAAAAAA'; \
+             sessionStorage.setItem('pdscore.session', JSON.stringify(s))")
+        .await;
+    browser.open("#/portfolio", "portfolio").await;
+    assert!(browser.text("#portfolio").await.contains("ACME"));
+    let second = browser.js(tokens).await;
+    assert!(
+        first.is_string() && second.is_string() && first != second,
+        "{first} then {second}"
+    );
+    browser.open("#/models", "models").await;
+    assert!(
+        browser
+            .js("return document.querySelectorAll('.model-card').length")
+            .await
+            .as_u64()
+            .unwrap()
+            >= 3
+    );
+    browser.no_errors().await;
+    browser.close().await;
+}
