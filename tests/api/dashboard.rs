@@ -567,48 +567,12 @@ async fn browser_a_user_of_another_tenant_sees_none_of_its_data_on_any_page() {
     // Tenant A also has an alert.
     file(&app, &demo, "GLOBEX", 2023, safe()).await;
 
-    let (status, created) = app
-        .call(
-            "POST",
-            "/api/v1/tenants",
-            Some(demo.token(Role::SuperAdmin)),
-            Some(&json!({
-                "slug": "tenant-b", "name": "Tenant B",
-                "admin": { "email": "admin@b.example.com", "password": "second tenant secret pass" }
-            })),
-        )
-        .await;
-    assert_eq!(status, 201, "{created:#}");
-    let tenant_b = created["data"]["tenant"]["id"].as_str().unwrap().to_owned();
-    let tb = app.login("admin@b.example.com", "second tenant secret pass").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, org) = app
-        .call(
-            "POST",
-            &format!("/api/v1/tenants/{tenant_b}/organizations"),
-            Some(&tb),
-            Some(&json!({ "name": "B1" })),
-        )
-        .await;
-    let org_b = org["data"]["id"].as_str().unwrap();
-    let (status, bone) = app
-        .call(
-            "POST",
-            &format!("/api/v1/organizations/{org_b}/companies"),
-            Some(&tb),
-            Some(&json!({ "symbol": "BONE", "name": "B One" })),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let bone: Uuid = bone["data"]["id"].as_str().unwrap().parse().unwrap();
+    let tenant_b = app.second_tenant(demo.token(Role::SuperAdmin), "BONE").await;
+    let bone = tenant_b.company_id;
 
     for viewport in [Viewport::Laptop, Viewport::Phone] {
         let browser = Browser::start(&app, viewport, "isolation").await;
-        browser
-            .sign_in("admin@b.example.com", "second tenant secret pass")
-            .await;
+        browser.sign_in(tenant_b.admin_email, tenant_b.admin_password).await;
         let tenant_a_marks = ["GLOBEX", "ACME", "INITECH", "demo.example.com", "Credit Risk"];
         let shows_nothing_of_a = |page: String, at: &str| {
             for mark in tenant_a_marks {

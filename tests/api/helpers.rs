@@ -320,6 +320,47 @@ impl Drop for TestApp {
     }
 }
 
+/// A second tenant ("tenant-b", created by the super admin `sa`) with one organization and one company of
+/// symbol `symbol`: its admin's credentials and token, and the company's id.
+pub struct SecondTenant {
+    pub admin_email: &'static str,
+    pub admin_password: &'static str,
+    pub admin_token: String,
+    pub company_id: Uuid,
+}
+
+impl TestApp {
+    pub async fn second_tenant(&self, sa: &str, symbol: &str) -> SecondTenant {
+        let (admin_email, admin_password) = ("admin@b.example.com", "second tenant secret pass");
+        let id = |answer: &Value| -> Uuid { answer["data"]["id"].as_str().expect("an id").parse().unwrap() };
+        let body = serde_json::json!({
+            "slug": "tenant-b", "name": "Tenant B", "admin": { "email": admin_email, "password": admin_password }
+        });
+        let (status, created) = self.call("POST", "/api/v1/tenants", Some(sa), Some(&body)).await;
+        assert_eq!(status, 201, "{created:#}");
+        let tenant_id: Uuid = created["data"]["tenant"]["id"].as_str().unwrap().parse().unwrap();
+        let admin_token = self.login(admin_email, admin_password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let organization = serde_json::json!({ "name": "B1" });
+        let path = format!("/api/v1/tenants/{tenant_id}/organizations");
+        let (status, org) = self.call("POST", &path, Some(&admin_token), Some(&organization)).await;
+        assert_eq!(status, 201, "{org:#}");
+        let organization_id = id(&org);
+        let company = serde_json::json!({ "symbol": symbol, "name": format!("{symbol} of tenant B") });
+        let path = format!("/api/v1/organizations/{organization_id}/companies");
+        let (status, company) = self.call("POST", &path, Some(&admin_token), Some(&company)).await;
+        assert_eq!(status, 201, "{company:#}");
+        SecondTenant {
+            admin_email,
+            admin_password,
+            admin_token,
+            company_id: id(&company),
+        }
+    }
+}
+
 /// The demo tenant and a signed-in token per role.
 pub struct Demo {
     pub setup: pdscore::accounts::DemoSetup,

@@ -561,38 +561,8 @@ async fn a_flooding_tenant_is_delayed_without_slowing_another_or_losing_filings(
         )
         .await;
     assert_eq!(status, 200);
-    let (_, created) = app
-        .call(
-            "POST",
-            "/api/v1/tenants",
-            Some(&sa),
-            Some(&json!({ "slug": "tenant-b", "name": "B",
-            "admin": { "email": "admin@b.example.com", "password": "second tenant secret pass" } })),
-        )
-        .await;
-    let tenant_b = created["data"]["tenant"]["id"].as_str().unwrap().to_owned();
-    let tb = app.login("admin@b.example.com", "second tenant secret pass").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (_, org) = app
-        .call(
-            "POST",
-            &format!("/api/v1/tenants/{tenant_b}/organizations"),
-            Some(&tb),
-            Some(&json!({ "name": "B1" })),
-        )
-        .await;
-    let org = org["data"]["id"].as_str().unwrap().to_owned();
-    let (_, company) = app
-        .call(
-            "POST",
-            &format!("/api/v1/organizations/{org}/companies"),
-            Some(&tb),
-            Some(&json!({ "symbol": "BCO", "name": "B Co" })),
-        )
-        .await;
-    let b_company: Uuid = company["data"]["id"].as_str().unwrap().parse().unwrap();
+    let tenant_b = app.second_tenant(&sa, "BCO").await;
+    let (tb, b_company) = (tenant_b.admin_token, tenant_b.company_id);
 
     // Dirty buffers of earlier work written out now rather than by a checkpoint during a measurement.
     sqlx::query("CHECKPOINT").execute(&app.db).await.unwrap();
