@@ -48,6 +48,8 @@ window.__pdErrors = [];
   const API = "/api/v1";
   const SESSION_KEY = "pdscore.session";
   const LIVE_KEY = "pdscore.live";
+  /** This tab's id, kept with its session (see "Duplicated tabs" below). */
+  const TAB_KEY = "pdscore.tab";
   /** Roles, highest first (as the server orders them). */
   const ROLES = ["super_admin", "tenant_admin", "org_admin", "org_member", "user"];
   const RISK_LEVELS = ["low", "medium", "high", "critical"];
@@ -118,12 +120,30 @@ window.__pdErrors = [];
   const sleep = (ms, signal) =>
     new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const timer = setTimeout(resolve, ms);
-      signal?.addEventListener("abort", () => {
+      const onAbort = () => {
         clearTimeout(timer);
         reject(signal.reason);
-      }, { once: true });
+      };
+      const timer = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
+  /**
+   * A source of abort signals where each new signal aborts the previous one (and all follow `parent`): for
+   * loads that the next one supersedes, so that an older answer never overwrites a newer one.
+   */
+  const supersedable = (parent) => {
+    let previous = null;
+    return () => {
+      previous?.abort();
+      previous = new AbortController();
+      return AbortSignal.any([parent, previous.signal]);
+    };
+  };
+  /** A random id (crypto.randomUUID needs a secure context; getRandomValues does not). */
+  const randomId = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
   const isUuid = (s) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);
 
   // Number and date formats (the browser's locale).
@@ -182,12 +202,52 @@ window.__pdErrors = [];
       const { access_token, refresh_token, user_id, role, tenant_id, organization_id } = pair;
       sessionStorage.setItem(SESSION_KEY,
         JSON.stringify({ access_token, refresh_token, user_id, role, tenant_id, organization_id }));
+      if (!sessionStorage.getItem(TAB_KEY)) sessionStorage.setItem(TAB_KEY, randomId());
     },
     clear() {
       sessionStorage.removeItem(SESSION_KEY);
       sessionStorage.removeItem(LIVE_KEY);
+      sessionStorage.removeItem(TAB_KEY);
     },
   };
+
+  /*
+   * Duplicated tabs. "Duplicate tab" copies sessionStorage, so the copy starts with the same single-use
+   * refresh token as its original: whichever used it second would make the server revoke the session of
+   * both. So each signed-in tab keeps an id with its session (TAB_KEY) and, over a BroadcastChannel, answers
+   * "is anyone else tab <id>?". A tab that hears an answer on start is the copy: it forgets its session.
+   */
+  const TAB_CHECK_MS = 250;
+  const tabChannel = typeof BroadcastChannel === "function" ? new BroadcastChannel("pdscore.tabs") : null;
+  /** During the check on start: { nonce, finish(copied) }. */
+  let tabCheck = null;
+
+  tabChannel?.addEventListener("message", ({ data }) => {
+    const id = sessionStorage.getItem(TAB_KEY);
+    if (!id || data?.tab !== id) return;
+    if (!tabCheck) {
+      if (data.type === "ping") tabChannel.postMessage({ type: "here", tab: id });
+    } else if (data.type === "here" || (data.type === "ping" && data.nonce > tabCheck.nonce)) {
+      // Answered; or both copies are starting at once, and the other one (the larger nonce) keeps the session.
+      tabCheck.finish(true);
+    }
+  });
+
+  /** Whether another open tab holds this tab's id (then this one is its copy). */
+  function isCopiedTab() {
+    const id = sessionStorage.getItem(TAB_KEY);
+    if (!tabChannel || !id) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const finish = (copied) => {
+        clearTimeout(timer);
+        tabCheck = null;
+        resolve(copied);
+      };
+      const timer = setTimeout(() => finish(false), TAB_CHECK_MS);
+      tabCheck = { nonce: Math.random(), finish };
+      tabChannel.postMessage({ type: "ping", tab: id, nonce: tabCheck.nonce });
+    });
+  }
 
   /** An API failure: the HTTP status (0: no answer), the envelope's code, message and details. */
   class ApiError extends Error {
@@ -260,8 +320,8 @@ window.__pdErrors = [];
         body: JSON.stringify({ refresh_token: session.refresh_token }),
       });
       const pair = await readEnvelope(response);
-      // Signed out while the refresh was in flight: do not bring the session back.
-      if (Session.get()) Session.save(pair);
+      // Signed out, or signed in anew, while the refresh was in flight: leave that session alone.
+      if (Session.get()?.refresh_token === session.refresh_token) Session.save(pair);
     })();
     refreshing = { token: session.refresh_token, promise };
     try {
@@ -336,16 +396,24 @@ window.__pdErrors = [];
     }
   }
 
-  /** Fetches every page of a paginated list (at most `maxPages` pages of 200). */
-  async function apiAll(path, { query, signal, maxPages = 5 } = {}) {
+  /**
+   * Fetches the pages of a paginated list, at most `maxPages` pages of 200: { items, total }, where `total`
+   * counts the whole list (more than `items` when it was cut short).
+   */
+  async function apiPages(path, { query, signal, maxPages = 5 } = {}) {
     const items = [];
+    let total = 0;
     for (let page = 1; page <= maxPages; page++) {
       const data = await api("GET", path, { query: { ...query, page, per_page: 200 }, signal });
       items.push(...data.items);
+      total = data.total;
       if (page >= data.total_pages) break;
     }
-    return items;
+    return { items, total };
   }
+
+  /** The items of a paginated list (at most `maxPages` pages of 200). */
+  const apiAll = async (path, options) => (await apiPages(path, options)).items;
 
   /** Downloads an authenticated file: fetch → Blob → a temporary <a download>. */
   async function download(path, fallbackName) {
@@ -472,35 +540,57 @@ window.__pdErrors = [];
   /** The admin page: user administration, or organization management. */
   const mayAdminister = () => can("user:read") && (can("user:manage") || can("org:manage") || can("org:create"));
 
-  /** The live alert stream (one per session, whatever the page) and what it has delivered. */
+  /** The most live alerts kept (and shown on the alerts page). */
+  const LIVE_MAX = 200;
+
+  /**
+   * The live alert stream (one per session, whatever the page) and what it has delivered. `newest` is the
+   * newest alert id the session knows of (null: not known yet, "": there was none when the session began);
+   * alert ids are UUIDv7, so a larger id is a newer alert (the stored history is sorted by id).
+   */
   const live = {
     alerts: [],
     count: 0,
+    newest: null,
     controller: null,
     bus: new EventTarget(),
   };
 
+  function resetLive() {
+    live.alerts = [];
+    live.count = 0;
+    live.newest = null;
+  }
+
   function saveLive() {
     if (!Session.get()) return;
-    sessionStorage.setItem(LIVE_KEY, JSON.stringify({ count: live.count, alerts: live.alerts.slice(0, 100) }));
+    sessionStorage.setItem(LIVE_KEY,
+      JSON.stringify({ count: live.count, newest: live.newest, alerts: live.alerts.slice(0, 100) }));
   }
 
   function restoreLive() {
+    resetLive();
     try {
       const saved = JSON.parse(sessionStorage.getItem(LIVE_KEY));
-      live.count = isNumber(saved?.count) ? saved.count : 0;
-      live.alerts = Array.isArray(saved?.alerts) ? saved.alerts : [];
+      if (isNumber(saved?.count)) live.count = saved.count;
+      if (typeof saved?.newest === "string") live.newest = saved.newest;
+      if (Array.isArray(saved?.alerts)) live.alerts = saved.alerts;
     } catch {
-      live.count = 0;
-      live.alerts = [];
+      // Nothing (readable) saved: start afresh.
     }
+  }
+
+  /** Notes that alert `id` exists: it may be the newest the session knows of. */
+  function noteNewest(id) {
+    if (live.newest === null || id > live.newest) live.newest = id;
   }
 
   function receiveAlert(alert) {
     if (!alert?.id || live.alerts.some((a) => a.id === alert.id)) return;
     live.alerts.unshift(alert);
-    live.alerts.length = Math.min(live.alerts.length, 200);
+    live.alerts.length = Math.min(live.alerts.length, LIVE_MAX);
     live.count += 1;
+    noteNewest(alert.id);
     saveLive();
     const counter = document.getElementById("alert-count");
     if (counter) counter.textContent = String(live.count);
@@ -520,6 +610,27 @@ window.__pdErrors = [];
     dot.setAttribute("aria-label", label);
   }
 
+  /**
+   * The server does not replay what a subscriber missed, so each time the stream (re)opens, the alerts
+   * stored meanwhile are fetched: those newer than the newest the session knows of are received as live
+   * ones (receiveAlert skips any already there). When the session's first stream opens, this only notes
+   * where the session begins.
+   */
+  async function catchUpAlerts(signal) {
+    const since = live.newest;
+    const recent = await api("GET", "/alerts", { signal, query: { limit: since === null ? 1 : 50 } });
+    if (since === null) {
+      noteNewest(recent[0]?.id ?? "");
+      saveLive();
+      return;
+    }
+    const missed = recent.filter((alert) => alert.id > since);
+    for (const alert of missed.reverse()) receiveAlert(alert);
+    if (missed.length === recent.length && recent.length === 50) {
+      announce("Some live alerts were missed; the alert history has them all.");
+    }
+  }
+
   function startAlertStream() {
     stopAlertStream();
     if (!can("prediction:read")) return;
@@ -527,7 +638,14 @@ window.__pdErrors = [];
     live.controller = controller;
     followEvents("/alerts/stream", {
       signal: controller.signal,
-      onState: setStreamState,
+      onState(stateName, detail) {
+        setStreamState(stateName, detail);
+        if (stateName !== "open") return;
+        catchUpAlerts(controller.signal).catch((error) => {
+          // Not fatal: the alert history has them all.
+          if (!(error instanceof ApiError)) reportBug(error);
+        });
+      },
       onEvent(event) {
         if (event.type === "alert") receiveAlert(JSON.parse(event.data));
         else if (event.type === "lagged") announce("Some live alerts were missed; the alert history has them all.");
@@ -556,8 +674,7 @@ window.__pdErrors = [];
     const pair = await readEnvelope(response);
     Session.clear();
     Session.save(pair);
-    live.alerts = [];
-    live.count = 0;
+    resetLive();
     await loadMe();
     startSession();
     const target = state.returnTo && !state.returnTo.startsWith("#/login") ? state.returnTo : "#/portfolio";
@@ -578,8 +695,9 @@ window.__pdErrors = [];
     sessionStorage.clear();
     state.me = null;
     state.permissions = new Set();
-    live.alerts = [];
-    live.count = 0;
+    resetLive();
+    // The next person to sign in here starts from the default portfolio view.
+    Object.assign(portfolioState, PORTFOLIO_DEFAULTS);
     state.loginNotice = notice;
     headerEl.hidden = true;
     headerEl.replaceChildren();
@@ -587,21 +705,28 @@ window.__pdErrors = [];
     else location.hash = "#/login";
   }
 
+  /** True while signOut ends the session: a refusal meanwhile is not a lost session (signOut ends it anyway). */
+  let signingOut = false;
+
   /** The server refused the session (expired, revoked): back to the sign-in page, once. */
   function sessionLost(notice = "Please sign in.") {
-    if (!state.me && !Session.get()) return;
+    if (signingOut || (!state.me && !Session.get())) return;
     if (location.hash.startsWith("#/") && !location.hash.startsWith("#/login")) state.returnTo = location.hash;
     endSession(notice);
   }
 
   async function signOut() {
-    const session = Session.get();
-    if (session) {
-      // Ends the session on the server; whatever it answers, this tab forgets it.
-      await rawFetch(`${API}/auth/logout`, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${session.access_token}` },
-      }).catch(() => {});
+    if (Session.get()) {
+      // Ends the session on the server (an expired access token is refreshed once, and the logout retried);
+      // whatever it answers, this tab forgets the session.
+      signingOut = true;
+      try {
+        await authFetch(`${API}/auth/logout`, { method: "POST" });
+      } catch {
+        // Unreachable, or the session could not be renewed: nothing more to end here.
+      } finally {
+        signingOut = false;
+      }
     }
     state.returnTo = null;
     endSession("You have signed out.");
@@ -708,14 +833,21 @@ window.__pdErrors = [];
       el("button", { type: "button", id: `${prefix}${id}`, class: "button secondary", onclick: () => onPage(current.page + step) }, label);
     const prev = button("page-prev", "‹ Previous", -1);
     const next = button("page-next", "Next ›", 1);
-    const info = el("span", { id: `${prefix}page-info`, class: "page-info", "aria-live": "polite" });
+    // Focusable from script: it takes the focus when neither button can.
+    const info = el("span", { id: `${prefix}page-info`, class: "page-info", "aria-live": "polite", tabindex: "-1" });
     const element = el("nav", { class: "pager", "aria-label": "Pages" }, prev, info, next);
     return {
       element,
       update(data) {
         current = { page: data.page, total_pages: Math.max(1, data.total_pages) };
+        const focused = document.activeElement;
         prev.disabled = current.page <= 1;
         next.disabled = current.page >= current.total_pages;
+        // A focused button that gets disabled would drop the focus to the page: hand it to the other one.
+        if ((focused === prev || focused === next) && focused.disabled) {
+          const other = focused === prev ? next : prev;
+          (other.disabled ? info : other).focus();
+        }
         info.textContent = `Page ${current.page} of ${current.total_pages} · ${fmtInt(data.total)} ${data.total === 1 ? noun[0] : noun[1]}`;
       },
     };
@@ -830,14 +962,7 @@ window.__pdErrors = [];
         target.addEventListener(type, handler, { signal });
       },
       /** A signal for a load that the next call supersedes (type-ahead searches). */
-      latest: (() => {
-        let previous = null;
-        return () => {
-          previous?.abort();
-          previous = new AbortController();
-          return AbortSignal.any([signal, previous.signal]);
-        };
-      })(),
+      latest: supersedable(signal),
     };
     return view;
   }
@@ -845,7 +970,13 @@ window.__pdErrors = [];
   function matchRoute(path) {
     for (const candidate of routes) {
       const match = candidate.pattern.exec(path);
-      if (match) return { route: candidate, params: match.slice(1).map(decodeURIComponent) };
+      if (!match) continue;
+      try {
+        return { route: candidate, params: match.slice(1).map(decodeURIComponent) };
+      } catch (error) {
+        if (!(error instanceof URIError)) throw error;
+        break; // a malformed escape (e.g. "%E0") names no page
+      }
     }
     return { route: notFoundRoute, params: [] };
   }
@@ -962,8 +1093,9 @@ window.__pdErrors = [];
 
   /* ----- Portfolio ----- */
 
-  /** Kept across visits, so going back to the portfolio shows the same view. */
-  const portfolioState = { q: "", risk: "", sector: "", sort: "symbol", page: 1, perPage: 25 };
+  const PORTFOLIO_DEFAULTS = { q: "", risk: "", sector: "", sort: "symbol", page: 1, perPage: 25 };
+  /** Kept across visits (until the session ends), so going back to the portfolio shows the same view. */
+  const portfolioState = { ...PORTFOLIO_DEFAULTS };
   /** Sorts whose first click is descending (the riskiest, the largest first). */
   const DESCENDING_FIRST = new Set(["probability", "market_cap"]);
 
@@ -1004,18 +1136,27 @@ window.__pdErrors = [];
       load();
     }, ["company", "companies"]);
 
-    const onFilter = () => {
+    const readFilters = () => {
       s.q = search.value.trim();
       s.risk = risk.value;
       s.sector = sector.value.trim();
       s.page = 1;
+    };
+    const onFilter = () => {
+      readFilters();
       load();
     };
-    const debounced = debounce(onFilter, 300);
+    // Typing updates the state at once, and loads when it pauses: a state written late (e.g. after the "change"
+    // of leaving the field for "Sign out") would outlive the session.
+    const loadSoon = debounce(load, 300);
+    const onType = () => {
+      readFilters();
+      loadSoon();
+    };
     // "input" as people type; "change" also covers fields cleared by scripts and the search box's ✕.
     for (const input of [search, sector]) {
-      input.addEventListener("input", debounced);
-      input.addEventListener("change", debounced);
+      input.addEventListener("input", onType);
+      input.addEventListener("change", onType);
     }
     risk.addEventListener("change", onFilter);
 
@@ -1375,14 +1516,16 @@ window.__pdErrors = [];
   async function alertsPage(view) {
     view.setTitle("Alerts");
     const feed = el("ul", { id: "alert-feed", class: "alert-feed", "aria-live": "polite", "aria-relevant": "additions" });
-    const renderFeed = () => {
-      feed.replaceChildren(...live.alerts.map(alertItem));
-      if (!live.alerts.length) {
-        feed.append(el("li", { class: "empty-state", text: "No live alerts since you signed in. New ones appear here as they happen." }));
-      }
-    };
-    renderFeed();
-    view.listen(live.bus, "alert", renderFeed);
+    feed.replaceChildren(...live.alerts.map(alertItem));
+    if (!live.alerts.length) {
+      feed.append(el("li", { class: "empty-state", text: "No live alerts since you signed in. New ones appear here as they happen." }));
+    }
+    // Only the new alert is added (a live region reads out what is added; a rebuilt list would be read again).
+    view.listen(live.bus, "alert", (event) => {
+      feed.querySelector(".empty-state")?.remove();
+      feed.prepend(alertItem(event.detail));
+      while (feed.children.length > LIVE_MAX) feed.lastElementChild.remove();
+    });
 
     const companySearch = el("input", { id: "alerts-company-search", type: "search", autocomplete: "off", placeholder: "Symbol or name" });
     const companySelect = el("select", { id: "alerts-company" }, options([["", "All companies"]], ""));
@@ -1413,6 +1556,10 @@ window.__pdErrors = [];
 
     const LIMIT = 50;
     let rows = [];
+    /** The company filter `rows` were loaded with. */
+    let rowsCompany = null;
+    /** Each history load cancels the one before it, so that an older answer never lands in the table. */
+    const nextHistorySignal = supersedable(view.signal);
 
     /** The company choices: the portfolio's companies matching the search. */
     const loadCompanies = () => {
@@ -1429,16 +1576,26 @@ window.__pdErrors = [];
       });
     };
 
-    /** A page of the history: the first (fresh) or the next (after the last row shown). */
-    const loadHistory = (fresh) => view.busy(async () => {
-      more.disabled = true;
-      const before = fresh ? undefined : rows[rows.length - 1]?.id;
-      const page = await api("GET", "/alerts", { signal: view.signal, query: { company_id: companySelect.value, before, limit: LIMIT } });
-      rows = fresh ? page : rows.concat(page);
-      table.render(rows);
-      more.disabled = page.length < LIMIT;
-      more.textContent = page.length < LIMIT ? "No older alerts" : "Load more";
-    });
+    /**
+     * A page of the history: the first (fresh) or the next (after the last row shown). "Load more" starts
+     * afresh when the rows shown are not of the company chosen now (its fresh load was cancelled).
+     */
+    const loadHistory = (fresh) => {
+      const signal = nextHistorySignal();
+      const companyId = companySelect.value;
+      const appending = !fresh && companyId === rowsCompany;
+      return view.busy(async () => {
+        more.disabled = true;
+        const before = appending ? rows[rows.length - 1]?.id : undefined;
+        const page = await api("GET", "/alerts", { signal, query: { company_id: companyId, before, limit: LIMIT } });
+        signal.throwIfAborted();
+        rows = appending ? rows.concat(page) : page;
+        rowsCompany = companyId;
+        table.render(rows);
+        more.disabled = page.length < LIMIT;
+        more.textContent = page.length < LIMIT ? "No older alerts" : "Load more";
+      });
+    };
 
     const searchCompanies = debounce(loadCompanies, 300);
     companySearch.addEventListener("input", searchCompanies);
@@ -1777,12 +1934,12 @@ window.__pdErrors = [];
       message.dataset.kind = kind;
     };
     const fail = (error) => {
-      if (!(error instanceof ApiError) && !isAbort(error)) reportBug(error);
+      if (isAbort(error)) return; // another tenant was chosen, or the page left
+      if (!(error instanceof ApiError)) reportBug(error);
       say(describeError(error), "error");
     };
 
     let tenantId = viewer.tenant_id;
-    let organizations = [];
     let orgNames = new Map();
 
     // A super admin belongs to no tenant: they choose one.
@@ -1917,8 +2074,29 @@ window.__pdErrors = [];
       });
     }
 
-    const loadOrganizations = async () => {
-      organizations = await apiAll(`/tenants/${tenantId}/organizations`, { signal: view.signal, maxPages: 1 });
+    const usersNote = el("p", { id: "users-note", class: "hint", hidden: true });
+
+    /** Renders the users; the row control (role, activation) that had the focus gets it back once redrawn. */
+    const renderUsers = (users) => {
+      const focused = document.activeElement;
+      const userId = userTable.table.contains(focused) ? focused.dataset.userId : undefined;
+      const kind = focused?.classList.contains("role-select") ? "role-select" : "toggle-active";
+      userTable.render(users);
+      if (!userId) return;
+      const control = userTable.table.querySelector(`.${kind}[data-user-id="${CSS.escape(userId)}"]`);
+      (control || userTable.element).focus();
+    };
+
+    /**
+     * Each load of a tenant's lists cancels the one before it, so that after a quick change of tenant an
+     * older answer never shows; `tenantSignal` is the latest load's (the users' reloads follow it too).
+     */
+    const nextTenantSignal = supersedable(view.signal);
+    let tenantSignal = view.signal;
+
+    const loadOrganizations = async (tenant, signal) => {
+      const organizations = await apiAll(`/tenants/${tenant}/organizations`, { signal, maxPages: 1 });
+      signal.throwIfAborted();
       orgNames = new Map(organizations.map((o) => [o.id, o.name]));
       orgTable.render(organizations);
       // Organization roles need an organization; a tenant admin may also be tenant-wide.
@@ -1926,21 +2104,30 @@ window.__pdErrors = [];
       if (roleRank(viewer.role) <= roleRank("tenant_admin")) choices.push(["", "— Whole tenant (tenant admins only) —"]);
       userOrg.replaceChildren(...options(choices, viewer.organization_id || organizations[0]?.id || ""));
     };
-    const loadUsers = async () => {
-      const users = await apiAll(`/tenants/${tenantId}/users`, { signal: view.signal, maxPages: 2 });
-      userTable.render(users);
+    const loadUsers = async (tenant = tenantId, signal = tenantSignal) => {
+      const { items: users, total } = await apiPages(`/tenants/${tenant}/users`, { signal, maxPages: 2 });
+      signal.throwIfAborted();
+      renderUsers(users);
+      // The list stops at 400 users: say so rather than hide the others silently.
+      usersNote.hidden = users.length >= total;
+      usersNote.textContent = usersNote.hidden ? "" : `Showing the first ${fmtInt(users.length)} of ${fmtInt(total)} users.`;
     };
-    const loadAll = () => view.busy(async () => {
-      if (!tenantId) throw new ApiError(404, "NOT_FOUND", "There is no tenant to administer.");
-      await loadOrganizations();
-      await loadUsers();
-    });
+    const loadAll = () => {
+      const tenant = tenantId;
+      const signal = nextTenantSignal();
+      tenantSignal = signal;
+      return view.busy(async () => {
+        if (!tenant) throw new ApiError(404, "NOT_FOUND", "There is no tenant to administer.");
+        await loadOrganizations(tenant, signal);
+        await loadUsers(tenant, signal);
+      });
+    };
 
     view.mount(
       tenantPicker,
       message,
       card("orgs-heading", "Organizations", orgTable.element, orgForm),
-      card("users-heading", "Users", userTable.element, userForm));
+      card("users-heading", "Users", userTable.element, usersNote, userForm));
     await loadAll();
   }
 
@@ -1962,6 +2149,11 @@ window.__pdErrors = [];
       (activeView?.heading || mainEl).focus();
     });
     window.addEventListener("hashchange", route);
+    if (Session.get() && await isCopiedTab()) {
+      // The original tab keeps the session (it is not signed out); this copy signs in on its own.
+      Session.clear();
+      state.loginNotice = "This tab is a copy of another one. Sign in again to use it on its own.";
+    }
     if (Session.get()) {
       restoreLive();
       try {

@@ -119,8 +119,9 @@ impl From<Row> for PortfolioItem {
     }
 }
 
-/// The latest prediction of each type by reporting period (the history index gives each in one probe), the
-/// one scored last of the two, and the PD of the period before it.
+/// The latest prediction of each type by reporting period (the history index gives each in one probe), and
+/// the one scored last of the two. Ties (rows of one transaction share its `created_at`) go to the later id:
+/// ids are UUIDv7, ordered by creation.
 const LATEST: &str = "
     LEFT JOIN LATERAL (
         SELECT * FROM (
@@ -128,21 +129,24 @@ const LATEST: &str = "
                     p.implied_rating, p.model_name || '@' || p.model_version AS model, p.created_at
              FROM predictions p
              WHERE p.tenant_id = c.tenant_id AND p.company_id = c.id AND p.prediction_type = 'annual' AND NOT p.is_shadow
-             ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC LIMIT 1)
+             ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC, p.id DESC LIMIT 1)
             UNION ALL
             (SELECT p.id, p.prediction_type, p.period_year, p.period_quarter, p.probability, p.risk_level,
                     p.implied_rating, p.model_name || '@' || p.model_version, p.created_at
              FROM predictions p
              WHERE p.tenant_id = c.tenant_id AND p.company_id = c.id AND p.prediction_type = 'quarterly' AND NOT p.is_shadow
-             ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC LIMIT 1)
-        ) latest ORDER BY created_at DESC LIMIT 1
-    ) l ON true
+             ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC, p.id DESC LIMIT 1)
+        ) latest ORDER BY created_at DESC, id DESC LIMIT 1
+    ) l ON true";
+
+/// The PD of the reporting period before the latest prediction's, of the same type.
+const PREVIOUS: &str = "
     LEFT JOIN LATERAL (
         SELECT p.probability FROM predictions p
         WHERE p.tenant_id = c.tenant_id AND p.company_id = c.id AND p.prediction_type = l.prediction_type
           AND NOT p.is_shadow
           AND (p.period_year, coalesce(p.period_quarter, 0)) < (l.period_year, coalesce(l.period_quarter, 0))
-        ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC LIMIT 1
+        ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC, p.id DESC LIMIT 1
     ) prev ON true";
 
 /// One page of the caller's portfolio, and how many companies match; `risk_level` keeps the companies whose
@@ -155,12 +159,14 @@ pub async fn list(
     order_by: &str,
     page: Page,
 ) -> sqlx::Result<(Vec<PortfolioItem>, i64)> {
-    let from = format!(
-        "FROM companies c {LATEST}
-         WHERE {IN_SCOPE} AND {FILTER} AND ($8::text IS NULL OR l.risk_level::text = $8)"
-    );
     let level = risk_level.map(RiskLevel::as_str);
-    let total = sqlx::query_scalar(&format!("SELECT count(*) {from}"))
+    let condition = format!("{IN_SCOPE} AND {FILTER} AND ($8::text IS NULL OR l.risk_level::text = $8)");
+    // The count needs the latest predictions only to filter by their level (`$8` is bound either way).
+    let count = match level {
+        Some(_) => format!("SELECT count(*) FROM companies c {LATEST} WHERE {condition}"),
+        None => format!("SELECT count(*) FROM companies c WHERE {IN_SCOPE} AND {FILTER} AND $8::text IS NULL"),
+    };
+    let total = sqlx::query_scalar(&count)
         .bind_filter(scope, filter)
         .bind(level)
         .fetch_one(&mut *conn)
@@ -171,7 +177,8 @@ pub async fn list(
                     l.period_quarter AS latest_quarter, l.probability AS latest_probability,
                     l.risk_level::text AS latest_level, l.implied_rating AS latest_rating, l.model AS latest_model,
                     l.created_at AS latest_created_at, prev.probability AS previous_probability
-             {from}
+             FROM companies c {LATEST} {PREVIOUS}
+             WHERE {condition}
          ) portfolio
          ORDER BY {order_by} LIMIT $9 OFFSET $10"
     ))

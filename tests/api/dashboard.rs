@@ -12,6 +12,7 @@ use std::{
 use fantoccini::{Client, ClientBuilder, Locator};
 use pdscore::db::users::Role;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 use crate::{
@@ -49,10 +50,23 @@ async fn scored_demo(app: &TestApp) -> Demo {
 
 /// Publishes an annual filing of `symbol` to NATS and waits until its prediction is committed.
 async fn file(app: &TestApp, demo: &Demo, symbol: &str, year: u16, ratios: Value) {
+    file_period(app, demo, symbol, year, None, ratios).await;
+}
+
+/// Publishes a filing of `symbol` for `year` (annual) or a quarter of it, and waits until it is scored.
+async fn file_period(app: &TestApp, demo: &Demo, symbol: &str, year: u16, quarter: Option<u8>, ratios: Value) {
     let (js, ns) = app.jetstream().await;
-    let key = format!("{symbol}-{year}");
-    let subject = ns.filings(&demo.setup.tenant_slug, "annual");
-    publish(&js, subject, message(&key, symbol, year, ratios)).await;
+    let key = format!("{symbol}-{year}-{quarter:?}");
+    let mut filing: Value = serde_json::from_slice(&message(&key, symbol, year, ratios)).unwrap();
+    let kind = match quarter {
+        Some(q) => {
+            filing["reporting_quarter"] = json!(format!("Q{q}"));
+            "quarterly"
+        }
+        None => "annual",
+    };
+    let subject = ns.filings(&demo.setup.tenant_slug, kind);
+    publish(&js, subject, serde_json::to_vec(&filing).unwrap()).await;
     eventually(&key, Duration::from_secs(20), || async {
         let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM filings WHERE idempotency_key = $1")
             .bind(&key)
@@ -129,6 +143,35 @@ async fn the_portfolio_gives_each_visible_company_its_latest_risk_and_trend() {
     assert_eq!(symbols(&low), ["ACME", "GLOBEX"]);
     assert_eq!(low["data"]["total"], 2);
 
+    // A quarterly filing scored after ACME's annual one becomes its latest; the next quarter has a trend.
+    let quarterly = |debt: f64, sga: f64, leverage: f64, roc: f64| {
+        json!({ "total_debt_to_ebitda": debt, "sga_margin": sga, "long_term_debt_to_total_capital": leverage,
+                "return_on_capital": roc })
+    };
+    file_period(&app, &demo, "ACME", 2023, Some(1), quarterly(1.0, 10.0, 15.0, 12.0)).await;
+    let acme = |answer: &Value| {
+        items(answer)
+            .into_iter()
+            .find(|i| i["company"]["symbol"] == "ACME")
+            .unwrap()
+    };
+    let (_, now) = app.call("GET", "/api/v1/portfolio", Some(admin), None).await;
+    let latest = acme(&now);
+    assert_eq!(
+        (
+            &latest["latest"]["prediction_type"],
+            &latest["latest"]["period_quarter"],
+            &latest["trend"]
+        ),
+        (&json!("quarterly"), &json!(1), &Value::Null),
+        "{latest:#}"
+    );
+    file_period(&app, &demo, "ACME", 2023, Some(2), quarterly(7.0, 45.0, 75.0, -4.0)).await;
+    let (_, now) = app.call("GET", "/api/v1/portfolio", Some(admin), None).await;
+    let latest = acme(&now);
+    assert_eq!(latest["latest"]["period_quarter"], 2);
+    assert_eq!(latest["trend"], "up", "{latest:#}");
+
     // The `user` account sees only its assigned company.
     let (_, mine) = app
         .call("GET", "/api/v1/portfolio", Some(demo.token(Role::User)), None)
@@ -202,8 +245,22 @@ async fn the_dashboard_is_served_from_the_binary_with_a_strict_policy() {
         assert_eq!(again.status(), 304);
     }
     assert_eq!(app.get("/app/secrets.env").await.status(), 404);
-    assert_eq!(app.get("/app/../Cargo.toml").await.status(), 404);
+    // A client would normalize `..` away: send it raw.
+    let mut socket = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    socket
+        .write_all(b"GET /app/../Cargo.toml HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(!answer.contains("[workspace]"));
 }
+
+/// The header's live-alert stream is connected.
+const STREAM_OPEN: &str = "document.querySelector('#stream-state')?.dataset.state === 'open'";
 
 /// The two screen sizes every page is looked at in.
 #[derive(Clone, Copy)]
@@ -391,10 +448,18 @@ impl Browser {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    /// Nothing went to the console as an error, no script failed and no policy was violated.
+    /// Nothing went to the console as an error, no script failed, no policy was violated, and the page shows
+    /// no failed request.
     async fn no_errors(&self) {
         let errors = self.js("return window.__pdErrors").await;
         assert_eq!(errors, json!([]), "{}: the page reported errors", self.test);
+        let shown = self
+            .js(
+                "return [...document.querySelectorAll('.error-box, #status[data-kind=\"error\"]')] \
+                 .map(e => e.innerText).filter(t => t.trim())",
+            )
+            .await;
+        assert_eq!(shown, json!([]), "{}: the page shows errors", self.test);
     }
 
     /// Visits every page the signed-in account may see and saves a screenshot of each.
@@ -425,8 +490,15 @@ impl Browser {
         }
     }
 
-    async fn close(mut self) {
+    /// Ends the browser session (the driver and its profile go with the value).
+    async fn close(self) {
         let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    /// Also on a failed assertion: no chromedriver or Chromium outlives its test.
+    fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
@@ -525,6 +597,7 @@ async fn browser_an_analyst_signs_in_finds_a_company_uploads_a_file_and_sees_a_l
     let globex_items =
         "[...document.querySelectorAll('#alert-feed .alert-item')].filter(i => i.innerText.includes('GLOBEX'))";
     assert_eq!(browser.js(&format!("return {globex_items}.length")).await, json!(0));
+    browser.until("the live stream", STREAM_OPEN).await;
     file(&app, &demo, "GLOBEX", 2023, safe()).await;
     browser
         .until("the live alert", &format!("{globex_items}.length === 1"))
@@ -543,10 +616,21 @@ async fn browser_an_analyst_signs_in_finds_a_company_uploads_a_file_and_sees_a_l
     browser.tour(globex, true).await;
 
     // Sign out: back to the sign-in page, and the session is gone from the browser and the server.
-    let token = browser.js("return JSON.stringify(sessionStorage)").await;
+    let refresh = browser
+        .js("return JSON.parse(sessionStorage.getItem('pdscore.session')).refresh_token")
+        .await;
     browser.click("#sign-out").await;
     browser.ready("login").await;
-    assert_eq!(browser.js("return sessionStorage.length").await, json!(0), "{token}");
+    assert_eq!(browser.js("return sessionStorage.length").await, json!(0));
+    let (status, _) = app
+        .call(
+            "POST",
+            "/api/v1/auth/refresh",
+            None,
+            Some(&json!({ "refresh_token": refresh })),
+        )
+        .await;
+    assert_eq!(status, 401, "the signed-out session still refreshes");
     browser.open("#/portfolio", "login").await;
     browser.no_errors().await;
     browser.close().await;
@@ -570,6 +654,8 @@ async fn browser_a_user_of_another_tenant_sees_none_of_its_data_on_any_page() {
     let tenant_b = app.second_tenant(demo.token(Role::SuperAdmin), "BONE").await;
     let bone = tenant_b.company_id;
 
+    // GLOBEX ends 2023 LOW; each viewport raises one more of its alerts: 2024 MEDIUM, then 2025 LOW.
+    let mut flip = 2023;
     for viewport in [Viewport::Laptop, Viewport::Phone] {
         let browser = Browser::start(&app, viewport, "isolation").await;
         browser.sign_in(tenant_b.admin_email, tenant_b.admin_password).await;
@@ -597,6 +683,27 @@ async fn browser_a_user_of_another_tenant_sees_none_of_its_data_on_any_page() {
             shows_nothing_of_a(browser.page_text().await, page);
             browser.screenshot(page).await;
         }
+        // A risk change in tenant A while B watches its live feed: B's feed and counter stay empty.
+        browser.open("#/alerts", "alerts").await;
+        browser.until("the live stream", STREAM_OPEN).await;
+        flip = if flip == 2024 { 2025 } else { 2024 };
+        let ratios = if flip == 2024 { risky() } else { safe() };
+        file(&app, &demo, "GLOBEX", flip, ratios).await;
+        let raised: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts WHERE period_year = $1")
+            .bind(i16::try_from(flip).unwrap())
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(raised, 1, "tenant A's alert was raised");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            browser
+                .js("return document.querySelectorAll('#alert-feed .alert-item').length")
+                .await,
+            json!(0)
+        );
+        assert_eq!(browser.text("#alert-count").await.trim(), "0");
+        shows_nothing_of_a(browser.page_text().await, "alerts");
         browser.open(&format!("#/companies/{bone}"), "company").await;
         assert!(browser.text("#company-title").await.contains("BONE"));
         browser.no_errors().await;
@@ -652,8 +759,7 @@ async fn browser_a_user_sees_only_what_its_role_allows_and_stays_signed_in_when_
              s.access_token = s.access_token.slice(0, -8) + 'AAAAAAAA'; \
              sessionStorage.setItem('pdscore.session', JSON.stringify(s))")
         .await;
-    browser.open("#/portfolio", "portfolio").await;
-    assert!(browser.text("#portfolio").await.contains("ACME"));
+    browser.open("#/alerts", "alerts").await;
     let second = browser.js(tokens).await;
     assert!(
         first.is_string() && second.is_string() && first != second,
