@@ -22,3 +22,134 @@ pub fn pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
         .build()
         .context("Failed to build the Redis pool")
 }
+
+/// Cached answers of `GET /portfolio` (the dashboard's main read), per tenant.
+///
+/// Each tenant has a generation counter; an answer is stored under the generation read *before* its database
+/// query, and every write to the tenant's companies or predictions increments the counter. An answer computed
+/// while a write commits is therefore stored under a generation nobody reads any more: a reader never gets
+/// data older than the last write it could have seen. Entries also expire after `ttl` (writes made outside the
+/// service). Redis being down only costs the cache: reads go to PostgreSQL.
+#[derive(Clone)]
+pub struct PortfolioCache {
+    pool: Pool,
+    prefix: String,
+    ttl_secs: u64,
+    lookup: std::sync::Arc<redis::Script>,
+}
+
+impl PortfolioCache {
+    pub fn new(pool: Pool, settings: &RedisSettings) -> Self {
+        Self {
+            pool,
+            prefix: format!("{}:portfolio", settings.key_prefix),
+            ttl_secs: settings.portfolio_cache_ttl_secs,
+            // The generation and, under it, the answer: one round trip.
+            lookup: std::sync::Arc::new(redis::Script::new(
+                "local g = redis.call('GET', KEYS[1]) or '0'
+                 return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}",
+            )),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.ttl_secs > 0
+    }
+
+    fn generation_key(&self, tenant: uuid::Uuid) -> String {
+        format!("{}:{tenant}:generation", self.prefix)
+    }
+
+    /// The answer cached for `query` (a digest of the caller's scope and parameters), or the generation to
+    /// store a fresh one under.
+    pub async fn get(&self, tenant: uuid::Uuid, query: &str) -> Lookup {
+        if !self.enabled() {
+            return Lookup::Off;
+        }
+        let result: anyhow::Result<(String, Option<String>)> = async {
+            let mut conn = self.pool.get().await?;
+            Ok(self
+                .lookup
+                .key(self.generation_key(tenant))
+                .arg(format!("{}:{tenant}:", self.prefix))
+                .arg(query)
+                .invoke_async(&mut *conn)
+                .await?)
+        }
+        .await;
+        match result {
+            Ok((_, Some(answer))) => {
+                metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "hit").increment(1);
+                Lookup::Hit(answer)
+            }
+            Ok((generation, None)) => {
+                metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "miss").increment(1);
+                Lookup::Miss { generation }
+            }
+            Err(e) => {
+                metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "error").increment(1);
+                tracing::debug!(error = %e, "portfolio cache unavailable");
+                Lookup::Off
+            }
+        }
+    }
+
+    /// Stores `answer` for `query` under the generation [`get`](Self::get) returned.
+    pub async fn put(&self, tenant: uuid::Uuid, generation: &str, query: &str, answer: &str) {
+        let key = format!("{}:{tenant}:{generation}:{query}", self.prefix);
+        let stored: anyhow::Result<()> = async {
+            let mut conn = self.pool.get().await?;
+            redis::cmd("SET")
+                .arg(key)
+                .arg(answer)
+                .arg("EX")
+                .arg(self.ttl_secs)
+                .query_async::<()>(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = stored {
+            tracing::debug!(error = %e, "portfolio answer not cached");
+        }
+    }
+
+    /// After a write to `tenant`'s companies or predictions: every cached answer of the tenant is stale.
+    pub async fn invalidate(&self, tenant: uuid::Uuid) {
+        if !self.enabled() {
+            return;
+        }
+        let bumped: anyhow::Result<()> = async {
+            let mut conn = self.pool.get().await?;
+            let key = self.generation_key(tenant);
+            // The counter outlives every answer stored under it.
+            redis::pipe()
+                .cmd("INCR")
+                .arg(&key)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(self.ttl_secs * 2)
+                .ignore()
+                .query_async::<()>(&mut *conn)
+                .await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = bumped {
+            // Answers already cached stay until their TTL.
+            metrics::counter!("pdscore_portfolio_cache_invalidation_failures_total").increment(1);
+            tracing::warn!(error = %e, %tenant, "portfolio cache not invalidated");
+        }
+    }
+}
+
+/// What the cache had.
+pub enum Lookup {
+    Hit(String),
+    Miss {
+        generation: String,
+    },
+    /// Disabled or unreachable.
+    Off,
+}

@@ -117,6 +117,16 @@ pub enum LoadCommand {
         #[command(flatten)]
         recording: Recording,
     },
+    /// The dashboard's read: the portfolio's riskiest page (`GET /api/v1/portfolio?sort=-probability`),
+    /// answered from Redis until the tenant's next write (`redis.portfolio_cache_ttl_secs`, 0 = off).
+    Portfolio {
+        #[command(flatten)]
+        account: Account,
+        #[command(flatten)]
+        levels: Levels,
+        #[command(flatten)]
+        recording: Recording,
+    },
     /// The HTTP ceiling: the same requests against `pdscore load echo-server`.
     Echo {
         #[arg(long, default_value = "http://127.0.0.1:8090")]
@@ -365,6 +375,25 @@ async fn load(command: LoadCommand, config: Option<&std::path::Path>) -> anyhow:
             load::http::run(load::http::HttpLoad {
                 url: &account.url,
                 target: load::http::Target::Service {
+                    email: &account.email,
+                    password: &password,
+                },
+                concurrency: &levels.concurrency,
+                duration: levels.check()?,
+                record: recording.record.as_deref(),
+            })
+            .await
+            .map(drop)
+        }
+        LoadCommand::Portfolio {
+            account,
+            levels,
+            recording,
+        } => {
+            let password = account.password()?;
+            load::http::run(load::http::HttpLoad {
+                url: &account.url,
+                target: load::http::Target::Portfolio {
                     email: &account.email,
                     password: &password,
                 },

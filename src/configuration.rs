@@ -89,6 +89,8 @@ pub struct RedisSettings {
     pub pool_size: usize,
     pub timeout_ms: u64,
     pub key_prefix: String,
+    /// How long a cached portfolio answer may live; 0 turns the cache off. Writes invalidate it at once.
+    pub portfolio_cache_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

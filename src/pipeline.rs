@@ -49,6 +49,7 @@ pub fn start(
     registry: Registry,
     db: PgPool,
     messaging: Messaging,
+    portfolio: crate::cache::PortfolioCache,
     shutdown: CancellationToken,
 ) -> Started {
     let p = &settings.pipeline;
@@ -63,7 +64,11 @@ pub fn start(
         persist_max_in_flight: p.persist_max_in_flight,
         persist_max_rows: p.persist_max_rows,
     };
-    let store = Arc::new(predictions::PgPredictionStore::new(db.clone(), Arc::new(p.clone())));
+    let store = Arc::new(predictions::PgPredictionStore::new(
+        db.clone(),
+        Arc::new(p.clone()),
+        portfolio,
+    ));
     let publisher = Arc::new(AlertPublisher {
         db: db.clone(),
         messaging: messaging.clone(),

@@ -50,7 +50,15 @@ impl Application {
         let registry = pipeline::load_registry(&settings)?;
         let shutdown = CancellationToken::new();
         let mut background = vec![messaging.spawn_stream_upkeep(shutdown.clone())];
-        let started = pipeline::start(&settings, registry, db.clone(), messaging.clone(), shutdown.clone());
+        let portfolio = cache::PortfolioCache::new(redis.clone(), &settings.redis);
+        let started = pipeline::start(
+            &settings,
+            registry,
+            db.clone(),
+            messaging.clone(),
+            portfolio.clone(),
+            shutdown.clone(),
+        );
         background.extend(started.tasks);
         let (bulk, bulk_task) =
             crate::bulk::BulkRunner::start(&settings, db.clone(), started.pipeline.clone(), shutdown.clone());
@@ -64,6 +72,7 @@ impl Application {
             auth: Arc::new(auth),
             pipeline: started.pipeline,
             alerts: started.alerts,
+            portfolio,
             bulk,
             started_at: std::time::Instant::now(),
         };

@@ -23,6 +23,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     /// Live alerts for the SSE stream.
     pub alerts: AlertFeed,
+    /// Cached portfolio answers; handlers that write companies invalidate their tenant's.
+    pub portfolio: crate::cache::PortfolioCache,
     /// Bulk jobs: uploads' storage and the runner.
     pub bulk: crate::bulk::BulkRunner,
     /// For `uptime_seconds` in `/health`.

@@ -25,14 +25,17 @@ pub struct PgPredictionStore {
     defaults: Arc<PipelineSettings>,
     /// Filings and predictions committed by this store (see [`super::Growth`]).
     committed: Arc<super::Growth>,
+    /// Invalidated for each tenant a batch wrote to, before the batch's callers hear of the commit.
+    portfolio: crate::cache::PortfolioCache,
 }
 
 impl PgPredictionStore {
-    pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>) -> Self {
+    pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>, portfolio: crate::cache::PortfolioCache) -> Self {
         Self {
             pool,
             defaults,
             committed: Arc::new(super::Growth::new(20_000)),
+            portfolio,
         }
     }
 }
@@ -41,6 +44,7 @@ impl PredictionStore for PgPredictionStore {
     fn commit(&self, batch: Vec<Scores>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
         let pool = self.pool.clone();
         let committed = self.committed.clone();
+        let portfolio = self.portfolio.clone();
         async move {
             // A deadlock or serialization failure between two writers is retried; anything else is reported.
             let mut attempt = 0;
@@ -49,6 +53,11 @@ impl PredictionStore for PgPredictionStore {
                     Ok(results) => {
                         if committed.grew(batch.len() as u64) {
                             tokio::spawn(async move { super::analyze(&pool, "filings, predictions").await });
+                        }
+                        let tenants: std::collections::BTreeSet<Uuid> =
+                            batch.iter().map(|s| s.filing.tenant_id).collect();
+                        for tenant in tenants {
+                            portfolio.invalidate(tenant).await;
                         }
                         return Ok(results);
                     }

@@ -206,6 +206,7 @@ pub async fn create(
     entry.after = snapshot(&company);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
+    state.portfolio.invalidate(company.tenant_id).await;
     Ok(envelope::created(company))
 }
 
@@ -298,6 +299,7 @@ pub async fn update(
     entry.after = snapshot(&after);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
+    state.portfolio.invalidate(after.tenant_id).await;
     Ok(envelope::ok(after))
 }
 
@@ -327,6 +329,7 @@ pub async fn delete(
     entry.before = snapshot(&deleted);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
+    state.portfolio.invalidate(deleted.tenant_id).await;
     Ok(envelope::ok(deleted))
 }
 
@@ -420,5 +423,8 @@ async fn change_assignment(
     }
     let current = companies::assignments(&mut tx, &company).await?;
     tx.commit().await?;
+    if changed {
+        state.portfolio.invalidate(company.tenant_id).await;
+    }
     Ok(envelope::ok(current))
 }

@@ -225,5 +225,7 @@ pub async fn delete(
     entry.before = snapshot(&deleted);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
+    // Its companies went with it.
+    state.portfolio.invalidate(deleted.tenant_id).await;
     Ok(envelope::ok(deleted))
 }

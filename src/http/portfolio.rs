@@ -4,13 +4,17 @@
 use actix_web::{HttpResponse, get, web};
 use pdscore_actors::RiskLevel;
 use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{ApiError, companies::company_filter, envelope, field_details, order_by, page};
 use crate::{
-    auth::{Permission, Principal},
+    auth::{Permission, Principal, Scope},
+    cache::Lookup,
     db::{
-        pagination::{PageRequest, Paginated},
+        companies::CompanyFilter,
+        pagination::{Page, PageRequest, Paginated},
         portfolio::{self, PortfolioItem},
     },
     state::AppState,
@@ -36,7 +40,8 @@ pub struct PortfolioQuery {
 }
 
 /// The companies the caller may see, each with its latest prediction (of the latest reporting period, annual
-/// or quarterly, whichever was scored last), the PD of the period before and the trend between them.
+/// or quarterly, whichever was scored last), the PD of the period before and the trend between them. Answers
+/// are cached in Redis until the tenant's next write (`redis.portfolio_cache_ttl_secs`).
 #[utoipa::path(tag = "companies", security(("bearer" = [])), params(PortfolioQuery), responses(
     (status = 200, body = envelope::Envelope<Paginated<PortfolioItem>>), (status = 422, body = envelope::ErrorBody)))]
 #[get("/portfolio")]
@@ -59,8 +64,47 @@ pub async fn list(
         .map(str::parse::<RiskLevel>)
         .transpose()
         .map_err(|e| ApiError::validation(e.to_string()).with_details(field_details("risk_level", &e.to_string())))?;
+    let scope = principal.scope();
     let filter = company_filter(query.organization_id, query.q, query.sector);
+    // Cached per tenant (a super_admin's service-wide view is not).
+    let cached = match scope.tenant() {
+        Some(tenant) => {
+            let digest = cache_key(&scope, &filter, risk_level, &order, page);
+            Some((tenant, state.portfolio.get(tenant, &digest).await, digest))
+        }
+        None => None,
+    };
+    if let Some((_, Lookup::Hit(answer), _)) = cached {
+        let answer = RawValue::from_string(answer).map_err(ApiError::internal)?;
+        return Ok(envelope::ok(answer));
+    }
     let mut conn = state.db.acquire().await?;
-    let (items, total) = portfolio::list(&mut conn, &principal.scope(), &filter, risk_level, &order, page).await?;
-    Ok(envelope::ok(Paginated::new(items, page, total)))
+    let (items, total) = portfolio::list(&mut conn, &scope, &filter, risk_level, &order, page).await?;
+    drop(conn);
+    let answer = Paginated::new(items, page, total);
+    if let Some((tenant, Lookup::Miss { generation }, digest)) = &cached {
+        let json = serde_json::to_string(&answer).map_err(ApiError::internal)?;
+        state.portfolio.put(*tenant, generation, digest, &json).await;
+    }
+    Ok(envelope::ok(answer))
+}
+
+/// What makes two portfolio answers the same: the caller's scope and every parameter, as a digest.
+fn cache_key(scope: &Scope, filter: &CompanyFilter, level: Option<RiskLevel>, order: &str, page: Page) -> String {
+    let identity = format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{level:?}|{order}|{}|{}",
+        scope.tenant(),
+        scope.organization(),
+        scope.assigned_to(),
+        filter.organization_id,
+        filter.q,
+        filter.sector,
+        page.page,
+        page.per_page
+    );
+    Sha256::digest(identity.as_bytes())
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! HTTP load: AccuNode annual predictions (`POST /api/v1/predictions/annual`) at fixed concurrency levels,
-//! or the same bodies against the bare JSON echo ([`super::echo`]) for the ceiling.
+//! or the same bodies against the bare JSON echo ([`super::echo`]) for the ceiling; or the dashboard's read,
+//! the riskiest page of the portfolio (`GET /api/v1/portfolio?sort=-probability`).
 //!
 //! Every request to the service is a new filing (its own company and period), so each one is scored **and
 //! persisted**; a run's companies carry a random prefix, so runs never collide with each other's periods
@@ -24,6 +25,8 @@ pub enum Target<'a> {
     Service { email: &'a str, password: &'a str },
     /// The bare echo server (`pdscore load echo-server`).
     Echo,
+    /// The portfolio's first page, riskiest first, as this account sees it.
+    Portfolio { email: &'a str, password: &'a str },
 }
 
 pub struct HttpLoad<'a> {
@@ -45,6 +48,11 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
             ("http", format!("{base}/api/v1/predictions/annual"), Some(token))
         }
         Target::Echo => ("echo", format!("{base}/echo"), None),
+        Target::Portfolio { email, password } => {
+            let token = sign_in(&client, &base, email, password).await?.access;
+            let url = format!("{base}/api/v1/portfolio?sort=-probability&per_page=50");
+            ("portfolio", url, Some(token))
+        }
     };
     let token = Arc::new(token);
     let run = run_tag();
@@ -56,6 +64,7 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
             url: url.clone(),
             token: token.clone(),
             run: format!("{run}{index:X}"),
+            read: path == "portfolio",
         };
         // Warm-up: connections opened, the tenant's actor and caches in place.
         drive(&endpoint, path, concurrency, Duration::from_secs(1), 0).await?;
@@ -73,6 +82,8 @@ struct Endpoint {
     token: Arc<Option<String>>,
     /// Prefix of this level's company symbols.
     run: String,
+    /// GET the URL instead of posting filings to it.
+    read: bool,
 }
 
 /// `concurrency` workers, each sending one request after another until `duration` has passed.
@@ -92,12 +103,16 @@ async fn drive(
             let mut latency = histogram();
             let (mut rate_limited, mut failed, mut sequence) = (0u64, 0u64, 0u64);
             while Instant::now() < deadline {
-                // A company takes 300 fiscal years (1900..2199), then the next one.
-                let symbol = format!("L{}{phase}W{worker}C{}", endpoint.run, sequence / 300);
-                let body = filing(&symbol, 1900 + (sequence % 300) as u16, sequence);
-                sequence += 1;
                 let sent = Instant::now();
-                let mut request = endpoint.client.post(&endpoint.url).json(&body);
+                let mut request = if endpoint.read {
+                    endpoint.client.get(&endpoint.url)
+                } else {
+                    // A company takes 300 fiscal years (1900..2199), then the next one.
+                    let symbol = format!("L{}{phase}W{worker}C{}", endpoint.run, sequence / 300);
+                    let body = filing(&symbol, 1900 + (sequence % 300) as u16, sequence);
+                    sequence += 1;
+                    endpoint.client.post(&endpoint.url).json(&body)
+                };
                 if let Some(token) = endpoint.token.as_deref() {
                     request = request.bearer_auth(token);
                 }

@@ -40,7 +40,11 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         .fetch_optional(&pool)
         .await?
         .with_context(|| format!("no tenant {:?}", load.tenant))?;
-    let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()));
+    // No portfolio cache: the ceiling measures PostgreSQL alone.
+    let mut uncached = settings.redis.clone();
+    uncached.portfolio_cache_ttl_secs = 0;
+    let cache = crate::cache::PortfolioCache::new(crate::cache::pool(&uncached)?, &uncached);
+    let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()), cache);
     let policy = store
         .tenant_policy(tenant_id)
         .await

@@ -86,6 +86,15 @@ async fn file_period(app: &TestApp, demo: &Demo, symbol: &str, year: u16, quarte
     .await;
 }
 
+/// How many portfolio answers the cache has served (process-wide: tests in parallel only add to it).
+async fn cache_hits(app: &TestApp) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("pdscore_portfolio_cache_total{outcome=\"hit\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
 fn items(answer: &Value) -> Vec<Value> {
     answer["data"]["items"].as_array().cloned().unwrap_or_default()
 }
@@ -131,8 +140,43 @@ async fn the_portfolio_gives_each_visible_company_its_latest_risk_and_trend() {
     );
     assert_eq!(items(&riskiest)[2]["latest"], Value::Null);
 
-    // A new period moves the trend.
+    // Answers are cached until the tenant's next write: the same question again is answered from Redis...
+    let hits = cache_hits(&app).await;
+    let (_, again) = app
+        .call("GET", "/api/v1/portfolio?sort=-probability", Some(admin), None)
+        .await;
+    assert_eq!(again["data"], riskiest["data"]);
+    assert!(cache_hits(&app).await > hits, "the second answer came from the cache");
+    // ...and a write through the API is seen at once.
+    let initech = items(&riskiest)[2]["company"]["id"].as_str().unwrap().to_owned();
+    let rename = json!({ "name": "Initech Renamed" });
+    let (status, _) = app
+        .call(
+            "PATCH",
+            &format!("/api/v1/companies/{initech}"),
+            Some(admin),
+            Some(&rename),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, renamed) = app
+        .call("GET", "/api/v1/portfolio?sort=-probability", Some(admin), None)
+        .await;
+    assert_eq!(items(&renamed)[2]["company"]["name"], "Initech Renamed");
+
+    // A new period (committed by the pipeline) moves the trend, in the cached question too.
     file(&app, &demo, "GLOBEX", 2023, safe()).await;
+    let (_, moved) = app
+        .call("GET", "/api/v1/portfolio?sort=-probability", Some(admin), None)
+        .await;
+    let globex = items(&moved)
+        .into_iter()
+        .find(|i| i["company"]["symbol"] == "GLOBEX")
+        .unwrap();
+    assert_eq!(
+        (globex["latest"]["period_year"].as_i64(), globex["trend"].as_str()),
+        (Some(2023), Some("down"))
+    );
     let (_, filtered) = app.call("GET", "/api/v1/portfolio?q=glo", Some(admin), None).await;
     assert_eq!(symbols(&filtered), ["GLOBEX"]);
     assert_eq!(items(&filtered)[0]["trend"], "down");
