@@ -32,6 +32,9 @@ kill "$echo_pid"; wait "$echo_pid" 2>/dev/null || true
 bench_serve
 echo "[bench] HTTP scoring"
 "$bin" load http "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
+echo "[bench] dashboard read: the portfolio's riskiest page, from PostgreSQL then from the Redis cache"
+"$bin" load portfolio "${account[@]}" --fresh --concurrency "$levels" --seconds "$seconds" --record "$records"
+"$bin" load portfolio "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
 echo "[bench] stream ceiling: raw JetStream"
 "$bin" load jetstream --count "$filings" --record "$records"
 echo "[bench] NATS ingest"
@@ -55,13 +58,22 @@ psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
 psql -q -h 127.0.0.1 -U postgres -d "$db" -c "ANALYZE tenants, organizations, companies"
 rss() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status"; }
 actors() { curl -fs "http://$LISTEN_ADDR/metrics" | awk '$1 == "pdscore_tenant_actors" { print $2 }'; }
-rss_before=$(rss); actors_before=$(actors)
+# RSS once it stops moving (the allocator returns the bulk job's memory for a while after it ends).
+settled_rss() {
+    local previous=-1 current
+    for _ in $(seq 1 90); do
+        current=$(rss); [ "$current" = "$previous" ] && break
+        previous=$current; sleep 2
+    done
+    echo "$current"
+}
+rss_before=$(settled_rss); actors_before=$(actors)
 "$bin" load tenants --count "$tenants" --record "$records"
 rss_busy=$(rss); actors_busy=$(actors)
 metrics_bytes=$(curl -fs "http://$LISTEN_ADDR/metrics" | wc -c)
 echo "[bench] waiting for the idle tenant actors to stop (idle_timeout_secs $idle)"
 for _ in $(seq 1 $((idle * 3))); do [ "$(actors)" = "0" ] && break; sleep 1; done
-rss_idle=$(rss); actors_idle=$(actors)
+rss_idle=$(settled_rss); actors_idle=$(actors)
 
 peak=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
 cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/proc/$pid/stat")

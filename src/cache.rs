@@ -94,6 +94,27 @@ impl PortfolioCache {
         }
     }
 
+    /// The generation to store a fresh answer under, without looking for a cached one.
+    pub async fn generation(&self, tenant: uuid::Uuid) -> Lookup {
+        if !self.enabled() {
+            return Lookup::Off;
+        }
+        let result: anyhow::Result<Option<String>> = async {
+            let mut conn = self.pool.get().await?;
+            Ok(redis::cmd("GET")
+                .arg(self.generation_key(tenant))
+                .query_async(&mut *conn)
+                .await?)
+        }
+        .await;
+        match result {
+            Ok(generation) => Lookup::Miss {
+                generation: generation.unwrap_or_else(|| "0".to_owned()),
+            },
+            Err(_) => Lookup::Off,
+        }
+    }
+
     /// Stores `answer` for `query` under the generation [`get`](Self::get) returned.
     pub async fn put(&self, tenant: uuid::Uuid, generation: &str, query: &str, answer: &str) {
         let key = format!("{}:{tenant}:{generation}:{query}", self.prefix);

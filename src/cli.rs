@@ -122,6 +122,9 @@ pub enum LoadCommand {
     Portfolio {
         #[command(flatten)]
         account: Account,
+        /// Ask for answers from PostgreSQL (`Cache-Control: no-cache`), recorded as `portfolio-fresh`.
+        #[arg(long)]
+        fresh: bool,
         #[command(flatten)]
         levels: Levels,
         #[command(flatten)]
@@ -387,6 +390,7 @@ async fn load(command: LoadCommand, config: Option<&std::path::Path>) -> anyhow:
         }
         LoadCommand::Portfolio {
             account,
+            fresh,
             levels,
             recording,
         } => {
@@ -396,6 +400,7 @@ async fn load(command: LoadCommand, config: Option<&std::path::Path>) -> anyhow:
                 target: load::http::Target::Portfolio {
                     email: &account.email,
                     password: &password,
+                    fresh,
                 },
                 concurrency: &levels.concurrency,
                 duration: levels.check()?,

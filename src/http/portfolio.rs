@@ -1,7 +1,7 @@
 //! The portfolio: every company the caller may see with its current risk, for the dashboard's main table
 //! and for clients that monitor a book of obligors.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, http::header, web};
 use pdscore_actors::RiskLevel;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -46,6 +46,7 @@ pub struct PortfolioQuery {
     (status = 200, body = envelope::Envelope<Paginated<PortfolioItem>>), (status = 422, body = envelope::ErrorBody)))]
 #[get("/portfolio")]
 pub async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
     query: web::Query<PortfolioQuery>,
@@ -66,11 +67,21 @@ pub async fn list(
         .map_err(|e| ApiError::validation(e.to_string()).with_details(field_details("risk_level", &e.to_string())))?;
     let scope = principal.scope();
     let filter = company_filter(query.organization_id, query.q, query.sector);
-    // Cached per tenant (a super_admin's service-wide view is not).
+    // Cached per tenant (a super_admin's service-wide view is not); `Cache-Control: no-cache` asks for a
+    // fresh answer (which then replaces the cached one).
+    let fresh = req
+        .headers()
+        .get_all(header::CACHE_CONTROL)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache")));
     let cached = match scope.tenant() {
         Some(tenant) => {
             let digest = cache_key(&scope, &filter, risk_level, &order, page);
-            Some((tenant, state.portfolio.get(tenant, &digest).await, digest))
+            let lookup = match fresh {
+                true => state.portfolio.generation(tenant).await,
+                false => state.portfolio.get(tenant, &digest).await,
+            };
+            Some((tenant, lookup, digest))
         }
         None => None,
     };

@@ -25,8 +25,13 @@ pub enum Target<'a> {
     Service { email: &'a str, password: &'a str },
     /// The bare echo server (`pdscore load echo-server`).
     Echo,
-    /// The portfolio's first page, riskiest first, as this account sees it.
-    Portfolio { email: &'a str, password: &'a str },
+    /// The portfolio's first page, riskiest first, as this account sees it; `fresh` asks for answers from
+    /// PostgreSQL (`Cache-Control: no-cache`) rather than the cache.
+    Portfolio {
+        email: &'a str,
+        password: &'a str,
+        fresh: bool,
+    },
 }
 
 pub struct HttpLoad<'a> {
@@ -48,10 +53,10 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
             ("http", format!("{base}/api/v1/predictions/annual"), Some(token))
         }
         Target::Echo => ("echo", format!("{base}/echo"), None),
-        Target::Portfolio { email, password } => {
+        Target::Portfolio { email, password, fresh } => {
             let token = sign_in(&client, &base, email, password).await?.access;
             let url = format!("{base}/api/v1/portfolio?sort=-probability&per_page=50");
-            ("portfolio", url, Some(token))
+            (if fresh { "portfolio-fresh" } else { "portfolio" }, url, Some(token))
         }
     };
     let token = Arc::new(token);
@@ -64,7 +69,8 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
             url: url.clone(),
             token: token.clone(),
             run: format!("{run}{index:X}"),
-            read: path == "portfolio",
+            read: path.starts_with("portfolio"),
+            fresh: path == "portfolio-fresh",
         };
         // Warm-up: connections opened, the tenant's actor and caches in place.
         drive(&endpoint, path, concurrency, Duration::from_secs(1), 0).await?;
@@ -84,6 +90,8 @@ struct Endpoint {
     run: String,
     /// GET the URL instead of posting filings to it.
     read: bool,
+    /// With `Cache-Control: no-cache`.
+    fresh: bool,
 }
 
 /// `concurrency` workers, each sending one request after another until `duration` has passed.
@@ -105,7 +113,11 @@ async fn drive(
             while Instant::now() < deadline {
                 let sent = Instant::now();
                 let mut request = if endpoint.read {
-                    endpoint.client.get(&endpoint.url)
+                    let request = endpoint.client.get(&endpoint.url);
+                    match endpoint.fresh {
+                        true => request.header(reqwest::header::CACHE_CONTROL, "no-cache"),
+                        false => request,
+                    }
                 } else {
                     // A company takes 300 fiscal years (1900..2199), then the next one.
                     let symbol = format!("L{}{phase}W{worker}C{}", endpoint.run, sequence / 300);

@@ -87,6 +87,19 @@ pub fn markdown(records: &[Record]) -> String {
             );
         }
     }
+    for cached in records.iter().filter(|r| r.path == "portfolio") {
+        let Some(fresh) = find("portfolio-fresh", cached.concurrency) else {
+            continue;
+        };
+        let c = cached.concurrency.unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "| portfolio page from the Redis cache, {c} concurrent | the same from PostgreSQL ({:.0}/s) | {:.0} % | kept only if > 100 % | {} |",
+            fresh.throughput,
+            cached.throughput / fresh.throughput * 100.0,
+            verdict(cached.throughput > fresh.throughput)
+        );
+    }
     if let (Some(bulk), Some(postgres)) = (find("bulk", None), postgres) {
         let _ = writeln!(
             out,
@@ -111,6 +124,8 @@ fn describe(path: &str) -> &str {
         "postgres" => "ceiling: batched PostgreSQL insert (rows; latency per batch)",
         "bulk" => "bulk job (CSV upload → completed)",
         "tenants" => "NATS ingest, one filing for each of many tenants",
+        "portfolio" => "dashboard read: portfolio page, riskiest first (Redis cache)",
+        "portfolio-fresh" => "dashboard read: the same from PostgreSQL (`Cache-Control: no-cache`)",
         other => other,
     }
 }
