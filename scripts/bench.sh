@@ -67,13 +67,15 @@ settled_rss() {
     done
     echo "$current"
 }
-rss_before=$(settled_rss); actors_before=$(actors)
+# The allocator's live bytes (jemalloc's stats.allocated): what the actors hold, not what RSS keeps around.
+heap() { curl -fs "http://$LISTEN_ADDR/metrics" | awk '$1 == "pdscore_heap_allocated_bytes" { printf "%.0f", $2 }'; }
+rss_before=$(settled_rss); actors_before=$(actors); heap_before=$(heap)
 "$bin" load tenants --count "$tenants" --record "$records"
-rss_busy=$(rss); actors_busy=$(actors)
+rss_busy=$(rss); actors_busy=$(actors); heap_busy=$(heap)
 metrics_bytes=$(curl -fs "http://$LISTEN_ADDR/metrics" | wc -c)
 echo "[bench] waiting for the idle tenant actors to stop (idle_timeout_secs $idle)"
 for _ in $(seq 1 $((idle * 3))); do [ "$(actors)" = "0" ] && break; sleep 1; done
-rss_idle=$(settled_rss); actors_idle=$(actors)
+rss_idle=$(settled_rss); actors_idle=$(actors); heap_idle=$(heap)
 
 peak=$(awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
 cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/proc/$pid/stat")
@@ -89,11 +91,14 @@ results="$work/results.md"
     echo
     "$bin" load report "$records"
     echo
-    echo "Many tenants: $tenants tenants with one filing each (the \`tenants\` row above). The service's RSS"
-    echo "was $rss_before MB with $actors_before tenant actors before, $rss_busy MB with $actors_busy actors after"
-    echo "the filings were committed, i.e. $(awk -v a="$rss_before" -v b="$rss_busy" -v n="$tenants" 'BEGIN { printf "%.1f", (b - a) * 1024 / n }') KB per tenant actor (its"
-    echo "policy, token bucket, queue and metrics series included); $rss_idle MB with $actors_idle actors once they"
-    echo "had been idle for ${idle} s and stopped. \`/metrics\` had grown to $((metrics_bytes / 1024)) KB (per-tenant series)."
+    kb() { awk -v a="$1" -v b="$2" -v n="$tenants" 'BEGIN { printf "%.1f", (b - a) / 1024 / n }'; }
+    echo "Many tenants: $tenants tenants with one filing each (the \`tenants\` row above). Live heap (jemalloc's"
+    echo "allocated bytes): $((heap_before / 1024)) KB with $actors_before tenant actors before, $((heap_busy / 1024)) KB with $actors_busy"
+    echo "actors after the filings were committed, i.e. **$(kb "$heap_before" "$heap_busy") KB per tenant actor** (its state, mailbox,"
+    echo "router entry and per-tenant metric series); $((heap_idle / 1024)) KB with $actors_idle actors once they had been idle"
+    echo "for ${idle} s and stopped, i.e. $(kb "$heap_before" "$heap_idle") KB per tenant left behind (the metric series, which are never"
+    echo "removed). RSS (settled): $rss_before MB before, $rss_busy MB after, $rss_idle MB idle — the allocator keeps freed"
+    echo "memory, so RSS moves less than the heap. \`/metrics\` had grown to $((metrics_bytes / 1024)) KB (per-tenant series)."
 } >"$results"
 awk -v results="$results" '
     /<!-- results:begin -->/ { print; while ((getline line < results) > 0) print line; skip = 1; next }

@@ -10,6 +10,7 @@ use crate::state::AppState;
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     sample_pools(&state);
+    sample_heap();
     state.metrics.run_upkeep();
     HttpResponse::Ok()
         .content_type(ContentType(
@@ -32,4 +33,21 @@ fn sample_pools(state: &AppState) {
         .set(redis.size.saturating_sub(redis.available) as f64);
     ::metrics::gauge!("redis_pool_waiting").set(redis.waiting as f64);
     ::metrics::gauge!("nats_connected").set(if state.messaging.is_connected() { 1.0 } else { 0.0 });
+}
+
+/// The allocator's own account of the heap (jemalloc, the binary's allocator): bytes the service holds in live
+/// allocations, and bytes of memory the allocator keeps resident for them. Unlike RSS, the first does not
+/// include memory freed but not yet returned to the system.
+fn sample_heap() {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The statistics are a snapshot refreshed by advancing the epoch.
+    if epoch::advance().is_err() {
+        return;
+    }
+    if let Ok(bytes) = stats::allocated::read() {
+        ::metrics::gauge!("pdscore_heap_allocated_bytes").set(bytes as f64);
+    }
+    if let Ok(bytes) = stats::resident::read() {
+        ::metrics::gauge!("pdscore_heap_resident_bytes").set(bytes as f64);
+    }
 }

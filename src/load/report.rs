@@ -94,9 +94,9 @@ pub fn markdown(records: &[Record]) -> String {
         let c = cached.concurrency.unwrap_or(0);
         let _ = writeln!(
             out,
-            "| portfolio page from the Redis cache, {c} concurrent | the same from PostgreSQL ({:.0}/s) | {:.0} % | kept only if > 100 % | {} |",
+            "| portfolio page from the Redis cache, {c} concurrent | the same from PostgreSQL ({:.0}/s) | {:.1}× | kept only if > 1× | {} |",
             fresh.throughput,
-            cached.throughput / fresh.throughput * 100.0,
+            cached.throughput / fresh.throughput,
             verdict(cached.throughput > fresh.throughput)
         );
     }
