@@ -366,6 +366,24 @@ fn password_line() -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
+/// One HTTP load (`http`, `portfolio`, `echo`) at the given concurrency levels.
+async fn http_load(
+    url: &str,
+    target: crate::load::http::Target<'_>,
+    levels: &Levels,
+    recording: &Recording,
+) -> anyhow::Result<()> {
+    crate::load::http::run(crate::load::http::HttpLoad {
+        url,
+        target,
+        concurrency: &levels.concurrency,
+        duration: levels.check()?,
+        record: recording.record.as_deref(),
+    })
+    .await
+    .map(drop)
+}
+
 async fn load(command: LoadCommand, config: Option<&std::path::Path>) -> anyhow::Result<()> {
     use crate::load;
     match command {
@@ -375,18 +393,11 @@ async fn load(command: LoadCommand, config: Option<&std::path::Path>) -> anyhow:
             recording,
         } => {
             let password = account.password()?;
-            load::http::run(load::http::HttpLoad {
-                url: &account.url,
-                target: load::http::Target::Service {
-                    email: &account.email,
-                    password: &password,
-                },
-                concurrency: &levels.concurrency,
-                duration: levels.check()?,
-                record: recording.record.as_deref(),
-            })
-            .await
-            .map(drop)
+            let target = load::http::Target::Service {
+                email: &account.email,
+                password: &password,
+            };
+            http_load(&account.url, target, &levels, &recording).await
         }
         LoadCommand::Portfolio {
             account,
@@ -395,29 +406,16 @@ async fn load(command: LoadCommand, config: Option<&std::path::Path>) -> anyhow:
             recording,
         } => {
             let password = account.password()?;
-            load::http::run(load::http::HttpLoad {
-                url: &account.url,
-                target: load::http::Target::Portfolio {
-                    email: &account.email,
-                    password: &password,
-                    fresh,
-                },
-                concurrency: &levels.concurrency,
-                duration: levels.check()?,
-                record: recording.record.as_deref(),
-            })
-            .await
-            .map(drop)
+            let target = load::http::Target::Portfolio {
+                email: &account.email,
+                password: &password,
+                fresh,
+            };
+            http_load(&account.url, target, &levels, &recording).await
         }
-        LoadCommand::Echo { url, levels, recording } => load::http::run(load::http::HttpLoad {
-            url: &url,
-            target: load::http::Target::Echo,
-            concurrency: &levels.concurrency,
-            duration: levels.check()?,
-            record: recording.record.as_deref(),
-        })
-        .await
-        .map(drop),
+        LoadCommand::Echo { url, levels, recording } => {
+            http_load(&url, load::http::Target::Echo, &levels, &recording).await
+        }
         LoadCommand::EchoServer { listen, workers } => load::echo::serve(&listen, workers).await,
         LoadCommand::Nats {
             account,

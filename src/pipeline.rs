@@ -95,6 +95,7 @@ pub fn start(
                 max_in_flight: p.ingest_max_in_flight,
                 ack_wait: Duration::from_secs(p.ingest_ack_wait_secs),
             },
+            refusals: Default::default(),
         };
         // Ingest decodes and answers JetStream on a thread of its own, so a flood of messages never delays
         // the HTTP workers or the pipeline's actors.

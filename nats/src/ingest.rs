@@ -82,6 +82,34 @@ pub struct Ingest {
     pub pipeline: Pipeline,
     pub directory: Arc<dyn Directory>,
     pub config: IngestConfig,
+    /// Tenants refused a moment ago (see [`Refusals`]).
+    pub refusals: Arc<Refusals>,
+}
+
+/// Tenants whose last filing was refused (rate limit, full queue), with when to stop assuming so and the delay
+/// they were given. For that short while, their further messages are sent back at once with about the same
+/// delay, without a trip through the pipeline's actors: a tenant flooding far above its limit then costs
+/// little more than its admitted filings, and its refusals do not queue in front of other tenants' filings.
+#[derive(Default)]
+pub struct Refusals(std::sync::Mutex<std::collections::HashMap<Uuid, (std::time::Instant, Duration)>>);
+
+impl Refusals {
+    /// How long a refusal stands for the tenant's next messages (its bucket refills meanwhile: the first
+    /// message after it gets the tokens earned).
+    const HOLD: Duration = Duration::from_millis(50);
+
+    fn note(&self, tenant: Uuid, retry_after: Duration) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(tenant, (std::time::Instant::now() + Self::HOLD, retry_after));
+    }
+
+    /// The delay to send a message of `tenant` back with, while a recent refusal stands; spread over a second
+    /// by `sequence` so that the messages do not all come back together.
+    fn standing(&self, tenant: Uuid, sequence: u64) -> Option<Duration> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (until, retry_after) = map.get(&tenant)?;
+        (std::time::Instant::now() < *until).then(|| *retry_after + Duration::from_millis(sequence % 1000))
+    }
 }
 
 impl Ingest {
@@ -222,6 +250,10 @@ impl Ingest {
             }
             Err(e) => return unavailable(&e),
         };
+        if let Some(delay) = self.refusals.standing(tenant_id, sequence) {
+            metrics::counter!("pdscore_ingest_refused_early_total").increment(1);
+            return Outcome::Nak(delay);
+        }
         let (organization_id, company_id) = match self
             .directory
             .company(tenant_id, &decoded.company_symbol, decoded.organization_id)
@@ -264,7 +296,9 @@ impl Ingest {
                 Outcome::DeadLetter(Undeliverable::new("TENANT_INACTIVE", "the tenant is deactivated"))
             }
             Err(PipelineError::RateLimited { retry_after } | PipelineError::Overloaded { retry_after }) => {
-                Outcome::Nak(retry_after.max(Duration::from_millis(100)))
+                let delay = retry_after.max(Duration::from_millis(100));
+                self.refusals.note(tenant_id, delay);
+                Outcome::Nak(delay)
             }
             Err(PipelineError::Unavailable(e)) => unavailable(&e),
         }

@@ -194,6 +194,17 @@ pub fn order_by(sort: Option<&str>, allowed: &[(&str, &str)], default: &str) -> 
         .map_err(|reason| ApiError::validation(reason.clone()).with_details(field_details("sort", &reason)))
 }
 
+/// A `risk_level` parameter: `low`, `medium`, `high` or `critical`.
+pub fn risk_level(raw: Option<&str>) -> Result<Option<pdscore_actors::RiskLevel>, ApiError> {
+    raw.map(|l| {
+        l.parse().map_err(|e: pdscore_models::UnknownKind| {
+            ApiError::validation(e.to_string())
+                .with_details(field_details("risk_level", "low, medium, high or critical"))
+        })
+    })
+    .transpose()
+}
+
 /// `error.details` naming the offending field.
 pub fn field_details(field: &str, reason: &str) -> serde_json::Value {
     serde_json::json!({ "field": field, "reason": reason })

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{ApiError, companies::company_filter, envelope, field_details, order_by, page};
+use super::{ApiError, companies::company_filter, envelope, order_by, page};
 use crate::{
     auth::{Permission, Principal, Scope},
     cache::Lookup,
@@ -59,12 +59,7 @@ pub async fn list(
         per_page: query.per_page,
     })?;
     let order = order_by(query.sort.as_deref(), &portfolio::SORTS, "symbol")?;
-    let risk_level = query
-        .risk_level
-        .as_deref()
-        .map(str::parse::<RiskLevel>)
-        .transpose()
-        .map_err(|e| ApiError::validation(e.to_string()).with_details(field_details("risk_level", &e.to_string())))?;
+    let risk_level = super::risk_level(query.risk_level.as_deref())?;
     let scope = principal.scope();
     let filter = company_filter(query.organization_id, query.q, query.sector);
     // Cached per tenant (a super_admin's service-wide view is not); `Cache-Control: no-cache` asks for a

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use pdscore_actors::{Committed, Filing, FilingContent, FilingSource, PipelineError, PredictionType, RiskLevel};
+use pdscore_actors::{Committed, Filing, FilingContent, FilingSource, PipelineError, PredictionType};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -246,16 +246,7 @@ pub async fn history(
         prediction_type: query.prediction_type.as_deref().map(prediction_type).transpose()?,
         from_year: query.from_year,
         to_year: query.to_year,
-        risk_level: query
-            .risk_level
-            .as_deref()
-            .map(|l| {
-                l.parse::<RiskLevel>().map_err(|e| {
-                    ApiError::validation(e.to_string())
-                        .with_details(field_details("risk_level", "low, medium, high or critical"))
-                })
-            })
-            .transpose()?,
+        risk_level: super::risk_level(query.risk_level.as_deref())?,
     };
     let scope = principal.scope();
     let mut conn = state.db.acquire().await?;
