@@ -236,17 +236,16 @@ impl Ingest {
     }
 
     async fn process(&self, message: &jetstream::Message, sequence: u64) -> Outcome {
-        let decoded = match message::decode(self.namespace.prefix(), &message.subject, &message.payload) {
-            Ok(decoded) => decoded,
+        // The tenant comes from the subject: a tenant refused a moment ago is answered before its payload is
+        // even parsed.
+        let tenant = match message::parse_subject(self.namespace.prefix(), &message.subject) {
+            Ok((tenant, _)) => tenant,
             Err(reason) => return Outcome::DeadLetter(reason),
         };
-        let tenant_id = match self.directory.tenant(&decoded.tenant).await {
+        let tenant_id = match self.directory.tenant(&tenant).await {
             Ok(Some(id)) => id,
             Ok(None) => {
-                return Outcome::DeadLetter(Undeliverable::new(
-                    "UNKNOWN_TENANT",
-                    format!("no tenant {:?}", decoded.tenant),
-                ));
+                return Outcome::DeadLetter(Undeliverable::new("UNKNOWN_TENANT", format!("no tenant {tenant:?}")));
             }
             Err(e) => return unavailable(&e),
         };
@@ -254,6 +253,10 @@ impl Ingest {
             metrics::counter!("pdscore_ingest_refused_early_total").increment(1);
             return Outcome::Nak(delay);
         }
+        let decoded = match message::decode(self.namespace.prefix(), &message.subject, &message.payload) {
+            Ok(decoded) => decoded,
+            Err(reason) => return Outcome::DeadLetter(reason),
+        };
         let (organization_id, company_id) = match self
             .directory
             .company(tenant_id, &decoded.company_symbol, decoded.organization_id)
