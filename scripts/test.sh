@@ -14,7 +14,8 @@ fi
 # browser: those run one at a time, so that they measure the service rather than the other tests. The latency
 # comparison goes first, on a quiet machine (before the parallel pass and the crash tests leave PostgreSQL with
 # a backlog of writes).
-serial=(crash:: pipeline::a_flooding dashboard::browser_) It measures p99s of a few hundred requests on two shared cores: a run disturbed by the
+serial=(crash:: pipeline::a_flooding dashboard::browser_)
+# The latency comparison measures p99s of a few hundred requests on two shared cores: a run disturbed by the
 # machine is repeated (at most 3 runs); each run's figures are printed.
 for attempt in 1 2 3; do
     if cargo test --all-features --locked --test api -- --test-threads 1 --nocapture pipeline::a_flooding; then break; fi
