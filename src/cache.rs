@@ -60,6 +60,12 @@ impl PortfolioCache {
         format!("{}:{tenant}:generation", self.prefix)
     }
 
+    /// Where the answer to `query` under `generation` lives: `<entries>` followed by `<generation>:<query>`
+    /// (the lookup script appends them itself, having read the generation).
+    fn entries(&self, tenant: uuid::Uuid) -> String {
+        format!("{}:{tenant}:", self.prefix)
+    }
+
     /// The answer cached for `query` (a digest of the caller's scope and parameters), or the generation to
     /// store a fresh one under.
     pub async fn get(&self, tenant: uuid::Uuid, query: &str) -> Lookup {
@@ -71,7 +77,7 @@ impl PortfolioCache {
             Ok(self
                 .lookup
                 .key(self.generation_key(tenant))
-                .arg(format!("{}:{tenant}:", self.prefix))
+                .arg(self.entries(tenant))
                 .arg(query)
                 .invoke_async(&mut *conn)
                 .await?)
@@ -117,7 +123,7 @@ impl PortfolioCache {
 
     /// Stores `answer` for `query` under the generation [`get`](Self::get) returned.
     pub async fn put(&self, tenant: uuid::Uuid, generation: &str, query: &str, answer: &str) {
-        let key = format!("{}:{tenant}:{generation}:{query}", self.prefix);
+        let key = format!("{}{generation}:{query}", self.entries(tenant));
         let stored: anyhow::Result<()> = async {
             let mut conn = self.pool.get().await?;
             redis::cmd("SET")

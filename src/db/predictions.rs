@@ -438,15 +438,17 @@ async fn latest_predictions(conn: &mut PgConnection, live: &[(usize, &Scores)]) 
     .await
 }
 
-/// The predictions of a batch as column arrays, inserted in one statement.
+/// A score's PD by horizon, as stored.
 fn term_structure_json(score: &ModelScore) -> Option<Value> {
     score.term_structure.as_ref().map(|t| serde_json::json!(t))
 }
 
+/// A score's reason codes, as stored.
 fn contributions_json(score: &ModelScore) -> Value {
     serde_json::to_value(&score.contributions).unwrap_or_else(|_| Value::Array(vec![]))
 }
 
+/// The predictions of a batch as column arrays, inserted in one statement.
 #[derive(Default)]
 struct PredictionRows {
     id: Vec<Uuid>,

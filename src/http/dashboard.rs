@@ -9,7 +9,7 @@ use actix_web::{
     http::header::{self, ContentType, EntityTag, Header, IfNoneMatch},
     web,
 };
-use sha2::{Digest, Sha256};
+use pdscore_models::registry::sha256_hex;
 
 /// Where the dashboard is served.
 pub const BASE: &str = "/app";
@@ -38,8 +38,7 @@ static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
 });
 
 fn asset(name: &'static str, content_type: &'static str, body: &'static str) -> Asset {
-    let digest = Sha256::digest(body.as_bytes());
-    let etag = EntityTag::new_strong(digest[..12].iter().map(|b| format!("{b:02x}")).collect());
+    let etag = EntityTag::new_strong(sha256_hex(body.as_bytes())[..24].to_owned());
     Asset {
         name,
         content_type,

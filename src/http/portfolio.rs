@@ -1,11 +1,15 @@
 //! The portfolio: every company the caller may see with its current risk, for the dashboard's main table
 //! and for clients that monitor a book of obligors.
 
-use actix_web::{HttpRequest, HttpResponse, get, http::header, web};
+use actix_web::{
+    HttpRequest, HttpResponse, get,
+    http::header::{CacheControl, CacheDirective, Header},
+    web,
+};
 use pdscore_actors::RiskLevel;
+use pdscore_models::registry::sha256_hex;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{ApiError, companies::company_filter, envelope, order_by, page};
@@ -64,11 +68,7 @@ pub async fn list(
     let filter = company_filter(query.organization_id, query.q, query.sector);
     // Cached per tenant (a super_admin's service-wide view is not); `Cache-Control: no-cache` asks for a
     // fresh answer (which then replaces the cached one).
-    let fresh = req
-        .headers()
-        .get_all(header::CACHE_CONTROL)
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache")));
+    let fresh = CacheControl::parse(&req).is_ok_and(|c| c.0.contains(&CacheDirective::NoCache));
     let cached = match scope.tenant() {
         Some(tenant) => {
             let digest = cache_key(&scope, &filter, risk_level, &order, page);
@@ -108,9 +108,5 @@ fn cache_key(scope: &Scope, filter: &CompanyFilter, level: Option<RiskLevel>, or
         page.page,
         page.per_page
     );
-    Sha256::digest(identity.as_bytes())
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha256_hex(identity.as_bytes())
 }

@@ -47,16 +47,22 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
     let base = load.url.trim_end_matches('/').to_owned();
     let max = load.concurrency.iter().copied().max().unwrap_or(1);
     let client = reqwest::Client::builder().pool_max_idle_per_host(max).build()?;
-    let (path, url, token) = match load.target {
+    let (path, url, token, request) = match load.target {
         Target::Service { email, password } => {
             let token = sign_in(&client, &base, email, password).await?.access;
-            ("http", format!("{base}/api/v1/predictions/annual"), Some(token))
+            (
+                "http",
+                format!("{base}/api/v1/predictions/annual"),
+                Some(token),
+                Request::Filing,
+            )
         }
-        Target::Echo => ("echo", format!("{base}/echo"), None),
+        Target::Echo => ("echo", format!("{base}/echo"), None, Request::Filing),
         Target::Portfolio { email, password, fresh } => {
             let token = sign_in(&client, &base, email, password).await?.access;
             let url = format!("{base}/api/v1/portfolio?sort=-probability&per_page=50");
-            (if fresh { "portfolio-fresh" } else { "portfolio" }, url, Some(token))
+            let path = if fresh { "portfolio-fresh" } else { "portfolio" };
+            (path, url, Some(token), Request::Read { fresh })
         }
     };
     let token = Arc::new(token);
@@ -69,8 +75,7 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
             url: url.clone(),
             token: token.clone(),
             run: format!("{run}{index:X}"),
-            read: path.starts_with("portfolio"),
-            fresh: path == "portfolio-fresh",
+            request,
         };
         // Warm-up: connections opened, the tenant's actor and caches in place.
         drive(&endpoint, path, concurrency, Duration::from_secs(1), 0).await?;
@@ -88,10 +93,16 @@ struct Endpoint {
     token: Arc<Option<String>>,
     /// Prefix of this level's company symbols.
     run: String,
-    /// GET the URL instead of posting filings to it.
-    read: bool,
-    /// With `Cache-Control: no-cache`.
-    fresh: bool,
+    request: Request,
+}
+
+/// What each request is.
+#[derive(Clone, Copy)]
+enum Request {
+    /// POST a new filing.
+    Filing,
+    /// GET the URL; `fresh`: with `Cache-Control: no-cache`.
+    Read { fresh: bool },
 }
 
 /// `concurrency` workers, each sending one request after another until `duration` has passed.
@@ -112,18 +123,19 @@ async fn drive(
             let (mut rate_limited, mut failed, mut sequence) = (0u64, 0u64, 0u64);
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                let mut request = if endpoint.read {
-                    let request = endpoint.client.get(&endpoint.url);
-                    match endpoint.fresh {
-                        true => request.header(reqwest::header::CACHE_CONTROL, "no-cache"),
-                        false => request,
+                let mut request = match endpoint.request {
+                    Request::Read { fresh: false } => endpoint.client.get(&endpoint.url),
+                    Request::Read { fresh: true } => endpoint
+                        .client
+                        .get(&endpoint.url)
+                        .header(reqwest::header::CACHE_CONTROL, "no-cache"),
+                    Request::Filing => {
+                        // A company takes 300 fiscal years (1900..2199), then the next one.
+                        let symbol = format!("L{}{phase}W{worker}C{}", endpoint.run, sequence / 300);
+                        let body = filing(&symbol, 1900 + (sequence % 300) as u16, sequence);
+                        sequence += 1;
+                        endpoint.client.post(&endpoint.url).json(&body)
                     }
-                } else {
-                    // A company takes 300 fiscal years (1900..2199), then the next one.
-                    let symbol = format!("L{}{phase}W{worker}C{}", endpoint.run, sequence / 300);
-                    let body = filing(&symbol, 1900 + (sequence % 300) as u16, sequence);
-                    sequence += 1;
-                    endpoint.client.post(&endpoint.url).json(&body)
                 };
                 if let Some(token) = endpoint.token.as_deref() {
                     request = request.bearer_auth(token);
