@@ -2,16 +2,19 @@
 //!
 //! Batching is natural: when a transaction slot is free, whatever is waiting is committed at once (low
 //! latency when quiet); while every slot is busy, arrivals accumulate and go together in the next
-//! transaction (throughput under load), up to `max_rows`. Each sender is answered after the commit, so
-//! the ingest path acknowledges only what is durable. Alerts of the commit then go to the [`AlertSink`].
+//! transaction (throughput under load), up to `max_rows`. Each filing is answered after the commit that
+//! wrote it, so the ingest path acknowledges only what is durable. Alerts of the commit then go to the
+//! [`AlertSink`].
 //!
 //! A commit locks its companies (see [`PredictionStore::commit`]), so two transactions over the same
 //! company run one after the other in the database anyway. The writer therefore never starts a transaction
-//! over a company that one in progress holds: such rows wait — with every later row of the same companies,
-//! so that each company's rows keep their order — and go together in the next transaction once the company
-//! is free (group commit), while rows of other companies use the free slots. With one tenant's filings over
-//! 100 companies and 8 batches in flight per tenant, this took NATS ingest from 2,578 to 3,300–3,740
-//! filings/s (`pdscore load nats`; BENCHMARKS.md).
+//! over a company that one in progress holds: such a filing waits — with every later filing of the same
+//! company, so that each company's filings keep their order — and goes in a later transaction once the
+//! company is free (group commit). This is decided filing by filing, not batch by batch: the filings of a
+//! batch whose companies are free go at once, in parallel with the transaction holding the others, and the
+//! batch's sender is answered, filing by filing, once the last of them is committed. With one tenant's filings
+//! spread over 100 companies, consecutive batches share most of their companies; whole batches then
+//! committed one after the other (`pdscore load nats`; BENCHMARKS.md).
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -28,21 +31,37 @@ use crate::{
     ports::{AlertSink, CommitResult, PredictionStore, StoreError},
 };
 
-/// Write these scored filings; answered once they are committed (results in input order).
+/// Write these scored filings; answered once each is committed (or failed), in input order.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<CommitResult>, StoreError>")]
+#[rtype(result = "Vec<Result<CommitResult, StoreError>>")]
 pub struct Persist {
     pub rows: Vec<Scores>,
 }
 
-type Reply = oneshot::Sender<Result<Vec<CommitResult>, StoreError>>;
+type Outcome = Result<CommitResult, StoreError>;
+type Reply = oneshot::Sender<Vec<Outcome>>;
+
+/// A `Persist` being answered: its filings' outcomes so far.
+struct Sender {
+    outcomes: Vec<Option<Outcome>>,
+    remaining: usize,
+    reply: Reply,
+}
+
+/// A filing waiting for a transaction, and where its outcome goes (sender, index in its batch).
+struct Row {
+    sender: u64,
+    index: usize,
+    scores: Scores,
+}
 
 pub struct PersistWriter {
     store: Arc<dyn PredictionStore>,
     alerts: Arc<dyn AlertSink>,
-    /// Waiting for a transaction slot: each sender's rows and where to answer.
-    waiting: VecDeque<(Vec<Scores>, Reply)>,
-    waiting_rows: usize,
+    senders: HashMap<u64, Sender>,
+    next_sender: u64,
+    /// Filings waiting for a transaction, in arrival order.
+    waiting: VecDeque<Row>,
     /// Transactions in progress, at most `max_in_flight` (a share of the database pool).
     in_flight: usize,
     max_in_flight: usize,
@@ -54,8 +73,8 @@ pub struct PersistWriter {
 
 type Company = (Uuid, Uuid);
 
-fn companies(rows: &[Scores]) -> impl Iterator<Item = Company> + '_ {
-    rows.iter().map(|s| (s.filing.tenant_id, s.filing.company_id))
+fn company(scores: &Scores) -> Company {
+    (scores.filing.tenant_id, scores.filing.company_id)
 }
 
 impl PersistWriter {
@@ -68,8 +87,9 @@ impl PersistWriter {
         Self {
             store,
             alerts,
+            senders: HashMap::new(),
+            next_sender: 0,
             waiting: VecDeque::new(),
-            waiting_rows: 0,
             in_flight: 0,
             max_in_flight: max_in_flight.max(1),
             max_rows: max_rows.max(1),
@@ -77,48 +97,61 @@ impl PersistWriter {
         }
     }
 
-    /// The next transaction: waiting batches, in order, whose companies no transaction in progress holds
-    /// and that no earlier waiting batch shares (up to `max_rows`). The others stay waiting, in order.
-    fn next_transaction(&mut self) -> (Vec<(usize, Reply)>, Vec<Scores>) {
-        let mut senders = Vec::new();
-        let mut rows = Vec::new();
-        // Companies a batch must not touch to go now: held, or waiting behind a held one.
+    /// The next transaction: waiting filings, in order, whose company no transaction in progress holds and
+    /// no earlier waiting filing is held back on (up to `max_rows`). The others stay waiting, in order.
+    fn next_transaction(&mut self) -> Vec<Row> {
+        let mut taken = Vec::new();
+        // Companies a filing must not touch to go now: held, or waiting behind a held one.
         let mut blocked: HashSet<Company> = HashSet::new();
         let mut kept = VecDeque::with_capacity(self.waiting.len());
-        while let Some((batch, reply)) = self.waiting.pop_front() {
-            let full = !rows.is_empty() && rows.len() + batch.len() > self.max_rows;
-            let free = !full && companies(&batch).all(|c| !self.locked.contains_key(&c) && !blocked.contains(&c));
-            if free {
-                senders.push((batch.len(), reply));
-                rows.extend(batch);
+        while let Some(row) = self.waiting.pop_front() {
+            let company = company(&row.scores);
+            if taken.len() < self.max_rows && !self.locked.contains_key(&company) && !blocked.contains(&company) {
+                taken.push(row);
             } else {
-                blocked.extend(companies(&batch));
-                kept.push_back((batch, reply));
+                blocked.insert(company);
+                kept.push_back(row);
             }
         }
         self.waiting = kept;
-        (senders, rows)
+        taken
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
         while self.in_flight < self.max_in_flight && !self.waiting.is_empty() {
-            let (senders, rows) = self.next_transaction();
+            let rows = self.next_transaction();
             if rows.is_empty() {
                 // Everything waiting is over companies in progress.
                 break;
             }
-            let held: Vec<Company> = companies(&rows).collect::<HashSet<_>>().into_iter().collect();
+            let held: Vec<Company> = rows
+                .iter()
+                .map(|r| company(&r.scores))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
             for company in &held {
                 *self.locked.entry(*company).or_default() += 1;
             }
-            self.waiting_rows -= rows.len();
             self.in_flight += 1;
             metrics::histogram!("pdscore_persist_batch_rows").record(rows.len() as f64);
+            let (places, batch): (Vec<(u64, usize)>, Vec<Scores>) =
+                rows.into_iter().map(|r| ((r.sender, r.index), r.scores)).unzip();
             let store = self.store.clone();
             let alerts = self.alerts.clone();
             let commit = async move {
                 let started = std::time::Instant::now();
-                let result = store.commit(rows).await;
+                let rows = batch.len();
+                let result = store.commit(batch).await.and_then(|results| {
+                    if results.len() == rows {
+                        Ok(results)
+                    } else {
+                        Err(StoreError(format!(
+                            "the store answered {} of {rows} filings",
+                            results.len()
+                        )))
+                    }
+                });
                 metrics::histogram!("pdscore_persist_commit_seconds").record(started.elapsed().as_secs_f64());
                 if let Ok(results) = &result {
                     let raised: Vec<_> = results
@@ -135,9 +168,9 @@ impl PersistWriter {
                         actix::spawn(alerts.publish(raised));
                     }
                 }
-                answer(senders, result);
+                result
             };
-            ctx.spawn(commit.into_actor(self).map(move |_, writer, ctx| {
+            ctx.spawn(commit.into_actor(self).map(move |result, writer, ctx| {
                 writer.in_flight -= 1;
                 for company in held {
                     if let Some(n) = writer.locked.get_mut(&company) {
@@ -147,26 +180,32 @@ impl PersistWriter {
                         }
                     }
                 }
+                writer.deliver(places, result);
                 writer.flush(ctx);
             }));
         }
-        metrics::gauge!("pdscore_persist_waiting_rows").set(self.waiting_rows as f64);
+        metrics::gauge!("pdscore_persist_waiting_rows").set(self.waiting.len() as f64);
     }
-}
 
-/// Splits a commit's results back to its senders.
-fn answer(senders: Vec<(usize, Reply)>, result: Result<Vec<CommitResult>, StoreError>) {
-    match result {
-        Ok(results) => {
-            let mut results = results.into_iter();
-            for (len, reply) in senders {
-                let _ = reply.send(Ok(results.by_ref().take(len).collect()));
+    /// Hands a commit's outcomes to their senders; a sender is answered once all its filings have one.
+    fn deliver(&mut self, places: Vec<(u64, usize)>, result: Result<Vec<CommitResult>, StoreError>) {
+        let outcomes: Vec<Outcome> = match result {
+            Ok(results) => results.into_iter().map(Ok).collect(),
+            Err(error) => {
+                tracing::warn!(%error, filings = places.len(), "commit failed; its filings are refused for retry");
+                places.iter().map(|_| Err(error.clone())).collect()
             }
-        }
-        Err(error) => {
-            tracing::warn!(%error, "commit failed; the batch's filings are refused for retry");
-            for (_, reply) in senders {
-                let _ = reply.send(Err(error.clone()));
+        };
+        for ((sender_id, index), outcome) in places.into_iter().zip(outcomes) {
+            let Some(sender) = self.senders.get_mut(&sender_id) else {
+                continue;
+            };
+            sender.outcomes[index] = Some(outcome);
+            sender.remaining -= 1;
+            if sender.remaining == 0
+                && let Some(sender) = self.senders.remove(&sender_id)
+            {
+                let _ = sender.reply.send(sender.outcomes.into_iter().flatten().collect());
             }
         }
     }
@@ -177,17 +216,221 @@ impl Actor for PersistWriter {
 }
 
 impl Handler<Persist> for PersistWriter {
-    type Result = ResponseFuture<Result<Vec<CommitResult>, StoreError>>;
+    type Result = ResponseFuture<Vec<Outcome>>;
 
     fn handle(&mut self, persist: Persist, ctx: &mut Self::Context) -> Self::Result {
+        let rows = persist.rows.len();
         let (reply, answer) = oneshot::channel();
-        self.waiting_rows += persist.rows.len();
-        self.waiting.push_back((persist.rows, reply));
-        self.flush(ctx);
+        if rows == 0 {
+            let _ = reply.send(Vec::new());
+        } else {
+            let sender = self.next_sender;
+            self.next_sender += 1;
+            self.senders.insert(
+                sender,
+                Sender {
+                    outcomes: (0..rows).map(|_| None).collect(),
+                    remaining: rows,
+                    reply,
+                },
+            );
+            self.waiting
+                .extend(
+                    persist
+                        .rows
+                        .into_iter()
+                        .enumerate()
+                        .map(|(index, scores)| Row { sender, index, scores }),
+                );
+            self.flush(ctx);
+        }
         Box::pin(async move {
-            answer
-                .await
-                .unwrap_or_else(|_| Err(StoreError("the persist writer stopped before the commit".into())))
+            answer.await.unwrap_or_else(|_| {
+                (0..rows)
+                    .map(|_| Err(StoreError("the persist writer stopped before the commit".into())))
+                    .collect()
+            })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Mutex, time::Instant};
+
+    use futures_util::{FutureExt, future::BoxFuture};
+    use pdscore_models::{PredictionType, RiskLevel, registry::ModelId, statement::ReportingPeriod};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::{
+        filing::{Filing, FilingSource, ModelScore},
+        policy::TenantPolicy,
+    };
+
+    /// A transaction the store was asked for: its filings' companies, and the test's go (or error) for it.
+    type Asked = (Vec<Uuid>, oneshot::Sender<Result<(), String>>);
+
+    /// Answers each commit when the test says so, each filing as a duplicate of its own prediction id.
+    struct GatedStore {
+        asked: Mutex<mpsc::UnboundedSender<Asked>>,
+    }
+
+    impl PredictionStore for GatedStore {
+        fn commit(&self, batch: Vec<Scores>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
+            let (go, gate) = oneshot::channel();
+            let companies = batch.iter().map(|s| s.filing.company_id).collect();
+            let _ = self.asked.lock().unwrap().send((companies, go));
+            async move {
+                match gate.await {
+                    Ok(Ok(())) => Ok(batch
+                        .iter()
+                        .map(|s| {
+                            CommitResult::Committed(Box::new(Committed::Duplicate {
+                                prediction_id: s.prediction_id,
+                            }))
+                        })
+                        .collect()),
+                    Ok(Err(reason)) => Err(StoreError(reason)),
+                    Err(_) => Err(StoreError("the test dropped the gate".into())),
+                }
+            }
+            .boxed()
+        }
+
+        fn tenant_policy(&self, _: Uuid) -> BoxFuture<'static, Result<Option<TenantPolicy>, StoreError>> {
+            futures_util::future::ready(Ok(None)).boxed()
+        }
+    }
+
+    struct NoAlerts;
+
+    impl AlertSink for NoAlerts {
+        fn publish(&self, _: Vec<crate::filing::Alert>) -> BoxFuture<'static, ()> {
+            futures_util::future::ready(()).boxed()
+        }
+    }
+
+    fn scores(tenant_id: Uuid, company_id: Uuid) -> Scores {
+        Scores {
+            filing: Filing {
+                tenant_id,
+                organization_id: tenant_id,
+                company_id,
+                idempotency_key: Uuid::new_v4().to_string(),
+                source: FilingSource::Nats,
+                prediction_type: PredictionType::Annual,
+                period: ReportingPeriod {
+                    year: 2024,
+                    quarter: None,
+                },
+                statement: None,
+                ratios: None,
+                model: None,
+                raw: serde_json::Value::Null,
+                bulk: None,
+                received_at: Instant::now(),
+            },
+            prediction_id: Uuid::new_v4(),
+            primary: ModelScore {
+                model: ModelId {
+                    name: "test".into(),
+                    version: 1,
+                },
+                probability: 0.1,
+                term_structure: None,
+                risk_level: RiskLevel::Low,
+                implied_rating: "BBB",
+                confidence: 0.5,
+                contributions: Vec::new(),
+                inputs: Default::default(),
+            },
+            shadow: None,
+            alert_pd_change: 0.5,
+        }
+    }
+
+    fn prediction_ids(outcomes: &[Outcome]) -> Vec<Option<Uuid>> {
+        outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(CommitResult::Committed(c)) => Some(c.prediction_id()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[actix::test]
+    async fn a_batch_goes_at_once_for_its_free_companies_and_waits_only_for_the_held_ones() {
+        let (asked_tx, mut asked) = mpsc::unbounded_channel();
+        let store = Arc::new(GatedStore {
+            asked: Mutex::new(asked_tx),
+        });
+        let writer = PersistWriter::new(store, Arc::new(NoAlerts), 4, 512).start();
+        let tenant = Uuid::new_v4();
+        let [c1, c2, c3] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+
+        let first = vec![scores(tenant, c1), scores(tenant, c2)];
+        let first_ids: Vec<_> = first.iter().map(|s| Some(s.prediction_id)).collect();
+        let first_answer = writer.send(Persist { rows: first });
+        let first_answer = tokio::spawn(first_answer);
+        let (companies, go_first) = asked.recv().await.unwrap();
+        assert_eq!(companies, [c1, c2]);
+
+        // c2 is held by the first transaction: only the c3 filing goes now, in a transaction of its own.
+        let second = vec![scores(tenant, c2), scores(tenant, c3)];
+        let second_ids: Vec<_> = second.iter().map(|s| Some(s.prediction_id)).collect();
+        let mut second_answer = tokio::spawn(writer.send(Persist { rows: second }));
+        let (companies, go_c3) = asked.recv().await.unwrap();
+        assert_eq!(companies, [c3]);
+        go_c3.send(Ok(())).unwrap();
+        // Half of the second batch is committed: it is not answered yet, and c2 has not been asked for.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), &mut second_answer)
+                .await
+                .is_err()
+        );
+        assert!(asked.try_recv().is_err());
+
+        go_first.send(Ok(())).unwrap();
+        let first_outcomes = first_answer.await.unwrap().unwrap();
+        assert_eq!(prediction_ids(&first_outcomes), first_ids);
+        let (companies, go_c2) = asked.recv().await.unwrap();
+        assert_eq!(companies, [c2]);
+        go_c2.send(Ok(())).unwrap();
+        // Answered once both transactions committed, in the batch's own order.
+        let second_outcomes = second_answer.await.unwrap().unwrap();
+        assert_eq!(prediction_ids(&second_outcomes), second_ids);
+    }
+
+    #[actix::test]
+    async fn a_failed_transaction_refuses_only_its_own_filings() {
+        let (asked_tx, mut asked) = mpsc::unbounded_channel();
+        let store = Arc::new(GatedStore {
+            asked: Mutex::new(asked_tx),
+        });
+        let writer = PersistWriter::new(store, Arc::new(NoAlerts), 4, 512).start();
+        let tenant = Uuid::new_v4();
+        let [c1, c2] = [Uuid::new_v4(), Uuid::new_v4()];
+
+        let holder = tokio::spawn(writer.send(Persist {
+            rows: vec![scores(tenant, c1)],
+        }));
+        let (_, go_holder) = asked.recv().await.unwrap();
+        let batch = vec![scores(tenant, c1), scores(tenant, c2)];
+        let c1_id = batch[0].prediction_id;
+        let answer = tokio::spawn(writer.send(Persist { rows: batch }));
+        let (companies, fail_c2) = asked.recv().await.unwrap();
+        assert_eq!(companies, [c2]);
+        fail_c2.send(Err("disk full".into())).unwrap();
+        go_holder.send(Ok(())).unwrap();
+        holder.await.unwrap().unwrap();
+        let (companies, go_c1) = asked.recv().await.unwrap();
+        assert_eq!(companies, [c1]);
+        go_c1.send(Ok(())).unwrap();
+
+        let outcomes = answer.await.unwrap().unwrap();
+        assert_eq!(prediction_ids(&outcomes), [Some(c1_id), None]);
+        assert!(matches!(&outcomes[1], Err(StoreError(reason)) if reason == "disk full"));
     }
 }

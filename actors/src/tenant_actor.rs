@@ -284,30 +284,28 @@ async fn process_batch(
     if rows.is_empty() {
         return;
     }
-    let outcome = match writer.send(Persist { rows }).await {
-        Ok(result) => result.map_err(|e| PipelineError::Unavailable(e.to_string())),
-        Err(e) => Err(PipelineError::Unavailable(format!("persist writer unavailable: {e}"))),
-    };
-    match outcome {
-        Ok(results) => {
-            for ((reply, (received_at, source)), result) in waiting.into_iter().zip(results) {
-                metrics::histogram!("pdscore_pipeline_latency_seconds", "source" => source)
-                    .record(received_at.elapsed().as_secs_f64());
-                let _ = reply.send(match result {
-                    CommitResult::Committed(committed) => Ok(*committed),
-                    CommitResult::CompanyGone => Err(PipelineError::Rejected(Rejected {
-                        code: "NOT_FOUND",
-                        message: "the company no longer exists".into(),
-                        field: None,
-                    })),
-                });
-            }
-        }
-        Err(error) => {
+    let outcomes = match writer.send(Persist { rows }).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            let error = PipelineError::Unavailable(format!("persist writer unavailable: {e}"));
             for (reply, _) in waiting {
                 let _ = reply.send(Err(error.clone()));
             }
+            return;
         }
+    };
+    for ((reply, (received_at, source)), outcome) in waiting.into_iter().zip(outcomes) {
+        metrics::histogram!("pdscore_pipeline_latency_seconds", "source" => source)
+            .record(received_at.elapsed().as_secs_f64());
+        let _ = reply.send(match outcome {
+            Ok(CommitResult::Committed(committed)) => Ok(*committed),
+            Ok(CommitResult::CompanyGone) => Err(PipelineError::Rejected(Rejected {
+                code: "NOT_FOUND",
+                message: "the company no longer exists".into(),
+                field: None,
+            })),
+            Err(e) => Err(PipelineError::Unavailable(e.to_string())),
+        });
     }
 }
 

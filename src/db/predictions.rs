@@ -52,7 +52,9 @@ impl PredictionStore for PgPredictionStore {
                 match commit_batch(&pool, &batch).await {
                     Ok(results) => {
                         if committed.grew(batch.len() as u64) {
-                            tokio::spawn(async move { super::analyze(&pool, "filings, predictions").await });
+                            // Companies too: they are created for the filings (one by one by the AccuNode route), and
+                            // the foreign-key checks of every prediction read them.
+                            tokio::spawn(async move { super::analyze(&pool, "filings, predictions, companies").await });
                         }
                         let tenants: std::collections::BTreeSet<Uuid> =
                             batch.iter().map(|s| s.filing.tenant_id).collect();
@@ -147,6 +149,16 @@ async fn tenant_policy(
     }))
 }
 
+/// A company of the batch, locked for its transaction.
+#[derive(sqlx::FromRow)]
+struct LockedCompany {
+    tenant_id: Uuid,
+    id: Uuid,
+    organization_id: Uuid,
+    symbol: String,
+    slug: String,
+}
+
 /// A company's latest prediction of one type (by reporting period), before the batch.
 #[derive(sqlx::FromRow)]
 struct Latest {
@@ -185,10 +197,15 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     keys.sort_unstable();
     keys.dedup();
     let (tenants, companies): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
-    let symbols: HashMap<(Uuid, Uuid), (String, String)> = sqlx::query_as::<_, (Uuid, Uuid, String, String)>(
-        "SELECT c.tenant_id, c.id, c.symbol, t.slug FROM companies c
-         JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id) ON c.tenant_id = k.tenant_id AND c.id = k.id
+    // Both key columns as `= ANY`, so the plan is the primary key's index whatever the statistics say (a join
+    // with unnest() was planned, on a small table, as a scan of every company of the tenant). Company ids are
+    // UUIDs, so a tenant and an id from different keys do not match in practice, and only keys are looked up.
+    // The company's organization is taken from its row: the predictions' and alerts' copy of it is what the
+    // organization-scoped reads filter on.
+    let locked: HashMap<(Uuid, Uuid), LockedCompany> = sqlx::query_as::<_, LockedCompany>(
+        "SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
          JOIN tenants t ON t.id = c.tenant_id
+         WHERE c.tenant_id = ANY($1::uuid[]) AND c.id = ANY($2::uuid[])
          ORDER BY c.tenant_id, c.id FOR UPDATE OF c",
     )
     .bind(&tenants)
@@ -196,14 +213,14 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     .fetch_all(&mut *tx)
     .await?
     .into_iter()
-    .map(|(t, c, symbol, slug)| ((t, c), (symbol, slug)))
+    .map(|c| ((c.tenant_id, c.id), c))
     .collect();
 
     // The filings whose company still exists; a key seen before (or twice in this batch) is not inserted.
     let live: Vec<(usize, &Scores)> = batch
         .iter()
         .enumerate()
-        .filter(|(_, s)| symbols.contains_key(&(s.filing.tenant_id, s.filing.company_id)))
+        .filter(|(_, s)| locked.contains_key(&(s.filing.tenant_id, s.filing.company_id)))
         .collect();
     let filing_ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
     // The batch's predictions carry one timestamp (at the database's precision), returned to the callers.
@@ -241,9 +258,24 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
             duplicates.push(*index);
             continue;
         }
-        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
+        let company = &locked[&(f.tenant_id, f.company_id)];
+        rows.push(
+            scores,
+            company.organization_id,
+            *filing_id,
+            scores.prediction_id,
+            &scores.primary,
+            created_at,
+        );
         if let Some(shadow) = &scores.shadow {
-            rows.push(scores, *filing_id, Uuid::now_v7(), shadow, created_at);
+            rows.push(
+                scores,
+                company.organization_id,
+                *filing_id,
+                Uuid::now_v7(),
+                shadow,
+                created_at,
+            );
         }
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
@@ -262,15 +294,14 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
                 scores.primary.probability,
                 scores.alert_pd_change,
             )?;
-            let (symbol, slug) = &symbols[&(f.tenant_id, f.company_id)];
             Some(Alert {
                 schema_version: Alert::SCHEMA_VERSION,
                 id: Uuid::now_v7(),
                 tenant_id: f.tenant_id,
-                tenant_slug: slug.clone(),
-                organization_id: f.organization_id,
+                tenant_slug: company.slug.clone(),
+                organization_id: company.organization_id,
                 company_id: f.company_id,
-                company_symbol: symbol.clone(),
+                company_symbol: company.symbol.clone(),
                 prediction_id: scores.prediction_id,
                 previous_prediction_id: Some(p.id),
                 prediction_type: f.prediction_type,
@@ -342,7 +373,15 @@ pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Er
     let mut rows = PredictionRows::default();
     let created_at = Utc::now();
     for ((_, scores), filing_id) in live.iter().zip(&filing_ids) {
-        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
+        let organization_id = scores.filing.organization_id;
+        rows.push(
+            scores,
+            organization_id,
+            *filing_id,
+            scores.prediction_id,
+            &scores.primary,
+            created_at,
+        );
     }
     rows.insert(&mut tx).await?;
     tx.commit().await
@@ -473,13 +512,21 @@ struct PredictionRows {
 }
 
 impl PredictionRows {
-    fn push(&mut self, scores: &Scores, filing_id: Uuid, id: Uuid, score: &ModelScore, created_at: DateTime<Utc>) {
+    fn push(
+        &mut self,
+        scores: &Scores,
+        organization_id: Uuid,
+        filing_id: Uuid,
+        id: Uuid,
+        score: &ModelScore,
+        created_at: DateTime<Utc>,
+    ) {
         let f = &scores.filing;
         let is_shadow = id != scores.prediction_id;
         self.created_at.push(created_at);
         self.id.push(id);
         self.tenant_id.push(f.tenant_id);
-        self.organization_id.push(f.organization_id);
+        self.organization_id.push(organization_id);
         self.company_id.push(f.company_id);
         self.filing_id.push(filing_id);
         self.prediction_type.push(f.prediction_type.as_str());
