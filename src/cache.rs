@@ -180,3 +180,70 @@ pub enum Lookup {
     /// Disabled or unreachable.
     Off,
 }
+
+/// Values kept in this process for a short while: lookups read on every request that change rarely (the
+/// ingest's tenants and companies, the AccuNode route's companies by symbol). An entry is served for `ttl`
+/// at most, so a change made on another instance is seen within `ttl`; this instance's own changes remove
+/// the entries they make wrong. Bounded: when full, it starts over.
+pub struct LocalCache<K, V> {
+    ttl: Duration,
+    max_entries: usize,
+    entries: std::sync::Mutex<std::collections::HashMap<K, (V, std::time::Instant)>>,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> LocalCache<K, V> {
+    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+        Self {
+            ttl,
+            max_entries,
+            entries: Default::default(),
+        }
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<K, (V, std::time::Instant)>> {
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.entries()
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(value, _)| value.clone())
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        let mut entries = self.entries();
+        if entries.len() >= self.max_entries {
+            entries.clear();
+        }
+        entries.insert(key, (value, std::time::Instant::now()));
+    }
+
+    /// Drops the entries for which `stale` is true.
+    pub fn remove_where(&self, mut stale: impl FnMut(&K, &V) -> bool) {
+        self.entries().retain(|key, (value, _)| !stale(key, value));
+    }
+}
+
+#[cfg(test)]
+mod local_cache_tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_are_removed_and_the_cache_stays_bounded() {
+        let cache = LocalCache::new(Duration::from_millis(50), 2);
+        cache.insert("a", 1);
+        cache.insert("b", 2);
+        assert_eq!((cache.get(&"a"), cache.get(&"b")), (Some(1), Some(2)));
+        cache.remove_where(|_, v| *v == 1);
+        assert_eq!((cache.get(&"a"), cache.get(&"b")), (None, Some(2)));
+        cache.insert("c", 3);
+        cache.insert("d", 4);
+        assert_eq!(
+            (cache.get(&"b"), cache.get(&"c"), cache.get(&"d")),
+            (None, None, Some(4))
+        );
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(cache.get(&"d"), None);
+    }
+}

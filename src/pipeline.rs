@@ -2,9 +2,9 @@
 //! publisher and its outbox, the live alert feed for SSE, and the JetStream ingest.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    collections::{HashSet, VecDeque},
+    sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -17,7 +17,7 @@ use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{configuration::Settings, db::predictions, messaging::Messaging};
+use crate::{cache::LocalCache, configuration::Settings, db::predictions, messaging::Messaging};
 
 /// Loads the models named in `models.dir/manifest.json`, checksums verified.
 pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
@@ -242,44 +242,29 @@ impl AlertFeed {
 /// seconds ago may be refused once; its message then goes to the dead letters with the reason).
 struct PgDirectory {
     db: PgPool,
-    tenants: Arc<Cache<String, Option<Uuid>>>,
-    companies: Arc<Cache<CompanyKey, CompanyLookup>>,
+    tenants: Arc<LocalCache<String, Option<Uuid>>>,
+    companies: Arc<LocalCache<CompanyKey, CompanyLookup>>,
 }
 
-type Cache<K, V> = Mutex<HashMap<K, (V, Instant)>>;
 /// Tenant, symbol, organization.
 type CompanyKey = (Uuid, String, Option<Uuid>);
 
 const DIRECTORY_TTL: Duration = Duration::from_secs(10);
+const DIRECTORY_ENTRIES: usize = 100_000;
 
 impl PgDirectory {
     fn new(db: PgPool) -> Self {
         Self {
             db,
-            tenants: Arc::default(),
-            companies: Arc::default(),
+            tenants: Arc::new(LocalCache::new(DIRECTORY_TTL, DIRECTORY_ENTRIES)),
+            companies: Arc::new(LocalCache::new(DIRECTORY_TTL, DIRECTORY_ENTRIES)),
         }
     }
 }
 
-fn cached<K: std::hash::Hash + Eq, V: Copy>(map: &Cache<K, V>, key: &K) -> Option<V> {
-    let map = map.lock().unwrap_or_else(|e| e.into_inner());
-    map.get(key)
-        .filter(|(_, at)| at.elapsed() < DIRECTORY_TTL)
-        .map(|(v, _)| *v)
-}
-
-fn remember<K: std::hash::Hash + Eq, V>(map: &Cache<K, V>, key: K, value: V) {
-    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    if map.len() > 100_000 {
-        map.clear();
-    }
-    map.insert(key, (value, Instant::now()));
-}
-
 impl Directory for PgDirectory {
     fn tenant(&self, slug: &str) -> BoxFuture<'static, Result<Option<Uuid>, String>> {
-        if let Some(hit) = cached(&self.tenants, &slug.to_owned()) {
+        if let Some(hit) = self.tenants.get(&slug.to_owned()) {
             return futures_util::future::ready(Ok(hit)).boxed();
         }
         let (db, slug) = (self.db.clone(), slug.to_owned());
@@ -290,7 +275,7 @@ impl Directory for PgDirectory {
                 .fetch_optional(&db)
                 .await
                 .map_err(|e| e.to_string())?;
-            remember(&tenants, slug, id);
+            tenants.insert(slug, id);
             Ok(id)
         }
         .boxed()
@@ -303,7 +288,7 @@ impl Directory for PgDirectory {
         organization: Option<Uuid>,
     ) -> BoxFuture<'static, Result<CompanyLookup, String>> {
         let key = (tenant_id, symbol.to_owned(), organization);
-        if let Some(hit) = cached(&self.companies, &key) {
+        if let Some(hit) = self.companies.get(&key) {
             return futures_util::future::ready(Ok(hit)).boxed();
         }
         let db = self.db.clone();
@@ -327,7 +312,7 @@ impl Directory for PgDirectory {
                 [] => CompanyLookup::Unknown,
                 _ => CompanyLookup::Ambiguous,
             };
-            remember(&companies, key, lookup);
+            companies.insert(key, lookup);
             Ok(lookup)
         }
         .boxed()

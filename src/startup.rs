@@ -24,6 +24,11 @@ use crate::{
     telemetry,
 };
 
+/// How long this instance answers AccuNode requests from its own copy of a company found by symbol (a rename
+/// or deletion made through another instance is seen within it; see [`AppState::company_symbols`]).
+const COMPANY_SYMBOLS_TTL: Duration = Duration::from_secs(10);
+const COMPANY_SYMBOLS_ENTRIES: usize = 100_000;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -73,6 +78,7 @@ impl Application {
             pipeline: started.pipeline,
             alerts: started.alerts,
             portfolio,
+            company_symbols: Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES)),
             bulk,
             started_at: std::time::Instant::now(),
         };

@@ -4,6 +4,7 @@ use std::{sync::Arc, time::Instant};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use pdscore_actors::Pipeline;
 
@@ -25,6 +26,9 @@ pub struct AppState {
     pub alerts: AlertFeed,
     /// Cached portfolio answers; handlers that write companies invalidate their tenant's.
     pub portfolio: crate::cache::PortfolioCache,
+    /// Companies by (organization, symbol) for the AccuNode scoring routes, which name the company by symbol
+    /// on every request; handlers that change or delete companies remove theirs.
+    pub company_symbols: Arc<crate::cache::LocalCache<(Uuid, String), crate::db::companies::Company>>,
     /// Bulk jobs: uploads' storage and the runner.
     pub bulk: crate::bulk::BulkRunner,
     /// For `uptime_seconds` in `/health`.

@@ -108,6 +108,14 @@ impl Scope {
     pub fn assigned_to(&self) -> Option<Uuid> {
         self.assigned_to
     }
+
+    /// Whether every company of this tenant and organization is in scope (false for a scope of assigned
+    /// companies, which only the database knows).
+    pub fn covers(&self, tenant_id: Uuid, organization_id: Uuid) -> bool {
+        self.tenant.is_none_or(|t| t == tenant_id)
+            && self.organization.is_none_or(|o| o == organization_id)
+            && self.assigned_to.is_none()
+    }
 }
 
 fn unauthorized(message: &'static str) -> ApiError {

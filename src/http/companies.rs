@@ -300,6 +300,7 @@ pub async fn update(
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     state.portfolio.invalidate(after.tenant_id).await;
+    state.company_symbols.remove_where(|_, cached| cached.id == after.id);
     Ok(envelope::ok(after))
 }
 
@@ -330,6 +331,7 @@ pub async fn delete(
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     state.portfolio.invalidate(deleted.tenant_id).await;
+    state.company_symbols.remove_where(|_, cached| cached.id == deleted.id);
     Ok(envelope::ok(deleted))
 }
 

@@ -227,5 +227,8 @@ pub async fn delete(
     tx.commit().await?;
     // Its companies went with it.
     state.portfolio.invalidate(deleted.tenant_id).await;
+    state
+        .company_symbols
+        .remove_where(|_, cached| cached.organization_id == id);
     Ok(envelope::ok(deleted))
 }

@@ -352,36 +352,15 @@ async fn accunode(
             .with_details(field_details("organization_id", "required"))
     })?;
     let scope = principal.scope();
-    let mut conn = state.db.acquire().await?;
-    // A company found in scope implies its organization is; the organization is looked up only to create one.
-    let company = match companies::find_by_symbol(&mut conn, &scope, organization_id, fields.symbol.as_str()).await? {
-        Some(company) => company,
-        None => {
-            let organization = organizations::find(&mut conn, &scope, organization_id)
-                .await?
-                .ok_or_else(|| ApiError::not_found("organization"))?;
-            let new = NewCompany {
-                tenant_id: organization.tenant_id,
-                organization_id: organization.id,
-                symbol: fields.symbol.as_str(),
-                name: &fields.name,
-                sector: fields.sector.as_deref(),
-                market_cap: fields.market_cap,
-                created_by: Some(principal.user_id).filter(|_| principal.tenant_id.is_some()),
-            };
-            match companies::insert(&mut conn, &new).await {
-                Ok(company) => company,
-                // Created by a concurrent request a moment ago.
-                Err(CompanyWriteError::SymbolTaken(_)) => {
-                    companies::find_by_symbol(&mut conn, &scope, organization.id, fields.symbol.as_str())
-                        .await?
-                        .ok_or_else(|| ApiError::not_found("company"))?
-                }
-                Err(e) => return Err(e.into()),
-            }
+    let key = (organization_id, fields.symbol.as_str().to_owned());
+    let company = match state.company_symbols.get(&key) {
+        Some(company) if scope.covers(company.tenant_id, company.organization_id) => company,
+        _ => {
+            let company = find_or_create_company(state, principal, &scope, organization_id, &fields).await?;
+            state.company_symbols.insert(key, company.clone());
+            company
         }
     };
-    drop(conn);
     let period = content.period;
     let filing = Filing {
         tenant_id: company.tenant_id,
@@ -404,7 +383,14 @@ async fn accunode(
         bulk: None,
         received_at: std::time::Instant::now(),
     };
-    let (committed, prediction) = score(state, principal, filing, &company.symbol).await?;
+    let (committed, prediction) = score(state, principal, filing, &company.symbol)
+        .await
+        .inspect_err(|e| {
+            if e.code() == ErrorCode::NotFound {
+                // Deleted since it was cached (through another instance).
+                state.company_symbols.remove_where(|_, cached| cached.id == company.id);
+            }
+        })?;
     match committed {
         Committed::Created { .. } => Ok(envelope::created(prediction)),
         Committed::Duplicate { prediction_id } => Err(ApiError::new(
@@ -415,5 +401,44 @@ async fn accunode(
             ),
         )
         .with_details(serde_json::json!({ "prediction_id": prediction_id }))),
+    }
+}
+
+/// The company `fields.symbol` of the organization, created there if new.
+async fn find_or_create_company(
+    state: &AppState,
+    principal: &Principal,
+    scope: &crate::auth::Scope,
+    organization_id: Uuid,
+    fields: &CompanyFields,
+) -> Result<companies::Company, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    // A company found in scope implies its organization is; the organization is looked up only to create one.
+    match companies::find_by_symbol(&mut conn, scope, organization_id, fields.symbol.as_str()).await? {
+        Some(company) => Ok(company),
+        None => {
+            let organization = organizations::find(&mut conn, scope, organization_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("organization"))?;
+            let new = NewCompany {
+                tenant_id: organization.tenant_id,
+                organization_id: organization.id,
+                symbol: fields.symbol.as_str(),
+                name: &fields.name,
+                sector: fields.sector.as_deref(),
+                market_cap: fields.market_cap,
+                created_by: Some(principal.user_id).filter(|_| principal.tenant_id.is_some()),
+            };
+            match companies::insert(&mut conn, &new).await {
+                Ok(company) => Ok(company),
+                // Created by a concurrent request a moment ago.
+                Err(CompanyWriteError::SymbolTaken(_)) => {
+                    companies::find_by_symbol(&mut conn, scope, organization.id, fields.symbol.as_str())
+                        .await?
+                        .ok_or_else(|| ApiError::not_found("company"))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
     }
 }

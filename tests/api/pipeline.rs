@@ -658,3 +658,97 @@ async fn a_flooding_tenant_is_delayed_without_slowing_another_or_losing_filings(
     assert!(!limited.is_empty());
     assert!(limited.iter().all(|r| r.headers().get("retry-after").is_some()));
 }
+
+/// The AccuNode routes keep the companies they find by symbol for a few seconds: a rename or a deletion
+/// through the API is followed at once, and the kept company never serves another tenant's request.
+#[actix_web::test]
+async fn accunode_symbols_follow_renames_and_deletions_and_stay_in_their_tenant() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember);
+    let score = |year: u16, organization: Option<Uuid>| {
+        let mut body = json!({ "company_symbol": "KEPT", "company_name": "Kept Co", "reporting_year": year,
+                               "return_on_assets": 4.2 });
+        if let Some(id) = organization {
+            body["organization_id"] = json!(id);
+        }
+        body
+    };
+    let company_of = |answer: &Value| -> Uuid { answer["data"]["company_id"].as_str().unwrap().parse().unwrap() };
+
+    let (status, first) = app
+        .call(
+            "POST",
+            "/api/v1/predictions/annual",
+            Some(token),
+            Some(&score(2020, None)),
+        )
+        .await;
+    assert_eq!(status, 201, "{first:#}");
+    let kept = company_of(&first);
+    let (status, again) = app
+        .call(
+            "POST",
+            "/api/v1/predictions/annual",
+            Some(token),
+            Some(&score(2021, None)),
+        )
+        .await;
+    assert_eq!((status, company_of(&again)), (201, kept));
+
+    // Renamed: the symbol names a new company.
+    let path = format!("/api/v1/companies/{kept}");
+    let (status, renamed) = app
+        .call("PATCH", &path, Some(token), Some(&json!({ "symbol": "RENAMED" })))
+        .await;
+    assert_eq!(status, 200, "{renamed:#}");
+    let (status, after_rename) = app
+        .call(
+            "POST",
+            "/api/v1/predictions/annual",
+            Some(token),
+            Some(&score(2022, None)),
+        )
+        .await;
+    assert_eq!(status, 201, "{after_rename:#}");
+    let second = company_of(&after_rename);
+    assert_ne!(second, kept, "the renamed company kept the old symbol");
+    assert_eq!(after_rename["data"]["company_symbol"], "KEPT");
+
+    // Deleted: the symbol names a new company again.
+    let (status, _) = app
+        .call("DELETE", &format!("/api/v1/companies/{second}"), Some(token), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, after_delete) = app
+        .call(
+            "POST",
+            "/api/v1/predictions/annual",
+            Some(token),
+            Some(&score(2023, None)),
+        )
+        .await;
+    assert_eq!(status, 201, "{after_delete:#}");
+    assert!(![kept, second].contains(&company_of(&after_delete)));
+
+    // Another tenant naming the demo organization finds neither it nor its kept company.
+    let sa = demo.token(Role::SuperAdmin).to_owned();
+    let tenant_b = app.second_tenant(&sa, "BCO").await;
+    let (status, refused) = app
+        .call(
+            "POST",
+            "/api/v1/predictions/annual",
+            Some(&tenant_b.admin_token),
+            Some(&score(2024, Some(demo.setup.organization_id))),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{refused:#}"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM predictions WHERE period_year = 2024").await,
+        0
+    );
+}
