@@ -7,7 +7,7 @@
 //!                                                   ModelPool (SyncArbiter workers, micro-batches)
 //!                                                                        │ Persist
 //!                                                                        ▼
-//!                                                   PersistWriter (one transaction per batch) ──► AlertSink
+//!                                                   PersistWriter (group commit by free company) ──► AlertSink
 //! ```
 //!
 //! What this crate owns:
