@@ -730,6 +730,11 @@ async fn accunode_symbols_follow_renames_and_deletions_and_stay_in_their_tenant(
         .await;
     assert_eq!(status, 201, "{after_delete:#}");
     assert!(![kept, second].contains(&company_of(&after_delete)));
+    // The deleted company's filings and predictions went with it.
+    for table in ["filings", "predictions"] {
+        let sql = format!("SELECT count(*) FROM {table} WHERE company_id = '{second}'");
+        assert_eq!(count(&app, &sql).await, 0, "{table} of a deleted company");
+    }
 
     // Another tenant naming the demo organization finds neither it nor its kept company.
     let sa = demo.token(Role::SuperAdmin).to_owned();
