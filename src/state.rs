@@ -34,3 +34,10 @@ pub struct AppState {
     /// For `uptime_seconds` in `/health`.
     pub started_at: Instant,
 }
+
+impl AppState {
+    /// Drops this instance's kept copy of a company (renamed, deleted, or found gone by a commit).
+    pub fn forget_company(&self, company_id: Uuid) {
+        self.company_symbols.remove_where(|_, cached| cached.id == company_id);
+    }
+}

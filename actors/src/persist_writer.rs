@@ -360,13 +360,18 @@ mod tests {
             .collect()
     }
 
-    #[actix::test]
-    async fn a_batch_goes_at_once_for_its_free_companies_and_waits_only_for_the_held_ones() {
-        let (asked_tx, mut asked) = mpsc::unbounded_channel();
+    /// A writer over a [`GatedStore`], and the transactions it asks that store for.
+    fn gated_writer() -> (actix::Addr<PersistWriter>, mpsc::UnboundedReceiver<Asked>) {
+        let (asked_tx, asked) = mpsc::unbounded_channel();
         let store = Arc::new(GatedStore {
             asked: Mutex::new(asked_tx),
         });
-        let writer = PersistWriter::new(store, Arc::new(NoAlerts), 4, 512).start();
+        (PersistWriter::new(store, Arc::new(NoAlerts), 4, 512).start(), asked)
+    }
+
+    #[actix::test]
+    async fn a_batch_goes_at_once_for_its_free_companies_and_waits_only_for_the_held_ones() {
+        let (writer, mut asked) = gated_writer();
         let tenant = Uuid::new_v4();
         let [c1, c2, c3] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
 
@@ -405,11 +410,7 @@ mod tests {
 
     #[actix::test]
     async fn a_failed_transaction_refuses_only_its_own_filings() {
-        let (asked_tx, mut asked) = mpsc::unbounded_channel();
-        let store = Arc::new(GatedStore {
-            asked: Mutex::new(asked_tx),
-        });
-        let writer = PersistWriter::new(store, Arc::new(NoAlerts), 4, 512).start();
+        let (writer, mut asked) = gated_writer();
         let tenant = Uuid::new_v4();
         let [c1, c2] = [Uuid::new_v4(), Uuid::new_v4()];
 

@@ -300,7 +300,7 @@ pub async fn update(
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     state.portfolio.invalidate(after.tenant_id).await;
-    state.company_symbols.remove_where(|_, cached| cached.id == after.id);
+    state.forget_company(after.id);
     Ok(envelope::ok(after))
 }
 
@@ -331,7 +331,7 @@ pub async fn delete(
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     state.portfolio.invalidate(deleted.tenant_id).await;
-    state.company_symbols.remove_where(|_, cached| cached.id == deleted.id);
+    state.forget_company(deleted.id);
     Ok(envelope::ok(deleted))
 }
 

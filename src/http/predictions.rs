@@ -388,7 +388,7 @@ async fn accunode(
         .inspect_err(|e| {
             if e.code() == ErrorCode::NotFound {
                 // Deleted since it was cached (through another instance).
-                state.company_symbols.remove_where(|_, cached| cached.id == company.id);
+                state.forget_company(company.id);
             }
         })?;
     match committed {
