@@ -26,28 +26,40 @@ use sqlx::{
 
 use crate::{auth::Scope, configuration::DatabaseSettings};
 
+/// A query's `bind`, for code that binds the same parameters to queries of any kind (`query`, `query_as`,
+/// `query_scalar`).
+pub(crate) trait Bind<'q>: Sized {
+    fn bind_value<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self;
+}
+
+macro_rules! bind_for {
+    ($(<$($generic:lifetime),* $(, $param:ident)*> $query:ty),+) => {$(
+        impl<$($generic),* $(, $param)*> Bind<'q> for $query {
+            fn bind_value<T: 'q + sqlx::Encode<'q, Postgres> + sqlx::Type<Postgres>>(self, value: T) -> Self {
+                self.bind(value)
+            }
+        }
+    )+};
+}
+bind_for!(
+    <'q, O> QueryAs<'q, Postgres, O, PgArguments>,
+    <'q, O> QueryScalar<'q, Postgres, O, PgArguments>,
+    <'q> Query<'q, Postgres, PgArguments>
+);
+
 /// Binds a [`Scope`] as a query's first three parameters, in the order of the repositories' `IN_SCOPE`
 /// conditions: tenant (`$1`), organization (`$2`), assigned user (`$3`).
 pub(crate) trait BindScope {
     fn bind_scope(self, scope: &Scope) -> Self;
 }
 
-macro_rules! bind_scope_for {
-    ($(<$($generic:lifetime),* $(, $param:ident)*> $query:ty),+) => {$(
-        impl<$($generic),* $(, $param)*> BindScope for $query {
-            fn bind_scope(self, scope: &Scope) -> Self {
-                self.bind(scope.tenant())
-                    .bind(scope.organization())
-                    .bind(scope.assigned_to())
-            }
-        }
-    )+};
+impl<'q, Q: Bind<'q>> BindScope for Q {
+    fn bind_scope(self, scope: &Scope) -> Self {
+        self.bind_value(scope.tenant())
+            .bind_value(scope.organization())
+            .bind_value(scope.assigned_to())
+    }
 }
-bind_scope_for!(
-    <'q, O> QueryAs<'q, Postgres, O, PgArguments>,
-    <'q, O> QueryScalar<'q, Postgres, O, PgArguments>,
-    <'q> Query<'q, Postgres, PgArguments>
-);
 
 /// The schema's migrations, embedded in the binary (`sqlx migrate run` applies the same directory).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

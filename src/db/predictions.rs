@@ -1,7 +1,10 @@
 //! Filings, predictions and risk-change alerts: the pipeline's store ([`PgPredictionStore`], the
 //! `PredictionStore` port) and the read queries of the API.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::{FutureExt, future::BoxFuture};
@@ -12,10 +15,10 @@ use pdscore_actors::{
 use pdscore_models::{registry::ModelId, risk::RiskScheme, statement::ReportingPeriod};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, pool::PoolConnection};
 use uuid::Uuid;
 
-use super::{BindScope, companies::IN_SCOPE, pagination::Page};
+use super::{Bind, BindScope, companies::IN_SCOPE, pagination::Page};
 use crate::{auth::Scope, configuration::PipelineSettings};
 
 /// The pipeline's store on PostgreSQL.
@@ -149,27 +152,33 @@ async fn tenant_policy(
     }))
 }
 
-/// A company of the batch, locked for its transaction.
+/// A filing the batch's statement inserted, with its company as locked and the company's latest prediction
+/// of the filing's type (by reporting period) before the batch, if it has one.
 #[derive(sqlx::FromRow)]
-struct LockedCompany {
-    tenant_id: Uuid,
-    id: Uuid,
+struct Written {
+    filing_id: Uuid,
     organization_id: Uuid,
     symbol: String,
     slug: String,
+    previous_id: Option<Uuid>,
+    period_year: Option<i16>,
+    period_quarter: Option<i16>,
+    risk_level: Option<String>,
+    probability: Option<f64>,
 }
 
-/// A company's latest prediction of one type (by reporting period), before the batch.
-#[derive(sqlx::FromRow)]
-struct Latest {
-    tenant_id: Uuid,
-    company_id: Uuid,
-    prediction_type: String,
-    period_year: i16,
-    period_quarter: Option<i16>,
-    id: Uuid,
-    risk_level: String,
-    probability: f64,
+impl Written {
+    fn previous(&self) -> Option<Current> {
+        Some(Current {
+            period: (
+                i32::from(self.period_year?),
+                i32::from(self.period_quarter.unwrap_or(0)),
+            ),
+            id: self.previous_id?,
+            level: self.risk_level.as_deref()?.parse().ok()?,
+            probability: self.probability?,
+        })
+    }
 }
 
 /// A prediction's place in its company's history: (year, quarter or 0).
@@ -183,110 +192,184 @@ struct Current {
     probability: f64,
 }
 
-/// One transaction for the whole batch (see [`PredictionStore::commit`]), with a fixed number of statements
-/// whatever its size: the companies locked, the filings inserted, the latest predictions read, then the
-/// predictions and alerts inserted, each over arrays.
+/// A pooled connection that is closed, not returned to the pool, unless its work was released as done: a
+/// transaction cut short (an error, or its future dropped while a statement ran) never reaches the next user
+/// half-open. PostgreSQL rolls back what a closed connection left.
+struct ClosedUnlessDone {
+    conn: PoolConnection<Postgres>,
+    done: bool,
+}
+
+impl Drop for ClosedUnlessDone {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// `BEGIN` and the lock of the batch's companies, sent as one message (one round trip). The lock takes the
+/// companies in one global order, so concurrent batches never deadlock and risk-change decisions for one
+/// company are serialized across instances; its rows are not read: the next statement starts after it, so its
+/// snapshot holds everything committed by the transactions that held these companies before.
+///
+/// The simple-query protocol that allows two statements has no parameters, so the ids are written into the
+/// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. Both key columns as `= ANY`, so the
+/// plan is the primary key's index whatever the statistics say.
+fn begin_and_lock(keys: &[(Uuid, Uuid)]) -> String {
+    let list = |ids: &mut dyn Iterator<Item = Uuid>| ids.map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+    let tenants = list(&mut keys.iter().map(|k| k.0));
+    let companies = list(&mut keys.iter().map(|k| k.1));
+    format!(
+        "BEGIN; SELECT FROM companies WHERE tenant_id = ANY('{{{tenants}}}'::uuid[]) AND id = ANY('{{{companies}}}'::uuid[])
+         ORDER BY tenant_id, id FOR UPDATE"
+    )
+}
+
+/// The filings of a batch from column arrays `$1`…`$13` (see [`bind_filings`]), as `f`.
+const INSERT_FILINGS: &str = "INSERT INTO filings (id, tenant_id, company_id, idempotency_key, source, prediction_type,
+                          period_year, period_quarter, statement, ratios, raw, bulk_job_id, bulk_row)
+     SELECT id, tenant_id, company_id, key, source::filing_source, kind::prediction_type, year, quarter, statement,
+            ratios, raw, job, row
+     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::int2[],
+                 $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::uuid[], $13::int8[])
+          AS f(id, tenant_id, company_id, key, source, kind, year, quarter, statement, ratios, raw, job, row)";
+
+/// The predictions of a batch from column arrays from `$first` on (see [`PredictionRows::bind`]), those of the
+/// filings the statement inserted (`ins`); `organization` gives each one's organization, `join` what it needs.
+fn insert_predictions(first: usize, organization: &str, join: &str) -> String {
+    let arrays = [
+        "uuid",
+        "uuid",
+        "uuid",
+        "uuid",
+        "text",
+        "int2",
+        "int2",
+        "text",
+        "int4",
+        "bool",
+        "float8",
+        "jsonb",
+        "text",
+        "text",
+        "float8",
+        "jsonb",
+        "jsonb",
+        "timestamptz",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, kind)| format!("${}::{kind}[]", first + i))
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!(
+        "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type, period_year,
+                                  period_quarter, model_name, model_version, is_shadow, probability, term_structure,
+                                  risk_level, implied_rating, confidence, contributions, inputs, created_at)
+         SELECT r.id, r.tenant_id, {organization}, r.company_id, r.filing_id, r.kind::prediction_type, r.year,
+                r.quarter, r.model_name, r.model_version, r.is_shadow, r.probability, r.term_structure,
+                r.level::risk_level, r.rating, r.confidence, r.contributions, r.inputs, r.created_at
+         FROM unnest({arrays})
+              AS r(id, tenant_id, company_id, filing_id, kind, year, quarter, model_name, model_version, is_shadow,
+                   probability, term_structure, level, rating, confidence, contributions, inputs, created_at)
+         JOIN ins ON ins.id = r.filing_id{join}"
+    )
+}
+
+/// The batch's writes and reads after the lock, in one statement: the companies read (`c`, by their primary key
+/// as the lock), the filings of live companies inserted (a key seen before, or twice in the batch, is skipped)
+/// with their predictions, and for each filing inserted its company and the company's latest prediction of its
+/// type before the batch (the statement does not see its own inserts). Filings `$1`…, companies `$14`, `$15`,
+/// predictions `$16`….
+static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH c AS MATERIALIZED (
+             SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
+             JOIN tenants t ON t.id = c.tenant_id
+             WHERE c.tenant_id = ANY($14::uuid[]) AND c.id = ANY($15::uuid[])),
+         ins AS (
+             {INSERT_FILINGS}
+             WHERE (f.tenant_id, f.company_id) IN (SELECT tenant_id, id FROM c)
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+             RETURNING id, tenant_id, company_id, prediction_type),
+         written AS ({predictions})
+         SELECT ins.id AS filing_id, c.organization_id, c.symbol, c.slug, p.id AS previous_id, p.period_year,
+                p.period_quarter, p.risk_level::text AS risk_level, p.probability
+         FROM ins JOIN c ON c.tenant_id = ins.tenant_id AND c.id = ins.company_id
+         LEFT JOIN LATERAL (
+             SELECT id, period_year, period_quarter, risk_level, probability FROM predictions
+             WHERE tenant_id = ins.tenant_id AND company_id = ins.company_id
+               AND prediction_type = ins.prediction_type AND NOT is_shadow
+             ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1) p ON true",
+        predictions = insert_predictions(
+            16,
+            "c.organization_id",
+            " JOIN c ON c.tenant_id = r.tenant_id AND c.id = r.company_id"
+        ),
+    )
+});
+
+/// One transaction for the whole batch (see [`PredictionStore::commit`]) in three round trips whatever its size:
+/// [`begin_and_lock`], [`WRITE_BATCH`], then the risk-change alerts decided from what it read, and the commit.
+/// Filings not inserted cost one more read: the prediction of a key seen before.
 async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResult>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    // Lock the companies in one global order, so concurrent batches never deadlock and risk-change decisions
-    // for one company are serialized across instances.
     let mut keys: Vec<(Uuid, Uuid)> = batch
         .iter()
         .map(|s| (s.filing.tenant_id, s.filing.company_id))
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let (tenants, companies): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
-    // Both key columns as `= ANY`, so the plan is the primary key's index whatever the statistics say (a join
-    // with unnest() was planned, on a small table, as a scan of every company of the tenant). Company ids are
-    // UUIDs, so a tenant and an id from different keys do not match in practice, and only keys are looked up.
-    // The company's organization is taken from its row: the predictions' and alerts' copy of it is what the
-    // organization-scoped reads filter on.
-    let locked: HashMap<(Uuid, Uuid), LockedCompany> = sqlx::query_as::<_, LockedCompany>(
-        "SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
-         JOIN tenants t ON t.id = c.tenant_id
-         WHERE c.tenant_id = ANY($1::uuid[]) AND c.id = ANY($2::uuid[])
-         ORDER BY c.tenant_id, c.id FOR UPDATE OF c",
-    )
-    .bind(&tenants)
-    .bind(&companies)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|c| ((c.tenant_id, c.id), c))
-    .collect();
+    let mut conn = ClosedUnlessDone {
+        conn: pool.acquire().await?,
+        done: false,
+    };
+    let mut tx = Connection::begin_with(&mut *conn.conn, begin_and_lock(&keys)).await?;
 
-    // The filings whose company still exists; a key seen before (or twice in this batch) is not inserted.
-    let live: Vec<(usize, &Scores)> = batch
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| locked.contains_key(&(s.filing.tenant_id, s.filing.company_id)))
-        .collect();
-    let filing_ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
+    let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     // The batch's predictions carry one timestamp (at the database's precision), returned to the callers.
     let created_at = Utc::now().trunc_subsecs(6);
-    let inserted: std::collections::HashSet<Uuid> =
-        insert_filings(&mut tx, &live, &filing_ids).await?.into_iter().collect();
-
-    let mut current: HashMap<(Uuid, Uuid, PredictionType), Current> = latest_predictions(&mut tx, &live)
+    let mut rows = PredictionRows::default();
+    for (scores, filing_id) in batch.iter().zip(&filing_ids) {
+        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
+        if let Some(shadow) = &scores.shadow {
+            rows.push(scores, *filing_id, Uuid::now_v7(), shadow, created_at);
+        }
+    }
+    let (tenants, companies): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
+    let query = bind_filings(sqlx::query_as::<_, Written>(&WRITE_BATCH), batch, &filing_ids)
+        .bind(tenants)
+        .bind(companies);
+    let written: HashMap<Uuid, Written> = rows
+        .bind(query)
+        .fetch_all(&mut *tx)
         .await?
         .into_iter()
-        .filter_map(|l| {
-            let prediction_type = l.prediction_type.parse().ok()?;
-            let level = l.risk_level.parse().ok()?;
-            let period = (i32::from(l.period_year), i32::from(l.period_quarter.unwrap_or(0)));
-            Some((
-                (l.tenant_id, l.company_id, prediction_type),
-                Current {
-                    period,
-                    id: l.id,
-                    level,
-                    probability: l.probability,
-                },
-            ))
-        })
+        .map(|w| (w.filing_id, w))
         .collect();
 
-    // Filings not in `live` stay `CompanyGone`; duplicates are answered after the inserts.
+    // Filings not written are answered after the alerts: a key seen before, or a company gone.
     let mut results: Vec<CommitResult> = batch.iter().map(|_| CommitResult::CompanyGone).collect();
-    let mut rows = PredictionRows::default();
+    let mut current: HashMap<(Uuid, Uuid, PredictionType), Option<Current>> = HashMap::new();
     let mut alerts = Vec::new();
-    let mut duplicates = Vec::new();
-    for ((index, scores), filing_id) in live.iter().zip(&filing_ids) {
-        let f = &scores.filing;
-        if !inserted.contains(filing_id) {
-            duplicates.push(*index);
+    let mut unwritten = Vec::new();
+    for (index, (scores, filing_id)) in batch.iter().zip(&filing_ids).enumerate() {
+        let Some(company) = written.get(filing_id) else {
+            unwritten.push(index);
             continue;
-        }
-        let company = &locked[&(f.tenant_id, f.company_id)];
-        rows.push(
-            scores,
-            company.organization_id,
-            *filing_id,
-            scores.prediction_id,
-            &scores.primary,
-            created_at,
-        );
-        if let Some(shadow) = &scores.shadow {
-            rows.push(
-                scores,
-                company.organization_id,
-                *filing_id,
-                Uuid::now_v7(),
-                shadow,
-                created_at,
-            );
-        }
+        };
+        let f = &scores.filing;
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
         let period = (i32::from(f.period.year), i32::from(f.period.quarter.unwrap_or(0)));
-        let key = (f.tenant_id, f.company_id, f.prediction_type);
-        let previous = current.get(&key);
-        if previous.is_some_and(|p| period < p.period) {
-            results[*index] = created(scores, *filing_id, created_at, None);
+        let previous = current
+            .entry((f.tenant_id, f.company_id, f.prediction_type))
+            .or_insert_with(|| company.previous());
+        if previous.as_ref().is_some_and(|p| period < p.period) {
+            results[index] = created(scores, *filing_id, created_at, None);
             continue;
         }
-        let alert = previous.and_then(|p| {
+        let alert = previous.as_ref().and_then(|p| {
             let reason = Alert::decide(
                 p.level,
                 p.probability,
@@ -315,26 +398,23 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
                 created_at: Utc::now(),
             })
         });
-        current.insert(
-            key,
-            Current {
-                period,
-                id: scores.prediction_id,
-                level: scores.primary.risk_level,
-                probability: scores.primary.probability,
-            },
-        );
+        *previous = Some(Current {
+            period,
+            id: scores.prediction_id,
+            level: scores.primary.risk_level,
+            probability: scores.primary.probability,
+        });
         if let Some(alert) = &alert {
             alerts.push(alert.clone());
         }
-        results[*index] = created(scores, *filing_id, created_at, alert);
+        results[index] = created(scores, *filing_id, created_at, alert);
     }
-    rows.insert(&mut tx).await?;
     insert_alerts(&mut tx, &alerts).await?;
 
-    // Filings seen before answer with the prediction made then (or earlier in this batch).
-    if !duplicates.is_empty() {
-        let (tenants, keys): (Vec<Uuid>, Vec<&str>) = duplicates
+    // A filing not written whose key names a filing (seen before, or earlier in this batch) answers with the
+    // prediction made then; otherwise its company is gone (the statement writes only live companies' filings).
+    if !unwritten.is_empty() {
+        let (tenants, keys): (Vec<Uuid>, Vec<&str>) = unwritten
             .iter()
             .map(|&i| (batch[i].filing.tenant_id, batch[i].filing.idempotency_key.as_str()))
             .unzip();
@@ -350,41 +430,39 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         .into_iter()
         .map(|(t, k, p)| ((t, k), p))
         .collect();
-        for i in duplicates {
+        for i in unwritten {
             let f = &batch[i].filing;
-            let prediction_id = existing
-                .get(&(f.tenant_id, f.idempotency_key.clone()))
-                .copied()
-                .ok_or(sqlx::Error::RowNotFound)?;
-            results[i] = CommitResult::Committed(Box::new(Committed::Duplicate { prediction_id }));
+            if let Some(&prediction_id) = existing.get(&(f.tenant_id, f.idempotency_key.clone())) {
+                results[i] = CommitResult::Committed(Box::new(Committed::Duplicate { prediction_id }));
+            }
         }
     }
     tx.commit().await?;
+    conn.done = true;
     Ok(results)
 }
 
-/// The persistence ceiling (`pdscore load postgres`): the batch's filings and primary predictions written in
-/// one transaction by the same two statements as [`commit_batch`], without its locks, reads and alerts.
+/// The persistence ceiling (`pdscore load postgres`): the batch's filings and primary predictions written by
+/// the same inserts as [`WRITE_BATCH`] in one statement, without its lock, reads and alerts.
 pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let live: Vec<(usize, &Scores)> = batch.iter().enumerate().collect();
-    let filing_ids: Vec<Uuid> = live.iter().map(|_| Uuid::now_v7()).collect();
-    insert_filings(&mut tx, &live, &filing_ids).await?;
+    static INSERT_ROWS: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH ins AS ({INSERT_FILINGS} ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id) {}",
+            insert_predictions(14, "$32::uuid", "")
+        )
+    });
+    let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     let mut rows = PredictionRows::default();
     let created_at = Utc::now();
-    for ((_, scores), filing_id) in live.iter().zip(&filing_ids) {
-        let organization_id = scores.filing.organization_id;
-        rows.push(
-            scores,
-            organization_id,
-            *filing_id,
-            scores.prediction_id,
-            &scores.primary,
-            created_at,
-        );
+    for (scores, filing_id) in batch.iter().zip(&filing_ids) {
+        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
     }
-    rows.insert(&mut tx).await?;
-    tx.commit().await
+    let organization_id = batch.first().map(|s| s.filing.organization_id);
+    rows.bind(bind_filings(sqlx::query(&INSERT_ROWS), batch, &filing_ids))
+        .bind(organization_id)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 fn created(scores: &Scores, filing_id: Uuid, created_at: DateTime<Utc>, alert: Option<Alert>) -> CommitResult {
@@ -403,78 +481,31 @@ fn year(period: &ReportingPeriod) -> i16 {
     i16::try_from(period.year).unwrap_or(i16::MAX)
 }
 
-/// Inserts the filings (each with its id from `ids`); returns the ids of those inserted (a key seen before
-/// is skipped).
-async fn insert_filings(
-    conn: &mut PgConnection,
-    live: &[(usize, &Scores)],
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    let filings = || live.iter().map(|(_, s)| &s.filing);
-    sqlx::query_scalar(
-        "INSERT INTO filings (id, tenant_id, company_id, idempotency_key, source, prediction_type, period_year,
-                              period_quarter, statement, ratios, raw, bulk_job_id, bulk_row)
-         SELECT id, tenant_id, company_id, key, source::filing_source, kind::prediction_type, year, quarter,
-                statement, ratios, raw, job, row
-         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::int2[],
-                     $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::uuid[], $13::int8[])
-              AS t(id, tenant_id, company_id, key, source, kind, year, quarter, statement, ratios, raw, job, row)
-         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
-    )
-    .bind(ids)
-    .bind(filings().map(|f| f.tenant_id).collect::<Vec<_>>())
-    .bind(filings().map(|f| f.company_id).collect::<Vec<_>>())
-    .bind(filings().map(|f| f.idempotency_key.as_str()).collect::<Vec<_>>())
-    .bind(filings().map(|f| f.source.as_str()).collect::<Vec<_>>())
-    .bind(filings().map(|f| f.prediction_type.as_str()).collect::<Vec<_>>())
-    .bind(filings().map(|f| year(&f.period)).collect::<Vec<_>>())
-    .bind(filings().map(|f| f.period.quarter.map(i16::from)).collect::<Vec<_>>())
-    .bind(
-        filings()
-            .map(|f| f.statement.as_ref().and_then(|s| serde_json::to_value(s).ok()))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        filings()
-            .map(|f| f.ratios.clone().map(Value::Object))
-            .collect::<Vec<_>>(),
-    )
-    .bind(filings().map(|f| &f.raw).collect::<Vec<_>>())
-    .bind(filings().map(|f| f.bulk.map(|(job, _)| job)).collect::<Vec<_>>())
-    .bind(filings().map(|f| f.bulk.map(|(_, row)| row)).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await
-}
-
-/// The latest prediction (by reporting period) of each company and type in the batch.
-async fn latest_predictions(conn: &mut PgConnection, live: &[(usize, &Scores)]) -> Result<Vec<Latest>, sqlx::Error> {
-    let mut keys: Vec<(Uuid, Uuid, &str)> = live
-        .iter()
-        .map(|(_, s)| {
-            (
-                s.filing.tenant_id,
-                s.filing.company_id,
-                s.filing.prediction_type.as_str(),
-            )
-        })
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    sqlx::query_as(
-        "SELECT p.tenant_id, p.company_id, p.prediction_type::text AS prediction_type, p.period_year,
-                p.period_quarter, p.id, p.risk_level::text AS risk_level, p.probability
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(tenant_id, company_id, kind)
-         JOIN LATERAL (
-             SELECT * FROM predictions
-             WHERE tenant_id = k.tenant_id AND company_id = k.company_id
-               AND prediction_type = k.kind::prediction_type AND NOT is_shadow
-             ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1) p ON true",
-    )
-    .bind(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.1).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.2).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await
+/// Binds the filings' column arrays `$1`…`$13` of [`INSERT_FILINGS`] (each with its id from `ids`).
+fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &'q [Scores], ids: &[Uuid]) -> Q {
+    let filings = || batch.iter().map(|s| &s.filing);
+    query
+        .bind_value(ids.to_vec())
+        .bind_value(filings().map(|f| f.tenant_id).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.company_id).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.idempotency_key.as_str()).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.source.as_str()).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.prediction_type.as_str()).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| year(&f.period)).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.period.quarter.map(i16::from)).collect::<Vec<_>>())
+        .bind_value(
+            filings()
+                .map(|f| f.statement.as_ref().and_then(|s| serde_json::to_value(s).ok()))
+                .collect::<Vec<_>>(),
+        )
+        .bind_value(
+            filings()
+                .map(|f| f.ratios.clone().map(Value::Object))
+                .collect::<Vec<_>>(),
+        )
+        .bind_value(filings().map(|f| &f.raw).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.bulk.map(|(job, _)| job)).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.bulk.map(|(_, row)| row)).collect::<Vec<_>>())
 }
 
 /// A score's PD by horizon, as stored.
@@ -492,7 +523,6 @@ fn contributions_json(score: &ModelScore) -> Value {
 struct PredictionRows {
     id: Vec<Uuid>,
     tenant_id: Vec<Uuid>,
-    organization_id: Vec<Uuid>,
     company_id: Vec<Uuid>,
     filing_id: Vec<Uuid>,
     prediction_type: Vec<&'static str>,
@@ -512,21 +542,12 @@ struct PredictionRows {
 }
 
 impl PredictionRows {
-    fn push(
-        &mut self,
-        scores: &Scores,
-        organization_id: Uuid,
-        filing_id: Uuid,
-        id: Uuid,
-        score: &ModelScore,
-        created_at: DateTime<Utc>,
-    ) {
+    fn push(&mut self, scores: &Scores, filing_id: Uuid, id: Uuid, score: &ModelScore, created_at: DateTime<Utc>) {
         let f = &scores.filing;
         let is_shadow = id != scores.prediction_id;
         self.created_at.push(created_at);
         self.id.push(id);
         self.tenant_id.push(f.tenant_id);
-        self.organization_id.push(organization_id);
         self.company_id.push(f.company_id);
         self.filing_id.push(filing_id);
         self.prediction_type.push(f.prediction_type.as_str());
@@ -545,47 +566,27 @@ impl PredictionRows {
         self.inputs.push(Value::Object(score.inputs.clone()));
     }
 
-    async fn insert(self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        if self.id.is_empty() {
-            return Ok(());
-        }
-        sqlx::query(
-            "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type,
-                                      period_year, period_quarter, model_name, model_version, is_shadow, probability,
-                                      term_structure, risk_level, implied_rating, confidence, contributions, inputs,
-                                      created_at)
-             SELECT id, tenant_id, organization_id, company_id, filing_id, kind::prediction_type, year, quarter,
-                    model_name, model_version, is_shadow, probability, term_structure, level::risk_level, rating,
-                    confidence, contributions, inputs, created_at
-             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::text[], $7::int2[],
-                         $8::int2[], $9::text[], $10::int4[], $11::bool[], $12::float8[], $13::jsonb[], $14::text[],
-                         $15::text[], $16::float8[], $17::jsonb[], $18::jsonb[], $19::timestamptz[])
-                  AS t(id, tenant_id, organization_id, company_id, filing_id, kind, year, quarter, model_name,
-                       model_version, is_shadow, probability, term_structure, level, rating, confidence,
-                       contributions, inputs, created_at)",
-        )
-        .bind(self.id)
-        .bind(self.tenant_id)
-        .bind(self.organization_id)
-        .bind(self.company_id)
-        .bind(self.filing_id)
-        .bind(self.prediction_type)
-        .bind(self.period_year)
-        .bind(self.period_quarter)
-        .bind(self.model_name)
-        .bind(self.model_version)
-        .bind(self.is_shadow)
-        .bind(self.probability)
-        .bind(self.term_structure)
-        .bind(self.risk_level)
-        .bind(self.implied_rating)
-        .bind(self.confidence)
-        .bind(self.contributions)
-        .bind(self.inputs)
-        .bind(self.created_at)
-        .execute(conn)
-        .await?;
-        Ok(())
+    /// Binds the column arrays of [`insert_predictions`], in its order, as the query's next parameters.
+    fn bind<'q, Q: Bind<'q>>(self, query: Q) -> Q {
+        query
+            .bind_value(self.id)
+            .bind_value(self.tenant_id)
+            .bind_value(self.company_id)
+            .bind_value(self.filing_id)
+            .bind_value(self.prediction_type)
+            .bind_value(self.period_year)
+            .bind_value(self.period_quarter)
+            .bind_value(self.model_name)
+            .bind_value(self.model_version)
+            .bind_value(self.is_shadow)
+            .bind_value(self.probability)
+            .bind_value(self.term_structure)
+            .bind_value(self.risk_level)
+            .bind_value(self.implied_rating)
+            .bind_value(self.confidence)
+            .bind_value(self.contributions)
+            .bind_value(self.inputs)
+            .bind_value(self.created_at)
     }
 }
 

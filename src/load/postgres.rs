@@ -1,6 +1,6 @@
 //! The persistence ceiling: the rows the pipeline writes for the stream load's filings (filing + prediction),
-//! inserted by the store's own two statements, batched as the pipeline batches them, with as many
-//! transactions in flight — but without the pipeline, the company locks, the previous-prediction read or the
+//! inserted by the store's own inserts (one statement per batch), batched as the pipeline batches them, with as
+//! many transactions in flight — but without the pipeline, the company locks, the previous-prediction read or the
 //! alerts. The tables are copies of `filings` and `predictions` (same columns, defaults and indexes) in a
 //! schema of their own, dropped afterwards.
 

@@ -757,3 +757,110 @@ async fn accunode_symbols_follow_renames_and_deletions_and_stay_in_their_tenant(
         0
     );
 }
+
+/// The store's commit on its own, with one batch holding each case a filing can be in: new, its key twice in
+/// the batch, a key committed before, a company gone, an earlier period than the company's latest, and two
+/// risk changes in a row (the second one's previous prediction is the first, from the same batch).
+#[actix_web::test]
+async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
+    use pdscore_actors::{Committed, Filing, PredictionStore, ports::CommitResult, scoring};
+
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let acme = company_id(&app, demo.token(Role::OrgMember), "ACME").await;
+    let (tenant_id, organization_id): (Uuid, Uuid) =
+        sqlx::query_as("SELECT tenant_id, organization_id FROM companies WHERE id = $1")
+            .bind(acme)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let redis = &app.settings.redis;
+    let cache = pdscore::cache::PortfolioCache::new(pdscore::cache::pool(redis).unwrap(), redis);
+    let store = pdscore::db::predictions::PgPredictionStore::new(
+        app.db.clone(),
+        std::sync::Arc::new(app.settings.pipeline.clone()),
+        cache,
+    );
+    let policy = store.tenant_policy(tenant_id).await.unwrap().unwrap();
+    let registry = pdscore::pipeline::load_registry(&app.settings).unwrap();
+    let prefix = &app.settings.nats.prefix;
+    let subject = pdscore_nats::Namespace::parse(prefix)
+        .unwrap()
+        .filings(&demo.setup.tenant_slug, "annual");
+    let filing = |key: &str, company: Uuid, year: u16, ratios: Value| -> Filing {
+        pdscore_nats::message::decode(prefix, &subject, &message(key, "ACME", year, ratios))
+            .ok()
+            .unwrap()
+            .into_filing(tenant_id, organization_id, company, key.to_owned())
+    };
+    let commit = |filings: Vec<Filing>| {
+        let scores = scoring::score_rows(&registry, &policy, &filings);
+        let scored = scoring::attach(&policy, filings, scores)
+            .into_iter()
+            .map(|s| s.ok().unwrap())
+            .collect();
+        store.commit(scored)
+    };
+    let created = |result: &CommitResult| match result {
+        CommitResult::Committed(c) => match &**c {
+            Committed::Created { prediction_id, stored } => (*prediction_id, stored.alert.clone()),
+            Committed::Duplicate { .. } => panic!("a duplicate, not a new prediction"),
+        },
+        CommitResult::CompanyGone => panic!("company gone, not a new prediction"),
+    };
+    let duplicate = |result: &CommitResult| match result {
+        CommitResult::Committed(c) => match &**c {
+            Committed::Duplicate { prediction_id } => *prediction_id,
+            Committed::Created { .. } => panic!("a new prediction, not a duplicate"),
+        },
+        CommitResult::CompanyGone => panic!("company gone, not a duplicate"),
+    };
+
+    let first = commit(vec![filing("y2023", acme, 2023, safe())]).await.unwrap();
+    let (p2023, alert) = created(&first[0]);
+    assert!(alert.is_none(), "a company's first prediction is no change");
+
+    let results = commit(vec![
+        filing("y2024", acme, 2024, risky()),
+        filing("y2024", acme, 2024, risky()),
+        filing("y2023", acme, 2023, safe()),
+        filing("gone", Uuid::now_v7(), 2024, safe()),
+        filing("y2022", acme, 2022, risky()),
+        filing("y2025", acme, 2025, safe()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(results.len(), 6);
+    let (p2024, alert) = created(&results[0]);
+    let alert = alert.expect("LOW to MEDIUM is a risk change");
+    assert_eq!(
+        (
+            alert.previous_prediction_id,
+            alert.organization_id,
+            alert.company_symbol.as_str()
+        ),
+        (Some(p2023), organization_id, "ACME")
+    );
+    assert_eq!(duplicate(&results[1]), p2024, "the key twice in one batch");
+    assert_eq!(duplicate(&results[2]), p2023, "a key committed before");
+    assert!(matches!(results[3], CommitResult::CompanyGone));
+    let (_, alert) = created(&results[4]);
+    assert!(alert.is_none(), "an earlier period does not change the current risk");
+    let (p2025, alert) = created(&results[5]);
+    assert_eq!(alert.expect("MEDIUM back to LOW").previous_prediction_id, Some(p2024));
+
+    assert_eq!(count(&app, "SELECT count(*) FROM filings").await, 4);
+    let stored: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT id, organization_id FROM predictions WHERE NOT is_shadow ORDER BY period_year")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let p2022 = stored[0].0;
+    assert_eq!(stored, [p2022, p2023, p2024, p2025].map(|id| (id, organization_id)));
+    let alerts: Vec<(Uuid, Option<Uuid>)> =
+        sqlx::query_as("SELECT prediction_id, previous_prediction_id FROM alerts ORDER BY period_year")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(alerts, [(p2024, Some(p2023)), (p2025, Some(p2024))]);
+}
