@@ -384,7 +384,7 @@ impl BulkStore for PgBulkStore {
             .map_err(store_error)?
             .rows_affected();
             if growth.grew(created) {
-                super::analyze(&pool, "companies").await;
+                super::analyze(&pool, &[super::Analyzed::Companies]).await;
             }
             let found: Vec<(String, Uuid)> = sqlx::query_as(
                 "SELECT symbol, id FROM companies WHERE tenant_id = $1 AND organization_id = $2 AND symbol = ANY($3)",
@@ -405,7 +405,7 @@ impl BulkStore for PgBulkStore {
         let growth = self.committed_rows.clone();
         async move {
             if growth.grew(progress.succeeded) {
-                super::analyze(&pool, "filings, predictions").await;
+                super::analyze(&pool, &[super::Analyzed::Filings, super::Analyzed::Predictions]).await;
             }
             let mut tx = pool.begin().await.map_err(store_error)?;
             if !progress.errors.is_empty() {

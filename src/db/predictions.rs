@@ -57,7 +57,10 @@ impl PredictionStore for PgPredictionStore {
                         if committed.grew(batch.len() as u64) {
                             // Companies too: they are created for the filings (one by one by the AccuNode route), and
                             // the foreign-key checks of every prediction read them.
-                            tokio::spawn(async move { super::analyze(&pool, "filings, predictions, companies").await });
+                            tokio::spawn(async move {
+                                use super::Analyzed::*;
+                                super::analyze(&pool, &[Filings, Predictions, Companies]).await;
+                            });
                         }
                         let tenants: std::collections::BTreeSet<Uuid> =
                             batch.iter().map(|s| s.filing.tenant_id).collect();
