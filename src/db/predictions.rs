@@ -314,8 +314,8 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// One transaction for the whole batch (see [`PredictionStore::commit`]) in three round trips whatever its size:
-/// [`begin_and_lock`], [`WRITE_BATCH`], then the risk-change alerts decided from what it read, and the commit.
-/// Filings not inserted cost one more read: the prediction of a key seen before.
+/// [`begin_and_lock`], [`WRITE_BATCH`] and the commit; the risk-change alerts decided from what it read cost one
+/// more when there are any, and filings not inserted one more (the prediction of a key seen before).
 async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResult>, sqlx::Error> {
     let mut keys: Vec<(Uuid, Uuid)> = batch
         .iter()
