@@ -204,7 +204,13 @@ impl<K: std::hash::Hash + Eq, V: Clone> LocalCache<K, V> {
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn get(&self, key: &K) -> Option<V> {
+    /// The value kept for `key` (or a borrowed form of it, e.g. `&str` for `String` keys: no copy of the key
+    /// per lookup), if it is younger than `ttl`.
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.entries()
             .get(key)
             .filter(|(_, at)| at.elapsed() < self.ttl)

@@ -264,7 +264,7 @@ impl PgDirectory {
 
 impl Directory for PgDirectory {
     fn tenant(&self, slug: &str) -> BoxFuture<'static, Result<Option<Uuid>, String>> {
-        if let Some(hit) = self.tenants.get(&slug.to_owned()) {
+        if let Some(hit) = self.tenants.get(slug) {
             return futures_util::future::ready(Ok(hit)).boxed();
         }
         let (db, slug) = (self.db.clone(), slug.to_owned());

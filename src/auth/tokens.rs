@@ -132,16 +132,15 @@ impl TokenService {
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let now = jsonwebtoken::get_current_timestamp() as i64;
         let within_lifetime = |claims: &Claims| claims.exp.saturating_add(CLOCK_LEEWAY_SECS as i64) >= now;
-        let token = token.to_owned();
-        if let Some(claims) = self.verified.get(&token) {
+        if let Some(claims) = self.verified.get(token) {
             return if within_lifetime(&claims) {
                 Ok(claims)
             } else {
                 Err(TokenError::Expired)
             };
         }
-        let claims = self.verify_signed(&token)?;
-        self.verified.insert(token, claims.clone());
+        let claims = self.verify_signed(token)?;
+        self.verified.insert(token.to_owned(), claims.clone());
         Ok(claims)
     }
 

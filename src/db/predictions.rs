@@ -220,9 +220,8 @@ impl Drop for ClosedUnlessDone {
 /// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. Both key columns as `= ANY`, so the
 /// plan is the primary key's index whatever the statistics say.
 fn begin_and_lock(keys: &[(Uuid, Uuid)]) -> String {
-    let list = |ids: &mut dyn Iterator<Item = Uuid>| ids.map(|id| id.to_string()).collect::<Vec<_>>().join(",");
-    let tenants = list(&mut keys.iter().map(|k| k.0));
-    let companies = list(&mut keys.iter().map(|k| k.1));
+    let list = |id: fn(&(Uuid, Uuid)) -> Uuid| keys.iter().map(|k| id(k).to_string()).collect::<Vec<_>>().join(",");
+    let (tenants, companies) = (list(|k| k.0), list(|k| k.1));
     format!(
         "BEGIN; SELECT FROM companies WHERE tenant_id = ANY('{{{tenants}}}'::uuid[]) AND id = ANY('{{{companies}}}'::uuid[])
          ORDER BY tenant_id, id FOR UPDATE"
