@@ -5,7 +5,8 @@
 # "results" markers (the rest of the file is prose and is kept).
 # Last, many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
 # Usage: scripts/bench.sh
-#   (defaults: BENCH_LEVELS=1,16,64,256 BENCH_SECONDS=10 BENCH_FILINGS=50000 BENCH_ROWS=1000000 BENCH_TENANTS=10000)
+#   (defaults: BENCH_LEVELS=1,16,64,256 BENCH_SECONDS=10 BENCH_FILINGS=50000 BENCH_COMPANIES=10000 BENCH_ROWS=1000000
+#    BENCH_TENANTS=10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 levels=${BENCH_LEVELS:-1,16,64,256}
@@ -13,6 +14,7 @@ seconds=${BENCH_SECONDS:-10}
 filings=${BENCH_FILINGS:-50000}
 rows=${BENCH_ROWS:-1000000}
 tenants=${BENCH_TENANTS:-10000}
+universe=${BENCH_COMPANIES:-10000}
 idle=60
 . scripts/bench-service.sh
 bench_prepare all 18180
@@ -37,8 +39,9 @@ echo "[bench] dashboard read: the portfolio's riskiest page, from PostgreSQL the
 "$bin" load portfolio "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
 echo "[bench] stream ceiling: raw JetStream"
 "$bin" load jetstream --count "$filings" --record "$records"
-echo "[bench] NATS ingest"
+echo "[bench] NATS ingest: $filings filings over 100 companies, then over $universe"
 "$bin" load nats "${account[@]}" --count "$filings" --record "$records"
+"$bin" load nats "${account[@]}" --count "$filings" --companies "$universe" --record "$records"
 echo "[bench] persistence ceiling: batched PostgreSQL inserts"
 "$bin" load postgres --count "$filings" --record "$records"
 
@@ -83,7 +86,7 @@ cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/pro
 results="$work/results.md"
 {
     echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') by"
-    echo "\`BENCH_LEVELS=$levels BENCH_SECONDS=$seconds BENCH_FILINGS=$filings BENCH_ROWS=$rows BENCH_TENANTS=$tenants scripts/bench.sh\`."
+    echo "\`BENCH_LEVELS=$levels BENCH_SECONDS=$seconds BENCH_FILINGS=$filings BENCH_COMPANIES=$universe BENCH_ROWS=$rows BENCH_TENANTS=$tenants scripts/bench.sh\`."
     echo
     echo "- machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
     echo "- services: PostgreSQL $(psql -At -h 127.0.0.1 -U postgres -d postgres -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v='), NATS $(nats-server --version 2>/dev/null | awk '{ print $NF }' || echo '?') — all on the same 2 cores as the service and the load tool"

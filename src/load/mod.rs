@@ -52,6 +52,9 @@ pub struct Record {
     /// Refused for the rate limit (HTTP 429).
     pub rejected: u64,
     pub failed: u64,
+    /// Companies the filings were spread over (the stream paths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companies: Option<u64>,
 }
 
 impl Record {
@@ -73,6 +76,7 @@ impl Record {
             max_ms: ms(latency.max()),
             rejected: 0,
             failed: 0,
+            companies: None,
         }
     }
 

@@ -28,8 +28,9 @@ pub fn markdown(records: &[Record]) -> String {
     for r in records {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
             describe(&r.path),
+            spread(r),
             r.concurrency.map_or_else(|| "–".to_owned(), |c| c.to_string()),
             r.count,
             r.throughput,
@@ -73,13 +74,15 @@ pub fn markdown(records: &[Record]) -> String {
         );
     }
     let postgres = find("postgres", None);
-    if let Some(nats) = find("nats", None) {
-        let ceilings: Vec<&Record> = [find("jetstream", None), postgres].into_iter().flatten().collect();
-        if let Some(lowest) = ceilings.iter().min_by(|a, b| a.throughput.total_cmp(&b.throughput)) {
+    let ceilings: Vec<&Record> = [find("jetstream", None), postgres].into_iter().flatten().collect();
+    let lowest = ceilings.iter().min_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    for nats in records.iter().filter(|r| r.path == "nats") {
+        if let Some(lowest) = lowest {
             let ratio = nats.throughput / lowest.throughput;
             let _ = writeln!(
                 out,
-                "| NATS ingest | min(JetStream, PostgreSQL) = {} ({:.0}/s) | {:.1} % | ≥ 50 % | {} |",
+                "| NATS ingest{} | min(JetStream, PostgreSQL) = {} ({:.0}/s) | {:.1} % | ≥ 50 % | {} |",
+                spread(nats),
                 lowest.path,
                 lowest.throughput,
                 ratio * 100.0,
@@ -115,6 +118,11 @@ fn verdict(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }
 }
 
+/// The companies a stream path's filings were spread over, if it says.
+fn spread(record: &Record) -> String {
+    record.companies.map(|n| format!(", {n} companies")).unwrap_or_default()
+}
+
 fn describe(path: &str) -> &str {
     match path {
         "http" => "HTTP scoring (persisted)",
@@ -127,5 +135,37 @@ fn describe(path: &str) -> &str {
         "portfolio" => "dashboard read: portfolio page, riskiest first (Redis cache)",
         "portfolio-fresh" => "dashboard read: the same from PostgreSQL (`Cache-Control: no-cache`)",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(path: &str, throughput: f64, companies: Option<u64>) -> Record {
+        let mut record = Record::throughput_only(path, 1_000, std::time::Duration::from_secs(1));
+        record.throughput = throughput;
+        record.companies = companies;
+        record
+    }
+
+    #[test]
+    fn each_stream_run_is_a_ratio_of_the_lowest_ceiling_with_its_companies() {
+        let records = [
+            record("jetstream", 100_000.0, None),
+            record("nats", 9_000.0, Some(100)),
+            record("nats", 6_000.0, Some(10_000)),
+            record("postgres", 20_000.0, None),
+        ];
+        let table = markdown(&records);
+        let ratios: Vec<&str> = table.lines().filter(|l| l.starts_with("| NATS ingest,")).collect();
+        assert_eq!(
+            ratios,
+            [
+                "| NATS ingest, 100 companies | min(JetStream, PostgreSQL) = postgres (20000/s) | 45.0 % | ≥ 50 % | **no** |",
+                "| NATS ingest, 10000 companies | min(JetStream, PostgreSQL) = postgres (20000/s) | 30.0 % | ≥ 50 % | **no** |",
+            ]
+        );
+        assert!(table.contains("| NATS ingest (publish → committed, acked), 10000 companies | – | 1000 | 6000 |"));
     }
 }

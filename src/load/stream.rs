@@ -64,16 +64,24 @@ pub async fn service(load: ServiceLoad<'_>) -> anyhow::Result<Record> {
     let organization = me["user"]["organization_id"]
         .as_str()
         .context("the account has no organization of its own (use an org_member or org_admin)")?;
-    for c in 0..companies {
-        let symbol = format!("N{run}C{c}");
-        call(
-            client
-                .post(format!("{base}/api/v1/organizations/{organization}/companies"))
-                .bearer_auth(&token)
-                .json(&json!({ "symbol": symbol, "name": format!("Stream load {symbol}"), "sector": "Industrials" })),
-            "create a company",
-        )
-        .await?;
+    // Created 16 at a time: a universe of 10,000 companies one after the other took longer than the load.
+    let created = futures_util::stream::iter(0..companies)
+        .map(|c| {
+            let symbol = format!("N{run}C{c}");
+            call(
+                client
+                    .post(format!("{base}/api/v1/organizations/{organization}/companies"))
+                    .bearer_auth(&token)
+                    .json(
+                        &json!({ "symbol": symbol, "name": format!("Stream load {symbol}"), "sector": "Industrials" }),
+                    ),
+                "create a company",
+            )
+        })
+        .buffer_unordered(16);
+    futures_util::pin_mut!(created);
+    while let Some(result) = created.next().await {
+        result?;
     }
     let namespace = Namespace::parse(load.prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
     let subject = namespace.filings(load.tenant, "annual");
@@ -82,6 +90,7 @@ pub async fn service(load: ServiceLoad<'_>) -> anyhow::Result<Record> {
     })
     .await?;
     record.path = "nats".into();
+    record.companies = Some(companies);
     record.emit(load.record)?;
     Ok(record)
 }
