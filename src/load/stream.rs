@@ -19,7 +19,7 @@ use async_nats::jetstream::{
     self,
     consumer::{AckPolicy, DeliverPolicy, pull},
 };
-use futures_util::{StreamExt, stream::FuturesUnordered};
+use futures_util::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use pdscore_nats::{Namespace, StreamKind};
 use serde_json::json;
 
@@ -79,10 +79,7 @@ pub async fn service(load: ServiceLoad<'_>) -> anyhow::Result<Record> {
             )
         })
         .buffer_unordered(16);
-    futures_util::pin_mut!(created);
-    while let Some(result) = created.next().await {
-        result?;
-    }
+    created.try_for_each(|_| async { Ok(()) }).await?;
     let namespace = Namespace::parse(load.prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
     let subject = namespace.filings(load.tenant, "annual");
     let mut record = through_service(load.nats_url, &namespace, load.consumer, load.count, |i| {
