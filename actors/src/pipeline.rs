@@ -47,7 +47,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             model_workers: 2,
-            max_batch: 64,
+            max_batch: 256,
             max_batches_in_flight_per_tenant: 2,
             max_queued_per_tenant: 1000,
             mailbox_capacity: 1024,

@@ -147,7 +147,7 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
         ));
     }
     let message: FilingMessageV1 =
-        serde_json::from_value(raw.clone()).map_err(|e| Undeliverable::new("INVALID_MESSAGE", e.to_string()))?;
+        FilingMessageV1::deserialize(&raw).map_err(|e| Undeliverable::new("INVALID_MESSAGE", e.to_string()))?;
     let symbol = message.company_symbol.trim().to_uppercase();
     if symbol.is_empty() || symbol.len() > 32 || symbol.chars().any(char::is_control) {
         return Err(Undeliverable::new(

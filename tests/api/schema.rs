@@ -4,7 +4,7 @@ use uuid::Uuid;
 use crate::helpers::spawn_app;
 
 /// Indexes that may not lead with tenant_id, each for a stated reason.
-const GLOBAL_INDEXES: [(&str, &str); 7] = [
+const GLOBAL_INDEXES: [(&str, &str); 8] = [
     ("users_pkey", "users include tenant-less super admins; ids are global"),
     ("users_email", "sign-in is by e-mail across the service"),
     ("refresh_sessions_pkey", "sessions are looked up by id from the token"),
@@ -22,6 +22,11 @@ const GLOBAL_INDEXES: [(&str, &str); 7] = [
         "companies_symbol_tenant",
         "the ingest's lookup by (tenant_id, symbol): led by the symbol so that it is never a candidate for the \
          filings' key check, which `companies_id_tenant` must keep (BENCHMARKS.md); it holds tenant_id too",
+    ),
+    (
+        "predictions_id_tenant_company",
+        "the alerts' key to their prediction: led by the id so that it never serves (and sorts) a company's \
+         predictions in place of `predictions_company_latest` (BENCHMARKS.md); it holds tenant_id too",
     ),
 ];
 
