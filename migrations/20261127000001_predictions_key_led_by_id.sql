@@ -6,8 +6,9 @@
 -- made while the statistics said a company had about one prediction (before the store's first `ANALYZE`, or
 -- between two) costed the unique key on (tenant_id, company_id, id) within a hair of it, and PostgreSQL
 -- sometimes chose it: every prediction of the company read and sorted, for each filing — a cost that grows
--- with the company's history. Seen with `auto_explain` during `pdscore load nats` (100 companies, batches of
--- 128–256): 10–16 % of the commits, each 3–4 times slower (23–31 ms instead of 5–9 ms).
+-- with the company's history. Seen with `auto_explain` during `pdscore load nats` (100 companies): 16 % of the
+-- commits with batches of 128 and one transaction at a time, 2–3 % with batches of 256 (10 % of the statement's
+-- time), each 3–4 times slower (18–31 ms instead of 5–9 ms).
 -- Led by the id, the key can no longer serve a company's predictions; it still serves the alerts' key check
 -- (the id alone finds the row) and holds tenant_id, so the key stays within the tenant. Same columns, so the
 -- alerts' key keeps checking that an alert's company is its prediction's.

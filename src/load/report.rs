@@ -74,21 +74,22 @@ pub fn markdown(records: &[Record]) -> String {
         );
     }
     let postgres = find("postgres", None);
-    let ceilings: Vec<&Record> = [find("jetstream", None), postgres].into_iter().flatten().collect();
-    let lowest = ceilings.iter().min_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    let lowest = [find("jetstream", None), postgres]
+        .into_iter()
+        .flatten()
+        .min_by(|a, b| a.throughput.total_cmp(&b.throughput));
     for nats in records.iter().filter(|r| r.path == "nats") {
-        if let Some(lowest) = lowest {
-            let ratio = nats.throughput / lowest.throughput;
-            let _ = writeln!(
-                out,
-                "| NATS ingest{} | min(JetStream, PostgreSQL) = {} ({:.0}/s) | {:.1} % | ≥ 50 % | {} |",
-                spread(nats),
-                lowest.path,
-                lowest.throughput,
-                ratio * 100.0,
-                verdict(ratio >= 0.5)
-            );
-        }
+        let Some(lowest) = lowest else { break };
+        let ratio = nats.throughput / lowest.throughput;
+        let _ = writeln!(
+            out,
+            "| NATS ingest{} | min(JetStream, PostgreSQL) = {} ({:.0}/s) | {:.1} % | ≥ 50 % | {} |",
+            spread(nats),
+            lowest.path,
+            lowest.throughput,
+            ratio * 100.0,
+            verdict(ratio >= 0.5)
+        );
     }
     for cached in records.iter().filter(|r| r.path == "portfolio") {
         let Some(fresh) = find("portfolio-fresh", cached.concurrency) else {
