@@ -2,7 +2,7 @@
 //! `PredictionStore` port) and the read queries of the API.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, LazyLock},
 };
 
@@ -12,10 +12,10 @@ use pdscore_actors::{
     Alert, AlertReason, Committed, Filing, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
     StoreError, Stored, TenantPolicy, ports::CommitResult,
 };
-use pdscore_models::{registry::ModelId, risk::RiskScheme, statement::ReportingPeriod};
+use pdscore_models::{explain::Contribution, registry::ModelId, risk::RiskScheme, statement::ReportingPeriod};
 use serde::Serialize;
-use serde_json::Value;
-use sqlx::{Connection, PgConnection, PgPool, Postgres, pool::PoolConnection};
+use serde_json::{Map, Value};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, pool::PoolConnection, types::Json};
 use uuid::Uuid;
 
 use super::{Bind, BindScope, companies::IN_SCOPE, pagination::Page};
@@ -495,16 +495,8 @@ fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &'q [Scores], ids: &[Uuid]) ->
         .bind_value(filings().map(|f| f.prediction_type.as_str()).collect::<Vec<_>>())
         .bind_value(filings().map(|f| year(&f.period)).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.period.quarter.map(i16::from)).collect::<Vec<_>>())
-        .bind_value(
-            filings()
-                .map(|f| f.statement.as_ref().and_then(|s| serde_json::to_value(s).ok()))
-                .collect::<Vec<_>>(),
-        )
-        .bind_value(
-            filings()
-                .map(|f| f.ratios.clone().map(Value::Object))
-                .collect::<Vec<_>>(),
-        )
+        .bind_value(filings().map(|f| f.statement.as_ref().map(Json)).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.ratios.as_ref().map(Json)).collect::<Vec<_>>())
         .bind_value(filings().map(|f| &f.raw).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.bulk.map(|(job, _)| job)).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.bulk.map(|(_, row)| row)).collect::<Vec<_>>())
@@ -520,9 +512,10 @@ fn contributions_json(score: &ModelScore) -> Value {
     serde_json::to_value(&score.contributions).unwrap_or_else(|_| Value::Array(vec![]))
 }
 
-/// The predictions of a batch as column arrays, inserted in one statement.
+/// The predictions of a batch as column arrays, inserted in one statement; the documents are borrowed from the
+/// scores and serialized straight into the statement's parameters.
 #[derive(Default)]
-struct PredictionRows {
+struct PredictionRows<'a> {
     id: Vec<Uuid>,
     tenant_id: Vec<Uuid>,
     company_id: Vec<Uuid>,
@@ -530,21 +523,28 @@ struct PredictionRows {
     prediction_type: Vec<&'static str>,
     period_year: Vec<i16>,
     period_quarter: Vec<Option<i16>>,
-    model_name: Vec<String>,
+    model_name: Vec<&'a str>,
     model_version: Vec<i32>,
     is_shadow: Vec<bool>,
     probability: Vec<f64>,
-    term_structure: Vec<Option<Value>>,
+    term_structure: Vec<Option<Json<&'a BTreeMap<String, f64>>>>,
     risk_level: Vec<&'static str>,
     implied_rating: Vec<&'static str>,
     confidence: Vec<f64>,
-    contributions: Vec<Value>,
-    inputs: Vec<Value>,
+    contributions: Vec<Json<&'a [Contribution]>>,
+    inputs: Vec<Json<&'a Map<String, Value>>>,
     created_at: Vec<DateTime<Utc>>,
 }
 
-impl PredictionRows {
-    fn push(&mut self, scores: &Scores, filing_id: Uuid, id: Uuid, score: &ModelScore, created_at: DateTime<Utc>) {
+impl<'a> PredictionRows<'a> {
+    fn push(
+        &mut self,
+        scores: &'a Scores,
+        filing_id: Uuid,
+        id: Uuid,
+        score: &'a ModelScore,
+        created_at: DateTime<Utc>,
+    ) {
         let f = &scores.filing;
         let is_shadow = id != scores.prediction_id;
         self.created_at.push(created_at);
@@ -555,21 +555,21 @@ impl PredictionRows {
         self.prediction_type.push(f.prediction_type.as_str());
         self.period_year.push(year(&f.period));
         self.period_quarter.push(f.period.quarter.map(i16::from));
-        self.model_name.push(score.model.name.clone());
+        self.model_name.push(&score.model.name);
         self.model_version
             .push(i32::try_from(score.model.version).unwrap_or(i32::MAX));
         self.is_shadow.push(is_shadow);
         self.probability.push(score.probability);
-        self.term_structure.push(term_structure_json(score));
+        self.term_structure.push(score.term_structure.as_ref().map(Json));
         self.risk_level.push(score.risk_level.as_str());
         self.implied_rating.push(score.implied_rating);
         self.confidence.push(score.confidence);
-        self.contributions.push(contributions_json(score));
-        self.inputs.push(Value::Object(score.inputs.clone()));
+        self.contributions.push(Json(&score.contributions));
+        self.inputs.push(Json(&score.inputs));
     }
 
     /// Binds the column arrays of [`insert_predictions`], in its order, as the query's next parameters.
-    fn bind<'q, Q: Bind<'q>>(self, query: Q) -> Q {
+    fn bind<Q: Bind<'a>>(self, query: Q) -> Q {
         query
             .bind_value(self.id)
             .bind_value(self.tenant_id)
