@@ -348,8 +348,8 @@ where
 }
 
 /// Samples the service consumer's ack floor every 10 ms in a task of its own. Each sample is a JetStream API
-/// request on the machine under test: sampled every 2 ms, they cost nats-server ~10 µs of CPU per filing at
-/// ~8,000 filings/s (33-37 µs instead of 22-25), CPU the service's own path competes for.
+/// request on the machine under test: sampled every 2 ms, they cost nats-server 4-10 µs of CPU per filing at
+/// ~8,000 filings/s (25-37 µs instead of 21-25), CPU the service's own path competes for.
 struct Sampler {
     target: tokio::sync::watch::Sender<u64>,
     task: tokio::task::JoinHandle<anyhow::Result<Vec<(Instant, u64)>>>,
