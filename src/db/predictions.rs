@@ -15,7 +15,7 @@ use pdscore_actors::{
 use pdscore_models::{explain::Contribution, registry::ModelId, risk::RiskScheme, statement::ReportingPeriod};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::{Connection, PgConnection, PgPool, Postgres, pool::PoolConnection, types::Json};
+use sqlx::{Executor, PgConnection, PgPool, Postgres, Row, pool::PoolConnection, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
 use super::{Bind, BindScope, companies::IN_SCOPE, pagination::Page};
@@ -155,14 +155,11 @@ async fn tenant_policy(
     }))
 }
 
-/// A filing the batch's statement inserted, with its company as locked and the company's latest prediction
-/// of the filing's type (by reporting period) before the batch, if it has one.
+/// A filing the batch's statement inserted, with its company's latest prediction of the filing's type (by
+/// reporting period) before the batch, if it has one.
 #[derive(sqlx::FromRow)]
 struct Written {
     filing_id: Uuid,
-    organization_id: Uuid,
-    symbol: String,
-    slug: String,
     previous_id: Option<Uuid>,
     period_year: Option<i16>,
     period_quarter: Option<i16>,
@@ -211,10 +208,11 @@ impl Drop for ClosedUnlessDone {
     }
 }
 
-/// `BEGIN` and the lock of the batch's companies, sent as one message (one round trip). The lock takes the
-/// companies in one global order, so concurrent batches never deadlock and risk-change decisions for one
-/// company are serialized across instances; its rows are not read: the next statement starts after it, so its
-/// snapshot holds everything committed by the transactions that held these companies before.
+/// `BEGIN` and the lock of the batch's companies, sent as one message (one round trip), answering the live ones
+/// ([`Locked`]): a company deleted meanwhile is not returned, and none can be deleted until the commit. The lock
+/// takes the companies in one global order, so concurrent batches never deadlock and risk-change decisions for
+/// one company are serialized across instances; the next statement starts after it, so its snapshot holds
+/// everything committed by the transactions that held these companies before.
 ///
 /// The simple-query protocol that allows two statements has no parameters, so the ids are written into the
 /// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. Both key columns as `= ANY`, so the
@@ -223,9 +221,40 @@ fn begin_and_lock(keys: &[(Uuid, Uuid)]) -> String {
     let list = |id: fn(&(Uuid, Uuid)) -> Uuid| keys.iter().map(|k| id(k).to_string()).collect::<Vec<_>>().join(",");
     let (tenants, companies) = (list(|k| k.0), list(|k| k.1));
     format!(
-        "BEGIN; SELECT FROM companies WHERE tenant_id = ANY('{{{tenants}}}'::uuid[]) AND id = ANY('{{{companies}}}'::uuid[])
-         ORDER BY tenant_id, id FOR UPDATE"
+        "BEGIN; SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
+         JOIN tenants t ON t.id = c.tenant_id
+         WHERE c.tenant_id = ANY('{{{tenants}}}'::uuid[]) AND c.id = ANY('{{{companies}}}'::uuid[])
+         ORDER BY c.tenant_id, c.id FOR UPDATE OF c"
     )
+}
+
+/// A company of the batch as [`begin_and_lock`] locked it.
+struct Locked {
+    organization_id: Uuid,
+    symbol: String,
+    slug: String,
+}
+
+/// The live companies among `keys`, locked until the end of the transaction `BEGIN` opens on `conn` (which is
+/// then in it: the caller commits, or closes the connection).
+async fn begin_and_lock_live(
+    conn: &mut PgConnection,
+    keys: &[(Uuid, Uuid)],
+) -> Result<HashMap<(Uuid, Uuid), Locked>, sqlx::Error> {
+    let text = begin_and_lock(keys);
+    let rows: Vec<PgRow> = conn.fetch_all(text.as_str()).await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                (row.try_get("tenant_id")?, row.try_get("id")?),
+                Locked {
+                    organization_id: row.try_get("organization_id")?,
+                    symbol: row.try_get("symbol")?,
+                    slug: row.try_get("slug")?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The filings of a batch from column arrays `$1`…`$13` (see [`bind_filings`]), as `f`.
@@ -238,9 +267,10 @@ const INSERT_FILINGS: &str = "INSERT INTO filings (id, tenant_id, company_id, id
           AS f(id, tenant_id, company_id, key, source, kind, year, quarter, statement, ratios, raw, job, row)";
 
 /// The predictions of a batch from column arrays from `$first` on (see [`PredictionRows::bind`]), those of the
-/// filings the statement inserted (`ins`); `organization` gives each one's organization, `join` what it needs.
-fn insert_predictions(first: usize, organization: &str, join: &str) -> String {
+/// filings the statement inserted (`ins`).
+fn insert_predictions(first: usize) -> String {
     let arrays = [
+        "uuid",
         "uuid",
         "uuid",
         "uuid",
@@ -269,46 +299,37 @@ fn insert_predictions(first: usize, organization: &str, join: &str) -> String {
         "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type, period_year,
                                   period_quarter, model_name, model_version, is_shadow, probability, term_structure,
                                   risk_level, implied_rating, confidence, contributions, inputs, created_at)
-         SELECT r.id, r.tenant_id, {organization}, r.company_id, r.filing_id, r.kind::prediction_type, r.year,
+         SELECT r.id, r.tenant_id, r.organization_id, r.company_id, r.filing_id, r.kind::prediction_type, r.year,
                 r.quarter, r.model_name, r.model_version, r.is_shadow, r.probability, r.term_structure,
                 r.level::risk_level, r.rating, r.confidence, r.contributions, r.inputs, r.created_at
          FROM unnest({arrays})
-              AS r(id, tenant_id, company_id, filing_id, kind, year, quarter, model_name, model_version, is_shadow,
-                   probability, term_structure, level, rating, confidence, contributions, inputs, created_at)
-         JOIN ins ON ins.id = r.filing_id{join}"
+              AS r(id, tenant_id, organization_id, company_id, filing_id, kind, year, quarter, model_name,
+                   model_version, is_shadow, probability, term_structure, level, rating, confidence, contributions,
+                   inputs, created_at)
+         JOIN ins ON ins.id = r.filing_id"
     )
 }
 
-/// The batch's writes and reads after the lock, in one statement: the companies read (`c`, by their primary key
-/// as the lock), the filings of live companies inserted (a key seen before, or twice in the batch, is skipped)
-/// with their predictions, and for each filing inserted its company and the company's latest prediction of its
-/// type before the batch (the statement does not see its own inserts). Filings `$1`…, companies `$14`, `$15`,
-/// predictions `$16`….
+/// The batch's writes and reads after the lock, in one statement: the filings inserted (a key seen before, or
+/// twice in the batch, is skipped) with their predictions, and for each filing inserted its company's latest
+/// prediction of its type before the batch (the statement does not see its own inserts). Filings `$1`…`$13`
+/// (of live companies only), predictions `$14`….
 static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH c AS MATERIALIZED (
-             SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
-             JOIN tenants t ON t.id = c.tenant_id
-             WHERE c.tenant_id = ANY($14::uuid[]) AND c.id = ANY($15::uuid[])),
-         ins AS (
+        "WITH ins AS (
              {INSERT_FILINGS}
-             WHERE (f.tenant_id, f.company_id) IN (SELECT tenant_id, id FROM c)
              ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
              RETURNING id, tenant_id, company_id, prediction_type),
          written AS ({predictions})
-         SELECT ins.id AS filing_id, c.organization_id, c.symbol, c.slug, p.id AS previous_id, p.period_year,
-                p.period_quarter, p.risk_level::text AS risk_level, p.probability
-         FROM ins JOIN c ON c.tenant_id = ins.tenant_id AND c.id = ins.company_id
+         SELECT ins.id AS filing_id, p.id AS previous_id, p.period_year, p.period_quarter,
+                p.risk_level::text AS risk_level, p.probability
+         FROM ins
          LEFT JOIN LATERAL (
              SELECT id, period_year, period_quarter, risk_level, probability FROM predictions
              WHERE tenant_id = ins.tenant_id AND company_id = ins.company_id
                AND prediction_type = ins.prediction_type AND NOT is_shadow
              ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1) p ON true",
-        predictions = insert_predictions(
-            16,
-            "c.organization_id",
-            " JOIN c ON c.tenant_id = r.tenant_id AND c.id = r.company_id"
-        ),
+        predictions = insert_predictions(14),
     )
 });
 
@@ -326,25 +347,37 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         conn: pool.acquire().await?,
         done: false,
     };
-    let mut tx = Connection::begin_with(&mut *conn.conn, begin_and_lock(&keys)).await?;
+    let locked = begin_and_lock_live(&mut conn.conn, &keys).await?;
 
     let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     // The batch's predictions carry one timestamp (at the database's precision), returned to the callers.
     let created_at = Utc::now().trunc_subsecs(6);
+    // Only the live companies' filings are written; the others are answered as the filings not written.
+    let (mut live, mut live_ids) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
     let mut rows = PredictionRows::default();
     for (scores, filing_id) in batch.iter().zip(&filing_ids) {
-        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
+        let Some(company) = locked.get(&(scores.filing.tenant_id, scores.filing.company_id)) else {
+            continue;
+        };
+        live.push(scores);
+        live_ids.push(*filing_id);
+        let organization_id = company.organization_id;
+        rows.push(
+            scores,
+            organization_id,
+            *filing_id,
+            scores.prediction_id,
+            &scores.primary,
+            created_at,
+        );
         if let Some(shadow) = &scores.shadow {
-            rows.push(scores, *filing_id, Uuid::now_v7(), shadow, created_at);
+            rows.push(scores, organization_id, *filing_id, Uuid::now_v7(), shadow, created_at);
         }
     }
-    let (tenants, companies): (Vec<Uuid>, Vec<Uuid>) = keys.into_iter().unzip();
-    let query = bind_filings(sqlx::query_as::<_, Written>(&WRITE_BATCH), batch, &filing_ids)
-        .bind(tenants)
-        .bind(companies);
+    let query = bind_filings(sqlx::query_as::<_, Written>(&WRITE_BATCH), &live, &live_ids);
     let written: HashMap<Uuid, Written> = rows
         .bind(query)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn.conn)
         .await?
         .into_iter()
         .map(|w| (w.filing_id, w))
@@ -356,11 +389,11 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     let mut alerts = Vec::new();
     let mut unwritten = Vec::new();
     for (index, (scores, filing_id)) in batch.iter().zip(&filing_ids).enumerate() {
-        let Some(company) = written.get(filing_id) else {
+        let f = &scores.filing;
+        let (Some(company), Some(locked)) = (written.get(filing_id), locked.get(&(f.tenant_id, f.company_id))) else {
             unwritten.push(index);
             continue;
         };
-        let f = &scores.filing;
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
         let period = (i32::from(f.period.year), i32::from(f.period.quarter.unwrap_or(0)));
@@ -383,10 +416,10 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
                 schema_version: Alert::SCHEMA_VERSION,
                 id: Uuid::now_v7(),
                 tenant_id: f.tenant_id,
-                tenant_slug: company.slug.clone(),
-                organization_id: company.organization_id,
+                tenant_slug: locked.slug.clone(),
+                organization_id: locked.organization_id,
                 company_id: f.company_id,
-                company_symbol: company.symbol.clone(),
+                company_symbol: locked.symbol.clone(),
                 prediction_id: scores.prediction_id,
                 previous_prediction_id: Some(p.id),
                 prediction_type: f.prediction_type,
@@ -411,7 +444,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         }
         results[index] = created(scores, *filing_id, created_at, alert);
     }
-    insert_alerts(&mut tx, &alerts).await?;
+    insert_alerts(&mut conn.conn, &alerts).await?;
 
     // A filing not written whose key names a filing (seen before, or earlier in this batch) answers with the
     // prediction made then; otherwise its company is gone (the statement writes only live companies' filings).
@@ -427,7 +460,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         )
         .bind(&tenants)
         .bind(&keys)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn.conn)
         .await?
         .into_iter()
         .map(|(t, k, p)| ((t, k), p))
@@ -439,7 +472,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
             }
         }
     }
-    tx.commit().await?;
+    conn.conn.execute("COMMIT").await?;
     conn.done = true;
     Ok(results)
 }
@@ -450,18 +483,25 @@ pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Er
     static INSERT_ROWS: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH ins AS ({INSERT_FILINGS} ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id) {}",
-            insert_predictions(14, "$32::uuid", "")
+            insert_predictions(14)
         )
     });
     let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     let mut rows = PredictionRows::default();
     let created_at = Utc::now();
     for (scores, filing_id) in batch.iter().zip(&filing_ids) {
-        rows.push(scores, *filing_id, scores.prediction_id, &scores.primary, created_at);
+        let organization_id = scores.filing.organization_id;
+        rows.push(
+            scores,
+            organization_id,
+            *filing_id,
+            scores.prediction_id,
+            &scores.primary,
+            created_at,
+        );
     }
-    let organization_id = batch.first().map(|s| s.filing.organization_id);
-    rows.bind(bind_filings(sqlx::query(&INSERT_ROWS), batch, &filing_ids))
-        .bind(organization_id)
+    let all: Vec<&Scores> = batch.iter().collect();
+    rows.bind(bind_filings(sqlx::query(&INSERT_ROWS), &all, &filing_ids))
         .execute(pool)
         .await?;
     Ok(())
@@ -484,7 +524,7 @@ fn year(period: &ReportingPeriod) -> i16 {
 }
 
 /// Binds the filings' column arrays `$1`…`$13` of [`INSERT_FILINGS`] (each with its id from `ids`).
-fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &'q [Scores], ids: &[Uuid]) -> Q {
+fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &[&'q Scores], ids: &[Uuid]) -> Q {
     let filings = || batch.iter().map(|s| &s.filing);
     query
         .bind_value(ids.to_vec())
@@ -518,6 +558,7 @@ fn contributions_json(score: &ModelScore) -> Value {
 struct PredictionRows<'a> {
     id: Vec<Uuid>,
     tenant_id: Vec<Uuid>,
+    organization_id: Vec<Uuid>,
     company_id: Vec<Uuid>,
     filing_id: Vec<Uuid>,
     prediction_type: Vec<&'static str>,
@@ -540,6 +581,7 @@ impl<'a> PredictionRows<'a> {
     fn push(
         &mut self,
         scores: &'a Scores,
+        organization_id: Uuid,
         filing_id: Uuid,
         id: Uuid,
         score: &'a ModelScore,
@@ -550,6 +592,7 @@ impl<'a> PredictionRows<'a> {
         self.created_at.push(created_at);
         self.id.push(id);
         self.tenant_id.push(f.tenant_id);
+        self.organization_id.push(organization_id);
         self.company_id.push(f.company_id);
         self.filing_id.push(filing_id);
         self.prediction_type.push(f.prediction_type.as_str());
@@ -573,6 +616,7 @@ impl<'a> PredictionRows<'a> {
         query
             .bind_value(self.id)
             .bind_value(self.tenant_id)
+            .bind_value(self.organization_id)
             .bind_value(self.company_id)
             .bind_value(self.filing_id)
             .bind_value(self.prediction_type)
