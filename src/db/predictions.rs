@@ -362,14 +362,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         live.push(scores);
         live_ids.push(*filing_id);
         let organization_id = company.organization_id;
-        rows.push(
-            scores,
-            organization_id,
-            *filing_id,
-            scores.prediction_id,
-            &scores.primary,
-            created_at,
-        );
+        rows.push_primary(scores, organization_id, *filing_id, created_at);
         if let Some(shadow) = &scores.shadow {
             rows.push(scores, organization_id, *filing_id, Uuid::now_v7(), shadow, created_at);
         }
@@ -490,15 +483,7 @@ pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Er
     let mut rows = PredictionRows::default();
     let created_at = Utc::now();
     for (scores, filing_id) in batch.iter().zip(&filing_ids) {
-        let organization_id = scores.filing.organization_id;
-        rows.push(
-            scores,
-            organization_id,
-            *filing_id,
-            scores.prediction_id,
-            &scores.primary,
-            created_at,
-        );
+        rows.push_primary(scores, scores.filing.organization_id, *filing_id, created_at);
     }
     let all: Vec<&Scores> = batch.iter().collect();
     rows.bind(bind_filings(sqlx::query(&INSERT_ROWS), &all, &filing_ids))
@@ -578,6 +563,18 @@ struct PredictionRows<'a> {
 }
 
 impl<'a> PredictionRows<'a> {
+    /// The filing's answer: its primary score, under the prediction id chosen for it.
+    fn push_primary(&mut self, scores: &'a Scores, organization_id: Uuid, filing_id: Uuid, created_at: DateTime<Utc>) {
+        self.push(
+            scores,
+            organization_id,
+            filing_id,
+            scores.prediction_id,
+            &scores.primary,
+            created_at,
+        );
+    }
+
     fn push(
         &mut self,
         scores: &'a Scores,
