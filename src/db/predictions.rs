@@ -208,26 +208,6 @@ impl Drop for ClosedUnlessDone {
     }
 }
 
-/// `BEGIN` and the lock of the batch's companies, sent as one message (one round trip), answering the live ones
-/// ([`Locked`]): a company deleted meanwhile is not returned, and none can be deleted until the commit. The lock
-/// takes the companies in one global order, so concurrent batches never deadlock and risk-change decisions for
-/// one company are serialized across instances; the next statement starts after it, so its snapshot holds
-/// everything committed by the transactions that held these companies before.
-///
-/// The simple-query protocol that allows two statements has no parameters, so the ids are written into the
-/// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. Both key columns as `= ANY`, so the
-/// plan is the primary key's index whatever the statistics say.
-fn begin_and_lock(keys: &[(Uuid, Uuid)]) -> String {
-    let list = |id: fn(&(Uuid, Uuid)) -> Uuid| keys.iter().map(|k| id(k).to_string()).collect::<Vec<_>>().join(",");
-    let (tenants, companies) = (list(|k| k.0), list(|k| k.1));
-    format!(
-        "BEGIN; SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
-         JOIN tenants t ON t.id = c.tenant_id
-         WHERE c.tenant_id = ANY('{{{tenants}}}'::uuid[]) AND c.id = ANY('{{{companies}}}'::uuid[])
-         ORDER BY c.tenant_id, c.id FOR UPDATE OF c"
-    )
-}
-
 /// A company of the batch as [`begin_and_lock`] locked it.
 struct Locked {
     organization_id: Uuid,
@@ -235,13 +215,28 @@ struct Locked {
     slug: String,
 }
 
-/// The live companies among `keys`, locked until the end of the transaction `BEGIN` opens on `conn` (which is
-/// then in it: the caller commits, or closes the connection).
-async fn begin_and_lock_live(
+/// `BEGIN` and the lock of the batch's companies, sent as one message (one round trip), answering the live ones:
+/// a company deleted meanwhile is not returned, and none can be deleted until the commit. `conn` is then in the
+/// transaction: the caller commits, or closes the connection. The lock takes the companies in one global order,
+/// so concurrent batches never deadlock and risk-change decisions for one company are serialized across
+/// instances; the next statement starts after it, so its snapshot holds everything committed by the
+/// transactions that held these companies before.
+///
+/// The simple-query protocol that allows two statements has no parameters, so the ids are written into the
+/// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. Both key columns as `= ANY`, so the
+/// plan is the primary key's index whatever the statistics say.
+async fn begin_and_lock(
     conn: &mut PgConnection,
     keys: &[(Uuid, Uuid)],
 ) -> Result<HashMap<(Uuid, Uuid), Locked>, sqlx::Error> {
-    let text = begin_and_lock(keys);
+    let list = |id: fn(&(Uuid, Uuid)) -> Uuid| keys.iter().map(|k| id(k).to_string()).collect::<Vec<_>>().join(",");
+    let (tenants, companies) = (list(|k| k.0), list(|k| k.1));
+    let text = format!(
+        "BEGIN; SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
+         JOIN tenants t ON t.id = c.tenant_id
+         WHERE c.tenant_id = ANY('{{{tenants}}}'::uuid[]) AND c.id = ANY('{{{companies}}}'::uuid[])
+         ORDER BY c.tenant_id, c.id FOR UPDATE OF c"
+    );
     let rows: Vec<PgRow> = conn.fetch_all(text.as_str()).await?;
     rows.iter()
         .map(|row| {
@@ -347,7 +342,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         conn: pool.acquire().await?,
         done: false,
     };
-    let locked = begin_and_lock_live(&mut conn.conn, &keys).await?;
+    let locked = begin_and_lock(&mut conn.conn, &keys).await?;
 
     let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     // The batch's predictions carry one timestamp (at the database's precision), returned to the callers.
