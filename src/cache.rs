@@ -1,26 +1,35 @@
-//! Redis: a pool of multiplexed connections, created on demand, so the service starts and reports Redis down
-//! in `/health` while it is unreachable, and recovers by itself when it returns.
+//! Redis: one multiplexed connection that every caller shares (concurrent commands are pipelined on it),
+//! connected on first use and again after an I/O error, so the service starts and reports Redis down in
+//! `/health` while it is unreachable, and recovers by itself when it returns.
+//!
+//! Taking it is a clone, with no round trip: a pool (deadpool-redis, before) checked every connection it handed
+//! out with UNWATCH + PING, which doubled the Redis round trips of each request — the session check of every
+//! authenticated request among them (BENCHMARKS.md). Nothing here uses WATCH or MULTI, which a shared
+//! connection could not keep apart.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_redis::{Pool, Runtime};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret;
 
 use crate::configuration::RedisSettings;
 
-pub fn pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
-    let timeout = Some(Duration::from_millis(settings.timeout_ms));
-    deadpool_redis::Config::from_url(settings.url.expose_secret())
-        .builder()
-        .context("Invalid redis.url")?
-        .max_size(settings.pool_size)
-        .wait_timeout(timeout)
-        .create_timeout(timeout)
-        .recycle_timeout(timeout)
-        .runtime(Runtime::Tokio1)
-        .build()
-        .context("Failed to build the Redis pool")
+/// The shared connection (cheap to clone; every clone is the same connection).
+pub type Redis = ConnectionManager;
+
+/// The connection, not yet made (the first command makes it). Must run inside a Tokio runtime, which runs the
+/// connection's tasks.
+pub fn connect(settings: &RedisSettings) -> anyhow::Result<Redis> {
+    let client = redis::Client::open(settings.url.expose_secret()).context("Invalid redis.url")?;
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        // A failed connection is retried by the next command, not in a loop of its own.
+        .set_number_of_retries(1)
+        .set_max_delay(timeout);
+    ConnectionManager::new_lazy_with_config(client, config).context("Failed to set up the Redis connection")
 }
 
 /// Cached answers of `GET /portfolio` (the dashboard's main read), per tenant.
@@ -32,16 +41,16 @@ pub fn pool(settings: &RedisSettings) -> anyhow::Result<Pool> {
 /// service). Redis being down only costs the cache: reads go to PostgreSQL.
 #[derive(Clone)]
 pub struct PortfolioCache {
-    pool: Pool,
+    redis: Redis,
     prefix: String,
     ttl_secs: u64,
     lookup: std::sync::Arc<redis::Script>,
 }
 
 impl PortfolioCache {
-    pub fn new(pool: Pool, settings: &RedisSettings) -> Self {
+    pub fn new(redis: Redis, settings: &RedisSettings) -> Self {
         Self {
-            pool,
+            redis,
             prefix: format!("{}:portfolio", settings.key_prefix),
             ttl_secs: settings.portfolio_cache_ttl_secs,
             // The generation and, under it, the answer: one round trip.
@@ -73,13 +82,13 @@ impl PortfolioCache {
             return Lookup::Off;
         }
         let result: anyhow::Result<(String, Option<String>)> = async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.redis.clone();
             Ok(self
                 .lookup
                 .key(self.generation_key(tenant))
                 .arg(self.entries(tenant))
                 .arg(query)
-                .invoke_async(&mut *conn)
+                .invoke_async(&mut conn)
                 .await?)
         }
         .await;
@@ -106,10 +115,10 @@ impl PortfolioCache {
             return Lookup::Off;
         }
         let result: anyhow::Result<Option<String>> = async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.redis.clone();
             Ok(redis::cmd("GET")
                 .arg(self.generation_key(tenant))
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await?)
         }
         .await;
@@ -125,13 +134,13 @@ impl PortfolioCache {
     pub async fn put(&self, tenant: uuid::Uuid, generation: &str, query: &str, answer: &str) {
         let key = format!("{}{generation}:{query}", self.entries(tenant));
         let stored: anyhow::Result<()> = async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.redis.clone();
             redis::cmd("SET")
                 .arg(key)
                 .arg(answer)
                 .arg("EX")
                 .arg(self.ttl_secs)
-                .query_async::<()>(&mut *conn)
+                .query_async::<()>(&mut conn)
                 .await?;
             Ok(())
         }
@@ -147,7 +156,7 @@ impl PortfolioCache {
             return;
         }
         let bumped: anyhow::Result<()> = async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.redis.clone();
             let key = self.generation_key(tenant);
             // The counter outlives every answer stored under it.
             redis::pipe()
@@ -158,7 +167,7 @@ impl PortfolioCache {
                 .arg(&key)
                 .arg(self.ttl_secs * 2)
                 .ignore()
-                .query_async::<()>(&mut *conn)
+                .query_async::<()>(&mut conn)
                 .await?;
             Ok(())
         }

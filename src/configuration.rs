@@ -86,7 +86,6 @@ pub struct DatabaseSettings {
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     pub url: SecretString,
-    pub pool_size: usize,
     pub timeout_ms: u64,
     pub key_prefix: String,
     /// How long a cached portfolio answer may live; 0 turns the cache off. Writes invalidate it at once.
@@ -267,7 +266,7 @@ impl Settings {
         if let Err(e) = self.database.connect_options() {
             return invalid("database.url", e.to_string());
         }
-        if let Err(e) = deadpool_redis::redis::Client::open(self.redis.url.expose_secret()) {
+        if let Err(e) = redis::Client::open(self.redis.url.expose_secret()) {
             return invalid("redis.url", e.to_string());
         }
         if let Err(e) = async_nats::ServerAddr::from_str(self.nats.url.expose_secret()) {
@@ -287,9 +286,6 @@ impl Settings {
                     self.database.max_connections
                 ),
             );
-        }
-        if self.redis.pool_size == 0 {
-            return invalid("redis.pool_size", "must be at least 1".into());
         }
         for (key, value) in [
             ("health.timeout_ms", self.health.timeout_ms),
@@ -386,7 +382,6 @@ impl Settings {
             },
             "redis": {
                 "url": redact_url(self.redis.url.expose_secret()),
-                "pool_size": self.redis.pool_size,
                 "timeout_ms": self.redis.timeout_ms,
                 "key_prefix": self.redis.key_prefix,
             },
@@ -498,10 +493,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pdscore-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("pdscore.toml");
-        std::fs::write(&file, "[redis]\npool_size = 3\n[application]\nlog_format = \"json\"\n").unwrap();
-        let settings = Settings::load_from(Some(&file), env(&[("PDSCORE__REDIS__POOL_SIZE", "5")])).unwrap();
+        std::fs::write(&file, "[redis]\ntimeout_ms = 3\n[application]\nlog_format = \"json\"\n").unwrap();
+        let settings = Settings::load_from(Some(&file), env(&[("PDSCORE__REDIS__TIMEOUT_MS", "5")])).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(settings.redis.pool_size, 5);
+        assert_eq!(settings.redis.timeout_ms, 5);
         assert_eq!(settings.application.log_format, LogFormat::Json);
     }
 

@@ -113,8 +113,8 @@ async fn check_postgres(state: &AppState) -> anyhow::Result<()> {
 }
 
 async fn check_redis(state: &AppState) -> anyhow::Result<()> {
-    let mut conn = state.redis.get().await?;
-    let pong: String = deadpool_redis::redis::cmd("PING").query_async(&mut conn).await?;
+    let mut conn = state.redis.clone();
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
     anyhow::ensure!(pong == "PONG", "unexpected PING answer {pong:?}");
     Ok(())
 }

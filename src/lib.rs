@@ -8,7 +8,7 @@
 //! - [`startup`]: `Application::build` / `run_until_stopped`: wiring, graceful shutdown;
 //! - [`http`]: actix-web routes, the response envelope, the error-code table, request ids, metrics;
 //! - [`health`]: dependency checks (PostgreSQL, Redis, NATS) with latency;
-//! - [`db`]: the PostgreSQL pool, migrations and repositories; [`cache`]: the Redis pool;
+//! - [`db`]: the PostgreSQL pool, migrations and repositories; [`cache`]: the shared Redis connection;
 //!   [`messaging`]: the NATS connection and stream upkeep; [`pipeline`]: the scoring pipeline's wiring
 //!   (actors, PostgreSQL store, alert publisher and feed, JetStream ingest);
 //! - [`auth`]: passwords (and, with the identity issue, JWT sessions and RBAC); [`domain`]: validated values;

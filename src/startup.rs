@@ -48,7 +48,7 @@ impl Application {
         if settings.database.migrate_on_start {
             db::prepare(&settings.database, &db).await?;
         }
-        let redis = cache::pool(&settings.redis)?;
+        let redis = cache::connect(&settings.redis)?;
         let messaging = Messaging::connect(&settings.nats).await?;
 
         let auth = crate::auth::Auth::new(&settings.auth, redis.clone(), &settings.redis.key_prefix)?;
@@ -151,7 +151,6 @@ impl Application {
             if let Err(e) = state.messaging.client.flush().await {
                 tracing::warn!(error = %e, "could not flush NATS on shutdown");
             }
-            state.redis.close();
             state.db.close().await;
         })
         .await;

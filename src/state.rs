@@ -14,7 +14,7 @@ use crate::{auth::Auth, configuration::HealthSettings, messaging::Messaging, pip
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: crate::cache::Redis,
     pub messaging: Messaging,
     pub metrics: PrometheusHandle,
     pub health: Arc<HealthSettings>,

@@ -75,11 +75,6 @@ fn describe_metrics() {
         "PostgreSQL pool connections, by state (idle, in_use)"
     );
     describe_gauge!("db_pool_max_connections", "PostgreSQL pool capacity");
-    describe_gauge!(
-        "redis_pool_connections",
-        "Redis pool connections, by state (idle, in_use)"
-    );
-    describe_gauge!("redis_pool_waiting", "Tasks waiting for a Redis connection");
     describe_gauge!("nats_connected", "1 when the NATS connection is up");
     describe_gauge!(
         "dependency_up",

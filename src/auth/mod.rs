@@ -35,7 +35,7 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(settings: &AuthSettings, redis: deadpool_redis::Pool, redis_prefix: &str) -> anyhow::Result<Self> {
+    pub fn new(settings: &AuthSettings, redis: crate::cache::Redis, redis_prefix: &str) -> anyhow::Result<Self> {
         let keys = keys::KeySet::from_settings(settings)?;
         let access_ttl = Duration::from_secs(settings.access_token_ttl_secs);
         Ok(Self {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use deadpool_redis::redis::{self, AsyncCommands};
+use redis::AsyncCommands;
 use sha2::{Digest, Sha256};
 
 /// Counts a hit and reads the window's remaining time atomically.
@@ -24,14 +24,14 @@ pub struct Limit {
 
 #[derive(Clone)]
 pub struct LoginThrottle {
-    redis: deadpool_redis::Pool,
+    redis: crate::cache::Redis,
     prefix: String,
     per_account: Limit,
     per_address: Limit,
 }
 
 impl LoginThrottle {
-    pub fn new(redis: deadpool_redis::Pool, prefix: &str, per_account: Limit, per_address: Limit) -> Self {
+    pub fn new(redis: crate::cache::Redis, prefix: &str, per_account: Limit, per_address: Limit) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),
@@ -52,7 +52,7 @@ impl LoginThrottle {
 
     /// Counts a sign-in attempt; `Some(retry_after)` when the account or the address is over its limit.
     pub async fn attempt(&self, email: &str, address: &str) -> anyhow::Result<Option<Duration>> {
-        let mut conn = self.redis.get().await.context("Failed to get a Redis connection")?;
+        let mut conn = self.redis.clone();
         let script = redis::Script::new(HIT);
         let mut wait = None;
         for (key, limit) in [
@@ -62,7 +62,7 @@ impl LoginThrottle {
             let (count, ttl_ms): (u64, i64) = script
                 .key(&key)
                 .arg(limit.window.as_millis() as u64)
-                .invoke_async(&mut *conn)
+                .invoke_async(&mut conn)
                 .await
                 .context("Failed to count a sign-in attempt")?;
             if count > u64::from(limit.limit) {
@@ -75,7 +75,7 @@ impl LoginThrottle {
 
     /// A successful sign-in clears the account's count (the address's stays).
     pub async fn succeeded(&self, email: &str) -> anyhow::Result<()> {
-        let mut conn = self.redis.get().await.context("Failed to get a Redis connection")?;
+        let mut conn = self.redis.clone();
         let _: () = conn.del(self.account_key(email)).await.context("Redis DEL failed")?;
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use deadpool_redis::redis::{self, AsyncCommands};
+use redis::AsyncCommands;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -50,7 +50,7 @@ pub struct SessionStoreUnavailable(anyhow::Error);
 
 #[derive(Clone)]
 pub struct SessionStore {
-    redis: deadpool_redis::Pool,
+    redis: crate::cache::Redis,
     prefix: String,
     refresh_ttl: Duration,
     /// A revocation marker must outlive every access token of the family.
@@ -58,7 +58,7 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    pub fn new(redis: deadpool_redis::Pool, prefix: &str, refresh_ttl: Duration, access_ttl: Duration) -> Self {
+    pub fn new(redis: crate::cache::Redis, prefix: &str, refresh_ttl: Duration, access_ttl: Duration) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),
@@ -75,13 +75,13 @@ impl SessionStore {
         format!("{}:session:{family_id}", self.prefix)
     }
 
-    async fn connection(&self) -> anyhow::Result<deadpool_redis::Connection> {
-        self.redis.get().await.context("Failed to get a Redis connection")
+    fn connection(&self) -> crate::cache::Redis {
+        self.redis.clone()
     }
 
     /// Marks a family live (after the transaction that created or rotated it committed).
     pub async fn activate(&self, family_id: Uuid) -> anyhow::Result<()> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.connection();
         let _: () = conn
             .set_ex(self.key(family_id), ACTIVE, self.refresh_ttl.as_secs())
             .await
@@ -95,14 +95,14 @@ impl SessionStore {
         if families.is_empty() {
             return Ok(());
         }
-        let mut conn = self.connection().await?;
+        let mut conn = self.connection();
         let mut pipe = redis::pipe();
         for family in families {
             pipe.set_ex(self.key(*family), REVOKED, self.revoked_ttl.as_secs())
                 .ignore();
         }
         let _: () = pipe
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .context("Failed to record revoked sessions in Redis")?;
         Ok(())
@@ -116,7 +116,7 @@ impl SessionStore {
         user_id: Uuid,
     ) -> Result<bool, SessionStoreUnavailable> {
         let check = async {
-            let mut conn = self.connection().await?;
+            let mut conn = self.connection();
             let state: Option<String> = conn.get(self.key(family_id)).await.context("Redis GET failed")?;
             match state.as_deref() {
                 Some(ACTIVE) => return Ok(true),
@@ -138,7 +138,7 @@ impl SessionStore {
                 .arg("EX")
                 .arg(ttl.as_secs())
                 .arg("NX")
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await
                 .context("Redis SET failed")?;
             anyhow::Ok(live)

@@ -27,11 +27,6 @@ fn sample_pools(state: &AppState) {
     ::metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
     ::metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
     ::metrics::gauge!("db_pool_max_connections").set(f64::from(state.db.options().get_max_connections()));
-    let redis = state.redis.status();
-    ::metrics::gauge!("redis_pool_connections", "state" => "idle").set(redis.available as f64);
-    ::metrics::gauge!("redis_pool_connections", "state" => "in_use")
-        .set(redis.size.saturating_sub(redis.available) as f64);
-    ::metrics::gauge!("redis_pool_waiting").set(redis.waiting as f64);
     ::metrics::gauge!("nats_connected").set(if state.messaging.is_connected() { 1.0 } else { 0.0 });
 }
 

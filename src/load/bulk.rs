@@ -6,7 +6,7 @@ use std::{path::Path, time::Instant};
 use anyhow::Context;
 use pdscore_actors::PredictionType;
 
-use super::Record;
+use super::{Record, cpu::CpuMeter};
 use crate::bulk::client::{Submission, sample, submit};
 
 pub struct BulkLoad<'a> {
@@ -23,6 +23,7 @@ pub async fn run(load: BulkLoad<'_>) -> anyhow::Result<Record> {
     if !load.file.exists() {
         sample(load.file, PredictionType::Annual, load.rows, 10)?;
     }
+    let cpu = CpuMeter::start();
     let started = Instant::now();
     let job = submit(Submission {
         url: load.url,
@@ -36,9 +37,11 @@ pub async fn run(load: BulkLoad<'_>) -> anyhow::Result<Record> {
     })
     .await?;
     let elapsed = started.elapsed();
+    let cpu = cpu.stop();
     let succeeded = job["succeeded_rows"].as_u64().context("no succeeded_rows in the job")?;
     let mut record = Record::throughput_only("bulk", succeeded, elapsed);
     record.failed = job["failed_rows"].as_u64().unwrap_or(0);
+    let record = record.with_cpu(cpu);
     println!("{}", Record::HEADER);
     record.emit(load.record)?;
     Ok(record)

@@ -16,7 +16,7 @@ use std::{
 use anyhow::Context;
 use serde_json::{Value, json};
 
-use super::{Record, annual_ratios, histogram, record_since, run_tag};
+use super::{Record, annual_ratios, cpu::CpuMeter, histogram, record_since, run_tag};
 use crate::bulk::client::sign_in;
 
 /// Where the requests go.
@@ -113,6 +113,7 @@ async fn drive(
     duration: Duration,
     phase: u8,
 ) -> anyhow::Result<Record> {
+    let cpu = CpuMeter::start();
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = tokio::task::JoinSet::new();
@@ -163,7 +164,7 @@ async fn drive(
         rate_limited += worker_rate_limited;
         failed += worker_failed;
     }
-    let mut record = Record::new(path, Some(concurrency), started.elapsed(), &latency);
+    let mut record = Record::new(path, Some(concurrency), started.elapsed(), &latency).with_cpu(cpu.stop());
     record.rejected = rate_limited;
     record.failed = failed;
     Ok(record)

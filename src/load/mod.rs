@@ -14,6 +14,7 @@
 //! [`report`] turns a run's records into the results table of BENCHMARKS.md.
 
 pub mod bulk;
+pub mod cpu;
 pub mod echo;
 pub mod http;
 pub mod postgres;
@@ -55,6 +56,16 @@ pub struct Record {
     /// Companies the filings were spread over (the stream paths).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub companies: Option<u64>,
+    /// Share of the machine's cores busy over the measurement (everything on the machine: the service, its
+    /// dependencies and the load tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_busy: Option<f64>,
+    /// The machine's busy CPU time per operation counted, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_op: Option<f64>,
+    /// The machine's cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<usize>,
 }
 
 impl Record {
@@ -77,7 +88,20 @@ impl Record {
             rejected: 0,
             failed: 0,
             companies: None,
+            cpu_busy: None,
+            cpu_us_per_op: None,
+            cpu_cores: None,
         }
+    }
+
+    /// The machine's CPU use over the measurement, per operation counted (call once `count` is final).
+    pub fn with_cpu(mut self, cpu: Option<cpu::CpuUse>) -> Self {
+        if let Some(cpu) = cpu {
+            self.cpu_busy = Some(cpu.busy);
+            self.cpu_cores = Some(cpu.cores);
+            self.cpu_us_per_op = (self.count > 0).then(|| cpu.cpu_seconds * 1e6 / self.count as f64);
+        }
+        self
     }
 
     /// A record of `count` operations without per-operation latency.
@@ -88,14 +112,13 @@ impl Record {
         record
     }
 
-    pub const HEADER: &'static str =
-        "path        conc     count     ops/s   p50 ms   p90 ms   p99 ms  p99.9 ms   max ms   429  failed";
+    pub const HEADER: &'static str = "path        conc     count     ops/s   p50 ms   p90 ms   p99 ms  p99.9 ms   max ms   429  failed  busy  CPU us/op";
 
     /// One line under [`Record::HEADER`].
     pub fn row(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
         format!(
-            "{:<10} {:>5} {:>9} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>5} {:>7}",
+            "{:<10} {:>5} {:>9} {:>9.0} {:>8} {:>8} {:>8} {:>9} {:>8} {:>5} {:>7} {:>5} {:>10}",
             self.path,
             self.concurrency.map_or_else(|| "-".to_owned(), |c| c.to_string()),
             self.count,
@@ -106,7 +129,10 @@ impl Record {
             ms(self.p999_ms),
             ms(self.max_ms),
             self.rejected,
-            self.failed
+            self.failed,
+            self.cpu_busy
+                .map_or_else(|| "-".to_owned(), |b| format!("{:.0}%", b * 100.0)),
+            self.cpu_us_per_op.map_or_else(|| "-".to_owned(), |c| format!("{c:.0}"))
         )
     }
 

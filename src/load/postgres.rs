@@ -16,7 +16,7 @@ use pdscore_actors::{Filing, PredictionStore, scoring};
 use sqlx::{Executor, postgres::PgPoolOptions};
 use uuid::Uuid;
 
-use super::{Record, histogram, record_since, run_tag, stream::spread_filing};
+use super::{Record, cpu::CpuMeter, histogram, record_since, run_tag, stream::spread_filing};
 use crate::{
     configuration::Settings,
     db::{self, predictions::PgPredictionStore},
@@ -43,7 +43,7 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
     // No portfolio cache: the ceiling measures PostgreSQL alone.
     let mut uncached = settings.redis.clone();
     uncached.portfolio_cache_ttl_secs = 0;
-    let cache = crate::cache::PortfolioCache::new(crate::cache::pool(&uncached)?, &uncached);
+    let cache = crate::cache::PortfolioCache::new(crate::cache::connect(&uncached)?, &uncached);
     let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()), cache);
     let policy = store
         .tenant_policy(tenant_id)
@@ -112,6 +112,7 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
             .connect_with(settings.database.connect_options()?)
             .await?;
         let rows: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        let cpu = CpuMeter::start();
         let started = Instant::now();
         let mut commits = stream::iter(batches)
             .map(|batch| {
@@ -127,12 +128,13 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
             record_since(&mut latency, committed.context("insert a batch")?);
         }
         let elapsed = started.elapsed();
+        let cpu = cpu.stop();
         copies.close().await;
         // Latency is per batch commit; the count and throughput are rows.
         let mut record = Record::new("postgres", Some(in_flight), elapsed, &latency);
         record.count = rows;
         record.throughput = rows as f64 / elapsed.as_secs_f64().max(1e-9);
-        Ok::<_, anyhow::Error>(record)
+        Ok::<_, anyhow::Error>(record.with_cpu(cpu))
     }
     .await;
     let dropped = tokio::time::timeout(

@@ -23,7 +23,7 @@ use futures_util::{StreamExt, TryStreamExt, stream::FuturesUnordered};
 use pdscore_nats::{Namespace, StreamKind};
 use serde_json::json;
 
-use super::{Record, annual_ratios, histogram, run_tag};
+use super::{Record, annual_ratios, cpu::CpuMeter, histogram, run_tag};
 use crate::bulk::client::{call, sign_in};
 
 /// Publications awaiting their JetStream ack at once.
@@ -263,6 +263,8 @@ fn filing_message(run: &str, i: u64, symbol: &str, year: u16) -> Vec<u8> {
 
 /// What was published: each message's publication instant and stream sequence.
 struct Published {
+    /// The machine's CPU from the first publication on.
+    cpu: CpuMeter,
     started: Instant,
     /// (stream sequence, published at), in sequence order.
     messages: Vec<(u64, Instant)>,
@@ -297,7 +299,7 @@ impl Published {
             latency.saturating_record(at.saturating_duration_since(published).as_micros() as u64);
             last = last.max(at);
         }
-        Ok(Record::new(path, None, last - self.started, &latency))
+        Ok(Record::new(path, None, last - self.started, &latency).with_cpu(self.cpu.stop()))
     }
 }
 
@@ -308,6 +310,7 @@ async fn publish(
     count: u64,
     message: impl Fn(u64) -> (String, Vec<u8>),
 ) -> anyhow::Result<Published> {
+    let cpu = CpuMeter::start();
     let started = Instant::now();
     let mut messages = Vec::with_capacity(count as usize);
     let mut pending = FuturesUnordered::new();
@@ -329,6 +332,7 @@ async fn publish(
     messages.sort_unstable();
     let last_sequence = messages.last().map_or(0, |(s, _)| *s);
     Ok(Published {
+        cpu,
         started,
         messages,
         last_sequence,

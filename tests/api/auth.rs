@@ -239,28 +239,19 @@ async fn a_revoked_session_stays_revoked_after_redis_forgets_it() {
     let (status, _) = app.call("POST", "/api/v1/auth/logout", Some(token), None).await;
     assert_eq!(status, 200);
     // Redis keeps nothing on disk: after a restart it knows no session. PostgreSQL still does.
-    let mut redis = deadpool_redis::Config::from_url(pdscore_redis_url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+    let mut redis = redis::Client::open(pdscore_redis_url())
         .unwrap()
-        .get()
+        .get_multiplexed_async_connection()
         .await
         .unwrap();
     let sid = claims_of(token).sid;
     let key = format!("{}:session:{sid}", app.settings.redis.key_prefix);
-    let _: () = deadpool_redis::redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut *redis)
-        .await
-        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
     assert_refused(&app, token).await;
     // And a live session is recognised again from PostgreSQL.
     let live = demo.token(Role::OrgMember);
     let key = format!("{}:session:{}", app.settings.redis.key_prefix, claims_of(live).sid);
-    let _: () = deadpool_redis::redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut *redis)
-        .await
-        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut redis).await.unwrap();
     assert_eq!(me(&app, live).await.0, 200);
 }
 

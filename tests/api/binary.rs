@@ -32,7 +32,7 @@ fn version_names_the_release_the_schema_and_the_streams() {
 fn an_invalid_configuration_fails_at_start_naming_the_key() {
     for (var, value, key) in [
         ("DATABASE_URL", "mysql://db/risk", "database.url"),
-        ("PDSCORE__REDIS__POOL_SIZE", "lots", "redis.pool_size"),
+        ("PDSCORE__REDIS__TIMEOUT_MS", "lots", "redis.timeout_ms"),
         ("PDSCORE__NATS__PREFIX", "has.dots", "nats.prefix"),
     ] {
         let output = pdscore(&["serve"], &[(var, value)]);

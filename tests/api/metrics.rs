@@ -33,7 +33,6 @@ async fn metrics_expose_request_counts_latency_and_pool_gauges() {
         r#"db_pool_connections{state="idle"}"#,
         r#"db_pool_connections{state="in_use"}"#,
         "db_pool_max_connections",
-        r#"redis_pool_connections{state="idle"}"#,
         "nats_connected",
         r#"dependency_up{dependency="postgres"}"#,
     ] {
