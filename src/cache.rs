@@ -1,35 +1,94 @@
 //! Redis: one multiplexed connection that every caller shares (concurrent commands are pipelined on it),
-//! connected on first use and again after an I/O error, so the service starts and reports Redis down in
-//! `/health` while it is unreachable, and recovers by itself when it returns.
+//! connected on first use and again after it drops, so the service starts and reports Redis down in `/health`
+//! while it is unreachable, and recovers by itself when it returns.
 //!
-//! Taking it is a clone, with no round trip: a pool (deadpool-redis, before) checked every connection it handed
-//! out with UNWATCH + PING, which doubled the Redis round trips of each request — the session check of every
+//! Taking it costs no round trip: a pool (deadpool-redis, before) checked every connection it handed out with
+//! UNWATCH + PING, which doubled the Redis round trips of each request — the session check of every
 //! authenticated request among them (BENCHMARKS.md). Nothing here uses WATCH or MULTI, which a shared
 //! connection could not keep apart.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use futures_util::{FutureExt, future::BoxFuture};
+use redis::{
+    FromRedisValue, RedisResult,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
 use secrecy::ExposeSecret;
 
 use crate::configuration::RedisSettings;
 
 /// The shared connection (cheap to clone; every clone is the same connection).
-pub type Redis = ConnectionManager;
+///
+/// Every command runs on the runtime [`connect`] was called on (the service's main one), whichever thread
+/// asks: the connection's tasks and its reconnections are spawned by the command that needs them, on the
+/// runtime it runs on, and an HTTP worker's runtime stops before the pipeline's last commits at shutdown.
+#[derive(Clone)]
+pub struct Redis {
+    manager: ConnectionManager,
+    runtime: tokio::runtime::Handle,
+}
 
-/// The connection, not yet made (the first command makes it). Must run inside a Tokio runtime, which runs the
-/// connection's tasks.
+/// A command or a pipeline, sent by [`Redis::query`].
+pub trait Request: Send + Sync + 'static {
+    fn send<T: FromRedisValue + Send>(&self, conn: ConnectionManager) -> BoxFuture<'_, RedisResult<T>>;
+}
+
+impl Request for redis::Cmd {
+    fn send<T: FromRedisValue + Send>(&self, mut conn: ConnectionManager) -> BoxFuture<'_, RedisResult<T>> {
+        async move { self.query_async(&mut conn).await }.boxed()
+    }
+}
+
+impl Request for redis::Pipeline {
+    fn send<T: FromRedisValue + Send>(&self, mut conn: ConnectionManager) -> BoxFuture<'_, RedisResult<T>> {
+        async move { self.query_async(&mut conn).await }.boxed()
+    }
+}
+
+/// `EVAL` of a Lua script over its first `keys` arguments (the keys, then the other arguments, are added by the
+/// caller). Redis keeps the compiled script by its digest; only the text travels again.
+pub fn eval(script: &str, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(keys);
+    cmd
+}
+
+/// The connection, not yet made (the first command makes it). Must be called on the runtime that outlives
+/// every user of the connection.
 pub fn connect(settings: &RedisSettings) -> anyhow::Result<Redis> {
     let client = redis::Client::open(settings.url.expose_secret()).context("Invalid redis.url")?;
     let timeout = Duration::from_millis(settings.timeout_ms);
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
-        // A failed connection is retried by the next command, not in a loop of its own.
-        .set_number_of_retries(1)
-        .set_max_delay(timeout);
-    ConnectionManager::new_lazy_with_config(client, config).context("Failed to set up the Redis connection")
+        // One attempt per command that finds the connection down: a command waits at most one timeout for it.
+        .set_number_of_retries(0);
+    let manager =
+        ConnectionManager::new_lazy_with_config(client, config).context("Failed to set up the Redis connection")?;
+    Ok(Redis {
+        manager,
+        runtime: tokio::runtime::Handle::current(),
+    })
+}
+
+impl Redis {
+    /// Sends `request` and reads its answer. When the connection turns out to have dropped (a Redis restart, an
+    /// idle connection closed by the network), which makes the manager connect again, the request is sent once
+    /// more: every request of the service may go twice (reads, writes of a value, the portfolio generation's
+    /// increment; a sign-in attempt may be counted twice).
+    pub async fn query<T: FromRedisValue + Send + 'static>(&self, request: impl Request) -> RedisResult<T> {
+        let conn = self.manager.clone();
+        let sent = self.runtime.spawn(async move {
+            match request.send(conn.clone()).await {
+                Err(e) if e.is_connection_dropped() => request.send(conn).await,
+                answer => answer,
+            }
+        });
+        sent.await
+            .unwrap_or_else(|e| Err(std::io::Error::other(format!("the Redis runtime stopped: {e}")).into()))
+    }
 }
 
 /// Cached answers of `GET /portfolio` (the dashboard's main read), per tenant.
@@ -44,8 +103,11 @@ pub struct PortfolioCache {
     redis: Redis,
     prefix: String,
     ttl_secs: u64,
-    lookup: std::sync::Arc<redis::Script>,
 }
+
+/// The generation and, under it, the answer: one round trip.
+const LOOKUP: &str = "local g = redis.call('GET', KEYS[1]) or '0'
+                      return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
 
 impl PortfolioCache {
     pub fn new(redis: Redis, settings: &RedisSettings) -> Self {
@@ -53,11 +115,6 @@ impl PortfolioCache {
             redis,
             prefix: format!("{}:portfolio", settings.key_prefix),
             ttl_secs: settings.portfolio_cache_ttl_secs,
-            // The generation and, under it, the answer: one round trip.
-            lookup: std::sync::Arc::new(redis::Script::new(
-                "local g = redis.call('GET', KEYS[1]) or '0'
-                 return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}",
-            )),
         }
     }
 
@@ -81,17 +138,12 @@ impl PortfolioCache {
         if !self.enabled() {
             return Lookup::Off;
         }
-        let result: anyhow::Result<(String, Option<String>)> = async {
-            let mut conn = self.redis.clone();
-            Ok(self
-                .lookup
-                .key(self.generation_key(tenant))
-                .arg(self.entries(tenant))
-                .arg(query)
-                .invoke_async(&mut conn)
-                .await?)
-        }
-        .await;
+        let mut lookup = eval(LOOKUP, 1);
+        lookup
+            .arg(self.generation_key(tenant))
+            .arg(self.entries(tenant))
+            .arg(query);
+        let result: redis::RedisResult<(String, Option<String>)> = self.redis.query(lookup).await;
         match result {
             Ok((_, Some(answer))) => {
                 metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "hit").increment(1);
@@ -114,14 +166,9 @@ impl PortfolioCache {
         if !self.enabled() {
             return Lookup::Off;
         }
-        let result: anyhow::Result<Option<String>> = async {
-            let mut conn = self.redis.clone();
-            Ok(redis::cmd("GET")
-                .arg(self.generation_key(tenant))
-                .query_async(&mut conn)
-                .await?)
-        }
-        .await;
+        let mut get = redis::cmd("GET");
+        get.arg(self.generation_key(tenant));
+        let result: redis::RedisResult<Option<String>> = self.redis.query(get).await;
         match result {
             Ok(generation) => Lookup::Miss {
                 generation: generation.unwrap_or_else(|| "0".to_owned()),
@@ -133,18 +180,9 @@ impl PortfolioCache {
     /// Stores `answer` for `query` under the generation [`get`](Self::get) returned.
     pub async fn put(&self, tenant: uuid::Uuid, generation: &str, query: &str, answer: &str) {
         let key = format!("{}{generation}:{query}", self.entries(tenant));
-        let stored: anyhow::Result<()> = async {
-            let mut conn = self.redis.clone();
-            redis::cmd("SET")
-                .arg(key)
-                .arg(answer)
-                .arg("EX")
-                .arg(self.ttl_secs)
-                .query_async::<()>(&mut conn)
-                .await?;
-            Ok(())
-        }
-        .await;
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(answer).arg("EX").arg(self.ttl_secs);
+        let stored: redis::RedisResult<()> = self.redis.query(set).await;
         if let Err(e) = stored {
             tracing::debug!(error = %e, "portfolio answer not cached");
         }
@@ -155,23 +193,17 @@ impl PortfolioCache {
         if !self.enabled() {
             return;
         }
-        let bumped: anyhow::Result<()> = async {
-            let mut conn = self.redis.clone();
-            let key = self.generation_key(tenant);
-            // The counter outlives every answer stored under it.
-            redis::pipe()
-                .cmd("INCR")
-                .arg(&key)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(&key)
-                .arg(self.ttl_secs * 2)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await?;
-            Ok(())
-        }
-        .await;
+        let key = self.generation_key(tenant);
+        // The counter outlives every answer stored under it.
+        let mut bump = redis::pipe();
+        bump.cmd("INCR")
+            .arg(&key)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(self.ttl_secs * 2)
+            .ignore();
+        let bumped: redis::RedisResult<()> = self.redis.query(bump).await;
         if let Err(e) = bumped {
             // Answers already cached stay until their TTL.
             metrics::counter!("pdscore_portfolio_cache_invalidation_failures_total").increment(1);

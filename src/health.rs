@@ -113,8 +113,7 @@ async fn check_postgres(state: &AppState) -> anyhow::Result<()> {
 }
 
 async fn check_redis(state: &AppState) -> anyhow::Result<()> {
-    let mut conn = state.redis.clone();
-    let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
+    let pong: String = state.redis.query(redis::cmd("PING")).await?;
     anyhow::ensure!(pong == "PONG", "unexpected PING answer {pong:?}");
     Ok(())
 }

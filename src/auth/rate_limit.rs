@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use redis::AsyncCommands;
 use sha2::{Digest, Sha256};
 
 /// Counts a hit and reads the window's remaining time atomically.
@@ -52,17 +51,16 @@ impl LoginThrottle {
 
     /// Counts a sign-in attempt; `Some(retry_after)` when the account or the address is over its limit.
     pub async fn attempt(&self, email: &str, address: &str) -> anyhow::Result<Option<Duration>> {
-        let mut conn = self.redis.clone();
-        let script = redis::Script::new(HIT);
         let mut wait = None;
         for (key, limit) in [
             (self.address_key(address), self.per_address),
             (self.account_key(email), self.per_account),
         ] {
-            let (count, ttl_ms): (u64, i64) = script
-                .key(&key)
-                .arg(limit.window.as_millis() as u64)
-                .invoke_async(&mut conn)
+            let mut hit = crate::cache::eval(HIT, 1);
+            hit.arg(&key).arg(limit.window.as_millis() as u64);
+            let (count, ttl_ms): (u64, i64) = self
+                .redis
+                .query(hit)
                 .await
                 .context("Failed to count a sign-in attempt")?;
             if count > u64::from(limit.limit) {
@@ -75,8 +73,9 @@ impl LoginThrottle {
 
     /// A successful sign-in clears the account's count (the address's stays).
     pub async fn succeeded(&self, email: &str) -> anyhow::Result<()> {
-        let mut conn = self.redis.clone();
-        let _: () = conn.del(self.account_key(email)).await.context("Redis DEL failed")?;
+        let mut del = redis::cmd("DEL");
+        del.arg(self.account_key(email));
+        let _: () = self.redis.query(del).await.context("Redis DEL failed")?;
         Ok(())
     }
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use redis::AsyncCommands;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -75,15 +74,16 @@ impl SessionStore {
         format!("{}:session:{family_id}", self.prefix)
     }
 
-    fn connection(&self) -> crate::cache::Redis {
-        self.redis.clone()
-    }
-
     /// Marks a family live (after the transaction that created or rotated it committed).
     pub async fn activate(&self, family_id: Uuid) -> anyhow::Result<()> {
-        let mut conn = self.connection();
-        let _: () = conn
-            .set_ex(self.key(family_id), ACTIVE, self.refresh_ttl.as_secs())
+        let mut set = redis::cmd("SET");
+        set.arg(self.key(family_id))
+            .arg(ACTIVE)
+            .arg("EX")
+            .arg(self.refresh_ttl.as_secs());
+        let _: () = self
+            .redis
+            .query(set)
             .await
             .context("Failed to record the session in Redis")?;
         Ok(())
@@ -95,14 +95,14 @@ impl SessionStore {
         if families.is_empty() {
             return Ok(());
         }
-        let mut conn = self.connection();
         let mut pipe = redis::pipe();
         for family in families {
             pipe.set_ex(self.key(*family), REVOKED, self.revoked_ttl.as_secs())
                 .ignore();
         }
-        let _: () = pipe
-            .query_async(&mut conn)
+        let _: () = self
+            .redis
+            .query(pipe)
             .await
             .context("Failed to record revoked sessions in Redis")?;
         Ok(())
@@ -116,8 +116,9 @@ impl SessionStore {
         user_id: Uuid,
     ) -> Result<bool, SessionStoreUnavailable> {
         let check = async {
-            let mut conn = self.connection();
-            let state: Option<String> = conn.get(self.key(family_id)).await.context("Redis GET failed")?;
+            let mut get = redis::cmd("GET");
+            get.arg(self.key(family_id));
+            let state: Option<String> = self.redis.query(get).await.context("Redis GET failed")?;
             match state.as_deref() {
                 Some(ACTIVE) => return Ok(true),
                 Some(_) => return Ok(false),
@@ -132,15 +133,13 @@ impl SessionStore {
             } else {
                 (REVOKED, self.revoked_ttl)
             };
-            let _: () = redis::cmd("SET")
-                .arg(self.key(family_id))
+            let mut set = redis::cmd("SET");
+            set.arg(self.key(family_id))
                 .arg(state)
                 .arg("EX")
                 .arg(ttl.as_secs())
-                .arg("NX")
-                .query_async(&mut conn)
-                .await
-                .context("Redis SET failed")?;
+                .arg("NX");
+            let _: () = self.redis.query(set).await.context("Redis SET failed")?;
             anyhow::Ok(live)
         };
         check.await.map_err(SessionStoreUnavailable)

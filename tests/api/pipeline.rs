@@ -787,7 +787,7 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
             .await
             .unwrap();
     let redis = &app.settings.redis;
-    let cache = pdscore::cache::PortfolioCache::new(pdscore::cache::pool(redis).unwrap(), redis);
+    let cache = pdscore::cache::PortfolioCache::new(pdscore::cache::connect(redis).unwrap(), redis);
     let store = pdscore::db::predictions::PgPredictionStore::new(
         app.db.clone(),
         std::sync::Arc::new(app.settings.pipeline.clone()),
