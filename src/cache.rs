@@ -143,7 +143,7 @@ impl PortfolioCache {
             .arg(self.generation_key(tenant))
             .arg(self.entries(tenant))
             .arg(query);
-        let result: redis::RedisResult<(String, Option<String>)> = self.redis.query(lookup).await;
+        let result: RedisResult<(String, Option<String>)> = self.redis.query(lookup).await;
         match result {
             Ok((_, Some(answer))) => {
                 metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "hit").increment(1);
@@ -166,9 +166,8 @@ impl PortfolioCache {
         if !self.enabled() {
             return Lookup::Off;
         }
-        let mut get = redis::cmd("GET");
-        get.arg(self.generation_key(tenant));
-        let result: redis::RedisResult<Option<String>> = self.redis.query(get).await;
+        let get = redis::Cmd::get(self.generation_key(tenant));
+        let result: RedisResult<Option<String>> = self.redis.query(get).await;
         match result {
             Ok(generation) => Lookup::Miss {
                 generation: generation.unwrap_or_else(|| "0".to_owned()),
@@ -180,9 +179,8 @@ impl PortfolioCache {
     /// Stores `answer` for `query` under the generation [`get`](Self::get) returned.
     pub async fn put(&self, tenant: uuid::Uuid, generation: &str, query: &str, answer: &str) {
         let key = format!("{}{generation}:{query}", self.entries(tenant));
-        let mut set = redis::cmd("SET");
-        set.arg(key).arg(answer).arg("EX").arg(self.ttl_secs);
-        let stored: redis::RedisResult<()> = self.redis.query(set).await;
+        let set = redis::Cmd::set_ex(key, answer, self.ttl_secs);
+        let stored: RedisResult<()> = self.redis.query(set).await;
         if let Err(e) = stored {
             tracing::debug!(error = %e, "portfolio answer not cached");
         }
@@ -203,7 +201,7 @@ impl PortfolioCache {
             .arg(&key)
             .arg(self.ttl_secs * 2)
             .ignore();
-        let bumped: redis::RedisResult<()> = self.redis.query(bump).await;
+        let bumped: RedisResult<()> = self.redis.query(bump).await;
         if let Err(e) = bumped {
             // Answers already cached stay until their TTL.
             metrics::counter!("pdscore_portfolio_cache_invalidation_failures_total").increment(1);

@@ -73,8 +73,7 @@ impl LoginThrottle {
 
     /// A successful sign-in clears the account's count (the address's stays).
     pub async fn succeeded(&self, email: &str) -> anyhow::Result<()> {
-        let mut del = redis::cmd("DEL");
-        del.arg(self.account_key(email));
+        let del = redis::Cmd::del(self.account_key(email));
         let _: () = self.redis.query(del).await.context("Redis DEL failed")?;
         Ok(())
     }

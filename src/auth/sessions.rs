@@ -76,11 +76,7 @@ impl SessionStore {
 
     /// Marks a family live (after the transaction that created or rotated it committed).
     pub async fn activate(&self, family_id: Uuid) -> anyhow::Result<()> {
-        let mut set = redis::cmd("SET");
-        set.arg(self.key(family_id))
-            .arg(ACTIVE)
-            .arg("EX")
-            .arg(self.refresh_ttl.as_secs());
+        let set = redis::Cmd::set_ex(self.key(family_id), ACTIVE, self.refresh_ttl.as_secs());
         let _: () = self
             .redis
             .query(set)
@@ -116,8 +112,7 @@ impl SessionStore {
         user_id: Uuid,
     ) -> Result<bool, SessionStoreUnavailable> {
         let check = async {
-            let mut get = redis::cmd("GET");
-            get.arg(self.key(family_id));
+            let get = redis::Cmd::get(self.key(family_id));
             let state: Option<String> = self.redis.query(get).await.context("Redis GET failed")?;
             match state.as_deref() {
                 Some(ACTIVE) => return Ok(true),
@@ -133,12 +128,10 @@ impl SessionStore {
             } else {
                 (REVOKED, self.revoked_ttl)
             };
-            let mut set = redis::cmd("SET");
-            set.arg(self.key(family_id))
-                .arg(state)
-                .arg("EX")
-                .arg(ttl.as_secs())
-                .arg("NX");
+            let options = redis::SetOptions::default()
+                .conditional_set(redis::ExistenceCheck::NX)
+                .with_expiration(redis::SetExpiry::EX(ttl.as_secs()));
+            let set = redis::Cmd::set_options(self.key(family_id), state, options);
             let _: () = self.redis.query(set).await.context("Redis SET failed")?;
             anyhow::Ok(live)
         };
