@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, Addr, Arbiter, MailboxError, Supervisor, dev::SendError};
+use actix::{Actor, Addr, Arbiter, MailboxError, Supervisor, WeakAddr, dev::SendError};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ use crate::{
     persist_writer::PersistWriter,
     policy::TenantPolicy,
     ports::{AlertSink, PredictionStore},
-    tenant_actor::{Pending, ScoreChunk, Submit, TenantDeps},
+    tenant_actor::{Pending, ScoreChunk, Submit, TenantActor, TenantDeps},
     tenant_router::{CountTenants, GetTenant, TenantRouter},
 };
 
@@ -83,10 +83,50 @@ pub enum PipelineError {
 /// Tenant policies by id, with when each was read.
 type PolicyCache = HashMap<Uuid, (Arc<TenantPolicy>, Instant)>;
 
+/// The tenant actors handed out by the router, so that a filing goes straight to its tenant's actor instead
+/// of asking the router first (a round trip to the pipeline's thread and back for every filing). Weak: the
+/// router alone keeps an actor's address alive, so an actor that stopped is not kept by this table; its entry
+/// is dropped on the next use, and entries of tenants not seen again are swept when the table has doubled.
+#[derive(Default)]
+struct KnownActors {
+    actors: HashMap<Uuid, WeakAddr<TenantActor>>,
+    /// The table's size that triggers the next sweep.
+    sweep_at: usize,
+}
+
+impl KnownActors {
+    const MIN_SWEEP: usize = 1024;
+
+    /// The tenant's actor, if it is known and still accepts messages.
+    fn get(&self, tenant_id: Uuid) -> Option<Addr<TenantActor>> {
+        self.actors
+            .get(&tenant_id)
+            .and_then(WeakAddr::upgrade)
+            .filter(Addr::connected)
+    }
+
+    fn insert(&mut self, tenant_id: Uuid, actor: &Addr<TenantActor>) {
+        self.actors.insert(tenant_id, actor.downgrade());
+        if self.actors.len() >= self.sweep_at.max(Self::MIN_SWEEP) {
+            self.actors
+                .retain(|_, actor| actor.upgrade().is_some_and(|actor| actor.connected()));
+            self.sweep_at = self.actors.len() * 2;
+        }
+    }
+
+    /// Forgets `actor` as the tenant's (it refused a message: stopping or stopped).
+    fn forget(&mut self, tenant_id: Uuid, actor: &Addr<TenantActor>) {
+        if self.get(tenant_id).is_none_or(|known| known == *actor) {
+            self.actors.remove(&tenant_id);
+        }
+    }
+}
+
 /// Cheap to clone; every ingest path holds one.
 #[derive(Clone)]
 pub struct Pipeline {
     router: Addr<TenantRouter>,
+    actors: Arc<Mutex<KnownActors>>,
     store: Arc<dyn PredictionStore>,
     registry: Arc<SharedRegistry>,
     faults: Arc<FaultInjector>,
@@ -125,6 +165,7 @@ impl Pipeline {
         let router = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| TenantRouter::new(deps));
         Self {
             router,
+            actors: Arc::default(),
             store,
             registry,
             faults,
@@ -178,11 +219,7 @@ impl Pipeline {
                 (Pending { filing, reply }, answer)
             })
             .unzip();
-        let actor = self
-            .router
-            .send(GetTenant { policy: policy.clone() })
-            .await
-            .map_err(unavailable)?;
+        let actor = self.tenant_actor(&policy).await?;
         actor
             .send(ScoreChunk { policy, pending })
             .await
@@ -213,11 +250,7 @@ impl Pipeline {
         // A tenant actor that just stopped (idle) refuses with Closed: ask the router again.
         let mut attempts = 0;
         loop {
-            let actor = self
-                .router
-                .send(GetTenant { policy: policy.clone() })
-                .await
-                .map_err(unavailable)?;
+            let actor = self.tenant_actor(policy).await?;
             match actor.try_send(submit) {
                 Ok(()) => return Ok(answer),
                 Err(SendError::Full(_)) => {
@@ -226,6 +259,7 @@ impl Pipeline {
                     });
                 }
                 Err(SendError::Closed(returned)) if attempts < 5 => {
+                    self.lock_actors().forget(policy.tenant_id, &actor);
                     submit = returned;
                     attempts += 1;
                     tokio::task::yield_now().await;
@@ -235,6 +269,21 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// The tenant's actor: the one last handed out while it accepts messages, else the router's (which starts
+    /// one if needed).
+    async fn tenant_actor(&self, policy: &Arc<TenantPolicy>) -> Result<Addr<TenantActor>, PipelineError> {
+        if let Some(actor) = self.lock_actors().get(policy.tenant_id) {
+            return Ok(actor);
+        }
+        let actor = self
+            .router
+            .send(GetTenant { policy: policy.clone() })
+            .await
+            .map_err(unavailable)?;
+        self.lock_actors().insert(policy.tenant_id, &actor);
+        Ok(actor)
     }
 
     /// The tenant's policy, read from the store at most every `policy_ttl`.
@@ -277,6 +326,10 @@ impl Pipeline {
     /// Tenant actors running now.
     pub async fn tenant_actors(&self) -> Result<usize, PipelineError> {
         self.router.send(CountTenants).await.map_err(unavailable)
+    }
+
+    fn lock_actors(&self) -> std::sync::MutexGuard<'_, KnownActors> {
+        self.actors.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock_policies(&self) -> std::sync::MutexGuard<'_, PolicyCache> {

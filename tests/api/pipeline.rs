@@ -875,4 +875,19 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
             .await
             .unwrap();
     assert_eq!(alerts, [(p2024, Some(p2023)), (p2025, Some(p2024))]);
+
+    // The company's history goes with it, also when its tenant is deleted (the tenant's companies go by cascade,
+    // and each one's deletion deletes its filings and predictions, which take their alerts).
+    sqlx::query("DELETE FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    for table in ["filings", "predictions", "alerts"] {
+        assert_eq!(
+            count(&app, &format!("SELECT count(*) FROM {table}")).await,
+            0,
+            "{table} left behind"
+        );
+    }
 }

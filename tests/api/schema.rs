@@ -15,13 +15,14 @@ const GLOBAL_INDEXES: [(&str, &str); 8] = [
     ("audit_log_pkey", "audit rows include service-wide actions"),
     (
         "companies_id_tenant",
-        "the filings' key to their company (company_id, tenant_id): led by the id so that its check never reads \
-         a tenant's companies (BENCHMARKS.md); it still holds tenant_id, so the key stays within the tenant",
+        "a company by its id: the scoped lookups' generic plans (`$1 IS NULL OR tenant_id = $1`) cannot use the \
+         primary key's tenant_id; led by the id, it never reads a tenant's companies (BENCHMARKS.md); it holds \
+         tenant_id too",
     ),
     (
         "companies_symbol_tenant",
-        "the ingest's lookup by (tenant_id, symbol): led by the symbol so that it is never a candidate for the \
-         filings' key check, which `companies_id_tenant` must keep (BENCHMARKS.md); it holds tenant_id too",
+        "the ingest's lookup by (tenant_id, symbol): led by the symbol so that it is never a candidate for a \
+         lookup by id, which `companies_id_tenant` must keep (BENCHMARKS.md); it holds tenant_id too",
     ),
     (
         "predictions_id_tenant_company",
