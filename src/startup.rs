@@ -54,7 +54,10 @@ impl Application {
         let auth = crate::auth::Auth::new(&settings.auth, redis.clone(), &settings.redis.key_prefix)?;
         let registry = pipeline::load_registry(&settings)?;
         let shutdown = CancellationToken::new();
-        let mut background = vec![messaging.spawn_stream_upkeep(shutdown.clone())];
+        let mut background = vec![
+            messaging.spawn_stream_upkeep(shutdown.clone()),
+            telemetry::spawn_metrics_upkeep(metrics.clone(), shutdown.clone()),
+        ];
         let portfolio = cache::PortfolioCache::new(redis.clone(), &settings.redis);
         let started = pipeline::start(
             &settings,
