@@ -97,19 +97,20 @@ struct KnownActors {
 impl KnownActors {
     const MIN_SWEEP: usize = 1024;
 
+    /// The actor behind `actor`, while it runs and accepts messages.
+    fn live(actor: &WeakAddr<TenantActor>) -> Option<Addr<TenantActor>> {
+        actor.upgrade().filter(Addr::connected)
+    }
+
     /// The tenant's actor, if it is known and still accepts messages.
     fn get(&self, tenant_id: Uuid) -> Option<Addr<TenantActor>> {
-        self.actors
-            .get(&tenant_id)
-            .and_then(WeakAddr::upgrade)
-            .filter(Addr::connected)
+        self.actors.get(&tenant_id).and_then(Self::live)
     }
 
     fn insert(&mut self, tenant_id: Uuid, actor: &Addr<TenantActor>) {
         self.actors.insert(tenant_id, actor.downgrade());
         if self.actors.len() >= self.sweep_at.max(Self::MIN_SWEEP) {
-            self.actors
-                .retain(|_, actor| actor.upgrade().is_some_and(|actor| actor.connected()));
+            self.actors.retain(|_, actor| Self::live(actor).is_some());
             self.sweep_at = self.actors.len() * 2;
         }
     }
