@@ -161,6 +161,8 @@ pub struct PipelineSettings {
     pub ingest_max_in_flight: usize,
     /// How long JetStream waits for an ack before redelivering.
     pub ingest_ack_wait_secs: u64,
+    /// Deliveries of one filing message at most; the last one that cannot commit dead-letters it.
+    pub ingest_max_deliver: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -343,6 +345,7 @@ impl Settings {
             ("pipeline.ingest_max_in_flight", p.ingest_max_in_flight),
             ("pipeline.default_burst", p.default_burst as usize),
             ("pipeline.ingest_ack_wait_secs", p.ingest_ack_wait_secs as usize),
+            ("pipeline.ingest_max_deliver", p.ingest_max_deliver as usize),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());

@@ -94,6 +94,7 @@ pub fn start(
                 consumer: p.consumer_name.clone(),
                 max_in_flight: p.ingest_max_in_flight,
                 ack_wait: Duration::from_secs(p.ingest_ack_wait_secs),
+                max_deliver: p.ingest_max_deliver,
             },
             refusals: Default::default(),
         };

@@ -268,9 +268,12 @@ impl Run {
                     break;
                 }
             };
-            let Some(chunk) = self.prepare(rows, &mut seen).await else {
-                end = JobEnd::Cancelled;
-                break;
+            let chunk = match self.prepare(rows, &mut seen).await {
+                Ok(chunk) => chunk,
+                Err(stop) => {
+                    end = stop;
+                    break;
+                }
             };
             in_flight.push_back(score(
                 self.pipeline.clone(),
@@ -304,8 +307,9 @@ impl Run {
     }
 
     /// Turns rows into filings: parse failures and repeated keys fail here; rows recorded by an earlier run
-    /// only mark their keys. `None` when cancelled while the companies could not be resolved.
-    async fn prepare(&mut self, rows: Vec<BulkRow>, seen: &mut HashMap<u64, i64>) -> Option<Chunk> {
+    /// only mark their keys. `Err` when cancelled while the companies could not be resolved, or when the store
+    /// refuses them.
+    async fn prepare(&mut self, rows: Vec<BulkRow>, seen: &mut HashMap<u64, i64>) -> Result<Chunk, JobEnd> {
         let last_row = rows.last().map_or(0, |r| r.row);
         let mut errors = Vec::new();
         let mut ready = Vec::new();
@@ -396,7 +400,7 @@ impl Run {
                 received_at: std::time::Instant::now(),
             });
         }
-        Some(Chunk {
+        Ok(Chunk {
             last_row,
             filings,
             errors,
@@ -411,8 +415,7 @@ impl Run {
         let cancelled = retry(&never, self.config.max_backoff, "record progress", || {
             self.store.progress(&self.spec, progress.clone())
         })
-        .await
-        .unwrap_or(false);
+        .await?;
         metrics::counter!("pdscore_bulk_rows_total", "outcome" => "succeeded").increment(progress.succeeded);
         metrics::counter!("pdscore_bulk_rows_total", "outcome" => "failed").increment(progress.failed);
         if cancelled {
@@ -468,21 +471,27 @@ async fn score(pipeline: Pipeline, tenant_id: Uuid, chunk: Chunk, config: BulkCo
     Ok(progress)
 }
 
-/// Calls `attempt` until it succeeds, backing off; `None` if `cancel` is set meanwhile.
+/// Calls `attempt` until it succeeds, backing off while the store is unavailable; `Cancelled` if `cancel` is
+/// set meanwhile, `Failed` if the store refuses what it is given (it would refuse it again: the job ends and
+/// frees its slot instead of retrying forever).
 async fn retry<T>(
     cancel: &AtomicBool,
     max_backoff: Duration,
     what: &str,
     mut attempt: impl FnMut() -> BoxFuture<'static, Result<T, StoreError>>,
-) -> Option<T> {
+) -> Result<T, JobEnd> {
     let mut backoff = Duration::from_millis(200);
     loop {
         match attempt().await {
-            Ok(value) => return Some(value),
+            Ok(value) => return Ok(value),
+            Err(StoreError::Refused(reason)) => {
+                tracing::error!(%reason, "the store refused the bulk job's data; the job fails");
+                return Err(JobEnd::Failed(format!("could not {what}: {reason}")));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "bulk job could not {what}; retrying");
                 if cancel.load(Ordering::SeqCst) {
-                    return None;
+                    return Err(JobEnd::Cancelled);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(max_backoff);

@@ -125,13 +125,29 @@ impl FilingSource {
     }
 }
 
+/// The longest idempotency key (`filing_id`, `Idempotency-Key`, `Nats-Msg-Id`) accepted.
+pub const MAX_KEY_CHARS: usize = 200;
+
+/// A client's idempotency key: 1 to [`MAX_KEY_CHARS`] characters, none of them a control character. The one
+/// rule for every ingest path (the database checks the length too).
+pub fn parse_key(key: &str) -> Result<&str, Rejected> {
+    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS || crate::text::control_character(key).is_some() {
+        return Err(Rejected::validation(
+            "filing_id",
+            format!("1 to {MAX_KEY_CHARS} printable characters"),
+        ));
+    }
+    Ok(key)
+}
+
 /// One company's statement for one period, validated and attached to its tenant, organization and company.
 #[derive(Debug, Clone)]
 pub struct Filing {
     pub tenant_id: Uuid,
     pub organization_id: Uuid,
     pub company_id: Uuid,
-    /// Unique per tenant: a second filing with the same key is the same filing (redelivery, client retry).
+    /// Unique per organization and source: a second filing with the same key is the same filing (redelivery,
+    /// client retry) when it says the same for the same company ([`Filing::content_digest`]), else a conflict.
     pub idempotency_key: String,
     pub source: FilingSource,
     pub prediction_type: PredictionType,
@@ -147,6 +163,37 @@ pub struct Filing {
     pub bulk: Option<(Uuid, i64)>,
     /// When the filing entered the service, for end-to-end latency.
     pub received_at: Instant,
+}
+
+impl Filing {
+    /// SHA-256 of what the filing says: its type, period, statement, ratios (by name, in name order) and model.
+    /// Two filings under one key are one filing only if their digests agree.
+    pub fn content_digest(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let ratios: Option<BTreeMap<&String, &Value>> = self.ratios.as_ref().map(|r| r.iter().collect());
+        let content = (
+            self.prediction_type.as_str(),
+            self.period.year,
+            self.period.quarter,
+            &self.statement,
+            ratios,
+            self.model.as_ref().map(ToString::to_string),
+        );
+        // Serializing plain data into memory cannot fail.
+        let bytes = serde_json::to_vec(&content).unwrap_or_default();
+        sha2::Sha256::digest(bytes).into()
+    }
+
+    /// The key of a filing sent without one: its company and what it says, so that the same statement sent
+    /// again is the same filing, and nothing else is.
+    pub fn content_key(&self) -> String {
+        use std::fmt::Write;
+        let mut key = format!("content:{}:", self.company_id);
+        for byte in self.content_digest() {
+            let _ = write!(key, "{byte:02x}");
+        }
+        key
+    }
 }
 
 /// What one model says about a filing, ready to store.

@@ -18,7 +18,8 @@
 //! - [`scoring`]: the pure function that turns filings into scores with the model registry;
 //! - the actors, one file each: [`tenant_router`], [`tenant_actor`], [`model_pool`], [`persist_writer`];
 //! - [`pipeline`]: the handle ingest paths hold, with `submit` and its typed refusals;
-//! - [`bulk_job`]: one uploaded file run through the pipeline in chunks, resumable, cancellable.
+//! - [`bulk_job`]: one uploaded file run through the pipeline in chunks, resumable, cancellable;
+//! - [`text`]: the rule every decoder applies to text (no control characters).
 
 pub mod bulk_job;
 pub mod filing;
@@ -30,6 +31,7 @@ pub mod ports;
 pub mod scoring;
 pub mod tenant_actor;
 pub mod tenant_router;
+pub mod text;
 
 pub use filing::{
     Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores, Stored,

@@ -15,6 +15,12 @@
 //! batch's sender is answered, filing by filing, once the last of them is committed. With one tenant's filings
 //! spread over 100 companies, consecutive batches share most of their companies; whole batches then
 //! committed one after the other (`pdscore load nats`; BENCHMARKS.md).
+//!
+//! A filing fails alone. When the store refuses a transaction for what it was given
+//! ([`StoreError::Refused`]: a value it cannot hold), the culprit is not known, so each filing of it goes
+//! again in a transaction of its own: the others are committed, and only the culprit is refused (the ingest
+//! path then dead-letters it, answers 422 or fails its bulk row). A store that is unavailable refuses the
+//! whole transaction for retry, as splitting it would fail the same way.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -53,6 +59,8 @@ struct Row {
     sender: u64,
     index: usize,
     scores: Scores,
+    /// In a transaction the store refused: it goes in a transaction of its own.
+    alone: bool,
 }
 
 pub struct PersistWriter {
@@ -98,15 +106,20 @@ impl PersistWriter {
     }
 
     /// The next transaction: waiting filings, in order, whose company no transaction in progress holds and
-    /// no earlier waiting filing is held back on (up to `max_rows`). The others stay waiting, in order.
+    /// no earlier waiting filing is held back on (up to `max_rows`; a filing to go alone only as the first,
+    /// and then alone). The others stay waiting, in order.
     fn next_transaction(&mut self) -> Vec<Row> {
-        let mut taken = Vec::new();
+        let mut taken: Vec<Row> = Vec::new();
         // Companies a filing must not touch to go now: held, or waiting behind a held one.
         let mut blocked: HashSet<Company> = HashSet::new();
         let mut kept = VecDeque::with_capacity(self.waiting.len());
         while let Some(row) = self.waiting.pop_front() {
             let company = company(&row.scores);
-            if taken.len() < self.max_rows && !self.locked.contains_key(&company) && !blocked.contains(&company) {
+            let room = match taken.first() {
+                None => true,
+                Some(first) => !first.alone && !row.alone && taken.len() < self.max_rows,
+            };
+            if room && !self.locked.contains_key(&company) && !blocked.contains(&company) {
                 taken.push(row);
             } else {
                 blocked.insert(company);
@@ -137,16 +150,17 @@ impl PersistWriter {
             metrics::histogram!("pdscore_persist_batch_rows").record(rows.len() as f64);
             let (places, batch): (Vec<(u64, usize)>, Vec<Scores>) =
                 rows.into_iter().map(|r| ((r.sender, r.index), r.scores)).unzip();
+            let batch = Arc::new(batch);
             let store = self.store.clone();
             let alerts = self.alerts.clone();
             let commit = async move {
                 let started = std::time::Instant::now();
                 let rows = batch.len();
-                let result = store.commit(batch).await.and_then(|results| {
+                let result = store.commit(batch.clone()).await.and_then(|results| {
                     if results.len() == rows {
                         Ok(results)
                     } else {
-                        Err(StoreError(format!(
+                        Err(StoreError::unavailable(format!(
                             "the store answered {} of {rows} filings",
                             results.len()
                         )))
@@ -161,16 +175,16 @@ impl PersistWriter {
                                 Committed::Created { stored, .. } => stored.alert.clone(),
                                 _ => None,
                             },
-                            CommitResult::CompanyGone => None,
+                            CommitResult::CompanyGone | CommitResult::KeyReused(_) => None,
                         })
                         .collect();
                     if !raised.is_empty() {
                         actix::spawn(alerts.publish(raised));
                     }
                 }
-                result
+                (result, batch)
             };
-            ctx.spawn(commit.into_actor(self).map(move |result, writer, ctx| {
+            ctx.spawn(commit.into_actor(self).map(move |(result, batch), writer, ctx| {
                 writer.in_flight -= 1;
                 for company in held {
                     if let Some(n) = writer.locked.get_mut(&company) {
@@ -180,11 +194,35 @@ impl PersistWriter {
                         }
                     }
                 }
-                writer.deliver(places, result);
+                match result {
+                    Err(StoreError::Refused(reason)) if places.len() > 1 => writer.split(places, batch, &reason),
+                    result => writer.deliver(places, result),
+                }
                 writer.flush(ctx);
             }));
         }
         metrics::gauge!("pdscore_persist_waiting_rows").set(self.waiting.len() as f64);
+    }
+
+    /// Puts the filings of a refused transaction back first in line, each to go alone (they arrived before
+    /// everything waiting, so every company's filings keep their order).
+    fn split(&mut self, places: Vec<(u64, usize)>, batch: Arc<Vec<Scores>>, reason: &str) {
+        tracing::warn!(
+            reason,
+            filings = places.len(),
+            "the store refused a transaction; committing its filings one by one"
+        );
+        metrics::counter!("pdscore_persist_split_transactions_total").increment(1);
+        // The commit's future is over, so the batch is normally this Arc's alone.
+        let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+        for ((sender, index), scores) in places.into_iter().zip(batch).rev() {
+            self.waiting.push_front(Row {
+                sender,
+                index,
+                scores,
+                alone: true,
+            });
+        }
     }
 
     /// Hands a commit's outcomes to their senders; a sender is answered once all its filings have one.
@@ -235,19 +273,18 @@ impl Handler<Persist> for PersistWriter {
                 },
             );
             self.waiting
-                .extend(
-                    persist
-                        .rows
-                        .into_iter()
-                        .enumerate()
-                        .map(|(index, scores)| Row { sender, index, scores }),
-                );
+                .extend(persist.rows.into_iter().enumerate().map(|(index, scores)| Row {
+                    sender,
+                    index,
+                    scores,
+                    alone: false,
+                }));
             self.flush(ctx);
         }
         Box::pin(async move {
             answer.await.unwrap_or_else(|_| {
                 (0..rows)
-                    .map(|_| Err(StoreError("the persist writer stopped before the commit".into())))
+                    .map(|_| Err(StoreError::unavailable("the persist writer stopped before the commit")))
                     .collect()
             })
         })
@@ -269,7 +306,7 @@ mod tests {
     };
 
     /// A transaction the store was asked for: its filings' companies, and the test's go (or error) for it.
-    type Asked = (Vec<Uuid>, oneshot::Sender<Result<(), String>>);
+    type Asked = (Vec<Uuid>, oneshot::Sender<Result<(), StoreError>>);
 
     /// Answers each commit when the test says so, each filing as a duplicate of its own prediction id.
     struct GatedStore {
@@ -277,7 +314,7 @@ mod tests {
     }
 
     impl PredictionStore for GatedStore {
-        fn commit(&self, batch: Vec<Scores>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
+        fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
             let (go, gate) = oneshot::channel();
             let companies = batch.iter().map(|s| s.filing.company_id).collect();
             let _ = self.asked.lock().unwrap().send((companies, go));
@@ -291,8 +328,8 @@ mod tests {
                             }))
                         })
                         .collect()),
-                    Ok(Err(reason)) => Err(StoreError(reason)),
-                    Err(_) => Err(StoreError("the test dropped the gate".into())),
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => Err(StoreError::unavailable("the test dropped the gate")),
                 }
             }
             .boxed()
@@ -423,7 +460,7 @@ mod tests {
         let answer = tokio::spawn(writer.send(Persist { rows: batch }));
         let (companies, fail_c2) = asked.recv().await.unwrap();
         assert_eq!(companies, [c2]);
-        fail_c2.send(Err("disk full".into())).unwrap();
+        fail_c2.send(Err(StoreError::unavailable("disk full"))).unwrap();
         go_holder.send(Ok(())).unwrap();
         holder.await.unwrap().unwrap();
         let (companies, go_c1) = asked.recv().await.unwrap();
@@ -432,6 +469,42 @@ mod tests {
 
         let outcomes = answer.await.unwrap().unwrap();
         assert_eq!(prediction_ids(&outcomes), [Some(c1_id), None]);
-        assert!(matches!(&outcomes[1], Err(StoreError(reason)) if reason == "disk full"));
+        assert_eq!(outcomes[1], Err(StoreError::unavailable("disk full")));
+    }
+
+    #[actix::test]
+    async fn a_refused_transaction_is_committed_filing_by_filing_and_only_the_culprit_fails() {
+        let (writer, mut asked) = gated_writer();
+        let tenant = Uuid::new_v4();
+        let [c1, poison, c3] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        let batch = vec![scores(tenant, c1), scores(tenant, poison), scores(tenant, c3)];
+        let ids: Vec<_> = batch.iter().map(|s| s.prediction_id).collect();
+        let answer = tokio::spawn(writer.send(Persist { rows: batch }));
+
+        let (companies, refuse) = asked.recv().await.unwrap();
+        assert_eq!(companies, [c1, poison, c3]);
+        refuse
+            .send(Err(StoreError::Refused("invalid byte sequence".into())))
+            .unwrap();
+        // Each filing again, alone, in its order.
+        let mut alone = Vec::new();
+        for _ in 0..3 {
+            let (companies, gate) = asked.recv().await.unwrap();
+            assert_eq!(companies.len(), 1, "{companies:?}");
+            let refused = companies[0] == poison;
+            alone.push(companies[0]);
+            gate.send(if refused {
+                Err(StoreError::Refused("invalid byte sequence".into()))
+            } else {
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(alone, [c1, poison, c3]);
+
+        let outcomes = answer.await.unwrap().unwrap();
+        assert_eq!(prediction_ids(&outcomes), [Some(ids[0]), None, Some(ids[2])]);
+        assert_eq!(outcomes[1], Err(StoreError::Refused("invalid byte sequence".into())));
+        assert!(asked.try_recv().is_err(), "nothing more is asked");
     }
 }

@@ -1,6 +1,8 @@
 //! The ports: what the pipeline needs from the outside world, implemented by the service (PostgreSQL
 //! repositories, the NATS alert publisher). Futures are boxed so the ports can be trait objects.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
@@ -9,11 +11,24 @@ use crate::{
     policy::TenantPolicy,
 };
 
-/// Why the store could not do its part. Every variant is transient from the pipeline's point of view: the
-/// filing was not committed, so the caller answers 503 (HTTP) or Naks (JetStream) and it is retried.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+/// Why the store could not do its part. Nothing was committed either way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or gave up (connection, pool, timeout): the same write may succeed
+    /// later, so the caller answers 503 (HTTP) or Naks (JetStream) and it is retried.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The store refused what it was given (a value it cannot hold, a limit): the same write fails again.
+    /// In a batch of filings, the culprit is not known: the writer commits them one by one to find it.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl StoreError {
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::Unavailable(reason.into())
+    }
+}
 
 /// One filing's fate in a commit.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,13 +36,16 @@ pub enum CommitResult {
     Committed(Box<Committed>),
     /// The company disappeared (deleted) between ingest and commit.
     CompanyGone,
+    /// The filing's idempotency key (given here) names a filing of the same source and organization for
+    /// another company, type, period or content: not the same filing, and nothing is written.
+    KeyReused(String),
 }
 
 pub trait PredictionStore: Send + Sync + 'static {
     /// Writes the filings, their predictions and any alert in **one** transaction and returns each
-    /// filing's result in input order. Risk changes are decided inside that transaction (the companies'
+    /// filing's result in input order (the batch is shared so that the caller can retry parts of it). Risk changes are decided inside that transaction (the companies'
     /// rows locked), by reporting period, so that concurrent writers and late arrivals agree.
-    fn commit(&self, batch: Vec<Scores>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>>;
+    fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>>;
 
     /// The tenant's current policy; `None` when the tenant does not exist.
     fn tenant_policy(&self, tenant_id: Uuid) -> BoxFuture<'static, Result<Option<TenantPolicy>, StoreError>>;

@@ -22,7 +22,7 @@ use crate::{
     persist_writer::{Persist, PersistWriter},
     pipeline::{PipelineConfig, PipelineError},
     policy::{TenantPolicy, TokenBucket},
-    ports::CommitResult,
+    ports::{CommitResult, StoreError},
     tenant_router::{TenantRouter, TenantStopped},
 };
 
@@ -304,7 +304,20 @@ async fn process_batch(
                 message: "the company no longer exists".into(),
                 field: None,
             })),
-            Err(e) => Err(PipelineError::Unavailable(e.to_string())),
+            Ok(CommitResult::KeyReused(key)) => Err(PipelineError::Rejected(Rejected {
+                code: "CONFLICT",
+                message: format!(
+                    "filing_id {key:?} was used before for another filing (company, period or content); \
+                     a key names one filing"
+                ),
+                field: Some("filing_id".into()),
+            })),
+            Err(StoreError::Refused(reason)) => Err(PipelineError::Rejected(Rejected {
+                code: "UNSTORABLE_FILING",
+                message: format!("the filing cannot be stored: {reason}"),
+                field: None,
+            })),
+            Err(e @ StoreError::Unavailable(_)) => Err(PipelineError::Unavailable(e.to_string())),
         });
     }
 }

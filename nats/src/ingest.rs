@@ -3,14 +3,19 @@
 //!
 //! Each message ends in exactly one reply, decided by [`Outcome`]:
 //! - committed (or already committed: redelivery) ⇒ `Ack`;
-//! - tenant over its rate limit, queue full, a dependency down ⇒ `Nak` with a delay (redelivered later;
-//!   never dropped: the consumer has no delivery limit);
-//! - undecodable, invalid, unknown tenant or company ⇒ the original payload and the reason go to the
-//!   dead-letter subject, then `Term` (no poison loops). If the dead letter cannot be stored, `Nak` instead.
+//! - tenant over its rate limit, queue full, a dependency down ⇒ `Nak` with a delay that grows with the
+//!   message's deliveries (redelivered later);
+//! - undecodable, invalid (a control character in any string, a key reused for another filing, a value the
+//!   database cannot hold), unknown tenant or company ⇒ the original payload and the reason go to the
+//!   dead-letter subject, then `Term` (no poison loops). If the dead letter cannot be stored, `Nak` instead;
+//! - still not committed at its last delivery (`max_deliver`, ~an hour of refusals with the growing delay) ⇒
+//!   dead letter `DELIVERY_LIMIT` with the last reason: nothing is redelivered forever, nothing is dropped
+//!   unrecorded (an operator republishes dead letters once the cause is gone).
 //!
 //! A message is acked only after its prediction is committed, and the commit is idempotent on the filing's
-//! key (`filing_id`, else `Nats-Msg-Id`, else the stream sequence): at-least-once delivery into an idempotent
-//! sink, so each filing is scored exactly once even across crashes and several consumers.
+//! key (`filing_id`, else `Nats-Msg-Id`, else its company and a digest of its content — never the stream
+//! sequence, which restarts with the stream): at-least-once delivery into an idempotent sink, so each filing is
+//! scored exactly once even across crashes and several consumers.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -65,14 +70,40 @@ pub struct IngestConfig {
     /// Messages processed at once by this instance.
     pub max_in_flight: usize,
     pub ack_wait: Duration,
+    /// Deliveries of one message at most (the consumer's `max_deliver`); the last one that cannot commit
+    /// dead-letters the message.
+    pub max_deliver: u32,
 }
 
 /// What to answer JetStream for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Ack,
-    Nak(Duration),
+    /// Not now: redelivered after the delay, at least (the reason is the dead letter's if it is the last).
+    Nak(Duration, &'static str),
     DeadLetter(Undeliverable),
+}
+
+impl Outcome {
+    /// The reply to this delivery (the `delivered`-th, of at most `max_deliver`): a refusal is delayed more
+    /// the more often the message was refused, and at the last delivery it is a dead letter.
+    fn at_delivery(self, delivered: i64, max_deliver: u32) -> Self {
+        match self {
+            Self::Nak(_, reason) if delivered >= i64::from(max_deliver) => Self::DeadLetter(Undeliverable::new(
+                "DELIVERY_LIMIT",
+                format!("not committed after {delivered} deliveries; the last refusal: {reason}"),
+            )),
+            Self::Nak(delay, reason) => Self::Nak(delay.max(redelivery_delay(delivered)), reason),
+            other => other,
+        }
+    }
+}
+
+/// The least delay before the next delivery of a message delivered `delivered` times: 100 ms, doubled every
+/// four deliveries, at most a minute (100 deliveries take about an hour).
+fn redelivery_delay(delivered: i64) -> Duration {
+    let doublings = u32::try_from((delivered.max(1) - 1) / 4).unwrap_or(u32::MAX).min(10);
+    (Duration::from_millis(100) * 2u32.pow(doublings)).min(Duration::from_secs(60))
 }
 
 #[derive(Clone)]
@@ -197,15 +228,14 @@ impl Ingest {
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.config.ack_wait,
             deliver_policy: DeliverPolicy::All,
-            // No delivery limit: an overloaded tenant's filings are delayed, never given up.
-            max_deliver: -1,
+            // Bounded: the last delivery that cannot commit is dead-lettered ([`Outcome::at_delivery`]); the server
+            // stops too if this service never answers (a message that stops the process every time).
+            max_deliver: i64::from(self.config.max_deliver),
             max_ack_pending: 20_000,
             ..Default::default()
         };
-        stream
-            .get_or_create_consumer(&self.config.consumer, config)
-            .await
-            .map_err(|e| e.to_string())
+        // Created, or updated to this configuration (a consumer made by an earlier version had no delivery limit).
+        stream.create_consumer(config).await.map_err(|e| e.to_string())
     }
 
     /// Processes one message and replies to JetStream.
@@ -217,15 +247,22 @@ impl Ingest {
         if delivered > 1 {
             metrics::counter!("pdscore_consumer_redeliveries_total").increment(1);
         }
-        let outcome = self.process(&message, sequence).await;
+        let outcome = self
+            .process(&message, sequence)
+            .await
+            .at_delivery(delivered, self.config.max_deliver);
         let reply = match &outcome {
             Outcome::Ack => message.ack().await,
-            Outcome::Nak(delay) => message.ack_with(AckKind::Nak(Some(*delay))).await,
+            Outcome::Nak(delay, _) => message.ack_with(AckKind::Nak(Some(*delay))).await,
             Outcome::DeadLetter(reason) => match self.dead_letter(&message, sequence, reason).await {
                 Ok(()) => message.ack_with(AckKind::Term).await,
                 Err(e) => {
                     tracing::error!(error = %e, "dead letter not stored; the filing will be redelivered");
-                    message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await
+                    message
+                        .ack_with(AckKind::Nak(Some(
+                            redelivery_delay(delivered).max(Duration::from_secs(5)),
+                        )))
+                        .await
                 }
             },
         };
@@ -251,7 +288,7 @@ impl Ingest {
         };
         if let Some(delay) = self.refusals.standing(tenant_id, sequence) {
             metrics::counter!("pdscore_ingest_refused_early_total").increment(1);
-            return Outcome::Nak(delay);
+            return Outcome::Nak(delay, "the tenant is over its rate limit or its queue is full");
         }
         let decoded = match message::decode(self.namespace.prefix(), &message.subject, &message.payload) {
             Ok(decoded) => decoded,
@@ -283,12 +320,25 @@ impl Ingest {
             }
             Err(e) => return unavailable(&e),
         };
-        let idempotency_key = decoded
-            .filing_id
-            .clone()
-            .or_else(|| header(message.headers.as_ref(), "Nats-Msg-Id"))
-            .unwrap_or_else(|| format!("nats-seq:{sequence}"));
-        let filing = decoded.into_filing(tenant_id, organization_id, company_id, idempotency_key);
+        let key = match decoded.filing_id.clone() {
+            Some(key) => Some(key),
+            None => match message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
+                Some(id) => match pdscore_actors::filing::parse_key(id.as_str()) {
+                    Ok(id) => Some(id.to_owned()),
+                    Err(rejected) => {
+                        return Outcome::DeadLetter(Undeliverable {
+                            code: "VALIDATION_ERROR",
+                            message: format!("Nats-Msg-Id: {}", rejected.message),
+                        });
+                    }
+                },
+                None => None,
+            },
+        };
+        let mut filing = decoded.into_filing(tenant_id, organization_id, company_id, key.unwrap_or_default());
+        if filing.idempotency_key.is_empty() {
+            filing.idempotency_key = filing.content_key();
+        }
         match self.pipeline.submit(filing).await {
             Ok(_) => Outcome::Ack,
             Err(PipelineError::Rejected(rejected)) => Outcome::DeadLetter(rejected.into()),
@@ -298,10 +348,15 @@ impl Ingest {
             Err(PipelineError::TenantInactive) => {
                 Outcome::DeadLetter(Undeliverable::new("TENANT_INACTIVE", "the tenant is deactivated"))
             }
-            Err(PipelineError::RateLimited { retry_after } | PipelineError::Overloaded { retry_after }) => {
+            Err(PipelineError::RateLimited { retry_after }) => {
                 let delay = retry_after.max(Duration::from_millis(100));
                 self.refusals.note(tenant_id, delay);
-                Outcome::Nak(delay)
+                Outcome::Nak(delay, "the tenant is over its rate limit")
+            }
+            Err(PipelineError::Overloaded { retry_after }) => {
+                let delay = retry_after.max(Duration::from_millis(100));
+                self.refusals.note(tenant_id, delay);
+                Outcome::Nak(delay, "the tenant's queue is full")
             }
             Err(PipelineError::Unavailable(e)) => unavailable(&e),
         }
@@ -334,14 +389,10 @@ impl Ingest {
 
 fn unavailable(reason: &str) -> Outcome {
     tracing::warn!(reason, "filing delayed: a dependency is unavailable");
-    Outcome::Nak(Duration::from_secs(2))
-}
-
-fn header(headers: Option<&HeaderMap>, name: &str) -> Option<String> {
-    headers?
-        .get(name)
-        .map(|v| v.as_str().to_owned())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+    Outcome::Nak(
+        Duration::from_secs(2),
+        "a dependency (database, model pool) is unavailable",
+    )
 }
 
 /// A header value: one line, printable, bounded.
@@ -350,4 +401,39 @@ fn header_text(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(512)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_wait_longer_the_more_often_a_message_was_refused() {
+        assert_eq!(redelivery_delay(1), Duration::from_millis(100));
+        assert_eq!(redelivery_delay(4), Duration::from_millis(100));
+        assert_eq!(redelivery_delay(5), Duration::from_millis(200));
+        assert_eq!(redelivery_delay(41), Duration::from_secs(60));
+        assert_eq!(redelivery_delay(i64::MAX), Duration::from_secs(60));
+        let total: Duration = (1..100).map(redelivery_delay).sum();
+        assert!(
+            total > Duration::from_secs(3600) && total < Duration::from_secs(4500),
+            "{total:?}"
+        );
+    }
+
+    #[test]
+    fn the_last_delivery_that_cannot_commit_is_a_dead_letter() {
+        let nak = || Outcome::Nak(Duration::from_secs(2), "a dependency is unavailable");
+        assert_eq!(nak().at_delivery(1, 100), nak());
+        assert_eq!(
+            nak().at_delivery(60, 100),
+            Outcome::Nak(Duration::from_secs(60), "a dependency is unavailable")
+        );
+        let Outcome::DeadLetter(last) = nak().at_delivery(100, 100) else {
+            panic!("the 100th delivery of 100 must not be refused again")
+        };
+        assert_eq!(last.code, "DELIVERY_LIMIT");
+        assert!(last.message.contains("a dependency is unavailable"), "{}", last.message);
+        assert_eq!(Outcome::Ack.at_delivery(100, 100), Outcome::Ack);
+    }
 }

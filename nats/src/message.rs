@@ -1,8 +1,9 @@
 //! The filing message (schema version 1) that upstream feeds publish on `filings.<tenant>.<annual|quarterly>`.
 //!
 //! Documented for publishers in `nats/FILINGS.md`. Decoding is strict: an unknown field, a missing
-//! `schema_version` or another version than the ones listed is refused with a reason, and the message goes
-//! to the dead-letter subject instead of being guessed at.
+//! `schema_version` or another version than the ones listed, a control character in any string (escaped or
+//! not, keys too: [`pdscore_actors::text`]) is refused with a reason, and the message goes to the
+//! dead-letter subject instead of being guessed at.
 
 use pdscore_actors::{Filing, FilingContent, FilingSource, PredictionType, Rejected};
 use serde::Deserialize;
@@ -116,6 +117,7 @@ pub fn parse_subject(prefix: &str, subject: &str) -> Result<(String, PredictionT
     };
     let tokens: Vec<&str> = rest.ok_or_else(invalid)?.split('.').collect();
     match tokens.as_slice() {
+        ["filings", tenant, _] if pdscore_actors::text::control_character(tenant).is_some() => Err(invalid()),
         ["filings", tenant, kind] => {
             let prediction_type = kind
                 .parse::<PredictionType>()
@@ -135,6 +137,12 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
         ));
     }
     let (tenant, prediction_type) = parse_subject(prefix, subject)?;
+    if let Some(at) = pdscore_actors::text::json_control_character(payload) {
+        return Err(Undeliverable::new(
+            pdscore_actors::text::CONTROL_CHARACTER,
+            format!("byte {at}: a string holds a control character (U+0000-U+001F, U+007F-U+009F)"),
+        ));
+    }
     let raw: Value =
         serde_json::from_slice(payload).map_err(|e| Undeliverable::new("INVALID_MESSAGE", format!("not JSON: {e}")))?;
     let version = raw
@@ -155,10 +163,8 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
             "company_symbol: 1 to 32 printable characters",
         ));
     }
-    if let Some(id) = &message.filing_id
-        && (id.is_empty() || id.len() > 200)
-    {
-        return Err(Undeliverable::new("VALIDATION_ERROR", "filing_id: 1 to 200 characters"));
+    if let Some(id) = &message.filing_id {
+        pdscore_actors::filing::parse_key(id)?;
     }
     let content = FilingContent::parse(
         prediction_type,
@@ -225,5 +231,26 @@ mod tests {
             code("filings.demo.annual", &vec![b' '; MAX_MESSAGE_BYTES + 1]),
             "PAYLOAD_TOO_LARGE"
         );
+        assert_eq!(code("filings.de\u{0}mo.annual", GOOD.as_bytes()), "INVALID_SUBJECT");
+    }
+
+    #[test]
+    fn a_control_character_in_any_string_is_refused_before_anything_is_stored() {
+        let code = |payload: String| {
+            decode("", "filings.demo.quarterly", payload.as_bytes())
+                .unwrap_err()
+                .code
+        };
+        let message = r#"{"schema_version":1,"filing_id":"f-1","company_symbol":"acme","reporting_year":2024,
+            "reporting_quarter":"Q1","ratios":{"sga_margin":"NM"}}"#;
+        for (what, with) in [
+            ("filing_id", message.replace("f-1", "p\\u0000x")),
+            ("reporting_quarter", message.replace("\"Q1\"", "\"Q1\\u0000\"")),
+            ("company_symbol", message.replace("acme", "ac\\u0001me")),
+            ("a ratio's value", message.replace("\"NM\"", "\"N\\u007fM\"")),
+            ("a ratio's name", message.replace("sga_margin", "sga\\u0000margin")),
+        ] {
+            assert_eq!(code(with), "CONTROL_CHARACTER", "{what}");
+        }
     }
 }

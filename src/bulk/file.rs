@@ -20,6 +20,7 @@ use calamine::{DataRef, Reader, Xlsx};
 use pdscore_actors::{
     FilingContent, PredictionType, Rejected,
     bulk_job::{BulkRow, CompanyRow, RowFiling, RowSource, SourceError},
+    text::{CONTROL_CHARACTER, control_character},
 };
 use pdscore_models::{
     features::{ACCUNODE_ANNUAL, ACCUNODE_QUARTERLY, parse_text},
@@ -266,25 +267,40 @@ impl Layout {
         })
     }
 
-    /// Reads one data row: its filing, or why it is not one.
+    /// Reads one data row: its filing, or why it is not one. A cell holding a control character fails its row
+    /// (the row's copy kept for the errors file shows each as U+FFFD, so that it can be stored and read).
     pub fn row(&self, row: i64, cells: &[String]) -> BulkRow {
         let mut raw = Map::new();
+        let mut control = None;
         for (name, cell) in self.names.iter().zip(cells) {
-            raw.insert(name.clone(), Value::String(cell.clone()));
-        }
-        let filing =
-            if cells.len() > self.columns.len() && cells[self.columns.len()..].iter().any(|c| !c.trim().is_empty()) {
-                Err(Rejected::validation(
-                    "row",
-                    format!(
-                        "the row has {} cells; the header has {} columns",
-                        cells.len(),
-                        self.columns.len()
-                    ),
-                ))
+            let shown = if control_character(cell).is_some() {
+                control.get_or_insert(name.as_str());
+                cell.chars()
+                    .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                    .collect()
             } else {
-                self.filing(cells)
+                cell.clone()
             };
+            raw.insert(name.clone(), Value::String(shown));
+        }
+        let filing = if let Some(column) = control {
+            Err(Rejected {
+                code: CONTROL_CHARACTER,
+                message: "the cell holds a control character (U+0000-U+001F, U+007F-U+009F)".into(),
+                field: Some(column.to_owned()),
+            })
+        } else if cells.len() > self.columns.len() && cells[self.columns.len()..].iter().any(|c| !c.trim().is_empty()) {
+            Err(Rejected::validation(
+                "row",
+                format!(
+                    "the row has {} cells; the header has {} columns",
+                    cells.len(),
+                    self.columns.len()
+                ),
+            ))
+        } else {
+            self.filing(cells)
+        };
         BulkRow {
             row,
             filing,
@@ -421,13 +437,83 @@ fn check_xlsx(path: &Path, limits: XlsxLimits) -> Result<(), FileError> {
             ),
         ));
     }
+    // The XLSX reader reserves room for as many shared strings as the table says it holds, before reading
+    // one: a declared count is checked against the bytes that could hold it (the part's path may be anything
+    // the workbook's relationships name, so every part with that file name is checked).
+    for i in 0..archive.len() {
+        let entry = archive
+            .by_index(i)
+            .map_err(|e| FileError::new("NOT_A_SPREADSHEET", format!("The workbook is damaged: {e}.")))?;
+        let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
+        if name.to_ascii_lowercase().ends_with("sharedstrings.xml") {
+            let size = entry.size();
+            check_shared_strings(BufReader::new(entry), size, &name)?;
+        }
+    }
     Ok(())
+}
+
+/// The smallest shared string an XLSX can hold (`<si/>`).
+const MIN_SHARED_STRING_BYTES: u64 = 5;
+
+/// Refuses a shared-strings part whose `uniqueCount` declares more strings than its `size` bytes can hold.
+fn check_shared_strings(part: impl std::io::BufRead, size: u64, name: &str) -> Result<(), FileError> {
+    use quick_xml::events::Event;
+    let mut xml = quick_xml::Reader::from_reader(part);
+    let mut buffer = Vec::with_capacity(1024);
+    loop {
+        buffer.clear();
+        let element = match xml.read_event_into(&mut buffer) {
+            Ok(Event::Start(e) | Event::Empty(e)) => e,
+            Ok(Event::Eof) => return Ok(()),
+            Ok(_) => continue,
+            // Malformed XML is the reader's to report.
+            Err(_) => return Ok(()),
+        };
+        // The reader takes the first `sst` element wherever it is.
+        if element.local_name().as_ref() != "sst" {
+            continue;
+        }
+        for attribute in element.attributes().flatten() {
+            if attribute.key.as_ref() != "uniqueCount" {
+                continue;
+            }
+            let digits = attribute.value.as_bytes();
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                // Not a count the reader would act on.
+                return Ok(());
+            }
+            let significant = &digits[digits.iter().take_while(|d| **d == b'0').count()..];
+            let declared = std::str::from_utf8(significant)
+                .ok()
+                .filter(|d| d.len() <= 19)
+                .and_then(|d| if d.is_empty() { Some(0) } else { d.parse::<u64>().ok() });
+            let room = size / MIN_SHARED_STRING_BYTES;
+            if declared.is_none_or(|n| n > room) {
+                let shown: String = String::from_utf8_lossy(digits).chars().take(40).collect();
+                return Err(FileError::new(
+                    "NOT_A_SPREADSHEET",
+                    format!(
+                        "{name} declares {shown} shared strings in {size} bytes (at most {room} fit): the workbook is damaged."
+                    ),
+                ));
+            }
+        }
+        return Ok(());
+    }
 }
 
 /// Rows of the first sheet, read cell by cell on a thread of its own and handed over a bounded channel.
 fn xlsx_records(path: &Path, limits: XlsxLimits) -> Result<Records, FileError> {
     check_xlsx(path, limits)?;
-    let mut workbook: Xlsx<_> = calamine::open_workbook(path).map_err(|e| {
+    // A reader that panics on a malformed part refuses the file, not the request.
+    let opened = std::panic::catch_unwind(|| calamine::open_workbook::<Xlsx<_>, _>(path)).map_err(|_| {
+        FileError::new(
+            "NOT_A_SPREADSHEET",
+            "The workbook is damaged: its parts cannot be read.",
+        )
+    })?;
+    let mut workbook = opened.map_err(|e| {
         FileError::new(
             "NOT_A_SPREADSHEET",
             format!("The file is not a readable XLSX workbook: {e}."),
@@ -442,53 +528,67 @@ fn xlsx_records(path: &Path, limits: XlsxLimits) -> Result<Records, FileError> {
     std::thread::Builder::new()
         .name("xlsx-reader".into())
         .spawn(move || {
-            let mut cells = match workbook.worksheet_cells_reader(&sheet) {
-                Ok(cells) => cells,
-                Err(e) => {
-                    let _ = send.send(Err(SourceError(format!("XLSX: {e}"))));
-                    return;
-                }
-            };
-            let mut current: Option<(u32, Vec<String>)> = None;
-            loop {
-                let next = match cells.next_cell() {
-                    Ok(next) => next,
-                    Err(e) => {
-                        let _ = send.send(Err(SourceError(format!("XLSX: {e}"))));
-                        return;
-                    }
-                };
-                let Some(cell) = next else { break };
-                let (row, column) = cell.get_position();
-                if current.as_ref().is_some_and(|(r, _)| *r != row) {
-                    let (done_row, done) = current.take().unwrap_or_default();
-                    // Rows the sheet skips (entirely empty) are sent as empty, to keep the numbering.
-                    let gap = row.saturating_sub(done_row).saturating_sub(1);
-                    if send.send(Ok(Ok(done))).is_err() {
-                        return;
-                    }
-                    for _ in 0..gap.min(1_048_576) {
-                        if send.send(Ok(Ok(Vec::new()))).is_err() {
-                            return;
-                        }
-                    }
-                }
-                let (_, values) = current.get_or_insert_with(|| (row, Vec::new()));
-                let column = column as usize;
-                if column >= 16_384 {
-                    continue;
-                }
-                if values.len() <= column {
-                    values.resize(column + 1, String::new());
-                }
-                values[column] = cell_text(cell.get_value());
-            }
-            if let Some((_, done)) = current {
-                let _ = send.send(Ok(Ok(done)));
+            let failed = send.clone();
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                send_rows(&mut workbook, &sheet, &send)
+            }));
+            if read.is_err() {
+                // The rows sent stand; the file ends in an error, not silently.
+                let _ = failed.send(Err(SourceError(
+                    "XLSX: the sheet is damaged and cannot be read further".into(),
+                )));
             }
         })
         .map_err(|e| FileError::new("UNREADABLE_FILE", format!("cannot start the reader: {e}")))?;
     Ok(Box::new(receive.into_iter()))
+}
+
+/// Reads the sheet's cells in order and sends its rows (until the receiver is gone).
+fn send_rows(workbook: &mut Xlsx<BufReader<File>>, sheet: &str, send: &mpsc::SyncSender<Result<Record, SourceError>>) {
+    let mut cells = match workbook.worksheet_cells_reader(sheet) {
+        Ok(cells) => cells,
+        Err(e) => {
+            let _ = send.send(Err(SourceError(format!("XLSX: {e}"))));
+            return;
+        }
+    };
+    let mut current: Option<(u32, Vec<String>)> = None;
+    loop {
+        let next = match cells.next_cell() {
+            Ok(next) => next,
+            Err(e) => {
+                let _ = send.send(Err(SourceError(format!("XLSX: {e}"))));
+                return;
+            }
+        };
+        let Some(cell) = next else { break };
+        let (row, column) = cell.get_position();
+        if current.as_ref().is_some_and(|(r, _)| *r != row) {
+            let (done_row, done) = current.take().unwrap_or_default();
+            // Rows the sheet skips (entirely empty) are sent as empty, to keep the numbering.
+            let gap = row.saturating_sub(done_row).saturating_sub(1);
+            if send.send(Ok(Ok(done))).is_err() {
+                return;
+            }
+            for _ in 0..gap.min(1_048_576) {
+                if send.send(Ok(Ok(Vec::new()))).is_err() {
+                    return;
+                }
+            }
+        }
+        let (_, values) = current.get_or_insert_with(|| (row, Vec::new()));
+        let column = column as usize;
+        if column >= 16_384 {
+            continue;
+        }
+        if values.len() <= column {
+            values.resize(column + 1, String::new());
+        }
+        values[column] = cell_text(cell.get_value());
+    }
+    if let Some((_, done)) = current {
+        let _ = send.send(Ok(Ok(done)));
+    }
 }
 
 fn cell_text(value: &DataRef<'_>) -> String {
@@ -673,6 +773,92 @@ mod tests {
         assert_eq!(statement.total_assets, Some(1000.0));
         assert_eq!(statement.ebit, None);
         assert_eq!(filing.content.period.quarter, Some(2));
+    }
+
+    /// A one-sheet workbook whose shared strings are `shared_strings` (the sheet's A1 is string 0), written to
+    /// a file of its own.
+    fn workbook(shared_strings: &str) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("pdscore-test-{}.xlsx", uuid::Uuid::new_v4()));
+        let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+        let parts = [
+            (
+                "[Content_Types].xml",
+                r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>"#,
+            ),
+            (
+                "_rels/.rels",
+                r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#,
+            ),
+            (
+                "xl/workbook.xml",
+                r#"<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>"#,
+            ),
+            (
+                "xl/_rels/workbook.xml.rels",
+                r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>"#,
+            ),
+            (
+                "xl/worksheets/sheet1.xml",
+                r#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c></row></sheetData></worksheet>"#,
+            ),
+            ("xl/sharedStrings.xml", shared_strings),
+        ];
+        for (name, text) in parts {
+            zip.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    }
+
+    const LIMITS: XlsxLimits = XlsxLimits {
+        max_uncompressed_bytes: 1 << 20,
+        max_ratio: 100,
+    };
+
+    #[test]
+    fn a_shared_string_count_beyond_the_part_is_refused_before_the_reader_reserves_it() {
+        let sst = |attributes: &str| {
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" {attributes}><si><t>company_symbol</t></si></sst>"#
+            )
+        };
+        // A real workbook's count opens as before.
+        let fine = workbook(&sst(r#"count="1" uniqueCount="1""#));
+        let opened = FileRows::open(&fine, FileFormat::Xlsx, PredictionType::Annual, LIMITS);
+        assert_eq!(
+            opened.err().map(|e| e.code),
+            Some("MISSING_COLUMNS"),
+            "the header was read"
+        );
+        // The reproduced file: 240,000,000,000,000,000 bytes reserved, the process aborted.
+        for declared in [
+            r#"count="1" uniqueCount="10000000000000000""#,
+            r#"uniqueCount="00000000000000000000000000099999999999999999999""#,
+            r#"uniqueCount="1000""#,
+        ] {
+            let hostile = workbook(&sst(declared));
+            let refused = FileRows::open(&hostile, FileFormat::Xlsx, PredictionType::Annual, LIMITS)
+                .err()
+                .expect("refused");
+            assert_eq!(refused.code, "NOT_A_SPREADSHEET", "{declared}: {}", refused.message);
+            assert!(refused.message.contains("shared strings"), "{}", refused.message);
+            let _ = std::fs::remove_file(hostile);
+        }
+        let _ = std::fs::remove_file(fine);
+    }
+
+    #[test]
+    fn a_cell_with_a_control_character_fails_its_row_and_is_kept_printable() {
+        let layout = Layout::from_header(&header(ANNUAL), PredictionType::Annual).unwrap();
+        let row = layout.row(301, &header("ACME,Acme\u{0}Corp,,,2023,,1,2,3,4,5"));
+        let refused = row.filing.unwrap_err();
+        assert_eq!(
+            (refused.code, refused.field.as_deref()),
+            ("CONTROL_CHARACTER", Some("company_name"))
+        );
+        assert_eq!(row.raw["company_name"], "Acme\u{fffd}Corp");
     }
 
     #[test]

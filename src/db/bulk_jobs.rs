@@ -449,5 +449,5 @@ impl BulkStore for PgBulkStore {
 }
 
 fn store_error(e: sqlx::Error) -> StoreError {
-    StoreError(format!("bulk job store: {e}"))
+    super::store_error("bulk job store", e)
 }

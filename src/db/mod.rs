@@ -26,6 +26,26 @@ use sqlx::{
 
 use crate::{auth::Scope, configuration::DatabaseSettings};
 
+/// The pipeline's view of a failed statement: refused for what it was given (SQLSTATE classes 22, data
+/// exception — such as U+0000 in text —, 23, integrity, and 54, a limit; or a value that cannot be encoded),
+/// or unavailable (anything else: connection, pool, timeout, shutdown), which a retry may cure.
+pub fn store_error(what: &str, e: sqlx::Error) -> pdscore_actors::StoreError {
+    use pdscore_actors::StoreError;
+    let refused = match &e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23") || code.starts_with("54")),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    };
+    let reason = format!("{what}: {e}");
+    if refused {
+        StoreError::Refused(reason)
+    } else {
+        StoreError::Unavailable(reason)
+    }
+}
+
 /// A query's `bind`, for code that binds the same parameters to queries of any kind (`query`, `query_as`,
 /// `query_scalar`).
 pub(crate) trait Bind<'q>: Sized {
@@ -182,8 +202,8 @@ impl Analyzed {
     fn target(self) -> &'static str {
         match self {
             Self::Filings => {
-                "filings (id, tenant_id, company_id, idempotency_key, source, prediction_type, period_year,
-                          period_quarter, bulk_job_id, bulk_row, received_at)"
+                "filings (id, tenant_id, organization_id, company_id, idempotency_key, source, prediction_type,
+                          period_year, period_quarter, bulk_job_id, bulk_row, received_at)"
             }
             Self::Predictions => {
                 "predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type, period_year,

@@ -44,7 +44,7 @@ impl PgPredictionStore {
 }
 
 impl PredictionStore for PgPredictionStore {
-    fn commit(&self, batch: Vec<Scores>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
+    fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
         let pool = self.pool.clone();
         let committed = self.committed.clone();
         let portfolio = self.portfolio.clone();
@@ -75,7 +75,7 @@ impl PredictionStore for PgPredictionStore {
                         attempt += 1;
                         tracing::warn!(error = %e, attempt, "commit conflict; retrying");
                     }
-                    Err(e) => return Err(StoreError(format!("failed to commit predictions: {e}"))),
+                    Err(e) => return Err(super::store_error("failed to commit predictions", e)),
                 }
             }
         }
@@ -87,7 +87,7 @@ impl PredictionStore for PgPredictionStore {
         async move {
             tenant_policy(&pool, &defaults, tenant_id)
                 .await
-                .map_err(|e| StoreError(format!("failed to read the tenant's policy: {e}")))
+                .map_err(|e| super::store_error("failed to read the tenant's policy", e))
         }
         .boxed()
     }
@@ -252,14 +252,19 @@ async fn begin_and_lock(
         .collect()
 }
 
-/// The filings of a batch from column arrays `$1`…`$13` (see [`bind_filings`]), as `f`.
+/// The filings of a batch from column arrays `$1`…`$15` (see [`bind_filings`]), as `f`.
 const INSERT_FILINGS: &str = "INSERT INTO filings (id, tenant_id, company_id, idempotency_key, source, prediction_type,
-                          period_year, period_quarter, statement, ratios, raw, bulk_job_id, bulk_row)
+                          period_year, period_quarter, statement, ratios, raw, bulk_job_id, bulk_row,
+                          organization_id, content_digest)
      SELECT id, tenant_id, company_id, key, source::filing_source, kind::prediction_type, year, quarter, statement,
-            ratios, raw, job, row
+            ratios, raw, job, row, organization_id, digest
      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::int2[], $8::int2[],
-                 $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::uuid[], $13::int8[])
-          AS f(id, tenant_id, company_id, key, source, kind, year, quarter, statement, ratios, raw, job, row)";
+                 $9::jsonb[], $10::jsonb[], $11::jsonb[], $12::uuid[], $13::int8[], $14::uuid[], $15::bytea[])
+          AS f(id, tenant_id, company_id, key, source, kind, year, quarter, statement, ratios, raw, job, row,
+               organization_id, digest)";
+
+/// The unique key of filings (`filings_idempotency`), the target of the inserts' `ON CONFLICT`.
+const FILING_KEY: &str = "(tenant_id, organization_id, source, idempotency_key)";
 
 /// The predictions of a batch from column arrays from `$first` on (see [`PredictionRows::bind`]), those of the
 /// filings the statement inserted (`ins`).
@@ -307,13 +312,13 @@ fn insert_predictions(first: usize) -> String {
 
 /// The batch's writes and reads after the lock, in one statement: the filings inserted (a key seen before, or
 /// twice in the batch, is skipped) with their predictions, and for each filing inserted its company's latest
-/// prediction of its type before the batch (the statement does not see its own inserts). Filings `$1`…`$13`
-/// (of live companies only), predictions `$14`….
+/// prediction of its type before the batch (the statement does not see its own inserts). Filings `$1`…`$15`
+/// (of live companies only), predictions `$16`….
 static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ins AS (
              {INSERT_FILINGS}
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+             ON CONFLICT {FILING_KEY} DO NOTHING
              RETURNING id, tenant_id, company_id, prediction_type),
          written AS ({predictions})
          SELECT ins.id AS filing_id, p.id AS previous_id, p.period_year, p.period_quarter,
@@ -324,7 +329,7 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
              WHERE tenant_id = ins.tenant_id AND company_id = ins.company_id
                AND prediction_type = ins.prediction_type AND NOT is_shadow
              ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1) p ON true",
-        predictions = insert_predictions(14),
+        predictions = insert_predictions(16),
     )
 });
 
@@ -434,29 +439,52 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     }
     insert_alerts(&mut conn.conn, &alerts).await?;
 
-    // A filing not written whose key names a filing (seen before, or earlier in this batch) answers with the
-    // prediction made then; otherwise its company is gone (the statement writes only live companies' filings).
+    // A filing not written whose key names a filing (seen before, or earlier in this batch) of the same company
+    // saying the same is that filing: it answers with the prediction made then; a filing of another company or
+    // content under the key is a conflict. Otherwise its company is gone (the statement writes only live
+    // companies' filings).
     if !unwritten.is_empty() {
-        let (tenants, keys): (Vec<Uuid>, Vec<&str>) = unwritten
-            .iter()
-            .map(|&i| (batch[i].filing.tenant_id, batch[i].filing.idempotency_key.as_str()))
-            .unzip();
-        let existing: HashMap<(Uuid, String), Uuid> = sqlx::query_as::<_, (Uuid, String, Uuid)>(
-            "SELECT f.tenant_id, f.idempotency_key, p.id FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, key)
-             JOIN filings f ON f.tenant_id = k.tenant_id AND f.idempotency_key = k.key
+        let filings = || unwritten.iter().map(|&i| &batch[i].filing);
+        let existing: HashMap<ExistingKey, (Uuid, Option<Vec<u8>>, Uuid)> = sqlx::query_as::<_, ExistingFiling>(
+            "SELECT f.tenant_id, f.organization_id, f.source::text AS source, f.idempotency_key, f.company_id,
+                    f.content_digest, p.id AS prediction_id
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS k(tenant_id, organization_id, source, key)
+             JOIN filings f ON f.tenant_id = k.tenant_id AND f.organization_id = k.organization_id
+                           AND f.source = k.source::filing_source AND f.idempotency_key = k.key
              JOIN predictions p ON p.tenant_id = f.tenant_id AND p.filing_id = f.id AND NOT p.is_shadow",
         )
-        .bind(&tenants)
-        .bind(&keys)
+        .bind(filings().map(|f| f.tenant_id).collect::<Vec<_>>())
+        .bind(filings().map(|f| f.organization_id).collect::<Vec<_>>())
+        .bind(filings().map(|f| f.source.as_str()).collect::<Vec<_>>())
+        .bind(filings().map(|f| f.idempotency_key.as_str()).collect::<Vec<_>>())
         .fetch_all(&mut *conn.conn)
         .await?
         .into_iter()
-        .map(|(t, k, p)| ((t, k), p))
+        .map(|e| {
+            (
+                (e.tenant_id, e.organization_id, e.source, e.idempotency_key),
+                (e.company_id, e.content_digest, e.prediction_id),
+            )
+        })
         .collect();
         for i in unwritten {
             let f = &batch[i].filing;
-            if let Some(&prediction_id) = existing.get(&(f.tenant_id, f.idempotency_key.clone())) {
-                results[i] = CommitResult::Committed(Box::new(Committed::Duplicate { prediction_id }));
+            let key = (
+                f.tenant_id,
+                f.organization_id,
+                f.source.as_str().to_owned(),
+                f.idempotency_key.clone(),
+            );
+            if let Some((company_id, digest, prediction_id)) = existing.get(&key) {
+                let same =
+                    *company_id == f.company_id && digest.as_deref().is_none_or(|d| d == f.content_digest().as_slice());
+                results[i] = if same {
+                    CommitResult::Committed(Box::new(Committed::Duplicate {
+                        prediction_id: *prediction_id,
+                    }))
+                } else {
+                    CommitResult::KeyReused(f.idempotency_key.clone())
+                };
             }
         }
     }
@@ -465,13 +493,28 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     Ok(results)
 }
 
+/// A filing's key: tenant, organization, source, key.
+type ExistingKey = (Uuid, Uuid, String, String);
+
+/// A filing found by its key, with what tells whether a filing under the same key is the same.
+#[derive(sqlx::FromRow)]
+struct ExistingFiling {
+    tenant_id: Uuid,
+    organization_id: Uuid,
+    source: String,
+    idempotency_key: String,
+    company_id: Uuid,
+    content_digest: Option<Vec<u8>>,
+    prediction_id: Uuid,
+}
+
 /// The persistence ceiling (`pdscore load postgres`): the batch's filings and primary predictions written by
 /// the same inserts as [`WRITE_BATCH`] in one statement, without its lock, reads and alerts.
 pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Error> {
     static INSERT_ROWS: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "WITH ins AS ({INSERT_FILINGS} ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id) {}",
-            insert_predictions(14)
+            "WITH ins AS ({INSERT_FILINGS} ON CONFLICT {FILING_KEY} DO NOTHING RETURNING id) {}",
+            insert_predictions(16)
         )
     });
     let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
@@ -503,7 +546,7 @@ fn year(period: &ReportingPeriod) -> i16 {
     i16::try_from(period.year).unwrap_or(i16::MAX)
 }
 
-/// Binds the filings' column arrays `$1`…`$13` of [`INSERT_FILINGS`] (each with its id from `ids`).
+/// Binds the filings' column arrays `$1`…`$15` of [`INSERT_FILINGS`] (each with its id from `ids`).
 fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &[&'q Scores], ids: &[Uuid]) -> Q {
     let filings = || batch.iter().map(|s| &s.filing);
     query
@@ -520,6 +563,8 @@ fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &[&'q Scores], ids: &[Uuid]) -
         .bind_value(filings().map(|f| &f.raw).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.bulk.map(|(job, _)| job)).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.bulk.map(|(_, row)| row)).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.organization_id).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| f.content_digest().to_vec()).collect::<Vec<_>>())
 }
 
 /// A score's PD by horizon, as stored.

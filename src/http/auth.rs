@@ -66,7 +66,7 @@ const MAX_CREDENTIAL_CHARS: usize = 1024;
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
+    body: crate::http::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if body.email.len() > MAX_CREDENTIAL_CHARS
@@ -89,7 +89,7 @@ pub async fn login(
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: crate::http::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let client = client_info(&req, &state);
     let token = body.into_inner().refresh_token;
@@ -156,7 +156,7 @@ pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<ChangePasswordRequest>,
+    body: crate::http::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     flows::change_password(

@@ -166,7 +166,7 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<CreateCompany>,
+    body: crate::http::Json<CreateCompany>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::CompanyManage)?;
     let organization_id = path.into_inner();
@@ -252,7 +252,7 @@ pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateCompany>,
+    body: crate::http::Json<UpdateCompany>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::CompanyManage)?;
     let id = path.into_inner();

@@ -41,7 +41,15 @@ pub async fn request_context(
 
     let outcome = request_id
         .clone()
-        .scope(async { next.call(req).await.map(enforce_envelope) }.instrument(span.clone()))
+        .scope(
+            async {
+                if let Some(refusal) = control_character_in_target(&req) {
+                    return Ok(req.error_response(refusal));
+                }
+                next.call(req).await.map(enforce_envelope)
+            }
+            .instrument(span.clone()),
+        )
         .await;
 
     let (status, route) = match &outcome {
@@ -76,6 +84,18 @@ pub async fn request_context(
             .insert(HeaderName::from_static(request_id::HEADER), value);
     }
     Ok(res)
+}
+
+/// The text rule ([`pdscore_actors::text`]) for the request's path and query string, percent-decoded as the
+/// routes' extractors will read them: a control character there is refused before any route sees it.
+fn control_character_in_target(req: &ServiceRequest) -> Option<ApiError> {
+    [("The path", req.path()), ("The query string", req.query_string())]
+        .into_iter()
+        .find_map(|(what, raw)| {
+            let decoded = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+            let (at, _) = pdscore_actors::text::control_character(&decoded)?;
+            Some(super::json::control_character_error(what, at))
+        })
 }
 
 /// The method as a metric label: the standard methods by name, anything else (clients may send any token)

@@ -27,6 +27,7 @@ pub mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod health;
+pub mod json;
 pub mod metrics;
 pub mod middleware;
 pub mod models;
@@ -44,6 +45,7 @@ use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
 pub use error::{ApiError, ErrorCode};
+pub use json::Json;
 
 use crate::{
     auth::{Principal, flows::ClientInfo},

@@ -88,7 +88,7 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<CreateOrganization>,
+    body: crate::http::Json<CreateOrganization>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::OrgCreate)?;
     let tenant_id = path.into_inner();
@@ -157,7 +157,7 @@ pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateOrganization>,
+    body: crate::http::Json<UpdateOrganization>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::OrgManage)?;
     let id = path.into_inner();

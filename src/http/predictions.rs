@@ -28,6 +28,7 @@ impl From<PipelineError> for ApiError {
             PipelineError::Rejected(r) => {
                 let code = match r.code {
                     "NOT_FOUND" => ErrorCode::NotFound,
+                    "CONFLICT" => ErrorCode::Conflict,
                     _ => ErrorCode::ValidationError,
                 };
                 let details = r.field.as_deref().map(|f| field_details(f, &r.message));
@@ -68,11 +69,11 @@ fn idempotency_key(req: &HttpRequest, filing_id: Option<String>) -> Result<Strin
         .transpose()
         .map_err(|_| ApiError::validation("Idempotency-Key must be printable text"))?;
     match filing_id.or(header) {
-        Some(key) if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) => {
-            Err(ApiError::validation("filing_id: 1 to 200 printable characters")
-                .with_details(field_details("filing_id", "1 to 200 printable characters")))
-        }
-        Some(key) => Ok(key),
+        Some(key) => match pdscore_actors::filing::parse_key(&key) {
+            Ok(_) => Ok(key),
+            Err(rejected) => Err(ApiError::validation(format!("filing_id: {}", rejected.message))
+                .with_details(field_details("filing_id", &rejected.message))),
+        },
         None => Ok(format!("http:{}", Uuid::now_v7())),
     }
 }
@@ -154,7 +155,7 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<CreatePrediction>,
+    body: crate::http::Json<CreatePrediction>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionManage)?;
     let body = body.into_inner();
@@ -305,7 +306,7 @@ pub struct AccunodePrediction {
 pub async fn accunode_annual(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<AccunodePrediction>,
+    body: crate::http::Json<AccunodePrediction>,
 ) -> Result<HttpResponse, ApiError> {
     accunode(&state, &principal, PredictionType::Annual, body.into_inner()).await
 }
@@ -319,7 +320,7 @@ pub async fn accunode_annual(
 pub async fn accunode_quarterly(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<AccunodePrediction>,
+    body: crate::http::Json<AccunodePrediction>,
 ) -> Result<HttpResponse, ApiError> {
     accunode(&state, &principal, PredictionType::Quarterly, body.into_inner()).await
 }

@@ -92,7 +92,7 @@ pub struct CreatedTenant {
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
-    body: web::Json<CreateTenant>,
+    body: crate::http::Json<CreateTenant>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::SystemManage)?;
     let body = body.into_inner();
@@ -203,7 +203,7 @@ pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateTenant>,
+    body: crate::http::Json<UpdateTenant>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::TenantManage)?;
     let id = path.into_inner();

@@ -125,7 +125,7 @@ pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<CreateUser>,
+    body: crate::http::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::UserManage)?;
     let tenant_id = path.into_inner();
@@ -249,7 +249,7 @@ pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
     path: web::Path<Uuid>,
-    body: web::Json<UpdateUser>,
+    body: crate::http::Json<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::UserManage)?;
     let id = path.into_inner();

@@ -11,6 +11,7 @@ mod dashboard;
 mod envelope;
 mod health;
 mod helpers;
+mod hostile;
 mod management;
 mod metrics;
 mod pipeline;

@@ -163,6 +163,16 @@ async fn bad_filings_end_in_dead_letters_with_their_reason_and_nothing_is_lost()
         ("UNKNOWN_COMPANY", annual.clone(), message("m-1", "NOPE", 2024, safe())),
         ("UNKNOWN_TENANT", ns.filings("nobody", "annual"), message("m-2", "ACME", 2024, safe())),
         ("INVALID_SUBJECT", ns.subject(&format!("filings.{tenant}.monthly")), message("m-3", "ACME", 2024, safe())),
+        // PostgreSQL cannot store U+0000: such a filing was Nak'ed forever, failing every batch it joined.
+        ("CONTROL_CHARACTER", annual.clone(), message("p\u{0}1", "ACME", 2024, safe())),
+        ("CONTROL_CHARACTER", annual.clone(), message("m-4", "AC\u{0}ME", 2024, safe())),
+        (
+            "CONTROL_CHARACTER",
+            ns.filings(&tenant, "quarterly"),
+            serde_json::to_vec(&json!({ "schema_version": 1, "filing_id": "m-5", "company_symbol": "ACME",
+                "reporting_year": 2024, "reporting_quarter": "Q1\u{0}", "ratios": { "sga_margin": 9 } }))
+            .unwrap(),
+        ),
     ];
     for (_, subject, payload) in &cases {
         publish(&js, subject.clone(), payload.clone()).await;
@@ -225,6 +235,9 @@ async fn bad_filings_end_in_dead_letters_with_their_reason_and_nothing_is_lost()
         assert!(Instant::now() < deadline, "messages left unanswered: {info:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!(info.num_redelivered, 0, "no bad message is delivered twice");
+    assert_eq!(info.config.max_deliver, 100, "deliveries are bounded");
     assert_eq!(app.health().await.0, 200);
 }
 
@@ -364,24 +377,36 @@ async fn the_same_filing_twice_is_scored_once() {
     let (second, b) = app.call("POST", &path, Some(token), Some(&body)).await;
     assert_eq!((first, second), (201, 200));
     assert_eq!(a["data"]["id"], b["data"]["id"]);
+    // A feed's keys are its own: the same key over NATS is another filing, scored once however often sent.
     let (js, ns) = app.jetstream().await;
-    publish(
-        &js,
-        ns.filings(&demo.setup.tenant_slug, "annual"),
-        message("same", "ACME", 2024, risky()),
-    )
-    .await;
-    publish(
-        &js,
-        ns.filings(&demo.setup.tenant_slug, "annual"),
-        message("after", "ACME", 2025, risky()),
-    )
-    .await;
+    for (key, year) in [("same", 2024), ("same", 2024), ("after", 2025)] {
+        publish(
+            &js,
+            ns.filings(&demo.setup.tenant_slug, "annual"),
+            message(key, "ACME", year, risky()),
+        )
+        .await;
+    }
     eventually("the later filing", Duration::from_secs(20), || {
         predictions_of(&app, "after")
     })
     .await;
-    assert_eq!(count(&app, "SELECT count(*) FROM predictions").await, 2);
+    let by_source: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT f.source::text, f.idempotency_key, count(*) FROM predictions p
+         JOIN filings f ON f.tenant_id = p.tenant_id AND f.id = p.filing_id
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        by_source,
+        [
+            ("http".to_owned(), "same".to_owned(), 1),
+            ("nats".to_owned(), "after".to_owned(), 1),
+            ("nats".to_owned(), "same".to_owned(), 1)
+        ]
+    );
 }
 
 #[actix_web::test]
@@ -780,6 +805,7 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
     let app = spawn_app().await;
     let demo = app.demo().await;
     let acme = company_id(&app, demo.token(Role::OrgMember), "ACME").await;
+    let globex = company_id(&app, demo.token(Role::OrgMember), "GLOBEX").await;
     let (tenant_id, organization_id): (Uuid, Uuid) =
         sqlx::query_as("SELECT tenant_id, organization_id FROM companies WHERE id = $1")
             .bind(acme)
@@ -811,21 +837,21 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
             .into_iter()
             .map(|s| s.ok().unwrap())
             .collect();
-        store.commit(scored)
+        store.commit(std::sync::Arc::new(scored))
     };
     let created = |result: &CommitResult| match result {
         CommitResult::Committed(c) => match &**c {
             Committed::Created { prediction_id, stored } => (*prediction_id, stored.alert.clone()),
             Committed::Duplicate { .. } => panic!("a duplicate, not a new prediction"),
         },
-        CommitResult::CompanyGone => panic!("company gone, not a new prediction"),
+        other => panic!("{other:?}, not a new prediction"),
     };
     let duplicate = |result: &CommitResult| match result {
         CommitResult::Committed(c) => match &**c {
             Committed::Duplicate { prediction_id } => *prediction_id,
             Committed::Created { .. } => panic!("a new prediction, not a duplicate"),
         },
-        CommitResult::CompanyGone => panic!("company gone, not a duplicate"),
+        other => panic!("{other:?}, not a duplicate"),
     };
 
     let first = commit(vec![filing("y2023", acme, 2023, safe())]).await.unwrap();
@@ -839,10 +865,12 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
         filing("gone", Uuid::now_v7(), 2024, safe()),
         filing("y2022", acme, 2022, risky()),
         filing("y2025", acme, 2025, safe()),
+        filing("y2023", acme, 2023, risky()),
+        filing("y2024", globex, 2024, risky()),
     ])
     .await
     .unwrap();
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 8);
     let (p2024, alert) = created(&results[0]);
     let alert = alert.expect("LOW to MEDIUM is a risk change");
     assert_eq!(
@@ -860,6 +888,17 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
     assert!(alert.is_none(), "an earlier period does not change the current risk");
     let (p2025, alert) = created(&results[5]);
     assert_eq!(alert.expect("MEDIUM back to LOW").previous_prediction_id, Some(p2024));
+    // A key names one filing: another content or another company under it is not a redelivery.
+    assert_eq!(
+        results[6],
+        CommitResult::KeyReused("y2023".into()),
+        "same key, other content"
+    );
+    assert_eq!(
+        results[7],
+        CommitResult::KeyReused("y2024".into()),
+        "same key, other company"
+    );
 
     assert_eq!(count(&app, "SELECT count(*) FROM filings").await, 4);
     let stored: Vec<(Uuid, Uuid)> =
@@ -875,6 +914,21 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
             .await
             .unwrap();
     assert_eq!(alerts, [(p2024, Some(p2023)), (p2025, Some(p2024))]);
+
+    // A value PostgreSQL cannot hold (past every decoder, U+0000 in text) refuses the transaction as such: the
+    // writer then commits its filings one by one, so that only this one fails.
+    let mut poison = filing("poison", acme, 2026, safe());
+    poison.idempotency_key = "poison\u{0}".into();
+    let refused = commit(vec![poison]).await;
+    assert!(
+        matches!(refused, Err(pdscore_actors::StoreError::Refused(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM filings").await,
+        4,
+        "nothing of it was written"
+    );
 
     // The company's history goes with it, also when its tenant is deleted (the tenant's companies go by cascade,
     // and each one's deletion deletes its filings and predictions, which take their alerts).

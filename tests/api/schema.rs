@@ -139,10 +139,17 @@ async fn a_row_cannot_reference_another_tenants_row() {
 }
 
 #[actix_web::test]
-async fn a_filing_is_unique_per_tenant_and_idempotency_key() {
+async fn a_filing_key_is_unique_per_organization_and_source() {
     let app = spawn_app().await;
     let (tenant, org) = tenant_with_org(&app.db, "bank-a").await;
-    let (other_tenant, other_org) = tenant_with_org(&app.db, "bank-b").await;
+    let (other_tenant, other_tenants_org) = tenant_with_org(&app.db, "bank-b").await;
+    let other_org = Uuid::now_v7();
+    sqlx::query("INSERT INTO organizations (id, tenant_id, name) VALUES ($1, $2, 'Credit')")
+        .bind(other_org)
+        .bind(tenant)
+        .execute(&app.db)
+        .await
+        .unwrap();
     let insert_company = |tenant: Uuid, org: Uuid| {
         let db = app.db.clone();
         async move {
@@ -160,25 +167,37 @@ async fn a_filing_is_unique_per_tenant_and_idempotency_key() {
         }
     };
     let company = insert_company(tenant, org).await;
-    let other_company = insert_company(other_tenant, other_org).await;
-    let insert_filing = |tenant: Uuid, company: Uuid| {
+    let other_orgs_company = insert_company(tenant, other_org).await;
+    let other_tenants_company = insert_company(other_tenant, other_tenants_org).await;
+    let insert_filing = |tenant: Uuid, org: Uuid, company: Uuid, source: &'static str| {
         let db = app.db.clone();
         async move {
             sqlx::query(
-                "INSERT INTO filings (id, tenant_id, company_id, idempotency_key, source, prediction_type, period_year, ratios, raw)
-                 VALUES ($1, $2, $3, 'feed-2025-ACME', 'nats', 'annual', 2025, '{}', '{}')",
+                "INSERT INTO filings (id, tenant_id, organization_id, company_id, idempotency_key, source, prediction_type,
+                                      period_year, ratios, raw)
+                 VALUES ($1, $2, $3, $4, 'feed-2025-ACME', $5::filing_source, 'annual', 2025, '{}', '{}')",
             )
             .bind(Uuid::now_v7())
             .bind(tenant)
+            .bind(org)
             .bind(company)
+            .bind(source)
             .execute(&db)
             .await
         }
     };
 
-    insert_filing(tenant, company).await.unwrap();
-    let duplicate = insert_filing(tenant, company).await.expect_err("same key, same tenant");
-    insert_filing(other_tenant, other_company)
+    insert_filing(tenant, org, company, "nats").await.unwrap();
+    let duplicate = insert_filing(tenant, org, company, "nats")
+        .await
+        .expect_err("same key, same organization and source");
+    insert_filing(tenant, org, company, "http")
+        .await
+        .expect("same key from another source is another filing (an HTTP client cannot take a feed's key)");
+    insert_filing(tenant, other_org, other_orgs_company, "nats")
+        .await
+        .expect("same key in another organization is another filing (nothing tells one organization of another's)");
+    insert_filing(other_tenant, other_tenants_org, other_tenants_company, "nats")
         .await
         .expect("same key in another tenant is another filing");
 

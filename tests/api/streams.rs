@@ -90,3 +90,36 @@ async fn a_deleted_stream_is_recreated_by_the_running_service() {
     app.wait_for_health(200, Duration::from_secs(30)).await;
     assert!(js.get_stream(ns.stream_name("FILINGS")).await.is_ok());
 }
+
+#[actix_web::test]
+async fn a_consumer_made_without_a_delivery_limit_gets_one_when_the_service_starts() {
+    let settings = crate::helpers::base_settings();
+    let client = async_nats::connect(settings.nats.url.expose_secret()).await.unwrap();
+    let js = jetstream::new(client);
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let ns = Namespace::parse(&prefix).unwrap();
+    ensure_streams(&js, &ns).await.unwrap();
+    // As the versions before delivery limits made it.
+    let stream = js.get_stream(ns.stream_name("FILINGS")).await.unwrap();
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("scoring".into()),
+            filter_subject: ns.subject("filings.>"),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            max_deliver: -1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let app = crate::helpers::spawn_app_with(|s| s.nats.prefix = prefix.clone()).await;
+    let max_deliver = crate::helpers::eventually("the consumer's update", Duration::from_secs(20), || async {
+        let mut consumer: jetstream::consumer::Consumer<jetstream::consumer::pull::Config> =
+            stream.get_consumer("scoring").await.ok()?;
+        let info = consumer.info().await.ok()?;
+        (info.config.max_deliver != -1).then_some(info.config.max_deliver)
+    })
+    .await;
+    assert_eq!(max_deliver, i64::from(app.settings.pipeline.ingest_max_deliver));
+    pdscore_nats::delete_streams(&js, &ns).await;
+}

@@ -1,0 +1,298 @@
+//! Hostile input: each case was reproduced against a release build (issue 24) and answered with a 5xx, a
+//! stall or an abort of the process. Each one now gets a stable code, fails alone, and the service goes on.
+
+use std::{io::Write, time::Duration};
+
+use pdscore::db::users::Role;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    bulk::annual_csv,
+    helpers::{TestApp, eventually, spawn_app, spawn_app_with},
+    pipeline::safe,
+};
+
+async fn data(app: &TestApp, method: &str, path: &str, token: &str, body: Value) -> Value {
+    let (status, answer) = app.call(method, path, Some(token), Some(&body)).await;
+    assert!(status == 200 || status == 201, "{method} {path}: {status} {answer:#}");
+    answer["data"].clone()
+}
+
+fn id(value: &Value) -> Uuid {
+    value["id"].as_str().unwrap().parse().unwrap()
+}
+
+fn assert_control_character(what: &str, (status, answer): (u16, Value)) {
+    assert_eq!(status, 422, "{what}: {answer:#}");
+    assert_eq!(answer["error"]["code"], "VALIDATION_ERROR", "{what}");
+    assert_eq!(
+        answer["error"]["details"]["reason"], "CONTROL_CHARACTER",
+        "{what}: {answer:#}"
+    );
+}
+
+#[actix_web::test]
+async fn a_control_character_is_refused_by_every_http_decoder_with_a_stable_code() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let (_, list) = app.call("GET", "/api/v1/companies", Some(&token), None).await;
+    let company = list["data"]["items"][0]["id"].as_str().unwrap().to_owned();
+
+    // Was a 500 (PostgreSQL refused the e-mail).
+    let login = json!({ "email": "member\u{0}@demo.example.com", "password": "x" });
+    assert_control_character(
+        "login",
+        app.call("POST", "/api/v1/auth/login", None, Some(&login)).await,
+    );
+    let filing = json!({ "type": "annual", "reporting_year": 2024, "ratios": safe(), "filing_id": "p\u{0}1" });
+    assert_control_character(
+        "filing_id",
+        app.call(
+            "POST",
+            &format!("/api/v1/companies/{company}/predictions"),
+            Some(&token),
+            Some(&filing),
+        )
+        .await,
+    );
+    let ratio_name = json!({ "type": "annual", "reporting_year": 2024, "ratios": { "return\u{7f}on_assets": 1 } });
+    assert_control_character(
+        "a ratio's name",
+        app.call(
+            "POST",
+            &format!("/api/v1/companies/{company}/predictions"),
+            Some(&token),
+            Some(&ratio_name),
+        )
+        .await,
+    );
+    let company_body = json!({ "symbol": "NULCO", "name": "Nul\u{0}Co" });
+    assert_control_character(
+        "company name",
+        app.call(
+            "POST",
+            &format!("/api/v1/organizations/{}/companies", demo.setup.organization_id),
+            Some(demo.token(Role::OrgAdmin)),
+            Some(&company_body),
+        )
+        .await,
+    );
+    assert_control_character(
+        "query string",
+        app.call("GET", "/api/v1/companies?q=AC%00ME", Some(&token), None).await,
+    );
+
+    // Text that only looks like an escape is text; the service is still up and scoring.
+    let fine = json!({ "type": "annual", "reporting_year": 2024, "ratios": safe(), "filing_id": "literal \\u0000" });
+    let (status, answer) = app
+        .call(
+            "POST",
+            &format!("/api/v1/companies/{company}/predictions"),
+            Some(&token),
+            Some(&fine),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer:#}");
+    assert_eq!(app.health().await.0, 200);
+}
+
+#[actix_web::test]
+async fn a_bulk_row_with_a_control_character_fails_alone_and_the_job_completes() {
+    let app = spawn_app_with(|s| s.bulk.chunk_rows = 100).await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    // Row 301 of 400, as reproduced: the job stayed `processing` with 0 rows committed, holding a slot forever.
+    let mut rows: Vec<String> = annual_csv(80, 5).lines().map(str::to_owned).collect();
+    rows[301] = rows[301].replacen("Company", "Com\u{0}pany", 1);
+    let csv = rows.join("\n") + "\n";
+    let form = reqwest::multipart::Form::new().text("type", "annual").part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("nul.csv"),
+    );
+    let answer: Value = app
+        .client
+        .post(format!("{}/api/v1/bulk-jobs", app.address))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job = answer["data"]["id"].as_str().expect("accepted").to_owned();
+    let done = eventually("the job to finish", Duration::from_secs(120), || async {
+        let (_, job) = app
+            .call("GET", &format!("/api/v1/bulk-jobs/{job}"), Some(&token), None)
+            .await;
+        (job["data"]["status"] != "queued" && job["data"]["status"] != "processing").then(|| job["data"].clone())
+    })
+    .await;
+    assert_eq!(
+        (
+            done["status"].as_str(),
+            done["succeeded_rows"].as_i64(),
+            done["failed_rows"].as_i64()
+        ),
+        (Some("completed"), Some(399), Some(1)),
+        "{done:#}"
+    );
+    let errors = app
+        .client
+        .get(format!("{}/api/v1/bulk-jobs/{job}/errors", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = errors.lines().collect();
+    assert_eq!(lines.len(), 2, "{errors}");
+    assert!(lines[1].starts_with("301,CONTROL_CHARACTER,"), "{errors}");
+    assert!(lines[1].contains("Com\u{fffd}pany"), "kept printable: {errors}");
+}
+
+#[actix_web::test]
+async fn an_idempotency_key_names_one_filing_of_one_organization_and_source() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let admin = demo.token(Role::TenantAdmin).to_owned();
+    let member_a = demo.token(Role::OrgMember).to_owned();
+    let tenant = demo.setup.tenant_id;
+    let (_, list) = app.call("GET", "/api/v1/companies", Some(&member_a), None).await;
+    let companies: Vec<Uuid> = list["data"]["items"].as_array().unwrap().iter().map(id).collect();
+    let (company_a, other_a) = (companies[0], companies[1]);
+    let org_b = id(&data(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{tenant}/organizations"),
+        &admin,
+        json!({ "name": "B" }),
+    )
+    .await);
+    let company_b = id(&data(
+        &app,
+        "POST",
+        &format!("/api/v1/organizations/{org_b}/companies"),
+        &admin,
+        json!({ "symbol": "BEE", "name": "Bee" }),
+    )
+    .await);
+    data(
+        &app,
+        "POST",
+        &format!("/api/v1/tenants/{tenant}/users"),
+        &admin,
+        json!({ "email": "member@b.example.com", "role": "org_member", "organization_id": org_b,
+                "password": "violet-quartz-harbor-7319" }),
+    )
+    .await;
+    let member_b = app.login("member@b.example.com", "violet-quartz-harbor-7319").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let post = |token: String, company: Uuid, year: u16| {
+        let app = &app;
+        async move {
+            let body = json!({ "type": "annual", "reporting_year": year, "ratios": safe(), "filing_id": "K" });
+            app.call(
+                "POST",
+                &format!("/api/v1/companies/{company}/predictions"),
+                Some(&token),
+                Some(&body),
+            )
+            .await
+        }
+    };
+
+    let (status, first) = post(member_a.clone(), company_a, 2024).await;
+    assert_eq!(status, 201, "{first:#}");
+    // Was a 500, and B's filing never scored: another organization's key is not this one's business.
+    let (status, b) = post(member_b, company_b, 2024).await;
+    assert_eq!(status, 201, "{b:#}");
+    assert_eq!(b["data"]["company_id"], json!(company_b));
+    assert_ne!(b["data"]["id"], first["data"]["id"]);
+    // Was 200 with company A's prediction: the key names A's filing, not one of another company.
+    let (status, conflict) = post(admin.clone(), other_a, 2024).await;
+    assert_eq!(status, 409, "{conflict:#}");
+    assert_eq!(conflict["error"]["code"], "CONFLICT");
+    assert!(
+        conflict["error"]["message"].as_str().unwrap().contains("\"K\""),
+        "{conflict:#}"
+    );
+    // Another content under the key is not the same filing either; the same is.
+    let (status, _) = post(admin.clone(), company_a, 2025).await;
+    assert_eq!(status, 409);
+    let (status, again) = post(admin, company_a, 2024).await;
+    assert_eq!((status, &again["data"]["id"]), (200, &first["data"]["id"]));
+}
+
+/// A real workbook (one header row) whose shared-strings table is made to declare `unique_count` strings.
+fn workbook_declaring(unique_count: &str) -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (column, name) in ["company_symbol", "company_name", "reporting_year", "return_on_assets"]
+        .iter()
+        .enumerate()
+    {
+        sheet.write_string(0, column as u16, *name).unwrap();
+    }
+    let original = book.save_to_buffer().unwrap();
+    let mut source = zip::ZipArchive::new(std::io::Cursor::new(original)).unwrap();
+    let mut patched = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..source.len() {
+        let mut part = source.by_index(i).unwrap();
+        let name = part.name().unwrap().into_owned();
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut part, &mut text).unwrap();
+        if name == "xl/sharedStrings.xml" {
+            let xml = String::from_utf8(text).unwrap();
+            let start = xml.find("uniqueCount=\"").unwrap() + "uniqueCount=\"".len();
+            let end = start + xml[start..].find('"').unwrap();
+            text = format!("{}{unique_count}{}", &xml[..start], &xml[end..]).into_bytes();
+        }
+        patched
+            .start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        patched.write_all(&text).unwrap();
+    }
+    patched.finish().unwrap().into_inner()
+}
+
+#[actix_web::test]
+async fn a_workbook_declaring_an_absurd_count_is_refused_and_the_service_keeps_serving() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let upload = |bytes: Vec<u8>| {
+        let app = &app;
+        let token = token.clone();
+        async move {
+            let form = reqwest::multipart::Form::new()
+                .text("type", "annual")
+                .part("file", reqwest::multipart::Part::bytes(bytes).file_name("book.xlsx"));
+            let response = app
+                .client
+                .post(format!("{}/api/v1/bulk-jobs", app.address))
+                .bearer_auth(&token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    // The reproduced file (1 KB): the process aborted reserving 240,000,000,000,000,000 bytes.
+    for _ in 0..3 {
+        let (status, answer) = upload(workbook_declaring("10000000000000000")).await;
+        assert_eq!(status, 422, "{answer:#}");
+        assert_eq!(answer["error"]["details"]["reason"], "NOT_A_SPREADSHEET");
+    }
+    assert_eq!(app.health().await.0, 200);
+    // The same workbook with its true count is read (its header is checked, then the job queued).
+    let (status, answer) = upload(workbook_declaring("4")).await;
+    assert_eq!(status, 202, "{answer:#}");
+}
