@@ -110,12 +110,19 @@ pub struct AuthSettings {
     pub audience: String,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
-    /// Sign-in attempts allowed per account within `login_account_window_secs`.
+    /// Failed sign-ins per account within `login_account_window_secs`; past them, sign-in from an address
+    /// that failed for the account is refused (the right password from another address still signs in).
     pub login_attempts_per_account: u32,
     pub login_account_window_secs: u64,
     /// Sign-in attempts allowed per client address within `login_address_window_secs`.
     pub login_attempts_per_address: u32,
     pub login_address_window_secs: u64,
+    /// Refresh-token exchanges per client address within `refresh_address_window_secs`.
+    pub refreshes_per_address: u32,
+    pub refresh_address_window_secs: u64,
+    /// Password changes per account within `password_change_window_secs`.
+    pub password_changes_per_account: u32,
+    pub password_change_window_secs: u64,
     /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
 }
@@ -325,6 +332,19 @@ impl Settings {
                 u64::from(self.auth.login_attempts_per_address),
             ),
             ("auth.login_address_window_secs", self.auth.login_address_window_secs),
+            ("auth.refreshes_per_address", u64::from(self.auth.refreshes_per_address)),
+            (
+                "auth.refresh_address_window_secs",
+                self.auth.refresh_address_window_secs,
+            ),
+            (
+                "auth.password_changes_per_account",
+                u64::from(self.auth.password_changes_per_account),
+            ),
+            (
+                "auth.password_change_window_secs",
+                self.auth.password_change_window_secs,
+            ),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());

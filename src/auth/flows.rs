@@ -30,6 +30,13 @@ pub struct ClientInfo {
     pub request_id: Option<String>,
 }
 
+impl ClientInfo {
+    /// The address as a throttling key (`unknown` when the peer's is not known).
+    pub fn address_key(&self) -> String {
+        self.address.map_or_else(|| "unknown".to_owned(), |a| a.to_string())
+    }
+}
+
 /// Tokens handed to a client after sign-in or refresh.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
@@ -88,8 +95,8 @@ pub async fn login(
     password: SecretString,
     client: &ClientInfo,
 ) -> Result<TokenPair, AuthFlowError> {
-    let address = client.address.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-    if let Some(wait) = auth.throttle.attempt(email, &address).await? {
+    let address = client.address_key();
+    if let Some(wait) = auth.throttle.sign_in(email, &address).await? {
         return Err(AuthFlowError::Throttled(wait));
     }
     let normalized = email.trim().to_lowercase();
@@ -104,9 +111,12 @@ pub async fn login(
     let matches = password::verify(password, phc).await?;
     let credentials = match credentials {
         Some(c) if known && matches && c.can_sign_in => c,
-        _ => return Err(AuthFlowError::InvalidCredentials),
+        _ => {
+            auth.throttle.failed(&normalized, &address).await?;
+            return Err(AuthFlowError::InvalidCredentials);
+        }
     };
-    auth.throttle.succeeded(&normalized).await?;
+    auth.throttle.succeeded(&normalized, &address).await?;
 
     let subject = Subject {
         user_id: credentials.id,
@@ -152,6 +162,9 @@ pub async fn login(
 }
 
 pub async fn refresh(auth: &Auth, db: &PgPool, token: &str, client: &ClientInfo) -> Result<TokenPair, AuthFlowError> {
+    if let Some(wait) = auth.throttle.refresh(&client.address_key()).await? {
+        return Err(AuthFlowError::Throttled(wait));
+    }
     let mut tx = db.begin().await.context("Failed to begin a transaction")?;
     let Some(row) = repo::find_for_update(&mut tx, &sessions::hash(token)).await? else {
         return Err(AuthFlowError::InvalidRefreshToken);
@@ -296,6 +309,9 @@ pub async fn change_password(
     new: SecretString,
     client: &ClientInfo,
 ) -> Result<(), AuthFlowError> {
+    if let Some(wait) = auth.throttle.password_change(principal.user_id).await? {
+        return Err(AuthFlowError::Throttled(wait));
+    }
     let scope = principal.scope();
     let (email, phc) = {
         let mut conn = db.acquire().await.context("Failed to get a database connection")?;

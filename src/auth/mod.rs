@@ -3,7 +3,8 @@
 //! - [`password`]: argon2id hashing on the blocking pool, and the password policy;
 //! - [`keys`] and [`tokens`]: RS256 access tokens and the JWKS document;
 //! - [`sessions`]: rotating refresh tokens and the live-session state every request checks (Redis);
-//! - [`rate_limit`]: sign-in throttling per account and per client address (Redis);
+//! - [`rate_limit`]: throttling of sign-in (per account and client address), token refresh and password change
+//!   (Redis);
 //! - [`principal`]: the verified caller (an actix extractor) and the data [`Scope`](principal::Scope) it may touch;
 //! - [`rbac`]: the role table and the one authorization function;
 //! - [`flows`]: sign-in, refresh, sign-out, password change.
@@ -29,7 +30,7 @@ use crate::configuration::AuthSettings;
 pub struct Auth {
     pub tokens: tokens::TokenService,
     pub sessions: sessions::SessionStore,
-    pub throttle: rate_limit::LoginThrottle,
+    pub throttle: rate_limit::AuthThrottle,
     /// Take the client address from `X-Forwarded-For`.
     pub trust_forwarded_for: bool,
 }
@@ -46,16 +47,26 @@ impl Auth {
                 Duration::from_secs(settings.refresh_token_ttl_secs),
                 access_ttl,
             ),
-            throttle: rate_limit::LoginThrottle::new(
+            throttle: rate_limit::AuthThrottle::new(
                 redis,
                 redis_prefix,
-                rate_limit::Limit {
-                    limit: settings.login_attempts_per_account,
-                    window: Duration::from_secs(settings.login_account_window_secs),
-                },
-                rate_limit::Limit {
-                    limit: settings.login_attempts_per_address,
-                    window: Duration::from_secs(settings.login_address_window_secs),
+                rate_limit::Limits {
+                    failures_per_account: rate_limit::Limit {
+                        limit: settings.login_attempts_per_account,
+                        window: Duration::from_secs(settings.login_account_window_secs),
+                    },
+                    sign_ins_per_address: rate_limit::Limit {
+                        limit: settings.login_attempts_per_address,
+                        window: Duration::from_secs(settings.login_address_window_secs),
+                    },
+                    refreshes_per_address: rate_limit::Limit {
+                        limit: settings.refreshes_per_address,
+                        window: Duration::from_secs(settings.refresh_address_window_secs),
+                    },
+                    password_changes_per_account: rate_limit::Limit {
+                        limit: settings.password_changes_per_account,
+                        window: Duration::from_secs(settings.password_change_window_secs),
+                    },
                 },
             ),
             trust_forwarded_for: settings.trust_forwarded_for,

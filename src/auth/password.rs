@@ -16,6 +16,10 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// Argon2 computations running at once at most: each holds 19 MiB, so a flood of sign-ins or password changes
+/// waits here instead of growing the process by 19 MiB a request (4 keep two cores busy).
+static COMPUTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
 pub const MIN_LENGTH: usize = 12;
 pub const MAX_LENGTH: usize = 128;
 
@@ -56,6 +60,10 @@ pub fn check_policy(password: &SecretString, email: &str) -> Result<(), Password
 
 /// Hashes `password` into a PHC string, on the blocking pool.
 pub async fn hash(password: SecretString) -> anyhow::Result<String> {
+    let _computing = COMPUTING
+        .acquire()
+        .await
+        .context("The password hashing permits are closed")?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         hasher()
@@ -69,6 +77,10 @@ pub async fn hash(password: SecretString) -> anyhow::Result<String> {
 
 /// Whether `password` matches the PHC string `phc`, on the blocking pool.
 pub async fn verify(password: SecretString, phc: String) -> anyhow::Result<bool> {
+    let _computing = COMPUTING
+        .acquire()
+        .await
+        .context("The password hashing permits are closed")?;
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
         Ok(hasher()

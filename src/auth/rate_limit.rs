@@ -1,4 +1,5 @@
-//! Sign-in throttling: fixed-window counters in Redis, shared by every instance.
+//! Throttling of sign-in, token refresh and password change: fixed-window counters in Redis, shared by every
+//! instance.
 
 use std::time::Duration;
 
@@ -21,21 +22,53 @@ pub struct Limit {
     pub window: Duration,
 }
 
-#[derive(Clone)]
-pub struct LoginThrottle {
-    redis: crate::cache::Redis,
-    prefix: String,
-    per_account: Limit,
-    per_address: Limit,
+/// Reads an account's failed sign-ins (count, window left) and those from one address.
+const FAILURES: &str = r"
+local account = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+local pair = tonumber(redis.call('GET', KEYS[2]) or '0')
+return {account, ttl, pair}
+";
+
+/// Counts a failed sign-in for the account and for the account from this address.
+const FAILED: &str = r"
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
+end
+return 1
+";
+
+/// The limits of the throttled authentication routes.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Failed sign-ins per account: past it, sign-in from an address that failed for the account is refused.
+    pub failures_per_account: Limit,
+    /// Sign-in attempts per client address, whatever the account.
+    pub sign_ins_per_address: Limit,
+    /// Refresh-token exchanges per client address (each is a database transaction; no token is needed).
+    pub refreshes_per_address: Limit,
+    /// Password changes per account (each costs two argon2 computations).
+    pub password_changes_per_account: Limit,
 }
 
-impl LoginThrottle {
-    pub fn new(redis: crate::cache::Redis, prefix: &str, per_account: Limit, per_address: Limit) -> Self {
+/// Throttling of the authentication routes: fixed-window counters in Redis, shared by every instance.
+///
+/// Sign-in counts attempts per address, and failures per account. An account past its failures is not locked
+/// for everyone — that would let anyone lock a victim out — but for the addresses that failed for it: the
+/// right password from an address that has not been failing still signs in.
+#[derive(Clone)]
+pub struct AuthThrottle {
+    redis: crate::cache::Redis,
+    prefix: String,
+    limits: Limits,
+}
+
+impl AuthThrottle {
+    pub fn new(redis: crate::cache::Redis, prefix: &str, limits: Limits) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),
-            per_account,
-            per_address,
+            limits,
         }
     }
 
@@ -45,37 +78,82 @@ impl LoginThrottle {
         format!("{}:login:account:{}", self.prefix, hex(&digest[..16]))
     }
 
-    fn address_key(&self, address: &str) -> String {
-        format!("{}:login:addr:{address}", self.prefix)
+    fn pair_key(&self, email: &str, address: &str) -> String {
+        let digest = Sha256::digest(format!("{}\n{address}", email.trim().to_lowercase()).as_bytes());
+        format!("{}:login:pair:{}", self.prefix, hex(&digest[..16]))
     }
 
-    /// Counts a sign-in attempt; `Some(retry_after)` when the account or the address is over its limit.
-    pub async fn attempt(&self, email: &str, address: &str) -> anyhow::Result<Option<Duration>> {
-        let mut wait = None;
-        for (key, limit) in [
-            (self.address_key(address), self.per_address),
-            (self.account_key(email), self.per_account),
-        ] {
-            let mut hit = crate::cache::eval(HIT, 1);
-            hit.arg(&key).arg(limit.window.as_millis() as u64);
-            let (count, ttl_ms): (u64, i64) = self
-                .redis
-                .query(hit)
-                .await
-                .context("Failed to count a sign-in attempt")?;
-            if count > u64::from(limit.limit) {
-                let retry = Duration::from_millis(ttl_ms.max(1) as u64);
-                wait = Some(wait.map_or(retry, |w: Duration| w.max(retry)));
-            }
+    /// Counts a hit of `key`; `Some(retry_after)` when past `limit` in its window.
+    async fn hit(&self, key: &str, limit: Limit, what: &str) -> anyhow::Result<Option<Duration>> {
+        let mut hit = crate::cache::eval(HIT, 1);
+        hit.arg(key).arg(limit.window.as_millis() as u64);
+        let (count, ttl_ms): (u64, i64) = self
+            .redis
+            .query(hit)
+            .await
+            .with_context(|| format!("Failed to count {what}"))?;
+        Ok((count > u64::from(limit.limit)).then(|| Duration::from_millis(ttl_ms.max(1) as u64)))
+    }
+
+    /// Counts a sign-in attempt; `Some(retry_after)` when the address is past its attempts, or the account past
+    /// its failures and this address one of those that failed.
+    pub async fn sign_in(&self, email: &str, address: &str) -> anyhow::Result<Option<Duration>> {
+        let per_address = self.limits.sign_ins_per_address;
+        if let Some(wait) = self
+            .hit(
+                &format!("{}:login:addr:{address}", self.prefix),
+                per_address,
+                "a sign-in",
+            )
+            .await?
+        {
+            return Ok(Some(wait));
         }
-        Ok(wait)
+        let mut read = crate::cache::eval(FAILURES, 2);
+        read.arg(self.account_key(email)).arg(self.pair_key(email, address));
+        let (failures, ttl_ms, from_here): (u64, i64, u64) = self
+            .redis
+            .query(read)
+            .await
+            .context("Failed to read an account's failed sign-ins")?;
+        let locked = failures >= u64::from(self.limits.failures_per_account.limit) && from_here > 0;
+        Ok(locked.then(|| Duration::from_millis(ttl_ms.max(1) as u64)))
     }
 
-    /// A successful sign-in clears the account's count (the address's stays).
-    pub async fn succeeded(&self, email: &str) -> anyhow::Result<()> {
-        let del = redis::Cmd::del(self.account_key(email));
+    /// Counts a failed sign-in of the account from the address.
+    pub async fn failed(&self, email: &str, address: &str) -> anyhow::Result<()> {
+        let mut failed = crate::cache::eval(FAILED, 2);
+        failed
+            .arg(self.account_key(email))
+            .arg(self.pair_key(email, address))
+            .arg(self.limits.failures_per_account.window.as_millis() as u64);
+        let _: i64 = self
+            .redis
+            .query(failed)
+            .await
+            .context("Failed to count a failed sign-in")?;
+        Ok(())
+    }
+
+    /// A successful sign-in clears the account's failures and this address's (the address's attempts stay).
+    pub async fn succeeded(&self, email: &str, address: &str) -> anyhow::Result<()> {
+        let del = redis::Cmd::del(&[self.account_key(email), self.pair_key(email, address)]);
         let _: () = self.redis.query(del).await.context("Redis DEL failed")?;
         Ok(())
+    }
+
+    /// Counts a refresh-token exchange from the address; `Some(retry_after)` past its limit.
+    pub async fn refresh(&self, address: &str) -> anyhow::Result<Option<Duration>> {
+        let key = format!("{}:refresh:addr:{address}", self.prefix);
+        self.hit(&key, self.limits.refreshes_per_address, "a token refresh")
+            .await
+    }
+
+    /// Counts a password change of the user; `Some(retry_after)` past its limit.
+    pub async fn password_change(&self, user_id: uuid::Uuid) -> anyhow::Result<Option<Duration>> {
+        let key = format!("{}:password:user:{user_id}", self.prefix);
+        self.hit(&key, self.limits.password_changes_per_account, "a password change")
+            .await
     }
 }
 

@@ -569,8 +569,20 @@ where
 fn csv_line(cells: &[String]) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     // Writing to memory cannot fail.
-    let _ = writer.write_record(cells);
+    let _ = writer.write_record(cells.iter().map(|c| inert_cell(c).into_owned()));
     writer.into_inner().unwrap_or_default()
+}
+
+/// A cell a spreadsheet will not run: text that starts like a formula (`= + - @`, a tab or a carriage return)
+/// gets a leading `'`, which spreadsheets read as "text" (a company named `=HYPERLINK(…)` is shown, not
+/// followed). Numbers keep their sign, so that the errors file can be fixed and uploaded again.
+fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
+    let formula_like = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula_like && !cell.parse::<f64>().is_ok_and(f64::is_finite) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
 }
 
 /// The failed rows as CSV: `row_number, code, reason`, then the row's own cells under the file's columns
@@ -671,4 +683,30 @@ pub async fn results(
             ]
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_cells_that_a_spreadsheet_would_run_are_written_as_text() {
+        let line = |cells: &[&str]| {
+            String::from_utf8(csv_line(&cells.iter().map(|c| (*c).to_owned()).collect::<Vec<_>>())).unwrap()
+        };
+        assert_eq!(
+            line(&[
+                r#"=HYPERLINK("http://x.example","x")"#,
+                "+1+2",
+                "@SUM(A1)",
+                "-2+3",
+                "\tx"
+            ]),
+            "\"'=HYPERLINK(\"\"http://x.example\"\",\"\"x\"\")\",'+1+2,'@SUM(A1),'-2+3,'\tx\n"
+        );
+        assert_eq!(
+            line(&["-2.5", "+3", "1e-3", "Acme", "", "a=b"]),
+            "-2.5,+3,1e-3,Acme,,a=b\n"
+        );
+    }
 }

@@ -139,6 +139,69 @@ async fn login_is_throttled_per_client_address() {
 }
 
 #[actix_web::test]
+async fn a_locked_account_still_signs_in_with_its_password_from_an_address_that_was_not_failing() {
+    let app = spawn_app_with(|s| {
+        s.auth.login_attempts_per_account = 3;
+        s.auth.trust_forwarded_for = true;
+    })
+    .await;
+    let demo = app.demo().await;
+    let victim = demo.setup.user(Role::TenantAdmin);
+    let sign_in = |from: &'static str, password: String| {
+        let app = &app;
+        let email = victim.email.clone();
+        async move {
+            app.client
+                .post(format!("{}/api/v1/auth/login", app.address))
+                .header("X-Forwarded-For", from)
+                .json(&json!({ "email": email, "password": password }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut attacker = Vec::new();
+    for _ in 0..4 {
+        attacker.push(sign_in("203.0.113.7", "wrong wrong wrong".into()).await);
+    }
+    assert_eq!(attacker, [401, 401, 401, 429]);
+    // The attacker's address stays refused, even with the right password (no oracle for its guesses)...
+    assert_eq!(sign_in("203.0.113.7", victim.password.clone()).await, 429);
+    // ...and the owner signs in from their own address.
+    assert_eq!(sign_in("198.51.100.20", victim.password.clone()).await, 200);
+}
+
+#[actix_web::test]
+async fn token_refresh_and_password_change_are_throttled() {
+    let app = spawn_app_with(|s| {
+        s.auth.refreshes_per_address = 2;
+        s.auth.password_changes_per_account = 2;
+    })
+    .await;
+    let demo = app.demo().await;
+    let mut refreshes = Vec::new();
+    for _ in 0..3 {
+        let body = json!({ "refresh_token": "not a token" });
+        refreshes.push(app.call("POST", "/api/v1/auth/refresh", None, Some(&body)).await.0);
+    }
+    assert_eq!(refreshes, [401, 401, 429]);
+    let token = demo.token(Role::OrgMember);
+    let mut changes = Vec::new();
+    for _ in 0..3 {
+        let body = json!({ "current_password": "wrong wrong wrong", "new_password": "a brand new passphrase" });
+        changes.push(
+            app.call("POST", "/api/v1/auth/change-password", Some(token), Some(&body))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(changes[2], 429, "{changes:?}");
+    assert_ne!(changes[0], 429);
+}
+
+#[actix_web::test]
 async fn a_refresh_token_rotates_and_a_reused_one_ends_the_whole_session() {
     let (app, demo) = demo_app().await;
     let admin = demo.setup.user(Role::TenantAdmin);
