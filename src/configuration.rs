@@ -62,6 +62,11 @@ pub struct ApplicationSettings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub max_json_body_bytes: usize,
+    /// Live (SSE) streams open at once per user and per instance; beyond, `RATE_LIMITED`.
+    pub live_streams_per_user: usize,
+    pub live_streams: usize,
+    /// How often a live stream re-checks its caller's session (and a `user`'s assignments).
+    pub live_stream_recheck_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -366,6 +371,15 @@ impl Settings {
             ("pipeline.default_burst", p.default_burst as usize),
             ("pipeline.ingest_ack_wait_secs", p.ingest_ack_wait_secs as usize),
             ("pipeline.ingest_max_deliver", p.ingest_max_deliver as usize),
+            (
+                "application.live_streams_per_user",
+                self.application.live_streams_per_user,
+            ),
+            ("application.live_streams", self.application.live_streams),
+            (
+                "application.live_stream_recheck_secs",
+                self.application.live_stream_recheck_secs as usize,
+            ),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());

@@ -80,6 +80,12 @@ impl Application {
             auth: Arc::new(auth),
             pipeline: started.pipeline,
             alerts: started.alerts,
+            live: crate::http::live::LiveStreams::new(
+                settings.application.live_streams_per_user,
+                settings.application.live_streams,
+                Duration::from_secs(settings.application.live_stream_recheck_secs),
+            ),
+            job_progress: Default::default(),
             portfolio,
             company_symbols: Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES)),
             bulk,

@@ -1,7 +1,7 @@
 //! Risk-change alerts: the stored list, and a live Server-Sent Events stream. Each caller sees only the
 //! alerts of companies their role lets them see.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc};
 
 use actix_web::{HttpResponse, get, web};
 use futures_util::stream;
@@ -10,7 +10,10 @@ use serde::Deserialize;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use uuid::Uuid;
 
-use super::{ApiError, envelope, field_details};
+use super::{
+    ApiError, envelope, field_details,
+    live::{Liveness, Standing},
+};
 use crate::{
     auth::{Permission, Principal, Scope},
     db::predictions::{self, AlertRecord},
@@ -52,7 +55,7 @@ pub async fn list(
 /// Which live alerts a subscriber may see.
 struct Visibility {
     scope: Scope,
-    /// For `user` accounts: the companies assigned at subscription time.
+    /// For `user` accounts: the companies assigned (as of the last re-check).
     assigned: Option<HashSet<Uuid>>,
 }
 
@@ -65,28 +68,28 @@ impl Visibility {
 }
 
 /// Live alerts as Server-Sent Events (`event: alert`, `id:` the alert id, `data:` the alert JSON), with a
-/// keep-alive comment every 15 s.
+/// keep-alive comment every 15 s at most. The stream ends (`event: end` with the reason) within a few seconds
+/// of its session ending; a `user`'s stream follows their assignments. Open streams are capped per user and
+/// instance (`RATE_LIMITED`).
 #[utoipa::path(tag = "alerts", security(("bearer" = [])),
-    responses((status = 200, description = "text/event-stream of alerts", content_type = "text/event-stream", body = String)))]
+    responses((status = 200, description = "text/event-stream of alerts", content_type = "text/event-stream", body = String),
+    (status = 429, body = envelope::ErrorBody)))]
 #[get("/alerts/stream")]
 pub async fn live(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionRead)?;
-    let scope = principal.scope();
-    let assigned = match scope.assigned_to() {
-        Some(user) => {
-            let mut conn = state.db.acquire().await?;
-            Some(crate::db::companies::assigned_company_ids(&mut conn, &scope, user).await?)
-        }
-        None => None,
+    let assigned = super::live::assigned(&state, &principal).await?;
+    let subscriber = Subscriber {
+        receiver: state.alerts.subscribe(),
+        visibility: Visibility {
+            scope: principal.scope(),
+            assigned,
+        },
+        ended: false,
+        liveness: Liveness::open(state, principal)?,
     };
-    let visibility = Arc::new(Visibility { scope, assigned });
-    let receiver = state.alerts.subscribe();
-    let events = stream::unfold((receiver, visibility), |(mut receiver, visibility)| async move {
-        let frame = next_frame(&mut receiver, &visibility).await?;
-        Some((
-            Ok::<_, actix_web::Error>(web::Bytes::from(frame)),
-            (receiver, visibility),
-        ))
+    let events = stream::unfold(subscriber, |mut subscriber| async move {
+        let frame = subscriber.next_frame().await?;
+        Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), subscriber))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -95,24 +98,49 @@ pub async fn live(state: web::Data<AppState>, principal: Principal) -> Result<Ht
         .streaming(events))
 }
 
-/// The next SSE frame: a visible alert, or a keep-alive after 15 s of silence; `None` when the feed ended.
-async fn next_frame(receiver: &mut Receiver<Arc<Alert>>, visibility: &Visibility) -> Option<String> {
-    loop {
-        let received = tokio::time::timeout(Duration::from_secs(15), receiver.recv()).await;
-        match received {
-            Err(_) => return Some(": keep-alive\n\n".into()),
-            Ok(Ok(alert)) if visibility.allows(&alert) => {
-                let data = serde_json::to_string(&*alert).ok()?;
-                return Some(format!("id: {}\nevent: alert\ndata: {data}\n\n", alert.id));
+/// One live stream's state.
+struct Subscriber {
+    receiver: Receiver<Arc<Alert>>,
+    visibility: Visibility,
+    liveness: Liveness,
+    /// The end frame was sent: the stream is over.
+    ended: bool,
+}
+
+impl Subscriber {
+    /// The next SSE frame: a visible alert, a keep-alive, the end frame when the session ended; `None` when the
+    /// stream is over.
+    async fn next_frame(&mut self) -> Option<String> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            match self.liveness.recheck_if_due().await {
+                Some(Standing::Live { assigned }) => self.visibility.assigned = assigned,
+                Some(Standing::Ended(reason)) => {
+                    self.ended = true;
+                    return Some(super::live::end_frame(reason));
+                }
+                None => {}
             }
-            Ok(Ok(_)) => continue,
-            Ok(Err(RecvError::Lagged(missed))) => {
-                metrics::counter!("pdscore_sse_alerts_missed_total").increment(missed);
-                return Some(format!(
-                    "event: lagged\ndata: {{\"missed\":{missed},\"hint\":\"read GET /api/v1/alerts\"}}\n\n"
-                ));
-            }
-            Ok(Err(RecvError::Closed)) => return None,
+            let frame = match tokio::time::timeout(self.liveness.wait(), self.receiver.recv()).await {
+                Err(_) => match self.liveness.keep_alive_due() {
+                    Some(frame) => return Some(frame),
+                    None => continue,
+                },
+                Ok(Ok(alert)) if self.visibility.allows(&alert) => {
+                    let data = serde_json::to_string(&*alert).ok()?;
+                    format!("id: {}\nevent: alert\ndata: {data}\n\n", alert.id)
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(RecvError::Lagged(missed))) => {
+                    metrics::counter!("pdscore_sse_alerts_missed_total").increment(missed);
+                    format!("event: lagged\ndata: {{\"missed\":{missed},\"hint\":\"read GET /api/v1/alerts\"}}\n\n")
+                }
+                Ok(Err(RecvError::Closed)) => return None,
+            };
+            self.liveness.sent();
+            return Some(frame);
         }
     }
 }

@@ -455,10 +455,12 @@ pub async fn cancel(
 }
 
 /// Live progress as Server-Sent Events: `event: progress` with the job JSON whenever it changes, then
-/// `event: done` once it is finished (the stream ends); a keep-alive comment every 15 s.
+/// `event: done` once it is finished (the stream ends); a keep-alive comment every 15 s. Every stream of a job
+/// follows one reading of it ([`JobProgress`]); a stream ends (`event: end`) within a few seconds of its
+/// session ending, and open streams are capped per user and instance (`RATE_LIMITED`).
 #[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, description = "text/event-stream of progress", content_type = "text/event-stream", body = String),
-    (status = 404, body = envelope::ErrorBody)))]
+    (status = 404, body = envelope::ErrorBody), (status = 429, body = envelope::ErrorBody)))]
 #[get("/bulk-jobs/{id}/events")]
 pub async fn events(
     state: web::Data<AppState>,
@@ -466,41 +468,15 @@ pub async fn events(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let job = find(&state, &principal, id.into_inner()).await?;
-    let (db, scope) = (state.db.clone(), principal.scope());
-    let events = stream::unfold(Progress::Start(Box::new(job)), move |progress| {
-        let db = db.clone();
-        async move {
-            let (mut job, last) = match progress {
-                Progress::Start(job) => (Some(*job), None),
-                Progress::Sent(id, last) => (None, Some((id, last))),
-                Progress::Done => return None,
-            };
-            let mut waited = Duration::ZERO;
-            loop {
-                if let Some(current) = job.take()
-                    && (last.is_none_or(|(_, at)| at != current.updated_at) || current.is_finished())
-                {
-                    let next = if current.is_finished() {
-                        Progress::Done
-                    } else {
-                        Progress::Sent(current.id, current.updated_at)
-                    };
-                    let kind = if current.is_finished() { "done" } else { "progress" };
-                    let id = current.id;
-                    let data = serde_json::to_string(&JobView::from(current)).ok()?;
-                    let frame = format!("id: {id}\nevent: {kind}\ndata: {data}\n\n");
-                    return Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), next));
-                }
-                let (id, at) = last?;
-                if waited >= Duration::from_secs(15) {
-                    return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), Progress::Sent(id, at)));
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                waited += Duration::from_millis(250);
-                let mut conn = db.acquire().await.ok()?;
-                job = Some(bulk_jobs::find(&mut conn, &scope, id).await.ok()??);
-            }
-        }
+    let follower = Follower {
+        progress: state.job_progress.follow(&state.db, &job),
+        sent: None,
+        ended: false,
+        liveness: super::live::Liveness::open(state, principal)?,
+    };
+    let events = stream::unfold(follower, |mut follower| async move {
+        let frame = follower.next_frame().await?;
+        Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), follower))
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -509,12 +485,115 @@ pub async fn events(
         .streaming(events))
 }
 
-/// Where a progress stream is.
-enum Progress {
-    Start(Box<BulkJob>),
-    /// The job and the `updated_at` last sent.
-    Sent(Uuid, chrono::DateTime<chrono::Utc>),
-    Done,
+/// How often a followed job is read.
+const PROGRESS_POLL: Duration = Duration::from_millis(250);
+
+/// Bulk jobs followed by live streams on this instance: each is read every 250 ms by one task while at least
+/// one stream follows it, and the streams share what it read (the job's progress is in PostgreSQL, written by
+/// whichever instance runs it). So 100 browsers on one job cost one query per 250 ms, not 100.
+#[derive(Clone, Default)]
+pub struct JobProgress(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, ProgressFeed>>>);
+
+type ProgressFeed = std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<BulkJob>>>;
+
+impl JobProgress {
+    /// The job's state as it changes, starting from `job` (read when the stream opened). The channel closes
+    /// when the job is finished or gone.
+    fn follow(&self, db: &sqlx::PgPool, job: &BulkJob) -> tokio::sync::watch::Receiver<std::sync::Arc<BulkJob>> {
+        let mut feeds = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(feed) = feeds.get(&job.id) {
+            return feed.subscribe();
+        }
+        let (feed, receiver) = tokio::sync::watch::channel(std::sync::Arc::new(job.clone()));
+        let feed = std::sync::Arc::new(feed);
+        feeds.insert(job.id, feed.clone());
+        let (registry, db, tenant_id, job_id) = (self.clone(), db.clone(), job.tenant_id, job.id);
+        tokio::spawn(async move {
+            let scope = crate::auth::Scope::service(tenant_id);
+            loop {
+                tokio::time::sleep(PROGRESS_POLL).await;
+                let read = match db.acquire().await {
+                    Ok(mut conn) => bulk_jobs::find(&mut conn, &scope, job_id).await.map_err(ApiError::from),
+                    Err(e) => Err(e.into()),
+                };
+                // A failed read is tried again at the next tick; a job gone ends its streams.
+                let over = {
+                    let mut feeds = registry.0.lock().unwrap_or_else(|e| e.into_inner());
+                    let over = match read {
+                        _ if feed.receiver_count() == 0 => true,
+                        Ok(None) => true,
+                        Ok(Some(current)) => {
+                            let finished = current.is_finished();
+                            feed.send_if_modified(|last| {
+                                let changed = last.updated_at != current.updated_at || last.status != current.status;
+                                if changed {
+                                    *last = std::sync::Arc::new(current);
+                                }
+                                changed
+                            });
+                            finished
+                        }
+                        Err(_) => false,
+                    };
+                    if over {
+                        feeds.remove(&job_id);
+                    }
+                    over
+                };
+                if over {
+                    return;
+                }
+            }
+        });
+        receiver
+    }
+}
+
+/// One live progress stream's state.
+struct Follower {
+    progress: tokio::sync::watch::Receiver<std::sync::Arc<BulkJob>>,
+    /// The `updated_at` of the last progress sent.
+    sent: Option<chrono::DateTime<chrono::Utc>>,
+    liveness: super::live::Liveness,
+    /// The last frame (`done` or `end`) was sent.
+    ended: bool,
+}
+
+impl Follower {
+    async fn next_frame(&mut self) -> Option<String> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            if let Some(super::live::Standing::Ended(reason)) = self.liveness.recheck_if_due().await {
+                self.ended = true;
+                return Some(super::live::end_frame(reason));
+            }
+            let current = self.progress.borrow_and_update().clone();
+            if self.sent.is_none_or(|at| at != current.updated_at) || current.is_finished() {
+                self.sent = Some(current.updated_at);
+                self.liveness.sent();
+                let kind = if current.is_finished() {
+                    self.ended = true;
+                    "done"
+                } else {
+                    "progress"
+                };
+                let id = current.id;
+                let data = serde_json::to_string(&JobView::from((*current).clone())).ok()?;
+                return Some(format!("id: {id}\nevent: {kind}\ndata: {data}\n\n"));
+            }
+            match tokio::time::timeout(self.liveness.wait(), self.progress.changed()).await {
+                Ok(Ok(())) => continue,
+                // The job is gone (deleted with its tenant or organization).
+                Ok(Err(_)) => return None,
+                Err(_) => match self.liveness.keep_alive_due() {
+                    Some(frame) => return Some(frame),
+                    None => continue,
+                },
+            }
+        }
+    }
 }
 
 /// Rows of a report read per page, so a million-row report streams in bounded memory.
@@ -688,6 +767,40 @@ pub async fn results(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_stream_of_a_job_follows_one_reading_of_it() {
+        let db = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let now = chrono::Utc::now();
+        let job = BulkJob {
+            id: Uuid::now_v7(),
+            tenant_id: Uuid::now_v7(),
+            organization_id: Uuid::now_v7(),
+            created_by: None,
+            prediction_type: "annual".into(),
+            status: "processing".into(),
+            file_name: "a.csv".into(),
+            file_format: "csv".into(),
+            file_size: 1,
+            options: json!({}),
+            total_rows: Some(10),
+            processed_rows: 1,
+            succeeded_rows: 1,
+            failed_rows: 0,
+            last_committed_row: 1,
+            error_message: None,
+            cancel_requested_at: None,
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            updated_at: now,
+        };
+        let progress = JobProgress::default();
+        let followers: Vec<_> = (0..10).map(|_| progress.follow(&db, &job)).collect();
+        let feeds = progress.0.lock().unwrap();
+        assert_eq!(feeds.len(), 1, "one reader for the job");
+        assert_eq!(feeds[&job.id].receiver_count(), followers.len());
+    }
 
     #[test]
     fn report_cells_that_a_spreadsheet_would_run_are_written_as_text() {

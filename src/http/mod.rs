@@ -28,6 +28,7 @@ pub mod envelope;
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod live;
 pub mod metrics;
 pub mod middleware;
 pub mod models;

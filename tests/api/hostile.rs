@@ -296,3 +296,66 @@ async fn a_workbook_declaring_an_absurd_count_is_refused_and_the_service_keeps_s
     let (status, answer) = upload(workbook_declaring("4")).await;
     assert_eq!(status, 202, "{answer:#}");
 }
+
+/// Reads a live stream until a frame holds `needle`, for at most `within`; the text read.
+async fn read_until(stream: &mut reqwest::Response, needle: &str, within: Duration) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while !text.contains(needle) {
+        match tokio::time::timeout_at(deadline, stream.chunk()).await {
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(_) => break,
+            Err(_) => panic!("no {needle:?} within {within:?}; read: {text}"),
+        }
+    }
+    text
+}
+
+#[actix_web::test]
+async fn a_live_stream_ends_with_its_session_and_streams_are_capped_per_user() {
+    let app = spawn_app_with(|s| {
+        s.application.live_stream_recheck_secs = 1;
+        s.application.live_streams_per_user = 2;
+    })
+    .await;
+    let demo = app.demo().await;
+    let analyst = demo.setup.user(Role::OrgMember);
+    let token = app.login(&analyst.email, &analyst.password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let open = |path: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            app.client
+                .get(format!("{}{path}", app.address))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut alerts = open("/api/v1/alerts/stream").await;
+    assert_eq!(alerts.status(), 200);
+    let second = open("/api/v1/alerts/stream").await;
+    assert_eq!(second.status(), 200);
+    let third = open("/api/v1/alerts/stream").await;
+    assert_eq!(third.status(), 429, "a third stream of one user");
+    drop(second);
+    let reopened = eventually("a closed stream's place", Duration::from_secs(10), || async {
+        let response = open("/api/v1/alerts/stream").await;
+        (response.status() == 200).then_some(response)
+    })
+    .await;
+
+    // Was: a stream opened before logout still delivered the next alert.
+    let (status, _) = app.call("POST", "/api/v1/auth/logout", Some(&token), None).await;
+    assert_eq!(status, 200);
+    let text = read_until(&mut alerts, "event: end", Duration::from_secs(15)).await;
+    assert!(text.contains("session has ended"), "{text}");
+    assert!(
+        alerts.chunk().await.unwrap().is_none(),
+        "the stream is closed after its end frame"
+    );
+    drop(reopened);
+}

@@ -1,0 +1,217 @@
+//! What every live (Server-Sent Events) stream shares: how many may be open, and the re-check of the caller.
+//!
+//! A stream is authorized when it opens, but it may outlive the session it was opened with. Every
+//! `recheck` (a few seconds) each stream asks whether its session is still live — logout, deactivation and a
+//! change of role or organization all end the session — and, for `user` accounts, which companies are assigned
+//! now; a stream whose session ended says so (`event: end`) and closes. Open streams are capped per user and
+//! per instance: each holds a connection and a task.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use uuid::Uuid;
+
+use super::{ApiError, ErrorCode};
+use crate::{auth::Principal, state::AppState};
+
+/// The caps on open streams and how often they re-check their caller.
+#[derive(Debug)]
+pub struct LiveStreams {
+    per_user: usize,
+    per_instance: usize,
+    pub recheck: Duration,
+    /// Open streams by user (a user's entry goes with their last stream).
+    open: Mutex<HashMap<Uuid, usize>>,
+}
+
+/// One open stream, counted until it is dropped (the stream ends, or its client goes).
+#[derive(Debug)]
+pub struct Opened {
+    streams: Arc<LiveStreams>,
+    user: Uuid,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+        metrics::gauge!("pdscore_live_streams").decrement(1.0);
+    }
+}
+
+impl LiveStreams {
+    pub fn new(per_user: usize, per_instance: usize, recheck: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            per_user,
+            per_instance,
+            recheck,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts a new stream of `user`, or refuses it (`RATE_LIMITED`) past a cap.
+    pub fn open(self: &Arc<Self>, user: Uuid) -> Result<Opened, ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = open.values().sum();
+        let mine = open.get(&user).copied().unwrap_or(0);
+        let refusal = if mine >= self.per_user {
+            Some(format!(
+                "You have {mine} live streams open; at most {} are allowed.",
+                self.per_user
+            ))
+        } else if total >= self.per_instance {
+            Some("This instance serves as many live streams as it can; retry shortly.".to_owned())
+        } else {
+            None
+        };
+        if let Some(message) = refusal {
+            metrics::counter!("pdscore_live_streams_refused_total").increment(1);
+            return Err(ApiError::new(ErrorCode::RateLimited, message).with_retry_after(Duration::from_secs(5)));
+        }
+        *open.entry(user).or_default() += 1;
+        metrics::gauge!("pdscore_live_streams").increment(1.0);
+        Ok(Opened {
+            streams: self.clone(),
+            user,
+        })
+    }
+}
+
+/// What a stream's caller may see now.
+pub enum Standing {
+    /// The session is live; for `user` accounts, the companies assigned now.
+    Live { assigned: Option<HashSet<Uuid>> },
+    /// The session ended (or cannot be checked: a stream is not kept open on trust): the reason to send.
+    Ended(&'static str),
+}
+
+/// Re-checks a stream's caller (see the module's text).
+pub async fn standing(state: &AppState, principal: &Principal) -> Standing {
+    match state
+        .auth
+        .sessions
+        .is_active(&state.db, principal.session_id, principal.user_id)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return Standing::Ended("the session has ended; sign in again"),
+        Err(e) => {
+            tracing::warn!(error = %e, "a live stream's session cannot be checked; the stream ends");
+            return Standing::Ended("the session cannot be checked right now; reconnect shortly");
+        }
+    }
+    match assigned(state, principal).await {
+        Ok(assigned) => Standing::Live { assigned },
+        Err(e) => {
+            tracing::warn!(error = %e, "a live stream's assignments cannot be read; the stream ends");
+            Standing::Ended("the stream's scope cannot be checked right now; reconnect shortly")
+        }
+    }
+}
+
+/// For `user` accounts, the companies assigned to them; `None` for roles that see whole organizations.
+pub async fn assigned(state: &AppState, principal: &Principal) -> Result<Option<HashSet<Uuid>>, ApiError> {
+    let scope = principal.scope();
+    match scope.assigned_to() {
+        Some(user) => {
+            let mut conn = state.db.acquire().await?;
+            Ok(Some(
+                crate::db::companies::assigned_company_ids(&mut conn, &scope, user).await?,
+            ))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Silence longer than this gets a keep-alive comment (sooner when re-checks are: writing is how a client
+/// that went away is noticed, and its place freed).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// A stream's caller and its clock: when to re-check it, when to say it is still there.
+pub struct Liveness {
+    principal: Principal,
+    state: actix_web::web::Data<AppState>,
+    checked: Instant,
+    quiet_since: Instant,
+    _opened: Opened,
+}
+
+impl Liveness {
+    /// Counts a new stream of `principal` (see [`LiveStreams::open`]).
+    pub fn open(state: actix_web::web::Data<AppState>, principal: Principal) -> Result<Self, ApiError> {
+        let opened = state.live.open(principal.user_id)?;
+        Ok(Self {
+            principal,
+            state,
+            checked: Instant::now(),
+            quiet_since: Instant::now(),
+            _opened: opened,
+        })
+    }
+
+    fn keep_alive(&self) -> Duration {
+        KEEP_ALIVE.min(self.state.live.recheck)
+    }
+
+    /// The caller's standing, when a re-check is due.
+    pub async fn recheck_if_due(&mut self) -> Option<Standing> {
+        if self.checked.elapsed() < self.state.live.recheck {
+            return None;
+        }
+        self.checked = Instant::now();
+        Some(standing(&self.state, &self.principal).await)
+    }
+
+    /// How long to wait for the stream's next event before a re-check or a keep-alive is due.
+    pub fn wait(&self) -> Duration {
+        self.state
+            .live
+            .recheck
+            .saturating_sub(self.checked.elapsed())
+            .min(self.keep_alive().saturating_sub(self.quiet_since.elapsed()))
+    }
+
+    /// A keep-alive comment, if one is due now.
+    pub fn keep_alive_due(&mut self) -> Option<String> {
+        (self.quiet_since.elapsed() >= self.keep_alive()).then(|| {
+            self.sent();
+            ": keep-alive\n\n".to_owned()
+        })
+    }
+
+    /// A frame was sent.
+    pub fn sent(&mut self) {
+        self.quiet_since = Instant::now();
+    }
+}
+
+/// The frame that closes a stream, with why.
+pub fn end_frame(reason: &str) -> String {
+    format!("event: end\ndata: {}\n\n", serde_json::json!({ "reason": reason }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_are_capped_per_user_and_per_instance_and_counted_until_dropped() {
+        let streams = LiveStreams::new(2, 3, Duration::from_secs(5));
+        let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+        let a1 = streams.open(alice).unwrap();
+        let _a2 = streams.open(alice).unwrap();
+        assert!(streams.open(alice).is_err(), "a third stream of one user");
+        let _b1 = streams.open(bob).unwrap();
+        assert!(streams.open(bob).is_err(), "a fourth stream of the instance");
+        drop(a1);
+        let _b2 = streams.open(bob).expect("a closed stream frees its place");
+    }
+}
