@@ -89,14 +89,40 @@ impl RouteTable {
     }
 }
 
-/// The whole document: the frame plus every route [`super::configure`] registers.
+/// The whole document: the frame plus every route [`super::configure`] registers, each operation named by its
+/// tag and handler (`companies_get`): utoipa names an operation by its handler alone, and handlers of several
+/// areas share names (`list`, `get`, `create`, …), which clients generated from the document cannot take.
 pub fn document(max_json_body_bytes: usize) -> OpenApi {
-    actix_web::App::new()
+    let mut api = actix_web::App::new()
         .into_utoipa_app()
         .openapi(base())
         .configure(|cfg| super::configure(cfg, max_json_body_bytes))
         .split_for_parts()
-        .1
+        .1;
+    for item in api.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tag = operation
+                .tags
+                .as_ref()
+                .and_then(|t| t.first())
+                .map(|t| t.replace('-', "_"));
+            if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+                && !id.starts_with(&format!("{tag}_"))
+            {
+                *id = format!("{tag}_{id}");
+            }
+        }
+    }
+    api
 }
 
 /// Registers the document, the docs page and the fallback for unmatched requests.

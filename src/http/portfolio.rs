@@ -46,7 +46,7 @@ pub struct PortfolioQuery {
 /// The companies the caller may see, each with its latest prediction (of the latest reporting period, annual
 /// or quarterly, whichever was scored last), the PD of the period before and the trend between them. Answers
 /// are cached in Redis until the tenant's next write (`redis.portfolio_cache_ttl_secs`).
-#[utoipa::path(tag = "companies", security(("bearer" = [])), params(PortfolioQuery), responses(
+#[utoipa::path(tag = "companies", operation_id = "portfolio", security(("bearer" = [])), params(PortfolioQuery), responses(
     (status = 200, body = envelope::Envelope<Paginated<PortfolioItem>>), (status = 422, body = envelope::ErrorBody)))]
 #[get("/portfolio")]
 pub async fn list(

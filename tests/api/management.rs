@@ -429,6 +429,21 @@ async fn the_openapi_document_and_the_docs_page_are_served_offline() {
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     assert!(document["paths"]["/api/v1/companies/{company_id}"]["patch"].is_object());
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+    // Every operation has an id of its own (clients generated from the document name methods by them).
+    let mut ids: Vec<&str> = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .filter_map(|operation| operation["operationId"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let repeated: Vec<&str> = ids.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]).collect();
+    assert!(repeated.is_empty(), "operationIds repeat: {repeated:?}");
+    assert!(
+        ids.contains(&"companies_get") && ids.contains(&"tenants_get"),
+        "{ids:?}"
+    );
     let page = app.get("/api/v1/docs/").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();

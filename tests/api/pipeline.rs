@@ -557,15 +557,12 @@ async fn failed_actors_are_restarted_and_their_filings_still_scored() {
 
 /// p99 of a tenant's sequential HTTP predictions, in seconds.
 /// B's latency samples per phase of the fairness test (its p99 is the third-slowest).
-const SAMPLES: usize = 300;
-
-async fn p99(app: &TestApp, token: &str, company: Uuid, n: usize, year: &mut i32) -> f64 {
-    let mut latencies = Vec::with_capacity(n);
+/// Scores `n` filings of tenant B's company over HTTP, one after the other; each must be committed (201).
+async fn score_b(app: &TestApp, token: &str, company: Uuid, n: usize, year: &mut i32) {
     for _ in 0..n {
         *year += 1;
         let body = json!({ "type": "annual", "reporting_year": 1900 + (*year % 300), "ratios": safe(),
                            "filing_id": format!("b-{year}") });
-        let started = Instant::now();
         let (status, answer) = app
             .call(
                 "POST",
@@ -574,85 +571,77 @@ async fn p99(app: &TestApp, token: &str, company: Uuid, n: usize, year: &mut i32
                 Some(&body),
             )
             .await;
-        latencies.push(started.elapsed().as_secs_f64());
-        assert_eq!(status, 201, "{answer:#}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(status, 201, "B's filing {year} while A floods: {answer:#}");
     }
-    latencies.sort_by(f64::total_cmp);
-    latencies[(n * 99).div_ceil(100) - 1]
 }
 
-// Compares latencies: `scripts/test.sh` runs it alone, after the parallel pass (like the crash tests).
+/// Fairness as properties, not latencies (those are the benchmark's): while A publishes at 10× its limit, A is
+/// admitted no faster than its token bucket allows, every one of B's filings is committed at its first try
+/// (never refused, never failed), B is never rate limited, and A's excess is delayed, not lost.
 #[actix_web::test]
-async fn a_flooding_tenant_is_delayed_without_slowing_another_or_losing_filings() {
+async fn a_flooding_tenant_is_held_to_its_limit_without_refusing_another_or_losing_filings() {
     let app = spawn_app_with(|s| s.auth.login_attempts_per_address = 1000).await;
     let demo = app.demo().await;
     let sa = demo.token(Role::SuperAdmin).to_owned();
     // Tenant A (demo) may score 100 filings/s; tenant B is another tenant with the default limit.
+    let (rate, burst) = (100_u32, 100_u32);
     let (status, _) = app
         .call(
             "PATCH",
             &format!("/api/v1/tenants/{}", demo.setup.tenant_id),
             Some(&sa),
-            Some(&json!({ "rate_limit_per_second": 100, "rate_limit_burst": 100 })),
+            Some(&json!({ "rate_limit_per_second": rate, "rate_limit_burst": burst })),
         )
         .await;
     assert_eq!(status, 200);
     let tenant_b = app.second_tenant(&sa, "BCO").await;
     let (tb, b_company) = (tenant_b.admin_token, tenant_b.company_id);
-
-    // Dirty buffers of earlier work written out now rather than by a checkpoint during a measurement.
-    sqlx::query("CHECKPOINT").execute(&app.db).await.unwrap();
     let mut year = 0;
-    p99(&app, &tb, b_company, 20, &mut year).await; // warm-up
-    let unloaded = p99(&app, &tb, b_company, SAMPLES, &mut year).await;
 
-    // A publishes at its limit (100/s), then at 10× its limit (1,000/s), each from a thread of its own as a
-    // separate publisher would, while B keeps scoring over HTTP.
+    // A publishes 5,500 filings at 1,000/s from a thread of its own, as a separate publisher would, while B keeps
+    // scoring over HTTP.
     let ns = app.settings.nats.namespace().unwrap();
     let subject = ns.filings(&demo.setup.tenant_slug, "annual");
     let url = secrecy::ExposeSecret::expose_secret(&app.settings.nats.url).to_owned();
-    let publisher = |first: u32, count: u32, per_second: u64| {
-        let (url, subject) = (url.clone(), subject.clone());
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let js = jetstream::new(async_nats::connect(url).await.unwrap());
-                    let started = Instant::now();
-                    for i in first..first + count {
-                        let payload = message(&format!("a-{i}"), "ACME", 1900 + (i % 300) as u16, safe());
-                        js.publish(subject.clone(), payload.into())
-                            .await
-                            .unwrap()
-                            .await
-                            .unwrap();
-                        let due = Duration::from_micros(u64::from(i - first) * 1_000_000 / per_second);
-                        if let Some(wait) = due.checked_sub(started.elapsed()) {
-                            tokio::time::sleep(wait).await;
-                        }
+    let flood_started = Instant::now();
+    let flood = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let js = jetstream::new(async_nats::connect(url).await.unwrap());
+                let started = Instant::now();
+                for i in 0..5500u32 {
+                    let payload = message(&format!("a-{i}"), "ACME", 1900 + (i % 300) as u16, safe());
+                    js.publish(subject.clone(), payload.into())
+                        .await
+                        .unwrap()
+                        .await
+                        .unwrap();
+                    let due = Duration::from_micros(u64::from(i) * 1_000);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
                     }
-                })
-        })
-    };
-    // Each phase lasts about as long as B's samples (~5 s).
-    let at_limit = publisher(0, 500, 100);
-    let with_a = p99(&app, &tb, b_company, SAMPLES, &mut year).await;
-    at_limit.join().unwrap();
-    let flood = publisher(500, 5000, 1000);
-    let loaded = p99(&app, &tb, b_company, SAMPLES, &mut year).await;
-    flood.join().unwrap();
-    eprintln!(
-        "tenant B p99: alone {:.1} ms, A at its limit {:.1} ms, A at 10x its limit {:.1} ms",
-        unloaded * 1e3,
-        with_a * 1e3,
-        loaded * 1e3
-    );
+                }
+            })
+    });
+    score_b(&app, &tb, b_company, 200, &mut year).await;
+    // What A got through while B scored: at most its bucket's burst plus its rate over the time elapsed
+    // (a slower machine admits less, never more).
+    let a_committed = count(&app, "SELECT count(*) FROM filings WHERE idempotency_key LIKE 'a-%'").await;
+    let allowed = f64::from(burst) + f64::from(rate) * flood_started.elapsed().as_secs_f64();
     assert!(
-        loaded <= 2.0 * unloaded,
-        "B's p99 went from {unloaded:.4} s (alone) to {loaded:.4} s (A at 10x its limit)"
+        (a_committed as f64) <= allowed,
+        "A committed {a_committed} filings; its bucket allows {allowed:.0}"
+    );
+    flood.join().unwrap();
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("pdscore_rate_limited_total") && l.contains("tenant=\"tenant-b\"")),
+        "B was never rate limited"
     );
 
     // A's excess was delayed (Nak with delay), not lost: every filing is scored, once.
