@@ -14,6 +14,7 @@ mod helpers;
 mod hostile;
 mod management;
 mod metrics;
+mod outage;
 mod pipeline;
 mod request_id;
 mod schema;
