@@ -8,9 +8,9 @@
 //! - undecodable, invalid (a control character in any string, a key reused for another filing, a value the
 //!   database cannot hold), unknown tenant or company ⇒ the original payload and the reason go to the
 //!   dead-letter subject, then `Term` (no poison loops). If the dead letter cannot be stored, `Nak` instead;
-//! - still not committed at its last delivery (`max_deliver`, ~an hour of refusals with the growing delay) ⇒
-//!   dead letter `DELIVERY_LIMIT` with the last reason: nothing is redelivered forever, nothing is dropped
-//!   unrecorded (an operator republishes dead letters once the cause is gone).
+//! - still not committed at its last delivery (`max_deliver`: 1,000 by default, ~16 hours of refusals with
+//!   the growing delay) ⇒ dead letter `DELIVERY_LIMIT` with the last reason: nothing is redelivered forever,
+//!   nothing is dropped unrecorded (an operator republishes dead letters once the cause is gone).
 //!
 //! A message is acked only after its prediction is committed, and the commit is idempotent on the filing's
 //! key (`filing_id`, else `Nats-Msg-Id`, else its company and a digest of its content — never the stream
@@ -97,6 +97,15 @@ impl Outcome {
             other => other,
         }
     }
+}
+
+/// Deliveries the server allows a message past the service's limit: a dead letter that cannot be stored at the
+/// last delivery is tried again at the next ones.
+const DEAD_LETTER_RETRIES: i64 = 10;
+
+/// The consumer's `max_deliver` for a service limit of `max_deliver` deliveries.
+pub fn consumer_max_deliver(max_deliver: u32) -> i64 {
+    i64::from(max_deliver) + DEAD_LETTER_RETRIES
 }
 
 /// The least delay before the next delivery of a message delivered `delivered` times: 100 ms, doubled every
@@ -229,8 +238,9 @@ impl Ingest {
             ack_wait: self.config.ack_wait,
             deliver_policy: DeliverPolicy::All,
             // Bounded: the last delivery that cannot commit is dead-lettered ([`Outcome::at_delivery`]); the server
-            // stops too if this service never answers (a message that stops the process every time).
-            max_deliver: i64::from(self.config.max_deliver),
+            // allows a few more, for a dead letter that could not be stored, then stops too (a message that this
+            // service never answers, one that stops the process every time).
+            max_deliver: consumer_max_deliver(self.config.max_deliver),
             max_ack_pending: 20_000,
             ..Default::default()
         };
@@ -349,17 +359,21 @@ impl Ingest {
                 Outcome::DeadLetter(Undeliverable::new("TENANT_INACTIVE", "the tenant is deactivated"))
             }
             Err(PipelineError::RateLimited { retry_after }) => {
-                let delay = retry_after.max(Duration::from_millis(100));
-                self.refusals.note(tenant_id, delay);
-                Outcome::Nak(delay, "the tenant is over its rate limit")
+                self.held_back(tenant_id, retry_after, "the tenant is over its rate limit")
             }
             Err(PipelineError::Overloaded { retry_after }) => {
-                let delay = retry_after.max(Duration::from_millis(100));
-                self.refusals.note(tenant_id, delay);
-                Outcome::Nak(delay, "the tenant's queue is full")
+                self.held_back(tenant_id, retry_after, "the tenant's queue is full")
             }
             Err(PipelineError::Unavailable(e)) => unavailable(&e),
         }
+    }
+
+    /// A tenant's filing sent back for later (over its rate limit, or its queue full): noted, so that the tenant's
+    /// next messages are sent back at once for a moment ([`Refusals`]).
+    fn held_back(&self, tenant_id: Uuid, retry_after: Duration, reason: &'static str) -> Outcome {
+        let delay = retry_after.max(Duration::from_millis(100));
+        self.refusals.note(tenant_id, delay);
+        Outcome::Nak(delay, reason)
     }
 
     /// Stores the original payload and the reason on the dead-letter subject (deduplicated per message).

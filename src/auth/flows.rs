@@ -111,10 +111,7 @@ pub async fn login(
     let matches = password::verify(password, phc).await?;
     let credentials = match credentials {
         Some(c) if known && matches && c.can_sign_in => c,
-        _ => {
-            auth.throttle.failed(&normalized, &address).await?;
-            return Err(AuthFlowError::InvalidCredentials);
-        }
+        _ => return Err(AuthFlowError::InvalidCredentials),
     };
     auth.throttle.succeeded(&normalized, &address).await?;
 

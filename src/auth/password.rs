@@ -18,7 +18,17 @@ fn hasher() -> Argon2<'static> {
 
 /// Argon2 computations running at once at most: each holds 19 MiB, so a flood of sign-ins or password changes
 /// waits here instead of growing the process by 19 MiB a request (4 keep two cores busy).
-static COMPUTING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+static COMPUTING: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(4)));
+
+/// A permit to compute, held by the blocking task itself (a request that goes away does not free it early).
+async fn permit() -> anyhow::Result<tokio::sync::OwnedSemaphorePermit> {
+    COMPUTING
+        .clone()
+        .acquire_owned()
+        .await
+        .context("The password hashing permits are closed")
+}
 
 pub const MIN_LENGTH: usize = 12;
 pub const MAX_LENGTH: usize = 128;
@@ -60,11 +70,9 @@ pub fn check_policy(password: &SecretString, email: &str) -> Result<(), Password
 
 /// Hashes `password` into a PHC string, on the blocking pool.
 pub async fn hash(password: SecretString) -> anyhow::Result<String> {
-    let _computing = COMPUTING
-        .acquire()
-        .await
-        .context("The password hashing permits are closed")?;
+    let computing = permit().await?;
     tokio::task::spawn_blocking(move || {
+        let _computing = computing;
         let salt = SaltString::generate(&mut OsRng);
         hasher()
             .hash_password(password.expose_secret().as_bytes(), &salt)
@@ -77,11 +85,9 @@ pub async fn hash(password: SecretString) -> anyhow::Result<String> {
 
 /// Whether `password` matches the PHC string `phc`, on the blocking pool.
 pub async fn verify(password: SecretString, phc: String) -> anyhow::Result<bool> {
-    let _computing = COMPUTING
-        .acquire()
-        .await
-        .context("The password hashing permits are closed")?;
+    let computing = permit().await?;
     tokio::task::spawn_blocking(move || {
+        let _computing = computing;
         let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("stored hash is not a PHC string: {e}"))?;
         Ok(hasher()
             .verify_password(password.expose_secret().as_bytes(), &parsed)

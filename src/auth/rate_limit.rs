@@ -22,26 +22,29 @@ pub struct Limit {
     pub window: Duration,
 }
 
-/// Reads an account's failed sign-ins (count, window left) and those from one address.
-const FAILURES: &str = r"
+/// Decides a sign-in attempt for an account (KEYS[1]: attempts let through since its last success) from an
+/// address (KEYS[2]: those of them from this address), atomically, so that concurrent attempts each see the ones
+/// before them: refused (`{1, ms left}`) when the account is past its limit (ARGV[2]) and this address tried it
+/// before, or past ten times its limit; otherwise counted (`{0, 0}`). Refused attempts are not counted, so an
+/// address cannot push an account to the ceiling by itself.
+const ATTEMPT: &str = r"
 local account = tonumber(redis.call('GET', KEYS[1]) or '0')
-local ttl = redis.call('PTTL', KEYS[1])
-local pair = tonumber(redis.call('GET', KEYS[2]) or '0')
-return {account, ttl, pair}
-";
-
-/// Counts a failed sign-in for the account and for the account from this address.
-const FAILED: &str = r"
+local here = tonumber(redis.call('GET', KEYS[2]) or '0')
+local limit = tonumber(ARGV[2])
+if account >= limit and (here >= 1 or account >= 10 * limit) then
+  return {1, redis.call('PTTL', KEYS[1])}
+end
 for _, key in ipairs(KEYS) do
   if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
 end
-return 1
+return {0, 0}
 ";
 
 /// The limits of the throttled authentication routes.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Failed sign-ins per account: past it, sign-in from an address that failed for the account is refused.
+    /// Sign-ins per account not followed by a success: past it, sign-in is refused to the addresses that
+    /// tried the account before (past ten times it, to every address: distributed guessing stays bounded).
     pub failures_per_account: Limit,
     /// Sign-in attempts per client address, whatever the account.
     pub sign_ins_per_address: Limit,
@@ -53,9 +56,10 @@ pub struct Limits {
 
 /// Throttling of the authentication routes: fixed-window counters in Redis, shared by every instance.
 ///
-/// Sign-in counts attempts per address, and failures per account. An account past its failures is not locked
-/// for everyone — that would let anyone lock a victim out — but for the addresses that failed for it: the
-/// right password from an address that has not been failing still signs in.
+/// Sign-in counts attempts per address, and per account since its last success. An account past its limit is
+/// not locked for everyone — that would let anyone lock a victim out — but for the addresses that tried it
+/// before: the right password from an address that has not been failing still signs in. Only an account tried
+/// ten times its limit in the window is refused to every address.
 #[derive(Clone)]
 pub struct AuthThrottle {
     redis: crate::cache::Redis,
@@ -96,7 +100,7 @@ impl AuthThrottle {
     }
 
     /// Counts a sign-in attempt; `Some(retry_after)` when the address is past its attempts, or the account past
-    /// its failures and this address one of those that failed.
+    /// its limit and this address one of those that tried it.
     pub async fn sign_in(&self, email: &str, address: &str) -> anyhow::Result<Option<Duration>> {
         let per_address = self.limits.sign_ins_per_address;
         if let Some(wait) = self
@@ -109,33 +113,22 @@ impl AuthThrottle {
         {
             return Ok(Some(wait));
         }
-        let mut read = crate::cache::eval(FAILURES, 2);
-        read.arg(self.account_key(email)).arg(self.pair_key(email, address));
-        let (failures, ttl_ms, from_here): (u64, i64, u64) = self
-            .redis
-            .query(read)
-            .await
-            .context("Failed to read an account's failed sign-ins")?;
-        let locked = failures >= u64::from(self.limits.failures_per_account.limit) && from_here > 0;
-        Ok(locked.then(|| Duration::from_millis(ttl_ms.max(1) as u64)))
-    }
-
-    /// Counts a failed sign-in of the account from the address.
-    pub async fn failed(&self, email: &str, address: &str) -> anyhow::Result<()> {
-        let mut failed = crate::cache::eval(FAILED, 2);
-        failed
+        let mut attempt = crate::cache::eval(ATTEMPT, 2);
+        attempt
             .arg(self.account_key(email))
             .arg(self.pair_key(email, address))
-            .arg(self.limits.failures_per_account.window.as_millis() as u64);
-        let _: i64 = self
+            .arg(self.limits.failures_per_account.window.as_millis() as u64)
+            .arg(self.limits.failures_per_account.limit);
+        let (refused, ttl_ms): (u8, i64) = self
             .redis
-            .query(failed)
+            .query(attempt)
             .await
-            .context("Failed to count a failed sign-in")?;
-        Ok(())
+            .context("Failed to count a sign-in attempt")?;
+        Ok((refused == 1).then(|| Duration::from_millis(ttl_ms.max(1) as u64)))
     }
 
-    /// A successful sign-in clears the account's failures and this address's (the address's attempts stay).
+    /// A successful sign-in clears the account's count and this address's for it (the address's own attempts
+    /// stay).
     pub async fn succeeded(&self, email: &str, address: &str) -> anyhow::Result<()> {
         let del = redis::Cmd::del(&[self.account_key(email), self.pair_key(email, address)]);
         let _: () = self.redis.query(del).await.context("Redis DEL failed")?;

@@ -456,10 +456,17 @@ fn check_xlsx(path: &Path, limits: XlsxLimits) -> Result<(), FileError> {
 /// The smallest shared string an XLSX can hold (`<si/>`).
 const MIN_SHARED_STRING_BYTES: u64 = 5;
 
-/// Refuses a shared-strings part whose `uniqueCount` declares more strings than its `size` bytes can hold.
+/// Refuses a shared-strings part whose `uniqueCount` declares more strings than its `size` bytes can hold. The
+/// part is read as calamine reads it (end names and comments not checked, empty elements expanded), so that
+/// this check finds the `sst` element calamine would find; XML that fails before it is refused here.
 fn check_shared_strings(part: impl std::io::BufRead, size: u64, name: &str) -> Result<(), FileError> {
     use quick_xml::events::Event;
     let mut xml = quick_xml::Reader::from_reader(part);
+    let config = xml.config_mut();
+    config.check_end_names = false;
+    config.check_comments = false;
+    config.expand_empty_elements = true;
+    config.trim_text(false);
     let mut buffer = Vec::with_capacity(1024);
     loop {
         buffer.clear();
@@ -467,8 +474,12 @@ fn check_shared_strings(part: impl std::io::BufRead, size: u64, name: &str) -> R
             Ok(Event::Start(e) | Event::Empty(e)) => e,
             Ok(Event::Eof) => return Ok(()),
             Ok(_) => continue,
-            // Malformed XML is the reader's to report.
-            Err(_) => return Ok(()),
+            Err(e) => {
+                return Err(FileError::new(
+                    "NOT_A_SPREADSHEET",
+                    format!("{name} is not readable XML: {e}."),
+                ));
+            }
         };
         // The reader takes the first `sst` element wherever it is.
         if element.local_name().as_ref() != "sst" {
@@ -846,6 +857,15 @@ mod tests {
             assert!(refused.message.contains("shared strings"), "{}", refused.message);
             let _ = std::fs::remove_file(hostile);
         }
+        // Behind XML that a strict parser stops at, but the reader goes past.
+        let sneaky = workbook(
+            r#"<?xml version="1.0"?><a></b><!-- -- --><sst uniqueCount="10000000000000000"><si><t>x</t></si></sst>"#,
+        );
+        let refused = FileRows::open(&sneaky, FileFormat::Xlsx, PredictionType::Annual, LIMITS)
+            .err()
+            .expect("refused");
+        assert_eq!(refused.code, "NOT_A_SPREADSHEET", "{}", refused.message);
+        let _ = std::fs::remove_file(sneaky);
         let _ = std::fs::remove_file(fine);
     }
 

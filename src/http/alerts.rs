@@ -78,14 +78,13 @@ impl Visibility {
 pub async fn live(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionRead)?;
     let assigned = super::live::assigned(&state, &principal).await?;
+    let (scope, receiver) = (principal.scope(), state.alerts.subscribe());
+    let liveness = Liveness::open(state, principal, true)?;
     let subscriber = Subscriber {
-        receiver: state.alerts.subscribe(),
-        visibility: Visibility {
-            scope: principal.scope(),
-            assigned,
-        },
+        receiver,
+        visibility: Visibility { scope, assigned },
         ended: false,
-        liveness: Liveness::open(state, principal)?,
+        liveness,
     };
     let events = stream::unfold(subscriber, |mut subscriber| async move {
         let frame = subscriber.next_frame().await?;

@@ -468,11 +468,14 @@ pub async fn events(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let job = find(&state, &principal, id.into_inner()).await?;
+    let (db, job_progress) = (state.db.clone(), state.job_progress.clone());
+    // Counted (or refused) before anything is started for the stream.
+    let liveness = super::live::Liveness::open(state, principal, false)?;
     let follower = Follower {
-        progress: state.job_progress.follow(&state.db, &job),
+        progress: job_progress.follow(&db, &job),
         sent: None,
         ended: false,
-        liveness: super::live::Liveness::open(state, principal)?,
+        liveness,
     };
     let events = stream::unfold(follower, |mut follower| async move {
         let frame = follower.next_frame().await?;

@@ -87,14 +87,22 @@ impl LiveStreams {
 
 /// What a stream's caller may see now.
 pub enum Standing {
-    /// The session is live; for `user` accounts, the companies assigned now.
+    /// The session is live; for `user` accounts (when asked for), the companies assigned now.
     Live { assigned: Option<HashSet<Uuid>> },
-    /// The session ended (or cannot be checked: a stream is not kept open on trust): the reason to send.
+    /// The session ended, or could not be checked twice in a row (a stream is not kept open on trust): the
+    /// reason to send.
     Ended(&'static str),
 }
 
-/// Re-checks a stream's caller (see the module's text).
-pub async fn standing(state: &AppState, principal: &Principal) -> Standing {
+/// A re-check's finding, before [`Liveness`] weighs it.
+enum Checked {
+    Standing(Standing),
+    /// The session store or the database did not answer.
+    Unknown(&'static str),
+}
+
+/// Checks a stream's caller (see the module's text); `with_assignments`: also read a `user`'s companies.
+async fn check(state: &AppState, principal: &Principal, with_assignments: bool) -> Checked {
     match state
         .auth
         .sessions
@@ -102,17 +110,20 @@ pub async fn standing(state: &AppState, principal: &Principal) -> Standing {
         .await
     {
         Ok(true) => {}
-        Ok(false) => return Standing::Ended("the session has ended; sign in again"),
+        Ok(false) => return Checked::Standing(Standing::Ended("the session has ended; sign in again")),
         Err(e) => {
-            tracing::warn!(error = %e, "a live stream's session cannot be checked; the stream ends");
-            return Standing::Ended("the session cannot be checked right now; reconnect shortly");
+            tracing::warn!(error = %e, "a live stream's session cannot be checked");
+            return Checked::Unknown("the session cannot be checked right now; reconnect shortly");
         }
     }
+    if !with_assignments {
+        return Checked::Standing(Standing::Live { assigned: None });
+    }
     match assigned(state, principal).await {
-        Ok(assigned) => Standing::Live { assigned },
+        Ok(assigned) => Checked::Standing(Standing::Live { assigned }),
         Err(e) => {
-            tracing::warn!(error = %e, "a live stream's assignments cannot be read; the stream ends");
-            Standing::Ended("the stream's scope cannot be checked right now; reconnect shortly")
+            tracing::warn!(error = %e, "a live stream's assignments cannot be read");
+            Checked::Unknown("the stream's scope cannot be checked right now; reconnect shortly")
         }
     }
 }
@@ -139,20 +150,30 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub struct Liveness {
     principal: Principal,
     state: actix_web::web::Data<AppState>,
+    /// Re-read a `user`'s assignments at each re-check (the alert stream filters by them).
+    with_assignments: bool,
     checked: Instant,
     quiet_since: Instant,
+    /// The last re-check could not be made: one more such ends the stream.
+    unknown: bool,
     _opened: Opened,
 }
 
 impl Liveness {
     /// Counts a new stream of `principal` (see [`LiveStreams::open`]).
-    pub fn open(state: actix_web::web::Data<AppState>, principal: Principal) -> Result<Self, ApiError> {
+    pub fn open(
+        state: actix_web::web::Data<AppState>,
+        principal: Principal,
+        with_assignments: bool,
+    ) -> Result<Self, ApiError> {
         let opened = state.live.open(principal.user_id)?;
         Ok(Self {
             principal,
             state,
+            with_assignments,
             checked: Instant::now(),
             quiet_since: Instant::now(),
+            unknown: false,
             _opened: opened,
         })
     }
@@ -167,7 +188,18 @@ impl Liveness {
             return None;
         }
         self.checked = Instant::now();
-        Some(standing(&self.state, &self.principal).await)
+        match check(&self.state, &self.principal, self.with_assignments).await {
+            Checked::Standing(standing) => {
+                self.unknown = false;
+                Some(standing)
+            }
+            // One blip of Redis or the database does not end every stream at once.
+            Checked::Unknown(_) if !self.unknown => {
+                self.unknown = true;
+                None
+            }
+            Checked::Unknown(reason) => Some(Standing::Ended(reason)),
+        }
     }
 
     /// How long to wait for the stream's next event before a re-check or a keep-alive is due.

@@ -106,6 +106,10 @@ async fn a_bulk_row_with_a_control_character_fails_alone_and_the_job_completes()
     // Row 301 of 400, as reproduced: the job stayed `processing` with 0 rows committed, holding a slot forever.
     let mut rows: Vec<String> = annual_csv(80, 5).lines().map(str::to_owned).collect();
     rows[301] = rows[301].replacen("Company", "Com\u{0}pany", 1);
+    // A name a spreadsheet would run as a formula: written as text in the results file.
+    for row in &mut rows[1..=5] {
+        *row = row.replacen("Company 0", r#""=HYPERLINK(""http://x.example"",""x"")""#, 1);
+    }
     let csv = rows.join("\n") + "\n";
     let form = reqwest::multipart::Form::new().text("type", "annual").part(
         "file",
@@ -153,6 +157,21 @@ async fn a_bulk_row_with_a_control_character_fails_alone_and_the_job_completes()
     assert_eq!(lines.len(), 2, "{errors}");
     assert!(lines[1].starts_with("301,CONTROL_CHARACTER,"), "{errors}");
     assert!(lines[1].contains("Com\u{fffd}pany"), "kept printable: {errors}");
+    let results = app
+        .client
+        .get(format!("{}/api/v1/bulk-jobs/{job}/results", app.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let first = results.lines().nth(1).unwrap();
+    assert!(
+        first.contains(r#""'=HYPERLINK(""http://x.example"",""x"")""#),
+        "{first}"
+    );
 }
 
 #[actix_web::test]

@@ -237,7 +237,11 @@ async fn bad_filings_end_in_dead_letters_with_their_reason_and_nothing_is_lost()
     }
     let info = consumer.info().await.unwrap().clone();
     assert_eq!(info.num_redelivered, 0, "no bad message is delivered twice");
-    assert_eq!(info.config.max_deliver, 100, "deliveries are bounded");
+    assert_eq!(
+        info.config.max_deliver,
+        pdscore_nats::ingest::consumer_max_deliver(app.settings.pipeline.ingest_max_deliver),
+        "deliveries are bounded"
+    );
     assert_eq!(app.health().await.0, 200);
 }
 

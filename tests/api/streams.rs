@@ -120,6 +120,9 @@ async fn a_consumer_made_without_a_delivery_limit_gets_one_when_the_service_star
         (info.config.max_deliver != -1).then_some(info.config.max_deliver)
     })
     .await;
-    assert_eq!(max_deliver, i64::from(app.settings.pipeline.ingest_max_deliver));
+    assert_eq!(
+        max_deliver,
+        pdscore_nats::ingest::consumer_max_deliver(app.settings.pipeline.ingest_max_deliver)
+    );
     pdscore_nats::delete_streams(&js, &ns).await;
 }
