@@ -4,7 +4,6 @@
 use std::{collections::HashSet, sync::Arc};
 
 use actix_web::{HttpResponse, get, web};
-use futures_util::stream;
 use pdscore_actors::Alert;
 use serde::Deserialize;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
@@ -86,15 +85,7 @@ pub async fn live(state: web::Data<AppState>, principal: Principal) -> Result<Ht
         ended: false,
         liveness,
     };
-    let events = stream::unfold(subscriber, |mut subscriber| async move {
-        let frame = subscriber.next_frame().await?;
-        Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), subscriber))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(events))
+    Ok(super::live::event_stream(subscriber))
 }
 
 /// One live stream's state.
@@ -106,7 +97,7 @@ struct Subscriber {
     ended: bool,
 }
 
-impl Subscriber {
+impl super::live::Frames for Subscriber {
     /// The next SSE frame: a visible alert, a keep-alive, the end frame when the session ended; `None` when the
     /// stream is over.
     async fn next_frame(&mut self) -> Option<String> {

@@ -477,15 +477,7 @@ pub async fn events(
         ended: false,
         liveness,
     };
-    let events = stream::unfold(follower, |mut follower| async move {
-        let frame = follower.next_frame().await?;
-        Some((Ok::<_, actix_web::Error>(web::Bytes::from(frame)), follower))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(events))
+    Ok(super::live::event_stream(follower))
 }
 
 /// How often a followed job is read.
@@ -562,7 +554,7 @@ struct Follower {
     ended: bool,
 }
 
-impl Follower {
+impl super::live::Frames for Follower {
     async fn next_frame(&mut self) -> Option<String> {
         if self.ended {
             return None;

@@ -225,6 +225,24 @@ impl Liveness {
     }
 }
 
+/// What a live stream sends: its next frame, `None` once it is over.
+pub trait Frames: 'static {
+    fn next_frame(&mut self) -> impl std::future::Future<Output = Option<String>>;
+}
+
+/// The Server-Sent Events response of a live stream.
+pub fn event_stream(source: impl Frames) -> actix_web::HttpResponse {
+    let events = futures_util::stream::unfold(source, |mut source| async move {
+        let frame = source.next_frame().await?;
+        Some((Ok::<_, actix_web::Error>(actix_web::web::Bytes::from(frame)), source))
+    });
+    actix_web::HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events)
+}
+
 /// The frame that closes a stream, with why.
 pub fn end_frame(reason: &str) -> String {
     format!("event: end\ndata: {}\n\n", serde_json::json!({ "reason": reason }))

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{claims_of, sign},
-    helpers::{SIGNING_KEY, TestApp, spawn_app_with},
+    helpers::{SIGNING_KEY, data, id, spawn_app_with},
 };
 
 /// Who calls.
@@ -150,16 +150,6 @@ struct World {
     member_a2: Uuid,
     admin_b: Uuid,
     user_b1: Uuid,
-}
-
-async fn data(app: &TestApp, method: &str, path: &str, token: &str, body: Value) -> Value {
-    let (status, answer) = app.call(method, path, Some(token), Some(&body)).await;
-    assert!(status == 200 || status == 201, "{method} {path}: {status} {answer:#}");
-    answer["data"].clone()
-}
-
-fn id(value: &Value) -> Uuid {
-    value["id"].as_str().unwrap().parse().unwrap()
 }
 
 #[actix_web::test]

@@ -54,7 +54,7 @@ async fn submit(app: &TestApp, token: &str, file_name: &str, bytes: Vec<u8>, pre
     answer["data"]["id"].as_str().unwrap().to_owned()
 }
 
-async fn upload(
+pub async fn upload(
     app: &TestApp,
     token: &str,
     path: &str,
@@ -83,7 +83,7 @@ async fn upload(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-async fn finished(app: &TestApp, token: &str, id: &str) -> Value {
+pub async fn finished(app: &TestApp, token: &str, id: &str) -> Value {
     eventually("the job to finish", Duration::from_secs(120), || async {
         let (_, job) = app
             .call("GET", &format!("/api/v1/bulk-jobs/{id}"), Some(token), None)
@@ -96,7 +96,7 @@ async fn finished(app: &TestApp, token: &str, id: &str) -> Value {
     .await
 }
 
-async fn text(app: &TestApp, token: &str, path: &str) -> (u16, String) {
+pub async fn text(app: &TestApp, token: &str, path: &str) -> (u16, String) {
     let response = app
         .client
         .get(format!("{}{path}", app.address))

@@ -476,3 +476,15 @@ impl Drop for TcpProxy {
         }
     }
 }
+
+/// A call that must succeed (200 or 201): its `data`.
+pub async fn data(app: &TestApp, method: &str, path: &str, token: &str, body: Value) -> Value {
+    let (status, answer) = app.call(method, path, Some(token), Some(&body)).await;
+    assert!(status == 200 || status == 201, "{method} {path}: {status} {answer:#}");
+    answer["data"].clone()
+}
+
+/// The `id` of a resource.
+pub fn id(value: &Value) -> Uuid {
+    value["id"].as_str().unwrap().parse().unwrap()
+}

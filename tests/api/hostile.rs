@@ -8,20 +8,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    bulk::annual_csv,
-    helpers::{TestApp, eventually, spawn_app, spawn_app_with},
+    bulk::{annual_csv, finished, text, upload},
+    helpers::{data, eventually, id, spawn_app, spawn_app_with},
     pipeline::safe,
 };
-
-async fn data(app: &TestApp, method: &str, path: &str, token: &str, body: Value) -> Value {
-    let (status, answer) = app.call(method, path, Some(token), Some(&body)).await;
-    assert!(status == 200 || status == 201, "{method} {path}: {status} {answer:#}");
-    answer["data"].clone()
-}
-
-fn id(value: &Value) -> Uuid {
-    value["id"].as_str().unwrap().parse().unwrap()
-}
 
 fn assert_control_character(what: &str, (status, answer): (u16, Value)) {
     assert_eq!(status, 422, "{what}: {answer:#}");
@@ -111,29 +101,18 @@ async fn a_bulk_row_with_a_control_character_fails_alone_and_the_job_completes()
         *row = row.replacen("Company 0", r#""=HYPERLINK(""http://x.example"",""x"")""#, 1);
     }
     let csv = rows.join("\n") + "\n";
-    let form = reqwest::multipart::Form::new().text("type", "annual").part(
-        "file",
-        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("nul.csv"),
-    );
-    let answer: Value = app
-        .client
-        .post(format!("{}/api/v1/bulk-jobs", app.address))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let job = answer["data"]["id"].as_str().expect("accepted").to_owned();
-    let done = eventually("the job to finish", Duration::from_secs(120), || async {
-        let (_, job) = app
-            .call("GET", &format!("/api/v1/bulk-jobs/{job}"), Some(&token), None)
-            .await;
-        (job["data"]["status"] != "queued" && job["data"]["status"] != "processing").then(|| job["data"].clone())
-    })
+    let (status, answer) = upload(
+        &app,
+        &token,
+        "/api/v1/bulk-jobs",
+        "nul.csv",
+        csv.into_bytes(),
+        &[("type", "annual")],
+    )
     .await;
+    assert_eq!(status, 202, "{answer:#}");
+    let job = answer["data"]["id"].as_str().unwrap().to_owned();
+    let done = finished(&app, &token, &job).await;
     assert_eq!(
         (
             done["status"].as_str(),
@@ -143,30 +122,12 @@ async fn a_bulk_row_with_a_control_character_fails_alone_and_the_job_completes()
         (Some("completed"), Some(399), Some(1)),
         "{done:#}"
     );
-    let errors = app
-        .client
-        .get(format!("{}/api/v1/bulk-jobs/{job}/errors", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, errors) = text(&app, &token, &format!("/api/v1/bulk-jobs/{job}/errors")).await;
     let lines: Vec<&str> = errors.lines().collect();
     assert_eq!(lines.len(), 2, "{errors}");
     assert!(lines[1].starts_with("301,CONTROL_CHARACTER,"), "{errors}");
     assert!(lines[1].contains("Com\u{fffd}pany"), "kept printable: {errors}");
-    let results = app
-        .client
-        .get(format!("{}/api/v1/bulk-jobs/{job}/results", app.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, results) = text(&app, &token, &format!("/api/v1/bulk-jobs/{job}/results")).await;
     let first = results.lines().nth(1).unwrap();
     assert!(
         first.contains(r#""'=HYPERLINK(""http://x.example"",""x"")""#),
@@ -287,21 +248,17 @@ async fn a_workbook_declaring_an_absurd_count_is_refused_and_the_service_keeps_s
     let demo = app.demo().await;
     let token = demo.token(Role::OrgMember).to_owned();
     let upload = |bytes: Vec<u8>| {
-        let app = &app;
-        let token = token.clone();
+        let (app, token) = (&app, token.clone());
         async move {
-            let form = reqwest::multipart::Form::new()
-                .text("type", "annual")
-                .part("file", reqwest::multipart::Part::bytes(bytes).file_name("book.xlsx"));
-            let response = app
-                .client
-                .post(format!("{}/api/v1/bulk-jobs", app.address))
-                .bearer_auth(&token)
-                .multipart(form)
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+            upload(
+                app,
+                &token,
+                "/api/v1/bulk-jobs",
+                "book.xlsx",
+                bytes,
+                &[("type", "annual")],
+            )
+            .await
         }
     };
     // The reproduced file (1 KB): the process aborted reserving 240,000,000,000,000,000 bytes.
