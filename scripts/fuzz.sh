@@ -22,13 +22,16 @@ fi
 # lets it take them. Rust is memory-safe, so no sanitizer: the fuzzers look for panics, aborts (an allocation
 # that a file's declared size asks for), hangs and memory past the limit.
 export RUSTC_BOOTSTRAP=1
+# The instrumented build shares nothing with the service's; kept outside the checkout, so that the next run on
+# this machine (another clone, another CI run) rebuilds only what changed.
+target_dir=${PDSCORE_FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pdscore/fuzz-target}
 cd fuzz
 log "building the targets"
-cargo fuzz build --sanitizer none
+cargo fuzz build --sanitizer none --target-dir "$target_dir"
 for target in "${targets[@]}"; do
     corpus=$(mktemp -d)
     log "$target for ${seconds}s"
-    cargo fuzz run --sanitizer none "$target" "$corpus" "seeds/$target" -- \
+    cargo fuzz run --sanitizer none --target-dir "$target_dir" "$target" "$corpus" "seeds/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
         | grep -E '^(#[0-9]+\s+(INITED|DONE)|stat::number_of_executed_units|==[0-9]+==|SUMMARY|Test unit written|thread .* panicked|.*ERROR)' || true
     status=${PIPESTATUS[0]}
