@@ -9,7 +9,9 @@ use pdscore_models::features::FeatureSet;
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(data) else { return };
+    let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
     let prediction_type = match body.remove("type").as_ref().and_then(Value::as_str) {
         Some("quarterly") => PredictionType::Quarterly,
         _ => PredictionType::Annual,
@@ -30,7 +32,11 @@ fuzz_target!(|data: &[u8]| {
         model.as_ref().and_then(Value::as_str),
     );
     let Ok(content) = content else { return };
-    for set in [FeatureSet::AccunodeAnnual, FeatureSet::AccunodeQuarterly, FeatureSet::Polish] {
+    for set in [
+        FeatureSet::AccunodeAnnual,
+        FeatureSet::AccunodeQuarterly,
+        FeatureSet::Polish,
+    ] {
         if let Ok(features) = set.assemble(content.statement.as_ref(), content.ratios.as_ref()) {
             assert_eq!(features.len(), set.len());
             for (name, value) in set.names().iter().zip(&features) {

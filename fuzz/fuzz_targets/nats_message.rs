@@ -4,10 +4,16 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const SUBJECTS: [&str; 3] = ["p.filings.demo.annual", "p.filings.demo.quarterly", "p.filings.de\u{0}mo.annual"];
+const SUBJECTS: [&str; 3] = [
+    "p.filings.demo.annual",
+    "p.filings.demo.quarterly",
+    "p.filings.de\u{0}mo.annual",
+];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else { return };
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
     let subject = SUBJECTS[usize::from(selector) % SUBJECTS.len()];
     match pdscore_nats::message::decode("p", subject, payload) {
         Ok(decoded) => {

@@ -15,7 +15,9 @@ const LIMITS: XlsxLimits = XlsxLimits {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, file)) = data.split_first() else { return };
+    let Some((&selector, file)) = data.split_first() else {
+        return;
+    };
     let (name, prediction_type) = match selector % 4 {
         0 => ("upload.csv", PredictionType::Annual),
         1 => ("upload.csv", PredictionType::Quarterly),
@@ -23,8 +25,12 @@ fuzz_target!(|data: &[u8]| {
         _ => ("upload", PredictionType::Quarterly),
     };
     let path = std::env::temp_dir().join(format!("pdscore-fuzz-{}.upload", std::process::id()));
-    std::fs::File::create(&path).and_then(|mut f| f.write_all(file)).expect("the fuzz file is written");
-    let format = head(&path, 8192).ok().and_then(|head| FileFormat::detect(name, &head).ok());
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(file))
+        .expect("the fuzz file is written");
+    let format = head(&path, 8192)
+        .ok()
+        .and_then(|head| FileFormat::detect(name, &head).ok());
     if let Some(format) = format
         && let Ok(mut rows) = FileRows::open(&path, format, prediction_type, LIMITS)
     {
