@@ -411,11 +411,21 @@ fn check_xlsx(path: &Path, limits: XlsxLimits) -> Result<(), FileError> {
         )
     })?;
     let mut total: u64 = 0;
+    // The XLSX reader reserves room for as many shared strings as the table says it holds, before reading
+    // one: the part's path may be anything the workbook's relationships name, so every part with that file
+    // name is checked, once the sizes are.
+    let mut shared_strings = Vec::new();
     for i in 0..archive.len() {
         let entry = archive
             .by_index_raw(i)
             .map_err(|e| FileError::new("NOT_A_SPREADSHEET", format!("The workbook is damaged: {e}.")))?;
         total = total.saturating_add(entry.size());
+        if entry
+            .name()
+            .is_ok_and(|n| n.to_ascii_lowercase().ends_with("sharedstrings.xml"))
+        {
+            shared_strings.push(i);
+        }
         if entry.size() > 1024 * 1024 && entry.size() / entry.compressed_size().max(1) > limits.max_ratio {
             return Err(FileError::new(
                 "XLSX_TOO_LARGE",
@@ -437,18 +447,12 @@ fn check_xlsx(path: &Path, limits: XlsxLimits) -> Result<(), FileError> {
             ),
         ));
     }
-    // The XLSX reader reserves room for as many shared strings as the table says it holds, before reading
-    // one: a declared count is checked against the bytes that could hold it (the part's path may be anything
-    // the workbook's relationships name, so every part with that file name is checked).
-    for i in 0..archive.len() {
+    for i in shared_strings {
         let entry = archive
             .by_index(i)
             .map_err(|e| FileError::new("NOT_A_SPREADSHEET", format!("The workbook is damaged: {e}.")))?;
-        let name = entry.name().map(|n| n.into_owned()).unwrap_or_default();
-        if name.to_ascii_lowercase().ends_with("sharedstrings.xml") {
-            let size = entry.size();
-            check_shared_strings(BufReader::new(entry), size, &name)?;
-        }
+        let (name, size) = (entry.name().map(|n| n.into_owned()).unwrap_or_default(), entry.size());
+        check_shared_strings(BufReader::new(entry), size, &name)?;
     }
     Ok(())
 }

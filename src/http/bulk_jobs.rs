@@ -1,7 +1,12 @@
 //! Bulk scoring jobs: upload a CSV/XLSX (202 with the job), follow it (JSON, Server-Sent Events), read its
 //! results and failed rows as CSV, cancel it. AccuNode's own routes answer the same way.
 
-use std::{io::Write, time::Duration};
+use std::{
+    collections::HashMap,
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use actix_multipart::Multipart;
 use actix_web::{HttpResponse, get, http::StatusCode, post, web};
@@ -9,6 +14,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use pdscore_actors::PredictionType;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{ApiError, ErrorCode, audit_entry, envelope, field_details, page, snapshot};
@@ -487,20 +493,20 @@ const PROGRESS_POLL: Duration = Duration::from_millis(250);
 /// one stream follows it, and the streams share what it read (the job's progress is in PostgreSQL, written by
 /// whichever instance runs it). So 100 browsers on one job cost one query per 250 ms, not 100.
 #[derive(Clone, Default)]
-pub struct JobProgress(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, ProgressFeed>>>);
+pub struct JobProgress(Arc<Mutex<HashMap<Uuid, ProgressFeed>>>);
 
-type ProgressFeed = std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<BulkJob>>>;
+type ProgressFeed = Arc<watch::Sender<Arc<BulkJob>>>;
 
 impl JobProgress {
     /// The job's state as it changes, starting from `job` (read when the stream opened). The channel closes
     /// when the job is finished or gone.
-    fn follow(&self, db: &sqlx::PgPool, job: &BulkJob) -> tokio::sync::watch::Receiver<std::sync::Arc<BulkJob>> {
+    fn follow(&self, db: &sqlx::PgPool, job: &BulkJob) -> watch::Receiver<Arc<BulkJob>> {
         let mut feeds = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(feed) = feeds.get(&job.id) {
             return feed.subscribe();
         }
-        let (feed, receiver) = tokio::sync::watch::channel(std::sync::Arc::new(job.clone()));
-        let feed = std::sync::Arc::new(feed);
+        let (feed, receiver) = watch::channel(Arc::new(job.clone()));
+        let feed = Arc::new(feed);
         feeds.insert(job.id, feed.clone());
         let (registry, db, tenant_id, job_id) = (self.clone(), db.clone(), job.tenant_id, job.id);
         tokio::spawn(async move {
@@ -511,31 +517,28 @@ impl JobProgress {
                     Ok(mut conn) => bulk_jobs::find(&mut conn, &scope, job_id).await.map_err(ApiError::from),
                     Err(e) => Err(e.into()),
                 };
-                // A failed read is tried again at the next tick; a job gone ends its streams.
-                let over = {
-                    let mut feeds = registry.0.lock().unwrap_or_else(|e| e.into_inner());
-                    let over = match read {
-                        _ if feed.receiver_count() == 0 => true,
-                        Ok(None) => true,
-                        Ok(Some(current)) => {
-                            let finished = current.is_finished();
-                            feed.send_if_modified(|last| {
-                                let changed = last.updated_at != current.updated_at || last.status != current.status;
-                                if changed {
-                                    *last = std::sync::Arc::new(current);
-                                }
-                                changed
-                            });
-                            finished
-                        }
-                        Err(_) => false,
-                    };
-                    if over {
-                        feeds.remove(&job_id);
+                // Decided under the lock, so that a stream subscribing meanwhile is either counted or finds no
+                // feed (and starts a new one). A failed read is tried again at the next tick; a job gone or
+                // finished, or no stream left, ends the feed.
+                let mut feeds = registry.0.lock().unwrap_or_else(|e| e.into_inner());
+                let over = match read {
+                    _ if feed.receiver_count() == 0 => true,
+                    Ok(None) => true,
+                    Ok(Some(current)) => {
+                        let finished = current.is_finished();
+                        feed.send_if_modified(|last| {
+                            let changed = last.updated_at != current.updated_at || last.status != current.status;
+                            if changed {
+                                *last = Arc::new(current);
+                            }
+                            changed
+                        });
+                        finished
                     }
-                    over
+                    Err(_) => false,
                 };
                 if over {
+                    feeds.remove(&job_id);
                     return;
                 }
             }
@@ -546,7 +549,7 @@ impl JobProgress {
 
 /// One live progress stream's state.
 struct Follower {
-    progress: tokio::sync::watch::Receiver<std::sync::Arc<BulkJob>>,
+    progress: watch::Receiver<Arc<BulkJob>>,
     /// The `updated_at` of the last progress sent.
     sent: Option<chrono::DateTime<chrono::Utc>>,
     liveness: super::live::Liveness,
