@@ -201,7 +201,7 @@ impl Filing {
 pub struct ModelScore {
     pub model: ModelId,
     pub probability: f64,
-    /// PD by horizon (`"1y"`, `"5y"`), when the model has term-structure partners.
+    /// Cumulative PD by horizon (`"1y"` … `"5y"`, monotone), when the model has a 5-year partner.
     pub term_structure: Option<BTreeMap<String, f64>>,
     pub risk_level: RiskLevel,
     pub implied_rating: &'static str,

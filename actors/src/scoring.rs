@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use pdscore_models::{
-    registry::{LoadedModel, ModelId, ModelOutput, Registry},
+    registry::{LoadedModel, ModelId, ModelOutput, Registry, ScoreError, TermError},
     risk::implied_rating,
 };
 use serde_json::{Map, Value};
@@ -159,22 +159,16 @@ fn score_group(
     .record(started.elapsed().as_secs_f64());
     metrics::histogram!("pdscore_model_batch_size").record(inputs.len() as f64);
 
-    // Other horizons from partner models reading the same features.
-    let mut horizons: Vec<(String, Vec<f64>)> = Vec::new();
-    if !model.entry.term_structure.is_empty() {
-        horizons.push((
-            format!("{}y", model.entry.horizon_years),
-            outputs.iter().map(|o| o.pd).collect(),
-        ));
-        for (label, partner) in &model.entry.term_structure {
-            let partner = registry.get(partner).ok_or_else(|| Rejected {
+    let curves = registry
+        .term_structures(model, &outputs, &inputs)
+        .map_err(|e| match e {
+            TermError::Partner(partner) => Rejected {
                 code: "UNKNOWN_MODEL",
                 message: format!("term-structure model {partner} is not loaded"),
                 field: None,
-            })?;
-            horizons.push((label.clone(), run(&partner, &inputs)?.iter().map(|o| o.pd).collect()));
-        }
-    }
+            },
+            TermError::Score(e) => model_error(e),
+        })?;
 
     let names = model.entry.feature_set.names();
     Ok(outputs
@@ -186,8 +180,7 @@ fn score_group(
             ModelScore {
                 model: model.id().clone(),
                 probability: output.pd,
-                term_structure: (!horizons.is_empty())
-                    .then(|| horizons.iter().map(|(label, pds)| (label.clone(), pds[i])).collect()),
+                term_structure: curves.as_ref().map(|c| c[i].cumulative_by_horizon()),
                 risk_level: policy.risk_scheme.level(output.pd),
                 implied_rating: implied_rating(output.pd),
                 confidence: confidence(output.pd),
@@ -199,11 +192,15 @@ fn score_group(
 }
 
 fn run(model: &LoadedModel, inputs: &[Vec<Option<f64>>]) -> Result<Vec<ModelOutput>, Rejected> {
-    model.score_batch(inputs).map_err(|e| Rejected {
+    model.score_batch(inputs).map_err(model_error)
+}
+
+fn model_error(e: ScoreError) -> Rejected {
+    Rejected {
         code: "MODEL_ERROR",
         message: e.to_string(),
         field: None,
-    })
+    }
 }
 
 /// Inputs as JSON; JSON has no infinities, so those are written as the strings spreadsheets use.

@@ -21,8 +21,10 @@ pub mod registry;
 pub mod risk;
 pub mod scorecard;
 pub mod statement;
+pub mod term;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod trees;
 
 pub use kinds::{PredictionType, RiskLevel, UnknownKind};
 
@@ -37,4 +39,10 @@ pub fn cpu() -> burn::tensor::Device {
 /// The committed artifacts directory (`models/artifacts`), for tools and tests run from the repository.
 pub fn committed_artifacts_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts")
+}
+
+/// The Polish bankruptcy data beside the repository (`../shared/data/polish_bankruptcy`), for training and
+/// for the tests that check the features against it.
+pub fn train_data_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/polish_bankruptcy")
 }

@@ -25,6 +25,8 @@ use crate::{
     features::FeatureSet,
     network::{NetworkError, NetworkModel},
     scorecard::{Scorecard, ScorecardSpec},
+    term::{self, TermStructure},
+    trees::TreeModel,
 };
 
 /// `family/name@version`, e.g. `annual/accunode-scorecard@1`.
@@ -85,6 +87,8 @@ impl fmt::Display for ModelId {
 pub enum ModelKind {
     Scorecard,
     Network,
+    /// Gradient-boosted trees (`trees::TreeEnsembleSpec` JSON).
+    Trees,
 }
 
 /// One file of an artifact and its checksum.
@@ -113,6 +117,10 @@ pub struct ManifestEntry {
     /// Models giving the PD at other horizons from the same features, by horizon (`"5y"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub term_structure: BTreeMap<String, ModelId>,
+    /// The default rate of the sample the model was calibrated on (its PDs carry it); `None` when unknown
+    /// (AccuNode's scorecards). A tenant's base rate shifts PDs from it (`term::rebase`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_default_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,6 +155,7 @@ pub enum RegistryError {
 pub enum Model {
     Scorecard(Box<Scorecard>),
     Network(Box<NetworkModel>),
+    Trees(Box<TreeModel>),
 }
 
 /// What a model says about one row.
@@ -156,6 +165,15 @@ pub struct ModelOutput {
     pub logit: f64,
     pub baseline_logit: f64,
     pub contributions: Vec<Contribution>,
+}
+
+/// Why a term structure could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TermError {
+    #[error("term-structure model {0} is not loaded")]
+    Partner(ModelId),
+    #[error(transparent)]
+    Score(ScoreError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,17 +201,22 @@ impl LoadedModel {
         &self.entry.id
     }
 
-    /// Scores rows of features (in the model's feature-set order; `None` = missing).
-    pub fn score_batch(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<ModelOutput>, ScoreError> {
+    fn check_width(&self, rows: &[Vec<Option<f64>>]) -> Result<(), ScoreError> {
         let expected = self.entry.feature_set.len();
-        if let Some((row, r)) = rows.iter().enumerate().find(|(_, r)| r.len() != expected) {
-            return Err(ScoreError::Width {
+        match rows.iter().enumerate().find(|(_, r)| r.len() != expected) {
+            Some((row, r)) => Err(ScoreError::Width {
                 model: self.entry.id.clone(),
                 row,
                 got: r.len(),
                 expected,
-            });
+            }),
+            None => Ok(()),
         }
+    }
+
+    /// Scores rows of features (in the model's feature-set order; `None` = missing).
+    pub fn score_batch(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<ModelOutput>, ScoreError> {
+        self.check_width(rows)?;
         match &self.model {
             Model::Scorecard(card) => Ok(card
                 .score(rows)
@@ -208,6 +231,18 @@ impl LoadedModel {
             Model::Network(network) => network
                 .score(rows)
                 .map_err(|e: NetworkError| ScoreError::Network(e.to_string())),
+            Model::Trees(trees) => trees.score(rows).map_err(|e| ScoreError::Network(e.to_string())),
+        }
+    }
+
+    /// PDs only, without explanations (term-structure partners, shadow comparisons): the fast path where
+    /// the model has one.
+    pub fn predict_batch(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<f64>, ScoreError> {
+        self.check_width(rows)?;
+        match &self.model {
+            Model::Network(network) => network.predict(rows).map_err(|e| ScoreError::Network(e.to_string())),
+            Model::Trees(trees) => trees.predict(rows).map_err(|e| ScoreError::Network(e.to_string())),
+            Model::Scorecard(_) => Ok(self.score_batch(rows)?.into_iter().map(|o| o.pd).collect()),
         }
     }
 }
@@ -256,10 +291,21 @@ impl Registry {
                         })?;
                     Model::Network(Box::new(network))
                 }
+                ModelKind::Trees => {
+                    let [spec] = files.as_slice() else {
+                        return Err(inconsistent(&entry, "a tree ensemble has exactly one file"));
+                    };
+                    let trees = TreeModel::from_json(spec, device).map_err(|e| RegistryError::Malformed {
+                        path: dir.join(&entry.files[0].path),
+                        message: e.to_string(),
+                    })?;
+                    Model::Trees(Box::new(trees))
+                }
             };
             let names = match &model {
                 Model::Scorecard(card) => card.feature_names().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
                 Model::Network(network) => network.feature_names().to_vec(),
+                Model::Trees(trees) => trees.feature_names().to_vec(),
             };
             if names != entry.feature_set.names() {
                 return Err(inconsistent(
@@ -291,6 +337,36 @@ impl Registry {
 
     pub fn get(&self, id: &ModelId) -> Option<Arc<LoadedModel>> {
         self.models.get(id).cloned()
+    }
+
+    /// The cumulative PD curves of rows `model` scored as `outputs`, when it has a 5-year partner
+    /// (monotone by construction, see [`crate::term`]). The partner's PD is only a level: it is scored
+    /// without explanations, and shifted from its sample's default rate to the five-year rate of the
+    /// 1-year model's.
+    pub fn term_structures(
+        &self,
+        model: &LoadedModel,
+        outputs: &[ModelOutput],
+        rows: &[Vec<Option<f64>>],
+    ) -> Result<Option<Vec<TermStructure>>, TermError> {
+        let Some(partner_id) = model.entry.term_structure.get("5y") else {
+            return Ok(None);
+        };
+        let partner = self
+            .get(partner_id)
+            .ok_or_else(|| TermError::Partner(partner_id.clone()))?;
+        let five_year = partner.predict_batch(rows).map_err(TermError::Score)?;
+        let rebased = |p: f64| match (partner.entry.sample_default_rate, model.entry.sample_default_rate) {
+            (Some(sample), Some(one_year)) => term::rebase(p, sample, term::five_year_rate(one_year)),
+            _ => p,
+        };
+        Ok(Some(
+            outputs
+                .iter()
+                .zip(five_year)
+                .map(|(o, p5)| TermStructure::from_horizons(o.pd, rebased(p5)))
+                .collect(),
+        ))
     }
 
     pub fn models(&self) -> impl Iterator<Item = &Arc<LoadedModel>> {

@@ -4,13 +4,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::kinds::RiskLevel;
 
-/// How PDs map to risk levels. Tenants choose one (stored with the tenant); [`RiskScheme::Seed`] is the
-/// default.
+/// How PDs map to risk levels. Tenants choose one (stored with the tenant); [`RiskScheme::MasterScale`]
+/// is the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "scheme", rename_all = "snake_case")]
 pub enum RiskScheme {
-    /// The product's default: LOW ≤ 0.20 < MEDIUM ≤ 0.50 < HIGH.
+    /// The product's default, the implied rating's bands ([`MASTER_SCALE`]): LOW for investment grade
+    /// (AAA–BBB, PD ≤ 0.33 %), MEDIUM for BB (≤ 1.47 %), HIGH for B (≤ 9.44 %), CRITICAL for CCC/C. A
+    /// level never disagrees with the rating shown beside it.
     #[default]
+    MasterScale,
+    /// The first product's bands: LOW ≤ 0.20 < MEDIUM ≤ 0.50 < HIGH (coarse: a B-rated firm is LOW).
     Seed,
     /// AccuNode's rule, bit for bit: with `pct = p * 100`, `pct > 15` CRITICAL, `pct >= 5` HIGH,
     /// `pct >= 2` MEDIUM, else LOW.
@@ -30,6 +34,7 @@ pub struct InvalidThresholds(pub String);
 impl RiskScheme {
     pub fn level(&self, pd: f64) -> RiskLevel {
         match *self {
+            Self::MasterScale => Self::level_of_grade(implied_rating(pd)),
             Self::Seed => Self::by_bounds(pd, 0.20, 0.50, None),
             Self::Accunode => {
                 let pct = pd * 100.0;
@@ -48,6 +53,16 @@ impl RiskScheme {
                 medium_max,
                 high_max,
             } => Self::by_bounds(pd, low_max, medium_max, high_max),
+        }
+    }
+
+    /// The level of an implied-rating grade under [`RiskScheme::MasterScale`].
+    pub fn level_of_grade(grade: &str) -> RiskLevel {
+        match grade {
+            "AAA" | "AA" | "A" | "BBB" => RiskLevel::Low,
+            "BB" => RiskLevel::Medium,
+            "B" => RiskLevel::High,
+            _ => RiskLevel::Critical,
         }
     }
 
@@ -161,6 +176,26 @@ mod tests {
         assert_eq!(s.level(0.50), RiskLevel::Medium);
         assert_eq!(s.level(0.51), RiskLevel::High);
         assert_eq!(s.level(1.0), RiskLevel::High);
+    }
+
+    #[test]
+    fn the_default_scheme_follows_the_implied_rating() {
+        let s = RiskScheme::default();
+        assert_eq!(s, RiskScheme::MasterScale);
+        for grade in MASTER_SCALE {
+            assert_eq!(
+                s.level(grade.anchor_pd),
+                RiskScheme::level_of_grade(grade.grade),
+                "{}",
+                grade.grade
+            );
+        }
+        assert_eq!(s.level(0.003), RiskLevel::Low);
+        assert_eq!(s.level(0.01), RiskLevel::Medium);
+        assert_eq!(s.level(0.04), RiskLevel::High);
+        assert_eq!(s.level(0.2), RiskLevel::Critical);
+        let json: RiskScheme = serde_json::from_str(r#"{"scheme":"master_scale"}"#).unwrap();
+        assert_eq!(json, RiskScheme::MasterScale);
     }
 
     #[test]

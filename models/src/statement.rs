@@ -74,9 +74,11 @@ statement! {
     previous_sales,
     /// Cost of products sold.
     cost_of_products_sold,
-    /// Gross profit.
+    /// Gross profit: sales minus cost of products sold.
     gross_profit,
-    /// Gross profit summed over the last three years.
+    /// Profit before tax (what the Polish data calls "gross profit", Polish *zysk brutto*).
+    profit_before_tax,
+    /// Profit before tax summed over the last three years.
     gross_profit_3y,
     /// Profit on sales.
     profit_on_sales,
@@ -169,6 +171,17 @@ impl Statement {
     /// Interest expense as reported, else financial expenses.
     pub fn interest_or_financial_expenses(&self) -> Option<f64> {
         self.interest_expense.or(self.financial_expenses)
+    }
+
+    /// Financial expenses as reported, else interest expense.
+    pub fn financial_expenses_or_interest(&self) -> Option<f64> {
+        self.financial_expenses.or(self.interest_expense)
+    }
+
+    /// Profit before tax as reported, else EBIT less financial expenses (or interest).
+    pub fn profit_before_tax_or_derived(&self) -> Option<f64> {
+        self.profit_before_tax
+            .or_else(|| Some(self.ebit? - self.financial_expenses_or_interest()?))
     }
 }
 

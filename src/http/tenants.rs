@@ -181,7 +181,7 @@ pub struct UpdateTenant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i32>)]
     pub rate_limit_burst: Option<Option<i32>>,
-    /// `{"scheme":"seed"}`, `{"scheme":"accunode"}` or `{"scheme":"thresholds","low_max":…,"medium_max":…,
+    /// `{"scheme":"master_scale"}` (the default: levels follow the implied rating), `{"scheme":"seed"}`, `{"scheme":"accunode"}` or `{"scheme":"thresholds","low_max":…,"medium_max":…,
     /// "high_max":…}`; `null` restores the default.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Object>)]

@@ -9,14 +9,16 @@ use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 use pdscore_models::{
     PredictionType,
     dataset::Dataset,
-    features::FeatureSet,
+    features::{FeatureSet, POLISH_DEPARTURES},
     network::NetworkSpec,
     registry::{ModelId, ModelKind},
     train::{
         artifacts::{self, ArtifactWriter, DATA_CITATION, ModelCard},
-        experiment::{self, HORIZONS},
+        boost::{self, BoostConfig},
+        experiment::{self, Candidate, HORIZONS, Horizon},
         fit::{self, FitConfig},
     },
+    trees::TreeEnsembleSpec,
 };
 use serde_json::json;
 
@@ -80,9 +82,168 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         };
         writer.add_network(&card, &spec, &ensemble, term_structure)?;
     }
+    // The gradient-boosted trees: the 5-year partner first, as above.
+    for horizon in TREE_HORIZONS.iter().rev() {
+        let data = Dataset::load(&data_dir.join(horizon.file))?;
+        eprintln!(
+            "{} (trees): {} rows, {} bankrupt",
+            horizon.file,
+            data.len(),
+            data.positives()
+        );
+        let candidate = Candidate::Trees {
+            name: "polish-gbdt (boosted trees, unknown marginalised)".into(),
+            grid: boost::grid(),
+        };
+        let results = experiment::run_repeated(&data, &candidate, REPEATS);
+        let as_in_data: Vec<_> = results
+            .iter()
+            .filter_map(|r| r.as_in_data.as_deref().cloned())
+            .collect();
+        let mut metrics = vec![
+            experiment::repeated_metrics(&results, &data),
+            experiment::repeated_metrics(&as_in_data, &data),
+        ];
+        for m in &metrics {
+            eprintln!("  {:<56} ROC-AUC {:.4} ± {:.4}", m.model, m.roc_auc_mean, m.roc_auc_sd);
+        }
+        // The comparison models of the network's card, on the first repetition's folds.
+        metrics.extend(
+            experiment::run(&data, &experiment::candidates(config.clone())[1..])
+                .into_iter()
+                .map(|(_, m)| m),
+        );
+        let rows = boost::served_rows(&data);
+        let all: Vec<usize> = (0..data.len()).collect();
+        let grid = boost::grid();
+        let (model, chosen) = experiment::fit_selected(&rows, &data.labels, &all, &grid, experiment::SEED);
+        let mut spec = model.spec().clone();
+        spec.calibration = experiment::final_calibration(&results[0], &data.labels);
+        eprintln!(
+            "  final fit on all rows: {} trees, depth {}, calibration {:?}",
+            spec.trees.len(),
+            chosen.max_depth,
+            spec.calibration
+        );
+        let id: ModelId = horizon.id.parse()?;
+        let card = trees_card(id, horizon, &data, chosen, &spec, metrics);
+        let term_structure = if horizon.horizon_years == 1 {
+            BTreeMap::from([("5y".to_owned(), TREE_HORIZONS[1].id.parse::<ModelId>()?)])
+        } else {
+            BTreeMap::new()
+        };
+        writer.add_trees(&card, &spec, term_structure)?;
+    }
     let manifest = writer.finish()?;
     eprintln!("wrote {}", manifest.display());
     Ok(())
+}
+
+/// Repetitions of the 10-fold cross-validation in the trees' cards.
+const REPEATS: usize = 5;
+
+/// The trained tree ensembles, by horizon: the same files as the networks.
+const TREE_HORIZONS: [Horizon; 2] = [
+    Horizon {
+        file: "5year.arff",
+        id: "annual/polish-gbdt@1",
+        horizon_years: 1,
+    },
+    Horizon {
+        file: "1year.arff",
+        id: "annual-5y/polish-gbdt@1",
+        horizon_years: 5,
+    },
+];
+
+fn trees_card(
+    id: ModelId,
+    horizon: &Horizon,
+    data: &Dataset,
+    config: &BoostConfig,
+    spec: &TreeEnsembleSpec,
+    metrics: Vec<experiment::Metrics>,
+) -> ModelCard {
+    let horizon_years = horizon.horizon_years;
+    ModelCard {
+        title: format!("{horizon_years}-year PD from the 64 Polish ratios: gradient-boosted trees"),
+        kind: ModelKind::Trees,
+        prediction_type: PredictionType::Annual,
+        horizon_years,
+        feature_set: FeatureSet::Polish,
+        summary: format!(
+            "Gradient-boosted trees (forust-ml, log-loss, depth ≤ {}, learning rate {}, early-stopped on a \
+             stratified hold-out, configuration chosen on that hold-out) on the 64 ratios as the service computes them from a statement: every training \
+             row is the served feature vector of the statement behind a data row. More interest cover never raises \
+             the PD (monotone constraint); zero financial expenses are a large cover, not a missing value. A ratio \
+             the statement cannot give is unknown: it follows both sides of each split, weighted by the training \
+             rows that reported it, so it moves nothing. Platt scaling of out-of-fold scores gives the PD; \
+             reason codes are exact additive path contributions in logit space. Served as a Burn tensor program.",
+            config.max_depth, config.learning_rate
+        ),
+        intended_use: format!(
+            "Ranking and monitoring the {horizon_years}-year default risk of small and medium non-financial \
+             companies from their annual statements, as one input to a credit analyst's judgement."
+        ),
+        limitations: vec![
+            "Trained on Polish manufacturing companies (EMIS data; bankrupt firms 2000-2012, operating firms \
+             2007-2013): other countries, sectors, sizes and years can behave differently."
+                .into(),
+            format!(
+                "The PD carries the sample's default rate ({:.2} %): set the tenant's base rate to shift it to a \
+                 portfolio's (prior shift, `term::rebase`).",
+                100.0 * data.positives() as f64 / data.len() as f64
+            ),
+            "Two attributes depend on the currency unit (log total assets, working capital): statements must be in \
+             thousands of the reporting currency."
+                .into(),
+            "Missing values in the data are informative (a missing sales growth is 300x more frequent among \
+             bankrupt firms); the service never uses that: an absent item is unknown. The card reports both \
+             scorings."
+                .into(),
+            "Explanations are attributions of the model's logit, not causes of default.".into(),
+        ],
+        data: json!({
+            "file": horizon.file,
+            "rows": data.len(),
+            "bankrupt": data.positives(),
+            "citation": DATA_CITATION,
+            "license": "CC BY 4.0",
+            "departures_from_the_uci_text": POLISH_DEPARTURES
+                .iter()
+                .map(|(attribute, text, served, evidence)| json!({
+                    "attribute": attribute, "uci_text": text, "served_as": served, "evidence": evidence,
+                }))
+                .collect::<Vec<_>>(),
+        }),
+        training: json!({
+            "config": config,
+            "grid": boost::grid(),
+            "seed": experiment::SEED,
+            "trees": spec.trees.len(),
+            "calibration": spec.calibration,
+            "explanations": { "method": "path contributions (Saabas), exact and additive", "baseline": "the ensemble's expected logit" },
+        }),
+        evaluation_protocol: format!(
+            "Stratified {}-fold cross-validation repeated {} times (folds seeded {} + 7919·r). In every outer fold, \
+             the configuration (among the grid) and the number of trees (early stopping) are chosen on a \
+             stratified 10 % hold-out of that fold's training rows only: nothing is tuned on the rows that \
+             score it. Out-of-fold PDs use Platt scaling fitted on the other folds. ROC-AUC mean ± sd over \
+             all {} folds; pooled ROC-AUC, PR-AUC, Brier and KS are means over repetitions; reliability tables \
+             (fixed bins and deciles) are the first repetition's. The first row scores held-out missing values as \
+             the service does (unknown), the second as the data's missing values (the published benchmarks' \
+             setting). Published anchors for 5year (hold-out ROC-AUC): XGBoost 0.961, CatBoost 0.961, best \
+             ensemble 0.963 (Expert Systems 2024, doi:10.1111/exsy.13599); Zięba et al. 2016 (EXGB) 0.959 on \
+             5year and 0.944 on 1year (10-fold).",
+            experiment::FOLDS,
+            REPEATS,
+            experiment::SEED,
+            experiment::FOLDS * REPEATS
+        ),
+        metrics,
+        reproduce: "cargo run -p pdscore-models --release --features train --bin train".into(),
+        id,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -16,6 +16,7 @@ use crate::{
     registry::{ArtifactFile, Manifest, ManifestEntry, ModelId, ModelKind, sha256_hex},
     scorecard::{Bin, ScorecardFeature, ScorecardSpec},
     train::experiment::Metrics,
+    trees::TreeEnsembleSpec,
 };
 
 /// The data set citation every card of a trained model carries (CC BY 4.0 requires attribution).
@@ -124,6 +125,10 @@ impl ArtifactWriter {
         files: Vec<ArtifactFile>,
         term_structure: BTreeMap<String, ModelId>,
     ) -> std::io::Result<()> {
+        let sample_default_rate = card.data["rows"].as_f64().and_then(|rows| {
+            let bankrupt = card.data["bankrupt"].as_f64()?;
+            Some(bankrupt / rows)
+        });
         let stem = Self::stem(&card.id);
         let card_file = self.write(&format!("{stem}.card.json"), &pretty(card))?;
         self.write(&format!("{stem}.card.md"), card.to_markdown().as_bytes())?;
@@ -137,6 +142,7 @@ impl ArtifactWriter {
             files,
             card: card_file,
             term_structure,
+            sample_default_rate,
         });
         Ok(())
     }
@@ -158,6 +164,16 @@ impl ArtifactWriter {
         let record = NetworkModel::record_bytes(ensemble).map_err(std::io::Error::other)?;
         let record_file = self.write(&format!("{stem}.bpk"), &record)?;
         self.add(card, vec![spec_file, record_file], term_structure)
+    }
+
+    pub fn add_trees(
+        &mut self,
+        card: &ModelCard,
+        spec: &TreeEnsembleSpec,
+        term_structure: BTreeMap<String, ModelId>,
+    ) -> std::io::Result<()> {
+        let file = self.write(&format!("{}.trees.json", Self::stem(&card.id)), &pretty(spec))?;
+        self.add(card, vec![file], term_structure)
     }
 
     /// Writes `manifest.json`; models appear in the order they were added.

@@ -8,11 +8,13 @@ use crate::{
     dataset::Dataset,
     network::Calibration,
     train::{
+        boost::{self, BoostConfig},
         cv,
         fit::{self, FitConfig},
         metrics::{self, ReliabilityBin},
         platt,
     },
+    trees::{TreeEnsembleSpec, TreeModel},
 };
 
 /// The seed of the folds and of every fit: the experiment is deterministic.
@@ -27,6 +29,14 @@ pub enum Candidate {
     /// Altman's Z'' (6.56·Attr3 + 3.26·Attr6 + 6.72·Attr7 + 1.05·Attr8), lower is riskier; a missing term
     /// counts as 0.
     AltmanZ,
+    /// Gradient-boosted trees on the served features. With several configurations, each outer fold picks
+    /// one on a hold-out of its own training rows ([`fit_selected`]; nested: nothing is chosen on the rows
+    /// that score it).
+    ///
+    /// Held-out rows are scored as the service does (an unknown feature marginalised over the training
+    /// rows that reported it); [`CvResult::as_in_data`] holds the same fits scored the data's way (a missing
+    /// value takes the side the training data's missing values took), as the published benchmarks score.
+    Trees { name: String, grid: Vec<BoostConfig> },
 }
 
 impl Candidate {
@@ -34,6 +44,7 @@ impl Candidate {
         match self {
             Self::Network { name, .. } => name,
             Self::AltmanZ => "altman_z2",
+            Self::Trees { name, .. } => name,
         }
     }
 }
@@ -47,8 +58,10 @@ pub struct CvResult {
     /// Probabilities after cross-fitted Platt calibration, out of fold.
     pub calibrated: Vec<f64>,
     pub fold_aucs: Vec<f64>,
-    /// Early-stopping epochs of every member in every fold (networks only).
+    /// Early-stopping epochs of every member in every fold (networks), or trees per fold.
     pub epochs: Vec<usize>,
+    /// Tree ensembles: the same fits with held-out missing values scored the data's way.
+    pub as_in_data: Option<Box<CvResult>>,
 }
 
 /// The metrics a model card reports.
@@ -63,6 +76,18 @@ pub struct Metrics {
     pub brier: f64,
     pub ks: f64,
     pub reliability: Vec<ReliabilityBin>,
+    /// Reliability by decile of the calibrated PD (held out), and its largest |predicted - observed|.
+    #[serde(default)]
+    pub reliability_deciles: Vec<ReliabilityBin>,
+    #[serde(default)]
+    pub max_decile_gap: f64,
+    /// Repetitions of the k-fold cross-validation (each with its own folds).
+    #[serde(default = "one")]
+    pub repeats: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 pub fn folds(data: &Dataset) -> Vec<Vec<usize>> {
@@ -72,6 +97,7 @@ pub fn folds(data: &Dataset) -> Vec<Vec<usize>> {
 /// Cross-validates `candidate` on `folds`.
 pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidate) -> CvResult {
     let mut raw = vec![0.0; data.len()];
+    let mut raw_as_data = Vec::new();
     let mut epochs = Vec::new();
     for (i, test) in folds.iter().enumerate() {
         match candidate {
@@ -109,24 +135,90 @@ pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidat
                     raw[row] = -altman_z2(&data.rows[row]);
                 }
             }
+            Candidate::Trees { grid, .. } => {
+                let rows = boost::served_rows(data);
+                let train = cv::complement(folds, i);
+                let seed = SEED + i as u64;
+                let (model, config) = fit_selected(&rows, &data.labels, &train, grid, seed);
+                raw_as_data.resize(data.len(), 0.0);
+                for &row in test {
+                    raw[row] = model.walk(&rows[row], false);
+                    raw_as_data[row] = model.walk(&rows[row], true);
+                }
+                eprintln!(
+                    "    fold {}/{}: {} trees of depth ≤ {}",
+                    i + 1,
+                    folds.len(),
+                    model.spec().trees.len(),
+                    config.max_depth
+                );
+                epochs.push(model.spec().trees.len());
+            }
         }
     }
-    let calibrated = cross_fitted_calibration(&raw, &data.labels, folds);
-    let fold_aucs = folds
-        .iter()
-        .map(|fold| {
-            let scores: Vec<f64> = fold.iter().map(|&i| raw[i]).collect();
-            let labels: Vec<u8> = fold.iter().map(|&i| data.labels[i]).collect();
-            metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN)
-        })
-        .collect();
+    let result = |name: String, raw: Vec<f64>| {
+        let calibrated = cross_fitted_calibration(&raw, &data.labels, folds);
+        let fold_aucs = folds
+            .iter()
+            .map(|fold| {
+                let scores: Vec<f64> = fold.iter().map(|&i| raw[i]).collect();
+                let labels: Vec<u8> = fold.iter().map(|&i| data.labels[i]).collect();
+                metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN)
+            })
+            .collect();
+        CvResult {
+            name,
+            raw,
+            calibrated,
+            fold_aucs,
+            epochs: epochs.clone(),
+            as_in_data: None,
+        }
+    };
+    let as_in_data = (!raw_as_data.is_empty()).then(|| {
+        Box::new(result(
+            format!("{} — missing as in the data", candidate.name()),
+            raw_as_data,
+        ))
+    });
     CvResult {
-        name: candidate.name().to_owned(),
-        raw,
-        calibrated,
-        fold_aucs,
-        epochs,
+        as_in_data,
+        ..result(candidate.name().to_owned(), raw)
     }
+}
+
+fn trees_model(spec: TreeEnsembleSpec) -> TreeModel {
+    TreeModel::new(spec, &crate::cpu()).expect("a fitted ensemble is valid")
+}
+
+/// The ensemble of `grid` that scores best (ROC-AUC, served semantics) on the hold-out that early-stops
+/// it: each configuration is fitted on `indices` less a stratified hold-out of them (the same for all),
+/// so the choice never sees rows outside `indices`. Returns the chosen fit and its configuration.
+pub fn fit_selected<'a>(
+    rows: &[Vec<Option<f64>>],
+    labels: &[u8],
+    indices: &[usize],
+    grid: &'a [BoostConfig],
+    seed: u64,
+) -> (TreeModel, &'a BoostConfig) {
+    let mut best: Option<(f64, TreeModel, &BoostConfig)> = None;
+    let mut aucs = Vec::new();
+    for config in grid {
+        let (_, holdout) = cv::stratified_split(indices, labels, config.holdout_fraction, seed);
+        let model = trees_model(boost::fit(rows, labels, indices, config, seed));
+        let scores: Vec<f64> = holdout.iter().map(|&i| model.walk(&rows[i], false)).collect();
+        let local: Vec<u8> = holdout.iter().map(|&i| labels[i]).collect();
+        let auc = metrics::roc_auc(&scores, &local).unwrap_or(0.0);
+        aucs.push((auc * 1e4).round() / 1e4);
+        if best.as_ref().is_none_or(|(b, _, _)| auc > *b) {
+            best = Some((auc, model, config));
+        }
+    }
+    if grid.len() > 1 {
+        eprintln!("      hold-out AUCs {aucs:?}");
+    }
+    let (_, model, config) = best.expect("a non-empty grid");
+    (model, config)
 }
 
 /// Each fold's probabilities from a Platt fit on the other folds' out-of-fold scores.
@@ -152,7 +244,26 @@ pub fn final_calibration(result: &CvResult, labels: &[u8]) -> Calibration {
 
 pub fn metrics(result: &CvResult, labels: &[u8]) -> Metrics {
     let (mean, sd) = metrics::mean_sd(&result.fold_aucs);
+    let deciles: Vec<ReliabilityBin> = metrics::reliability_deciles(&result.calibrated, labels)
+        .into_iter()
+        .map(|b| ReliabilityBin {
+            lower: round(b.lower),
+            upper: round(b.upper),
+            mean_predicted: round(b.mean_predicted),
+            observed_rate: round(b.observed_rate),
+            ..b
+        })
+        .collect();
+    let max_decile_gap = round(
+        deciles
+            .iter()
+            .map(|b| (b.mean_predicted - b.observed_rate).abs())
+            .fold(0.0, f64::max),
+    );
     Metrics {
+        reliability_deciles: deciles,
+        max_decile_gap,
+        repeats: 1,
         model: result.name.clone(),
         roc_auc_mean: round(mean),
         roc_auc_sd: round(sd),
@@ -168,6 +279,38 @@ pub fn metrics(result: &CvResult, labels: &[u8]) -> Metrics {
                 ..b
             })
             .collect(),
+    }
+}
+
+/// `repeats` repetitions of the cross-validation, each on its own folds (seeds `SEED + r`):
+/// Their metrics ([`repeated_metrics`]): ROC-AUC mean ± sd over every fold of every repetition; the pooled
+/// figures are means over repetitions; the reliability tables are the first repetition's.
+pub fn run_repeated(data: &Dataset, candidate: &Candidate, repeats: usize) -> Vec<CvResult> {
+    (0..repeats as u64)
+        .map(|r| {
+            let folds = cv::stratified_folds(&data.labels, FOLDS, SEED + 7919 * r);
+            cross_validate(data, &folds, candidate)
+        })
+        .collect()
+}
+
+/// The metrics of repeated cross-validation results (see [`run_repeated`]).
+pub fn repeated_metrics(results: &[CvResult], data: &Dataset) -> Metrics {
+    let repeats = results.len();
+    let each: Vec<Metrics> = results.iter().map(|r| metrics(r, &data.labels)).collect();
+    let all_folds: Vec<f64> = results.iter().flat_map(|r| r.fold_aucs.clone()).collect();
+    let (mean, sd) = metrics::mean_sd(&all_folds);
+    let average = |f: fn(&Metrics) -> f64| round(each.iter().map(f).sum::<f64>() / each.len() as f64);
+    Metrics {
+        roc_auc_mean: round(mean),
+        roc_auc_sd: round(sd),
+        roc_auc_pooled: average(|m| m.roc_auc_pooled),
+        pr_auc: average(|m| m.pr_auc),
+        brier: average(|m| m.brier),
+        ks: average(|m| m.ks),
+        max_decile_gap: each.iter().map(|m| m.max_decile_gap).fold(0.0, f64::max),
+        repeats,
+        ..each[0].clone()
     }
 }
 
@@ -253,5 +396,5 @@ pub fn run(data: &Dataset, candidates: &[Candidate]) -> Vec<(CvResult, Metrics)>
 
 /// The data directory beside the repository (`../shared/data/polish_bankruptcy`).
 pub fn default_data_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/polish_bankruptcy")
+    crate::train_data_dir()
 }

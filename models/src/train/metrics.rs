@@ -140,6 +140,29 @@ pub fn reliability(probabilities: &[f64], labels: &[u8], edges: &[f64]) -> Vec<R
         .collect()
 }
 
+/// Reliability by decile of the predicted probability (ten bins of equal count, ties kept together in the
+/// lower bin); `lower`/`upper` are the smallest and largest prediction in the bin.
+pub fn reliability_deciles(probabilities: &[f64], labels: &[u8]) -> Vec<ReliabilityBin> {
+    let mut order: Vec<usize> = (0..probabilities.len()).collect();
+    order.sort_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]));
+    let n = order.len();
+    (0..10)
+        .filter_map(|d| {
+            let members = &order[d * n / 10..(d + 1) * n / 10];
+            (!members.is_empty()).then(|| {
+                let count = members.len() as f64;
+                ReliabilityBin {
+                    lower: probabilities[members[0]],
+                    upper: probabilities[members[members.len() - 1]],
+                    count: members.len(),
+                    mean_predicted: members.iter().map(|&i| probabilities[i]).sum::<f64>() / count,
+                    observed_rate: members.iter().map(|&i| f64::from(labels[i])).sum::<f64>() / count,
+                }
+            })
+        })
+        .collect()
+}
+
 /// The bin edges used in every model card's reliability table.
 pub const RELIABILITY_EDGES: [f64; 9] = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0];
 
@@ -181,6 +204,13 @@ mod tests {
         assert_eq!(table.len(), 3);
         assert_eq!(table[2].count, 2);
         assert_eq!(table[1].observed_rate, 1.0);
+        let probabilities: Vec<f64> = (0..100).map(|i| f64::from(i) / 100.0).collect();
+        let labels: Vec<u8> = (0..100).map(|i| u8::from(i >= 90)).collect();
+        let deciles = reliability_deciles(&probabilities, &labels);
+        assert_eq!(deciles.len(), 10);
+        assert!(deciles.iter().all(|b| b.count == 10));
+        assert_eq!((deciles[9].observed_rate, deciles[8].observed_rate), (1.0, 0.0));
+        assert!((deciles[0].mean_predicted - 0.045).abs() < 1e-12);
         let (m, sd) = mean_sd(&[1.0, 3.0]);
         assert_eq!((m, sd), (2.0, 2f64.sqrt()));
     }

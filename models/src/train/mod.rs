@@ -2,6 +2,7 @@
 //! calibration, the metrics, the comparison models and the artifacts they produce.
 
 pub mod artifacts;
+pub mod boost;
 pub mod cv;
 pub mod experiment;
 pub mod fit;

@@ -1,0 +1,219 @@
+//! Gradient-boosted trees (forust-ml, deterministic for a seed and any thread count), fitted on the served
+//! features of the statements behind the data's rows, early-stopped on a stratified hold-out, and turned
+//! into the [`TreeEnsembleSpec`] the service scores.
+
+use std::collections::HashMap;
+
+use forust_ml::{
+    GradientBooster, Matrix,
+    constraints::{Constraint, ConstraintMap},
+    metric::Metric,
+    objective::ObjectiveType,
+    sampler::SampleMethod,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    dataset::{Dataset, polish_statement},
+    features::{POLISH, POLISH_LABELS, polish_attributes},
+    network::Calibration,
+    train::cv,
+    trees::{Node, TreeEnsembleSpec},
+};
+
+/// Hyper-parameters of a boosted ensemble.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoostConfig {
+    /// Upper bound on trees; early stopping picks the number.
+    pub max_trees: usize,
+    pub learning_rate: f32,
+    pub max_depth: usize,
+    /// Minimum hessian sum in a leaf (XGBoost's min_child_weight).
+    pub min_leaf_weight: f32,
+    pub l2: f32,
+    /// Row share per tree.
+    pub subsample: f32,
+    /// Feature share per tree.
+    pub colsample: f64,
+    /// Trees without a better hold-out log-loss before stopping.
+    pub patience: usize,
+    /// Share of the training rows held out for early stopping.
+    pub holdout_fraction: f64,
+    /// Features (0-based) whose rise may only lower the PD: profit before tax over assets, liabilities
+    /// or sales, and interest cover. A firm without debt costs has more of each and nothing else changes,
+    /// so having no debt never makes a firm riskier.
+    pub decreasing: Vec<usize>,
+}
+
+impl BoostConfig {
+    pub fn polish() -> Self {
+        Self {
+            max_trees: 1500,
+            learning_rate: 0.03,
+            max_depth: 4,
+            min_leaf_weight: 1.0,
+            l2: 1.0,
+            subsample: 0.8,
+            colsample: 0.5,
+            patience: 100,
+            holdout_fraction: 0.1,
+            // Attr7, Attr12, Attr13, Attr14, Attr16, Attr18, Attr19, Attr27.
+            decreasing: vec![6, 11, 12, 13, 15, 17, 18, 26],
+        }
+    }
+}
+
+/// The configurations nested cross-validation chooses among: depth and learning rate.
+pub fn grid() -> Vec<BoostConfig> {
+    vec![
+        BoostConfig::polish(),
+        BoostConfig {
+            max_depth: 3,
+            ..BoostConfig::polish()
+        },
+        BoostConfig {
+            max_depth: 5,
+            learning_rate: 0.02,
+            ..BoostConfig::polish()
+        },
+    ]
+}
+
+/// The rows a model learns from: the served features of the statement behind each data row
+/// (`dataset::polish_statement`), so training reads exactly what serving computes.
+pub fn served_rows(data: &Dataset) -> Vec<Vec<Option<f64>>> {
+    data.rows
+        .iter()
+        .map(|row| polish_attributes(&polish_statement(row)).to_vec())
+        .collect()
+}
+
+fn column_major(rows: &[Vec<Option<f64>>], indices: &[usize]) -> Vec<f64> {
+    let width = rows.first().map_or(0, Vec::len);
+    let mut out = Vec::with_capacity(indices.len() * width);
+    for j in 0..width {
+        out.extend(indices.iter().map(|&i| rows[i][j].unwrap_or(f64::NAN)));
+    }
+    out
+}
+
+/// Fits on `indices` of `rows`: an inner stratified hold-out of them decides when to stop.
+pub fn fit(
+    rows: &[Vec<Option<f64>>],
+    labels: &[u8],
+    indices: &[usize],
+    config: &BoostConfig,
+    seed: u64,
+) -> TreeEnsembleSpec {
+    let (train, holdout) = cv::stratified_split(indices, labels, config.holdout_fraction, seed);
+    let width = rows.first().map_or(0, Vec::len);
+    let y = |ix: &[usize]| ix.iter().map(|&i| f64::from(labels[i])).collect::<Vec<_>>();
+    let (x_train, y_train) = (column_major(rows, &train), y(&train));
+    let (x_holdout, y_holdout) = (column_major(rows, &holdout), y(&holdout));
+    let (w_train, w_holdout) = (vec![1.0; train.len()], vec![1.0; holdout.len()]);
+    let constraints: ConstraintMap = config
+        .decreasing
+        .iter()
+        .map(|&j| (j, Constraint::Negative))
+        .collect::<HashMap<_, _>>();
+    let mut booster = GradientBooster::default()
+        .set_objective_type(ObjectiveType::LogLoss)
+        .set_iterations(config.max_trees)
+        .set_learning_rate(config.learning_rate)
+        .set_max_depth(config.max_depth)
+        .set_min_leaf_weight(config.min_leaf_weight)
+        .set_l2(config.l2)
+        .set_sample_method(SampleMethod::Random)
+        .set_subsample(config.subsample)
+        .set_colsample_bytree(config.colsample)
+        .set_seed(seed)
+        .set_monotone_constraints(Some(constraints))
+        .set_evaluation_metric(Some(Metric::LogLoss))
+        .set_early_stopping_rounds(Some(config.patience))
+        .set_num_threads(Some(2));
+    booster
+        .fit(
+            &Matrix::new(&x_train, train.len(), width),
+            &y_train,
+            &w_train,
+            Some(vec![(
+                Matrix::new(&x_holdout, holdout.len(), width),
+                &y_holdout,
+                &w_holdout,
+            )]),
+        )
+        .expect("forust fits finite data");
+    let used = booster.prediction_iteration.unwrap_or(booster.trees.len());
+    let trees = booster.trees[..used]
+        .iter()
+        .map(|tree| {
+            let mut nodes: Vec<Node> = tree
+                .nodes
+                .iter()
+                .map(|n| {
+                    if n.is_leaf {
+                        Node::Leaf {
+                            value: f64::from(n.weight_value),
+                        }
+                    } else {
+                        Node::Split {
+                            feature: n.split_feature,
+                            threshold: n.split_value,
+                            left: n.left_child,
+                            right: n.right_child,
+                            missing_left: n.missing_node == n.left_child,
+                            left_share: 0.5,
+                        }
+                    }
+                })
+                .collect();
+            set_left_shares(&mut nodes, rows, &train);
+            nodes
+        })
+        .collect();
+    TreeEnsembleSpec {
+        feature_names: POLISH.clone(),
+        feature_labels: POLISH_LABELS.iter().map(|s| (*s).to_owned()).collect(),
+        base_score: booster.base_score,
+        trees,
+        calibration: Calibration::IDENTITY,
+    }
+}
+
+/// Each split's share of the training rows reaching it, with its feature reported, that went left (rows
+/// reach a split the way the data scores them: missing values take the trained side). 0.5 where no such
+/// row reached it.
+fn set_left_shares(nodes: &mut [Node], rows: &[Vec<Option<f64>>], train: &[usize]) {
+    let mut counts = vec![(0usize, 0usize); nodes.len()];
+    for &i in train {
+        let mut k = 0;
+        while let Node::Split {
+            feature,
+            threshold,
+            left,
+            right,
+            missing_left,
+            ..
+        } = &nodes[k]
+        {
+            k = match rows[i][*feature] {
+                Some(v) => {
+                    if v < *threshold {
+                        counts[k].0 += 1;
+                        *left
+                    } else {
+                        counts[k].1 += 1;
+                        *right
+                    }
+                }
+                None if *missing_left => *left,
+                None => *right,
+            };
+        }
+    }
+    for (node, (l, r)) in nodes.iter_mut().zip(counts) {
+        if let Node::Split { left_share, .. } = node {
+            *left_share = if l + r == 0 { 0.5 } else { l as f64 / (l + r) as f64 };
+        }
+    }
+}

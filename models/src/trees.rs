@@ -1,0 +1,517 @@
+//! Gradient-boosted trees served as a Burn tensor program, with exact additive reason codes.
+//!
+//! * **Spec** ([`TreeEnsembleSpec`]): the fitted trees as trained (split feature, threshold, the side the
+//!   data's missing values took, children, leaf values) plus, per split, the share of training rows *with
+//!   the feature reported* that went left. Platt calibration maps the raw logit to the PD.
+//! * **Unknown is marginalised**: a feature the statement cannot give (`None`) follows both sides of a
+//!   split, weighted by that share — the tree's expectation over firms that did report it. An absent
+//!   line item therefore never reads as the data set's missingness, and its contribution is exactly 0.
+//! * **Tensor program**: every tree is padded to a perfect tree of the ensemble's depth (a short branch
+//!   continues through pass-through splits that always go left). One gather reads each split's feature for
+//!   every row, one comparison gives each split's probability of going left (1 or 0, the share when the
+//!   feature is unknown), a product down the levels gives each leaf's weight, and one matrix product with
+//!   `[leaf value | path contributions]` gives the raw logit and, optionally, every feature's contribution.
+//! * **Reason codes** are path contributions (Saabas): each split on the way to a leaf adds
+//!   `E[child] - E[node]` to its feature, where `E` is the share-weighted expected value of a subtree. They
+//!   add up exactly to `logit - baseline_logit`, the baseline being the ensemble's expected logit.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::{explain::Contribution, network::Calibration, registry::ModelOutput};
+
+/// One node of a fitted tree; children are indices into the tree's node list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Node {
+    Leaf {
+        /// Raw-logit value (the learning rate already applied).
+        value: f64,
+    },
+    Split {
+        feature: usize,
+        /// Goes left when `value < threshold`.
+        threshold: f64,
+        left: usize,
+        right: usize,
+        /// Where the training data's missing values went (only the data's own rows are scored this way;
+        /// served rows marginalise, see the module documentation).
+        missing_left: bool,
+        /// Share of the training rows reaching this split with the feature reported that went left.
+        left_share: f64,
+    },
+}
+
+/// Everything a tree ensemble needs to score and explain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeEnsembleSpec {
+    pub feature_names: Vec<String>,
+    pub feature_labels: Vec<String>,
+    /// Raw logit before any tree.
+    pub base_score: f64,
+    /// Node 0 is each tree's root.
+    pub trees: Vec<Vec<Node>>,
+    pub calibration: Calibration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("the tree ensemble is invalid: {0}")]
+    Spec(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// A tree ensemble laid out for the tensor program.
+#[derive(Debug)]
+pub struct TreeModel {
+    spec: TreeEnsembleSpec,
+    device: Device,
+    depth: usize,
+    /// Per padded split (tree-major, heap order): feature read, threshold, left share when unknown.
+    features: Tensor<1, Int>,
+    thresholds: Tensor<2>,
+    shares: Tensor<2>,
+    /// `[trees * leaves, 1]` leaf values; `[trees * leaves, 1 + features]` with path contributions.
+    values: Tensor<2>,
+    explained: Tensor<2>,
+    /// Expected raw logit: `base_score + Σ E[root]`.
+    baseline_raw: f64,
+}
+
+/// A tree padded to a perfect binary tree of `depth`: splits in heap order, then leaves.
+struct Padded {
+    features: Vec<i64>,
+    thresholds: Vec<f32>,
+    shares: Vec<f32>,
+    /// Per leaf: value and path contribution per feature.
+    leaves: Vec<(f64, Vec<f64>)>,
+}
+
+impl TreeModel {
+    pub fn new(spec: TreeEnsembleSpec, device: &Device) -> Result<Self, TreeError> {
+        let n_features = spec.feature_names.len();
+        if spec.feature_labels.len() != n_features || n_features == 0 {
+            return Err(TreeError::Spec("feature names and labels disagree".into()));
+        }
+        if spec.trees.is_empty() || !spec.base_score.is_finite() {
+            return Err(TreeError::Spec("no trees, or a non-finite base score".into()));
+        }
+        let mut depth = 0;
+        for (t, tree) in spec.trees.iter().enumerate() {
+            depth = depth.max(check_tree(tree, n_features).map_err(|e| TreeError::Spec(format!("tree {t}: {e}")))?);
+        }
+        let depth = depth.max(1);
+        let leaves = 1usize << depth;
+        let splits = leaves - 1;
+        let (mut features, mut thresholds, mut shares) = (Vec::new(), Vec::new(), Vec::new());
+        let mut values = Vec::with_capacity(spec.trees.len() * leaves);
+        let mut explained = Vec::with_capacity(spec.trees.len() * leaves * (1 + n_features));
+        let mut baseline_raw = spec.base_score;
+        for tree in &spec.trees {
+            let expected = expectations(tree);
+            baseline_raw += expected[0];
+            let padded = pad(tree, &expected, depth, n_features);
+            debug_assert_eq!((padded.features.len(), padded.leaves.len()), (splits, leaves));
+            features.extend(padded.features);
+            thresholds.extend(padded.thresholds);
+            shares.extend(padded.shares);
+            for (value, contributions) in padded.leaves {
+                values.push(value as f32);
+                explained.push(value as f32);
+                explained.extend(contributions.iter().map(|c| *c as f32));
+            }
+        }
+        let n = features.len();
+        let rows = values.len();
+        Ok(Self {
+            features: Tensor::from_data(TensorData::new(features, [n]), device),
+            thresholds: Tensor::from_data(TensorData::new(thresholds, [1, n]), device),
+            shares: Tensor::from_data(TensorData::new(shares, [1, n]), device),
+            values: Tensor::from_data(TensorData::new(values, [rows, 1]), device),
+            explained: Tensor::from_data(TensorData::new(explained, [rows, 1 + n_features]), device),
+            device: device.clone(),
+            depth,
+            baseline_raw,
+            spec,
+        })
+    }
+
+    pub fn from_json(json: &[u8], device: &Device) -> Result<Self, TreeError> {
+        let spec: TreeEnsembleSpec = serde_json::from_slice(json).map_err(|e| TreeError::Spec(e.to_string()))?;
+        Self::new(spec, device)
+    }
+
+    pub fn spec(&self) -> &TreeEnsembleSpec {
+        &self.spec
+    }
+
+    pub fn feature_names(&self) -> &[String] {
+        &self.spec.feature_names
+    }
+
+    /// The padded depth of the tensor program.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Leaf weights `[n, trees * leaves]` of the rows.
+    fn leaf_weights(&self, rows: &[Vec<Option<f64>>]) -> Tensor<2> {
+        let n = rows.len();
+        let n_features = self.spec.feature_names.len();
+        let flat: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| (0..n_features).map(|j| r.get(j).copied().flatten().map_or(f32::NAN, finite_f32)))
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(flat, [n, n_features]), &self.device);
+        let splits = self.thresholds.dims()[1];
+        let trees = self.spec.trees.len();
+        let per_tree = (1usize << self.depth) - 1;
+        let read = x.select(1, self.features.clone());
+        let unknown = read.clone().is_nan();
+        let go_left = read
+            .lower(self.thresholds.clone().expand([n, splits]))
+            .float()
+            .mask_where(unknown, self.shares.clone().expand([n, splits]))
+            .reshape([n, trees, per_tree]);
+        let mut weights = Tensor::<3>::ones([n, trees, 1], &self.device);
+        for level in 0..self.depth {
+            let width = 1usize << level;
+            let left = go_left.clone().narrow(2, width - 1, width);
+            let right = left.clone().neg().add_scalar(1.0);
+            let children: Tensor<4> = Tensor::stack(vec![weights.clone().mul(left), weights.mul(right)], 3);
+            weights = children.reshape([n, trees, 2 * width]);
+        }
+        weights.reshape([n, trees << self.depth])
+    }
+
+    fn logits(&self, weights: Tensor<2>, values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
+        weights
+            .matmul(values.clone())
+            .into_data()
+            .try_to_vec_as::<f64>()
+            .map_err(|e| TreeError::Inference(format!("{e:?}")))
+    }
+
+    /// Calibrated PDs only: the fast path.
+    pub fn predict(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<f64>, TreeError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw = self.logits(self.leaf_weights(rows), &self.values)?;
+        Ok(raw
+            .into_iter()
+            .map(|z| self.spec.calibration.probability(z + self.spec.base_score))
+            .collect())
+    }
+
+    /// PDs with every feature's contribution (calibrated-logit units, adding up to
+    /// `logit - baseline_logit`).
+    pub fn score(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<ModelOutput>, TreeError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let width = 1 + self.spec.feature_names.len();
+        let out = self.logits(self.leaf_weights(rows), &self.explained)?;
+        let calibration = self.spec.calibration;
+        let baseline_logit = calibration.logit(self.baseline_raw);
+        Ok(rows
+            .iter()
+            .zip(out.chunks_exact(width))
+            .map(|(row, out)| {
+                let raw = out[0] + self.spec.base_score;
+                ModelOutput {
+                    pd: calibration.probability(raw),
+                    logit: calibration.logit(raw),
+                    baseline_logit,
+                    contributions: self.reasons(row, &out[1..]),
+                }
+            })
+            .collect())
+    }
+
+    fn reasons(&self, row: &[Option<f64>], raw: &[f64]) -> Vec<Contribution> {
+        let a = self.spec.calibration.a;
+        raw.iter()
+            .enumerate()
+            .map(|(j, c)| {
+                let logit = a * c;
+                let label = &self.spec.feature_labels[j];
+                let value = row.get(j).copied().flatten();
+                let direction = if logit > 0.0 { "raises" } else { "lowers" };
+                let reason = match value {
+                    Some(v) => {
+                        format!("{label} = {v:.4} {direction} the PD ({logit:+.3} logit vs. the average company)")
+                    }
+                    None => format!("{label} not reported: unknown, no effect on the PD"),
+                };
+                Contribution {
+                    feature: self.spec.feature_names[j].clone(),
+                    value,
+                    logit,
+                    reason,
+                }
+            })
+            .collect()
+    }
+
+    /// The raw logit of one row by walking the trees in `f64` (the reference the tensor program is tested
+    /// against). `data_missing`: a missing value takes the side the training data's missing values took
+    /// (how the data's own rows are scored in evaluation) instead of being marginalised.
+    pub fn walk(&self, row: &[Option<f64>], data_missing: bool) -> f64 {
+        fn node_value(tree: &[Node], k: usize, row: &[Option<f64>], data_missing: bool) -> f64 {
+            match &tree[k] {
+                Node::Leaf { value } => *value,
+                Node::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    missing_left,
+                    left_share,
+                } => match row.get(*feature).copied().flatten() {
+                    Some(v) if v < *threshold => node_value(tree, *left, row, data_missing),
+                    Some(_) => node_value(tree, *right, row, data_missing),
+                    None if data_missing => {
+                        node_value(tree, if *missing_left { *left } else { *right }, row, data_missing)
+                    }
+                    None => {
+                        left_share * node_value(tree, *left, row, data_missing)
+                            + (1.0 - left_share) * node_value(tree, *right, row, data_missing)
+                    }
+                },
+            }
+        }
+        self.spec.base_score
+            + self
+                .spec
+                .trees
+                .iter()
+                .map(|tree| node_value(tree, 0, row, data_missing))
+                .sum::<f64>()
+    }
+}
+
+/// A value as the tensor program reads it: infinities become the largest finite `f32`, so that a
+/// pass-through split (threshold +∞) always goes left.
+fn finite_f32(v: f64) -> f32 {
+    (v as f32).clamp(-f32::MAX, f32::MAX)
+}
+
+/// Checks a tree's shape (every node reached once from the root, children after their parent, shares in
+/// [0, 1], finite numbers); returns its depth.
+fn check_tree(tree: &[Node], n_features: usize) -> Result<usize, String> {
+    if tree.is_empty() {
+        return Err("no nodes".into());
+    }
+    let mut reached = vec![false; tree.len()];
+    let mut stack = vec![(0usize, 0usize)];
+    let mut depth = 0;
+    while let Some((k, d)) = stack.pop() {
+        if std::mem::replace(&mut reached[k], true) {
+            return Err(format!("node {k} is reached twice"));
+        }
+        depth = depth.max(d);
+        if d > 16 {
+            return Err("deeper than 16".into());
+        }
+        match &tree[k] {
+            Node::Leaf { value } if value.is_finite() => {}
+            Node::Leaf { .. } => return Err(format!("node {k}: non-finite value")),
+            Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                left_share,
+                ..
+            } => {
+                let ok = *feature < n_features
+                    && !threshold.is_nan()
+                    && (0.0..=1.0).contains(left_share)
+                    && *left > k
+                    && *right > k
+                    && *left < tree.len()
+                    && *right < tree.len();
+                if !ok {
+                    return Err(format!("node {k}: invalid split"));
+                }
+                stack.push((*left, d + 1));
+                stack.push((*right, d + 1));
+            }
+        }
+    }
+    if reached.iter().any(|r| !r) {
+        return Err("unreachable nodes".into());
+    }
+    Ok(depth)
+}
+
+/// Share-weighted expected value of every node's subtree.
+fn expectations(tree: &[Node]) -> Vec<f64> {
+    let mut expected = vec![0.0; tree.len()];
+    // Children come after their parents, so a reverse pass sees children first.
+    for k in (0..tree.len()).rev() {
+        expected[k] = match &tree[k] {
+            Node::Leaf { value } => *value,
+            Node::Split {
+                left,
+                right,
+                left_share,
+                ..
+            } => left_share * expected[*left] + (1.0 - left_share) * expected[*right],
+        };
+    }
+    expected
+}
+
+fn pad(tree: &[Node], expected: &[f64], depth: usize, n_features: usize) -> Padded {
+    let splits = (1usize << depth) - 1;
+    let mut padded = Padded {
+        features: vec![0; splits],
+        thresholds: vec![f32::INFINITY; splits],
+        shares: vec![1.0; splits],
+        leaves: vec![(0.0, vec![0.0; n_features]); 1 << depth],
+    };
+    // (node in the tree, slot in the perfect tree, level, contributions so far)
+    let mut stack = vec![(0usize, 0usize, 0usize, vec![0.0; n_features])];
+    while let Some((k, slot, level, path)) = stack.pop() {
+        if level == depth {
+            let Node::Leaf { value } = tree[k] else {
+                unreachable!("check_tree bounds the depth")
+            };
+            padded.leaves[slot - splits] = (value, path);
+            continue;
+        }
+        match &tree[k] {
+            // A leaf above the last level: pass-through splits (always left) down to it.
+            Node::Leaf { .. } => stack.push((k, 2 * slot + 1, level + 1, path)),
+            Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                left_share,
+                ..
+            } => {
+                padded.features[slot] = *feature as i64;
+                padded.thresholds[slot] = *threshold as f32;
+                padded.shares[slot] = *left_share as f32;
+                for (child, child_slot) in [(*left, 2 * slot + 1), (*right, 2 * slot + 2)] {
+                    let mut path = path.clone();
+                    path[*feature] += expected[child] - expected[k];
+                    stack.push((child, child_slot, level + 1, path));
+                }
+            }
+        }
+    }
+    padded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two trees over three features, one of them shallower than the other.
+    fn spec() -> TreeEnsembleSpec {
+        let split = |feature, threshold, left, right, missing_left, left_share| Node::Split {
+            feature,
+            threshold,
+            left,
+            right,
+            missing_left,
+            left_share,
+        };
+        let leaf = |value| Node::Leaf { value };
+        TreeEnsembleSpec {
+            feature_names: vec!["a".into(), "b".into(), "c".into()],
+            feature_labels: vec!["A".into(), "B".into(), "C".into()],
+            base_score: -2.0,
+            trees: vec![
+                vec![
+                    split(0, 1.0, 1, 2, true, 0.25),
+                    split(1, 5.0, 3, 4, false, 0.5),
+                    leaf(0.3),
+                    leaf(-0.2),
+                    leaf(0.8),
+                ],
+                vec![split(2, 0.0, 1, 2, false, 0.9), leaf(0.1), leaf(-0.4)],
+            ],
+            calibration: Calibration { a: 0.9, b: 0.1 },
+        }
+    }
+
+    fn rows() -> Vec<Vec<Option<f64>>> {
+        vec![
+            vec![Some(0.5), Some(7.0), Some(-1.0)],
+            vec![Some(3.0), None, Some(2.0)],
+            vec![None, Some(1.0), None],
+            vec![None, None, None],
+            vec![Some(f64::INFINITY), Some(f64::NEG_INFINITY), Some(0.0)],
+        ]
+    }
+
+    #[test]
+    fn the_tensor_program_agrees_with_walking_the_trees() {
+        let model = TreeModel::new(spec(), &crate::cpu()).unwrap();
+        assert_eq!(model.depth(), 2);
+        let calibration = spec().calibration;
+        let fast = model.predict(&rows()).unwrap();
+        let explained = model.score(&rows()).unwrap();
+        for (i, row) in rows().iter().enumerate() {
+            let expected = calibration.probability(model.walk(row, false));
+            assert!((fast[i] - expected).abs() < 1e-6, "row {i}: {} vs {expected}", fast[i]);
+            assert!((explained[i].pd - expected).abs() < 1e-6, "row {i}");
+        }
+        // Row 0: a = 0.5 < 1 → b = 7 ≥ 5 → 0.8; c = -1 < 0 → 0.1.
+        assert!((model.walk(&rows()[0], false) - (-2.0 + 0.8 + 0.1)).abs() < 1e-12);
+        // Row 2 with the data's missing semantics: a missing → left; b = 1 → 3: -0.2; c missing → right.
+        assert!((model.walk(&rows()[2], true) - (-2.0 - 0.2 - 0.4)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn contributions_add_up_exactly_and_unknown_features_contribute_nothing() {
+        let model = TreeModel::new(spec(), &crate::cpu()).unwrap();
+        for (i, out) in model.score(&rows()).unwrap().iter().enumerate() {
+            let sum: f64 = out.contributions.iter().map(|c| c.logit).sum();
+            assert!((sum - (out.logit - out.baseline_logit)).abs() < 1e-5, "row {i}");
+            for c in &out.contributions {
+                if c.value.is_none() {
+                    assert!(
+                        c.logit.abs() < 1e-6,
+                        "row {i}: unknown {} contributes {}",
+                        c.feature,
+                        c.logit
+                    );
+                    assert!(c.reason.contains("not reported"));
+                }
+            }
+        }
+        // Nothing known: the PD is the baseline's.
+        let nothing = &model.score(&rows()[3..4]).unwrap()[0];
+        assert!((nothing.logit - nothing.baseline_logit).abs() < 1e-6);
+    }
+
+    #[test]
+    fn malformed_trees_are_refused() {
+        let mut cyclic = spec();
+        cyclic.trees[1][0] = Node::Split {
+            feature: 2,
+            threshold: 0.0,
+            left: 0,
+            right: 2,
+            missing_left: false,
+            left_share: 0.5,
+        };
+        assert!(TreeModel::new(cyclic, &crate::cpu()).is_err());
+        let mut bad_feature = spec();
+        if let Node::Split { feature, .. } = &mut bad_feature.trees[0][0] {
+            *feature = 3;
+        }
+        assert!(TreeModel::new(bad_feature, &crate::cpu()).is_err());
+        let mut orphan = spec();
+        orphan.trees[1].push(Node::Leaf { value: 1.0 });
+        assert!(TreeModel::new(orphan, &crate::cpu()).is_err());
+    }
+}
