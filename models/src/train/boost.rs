@@ -90,11 +90,9 @@ pub fn served_rows(data: &Dataset) -> Vec<Vec<Option<f64>>> {
 
 fn column_major(rows: &[Vec<Option<f64>>], indices: &[usize]) -> Vec<f64> {
     let width = rows.first().map_or(0, Vec::len);
-    let mut out = Vec::with_capacity(indices.len() * width);
-    for j in 0..width {
-        out.extend(indices.iter().map(|&i| rows[i][j].unwrap_or(f64::NAN)));
-    }
-    out
+    (0..width)
+        .flat_map(|j| indices.iter().map(move |&i| rows[i][j].unwrap_or(f64::NAN)))
+        .collect()
 }
 
 /// Fits on `indices` of `rows`: an inner stratified hold-out of them decides when to stop.
