@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt, time::Instant};
 use chrono::{DateTime, Utc};
 use pdscore_models::{
     PredictionType, RiskLevel, explain::Contribution, registry::ModelId, statement::ReportingPeriod,
-    statement::Statement,
+    statement::Statement, term::TermStructure,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -201,8 +201,8 @@ impl Filing {
 pub struct ModelScore {
     pub model: ModelId,
     pub probability: f64,
-    /// Cumulative PD by horizon (`"1y"` … `"5y"`, monotone), when the model has a 5-year partner.
-    pub term_structure: Option<BTreeMap<String, f64>>,
+    /// The cumulative PD curve and annual hazards over 1–5 years, when the model has a 5-year partner.
+    pub term_structure: Option<TermStructure>,
     pub risk_level: RiskLevel,
     pub implied_rating: &'static str,
     pub confidence: f64,

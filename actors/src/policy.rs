@@ -27,6 +27,8 @@ pub struct TenantPolicy {
     pub risk_scheme: RiskScheme,
     /// Relative PD move raising an alert within a level (0.25 = 25 %).
     pub alert_pd_change: f64,
+    /// The portfolio's one-year default rate trained models' PDs are shifted to (`None`: their sample's).
+    pub base_rate: Option<f64>,
     pub annual: ModelChoice,
     pub quarterly: ModelChoice,
 }

@@ -159,8 +159,9 @@ fn score_group(
     .record(started.elapsed().as_secs_f64());
     metrics::histogram!("pdscore_model_batch_size").record(inputs.len() as f64);
 
+    let pds = Registry::portfolio_pds(model, &outputs, policy.base_rate);
     let curves = registry
-        .term_structures(model, &outputs, &inputs)
+        .term_structures(model, &pds, &inputs, policy.base_rate)
         .map_err(|e| match e {
             TermError::Partner(partner) => Rejected {
                 code: "UNKNOWN_MODEL",
@@ -177,13 +178,14 @@ fn score_group(
         .map(|(i, output)| {
             let mut contributions = output.contributions;
             contributions.sort_by(|a, b| b.logit.abs().total_cmp(&a.logit.abs()));
+            let pd = pds[i];
             ModelScore {
                 model: model.id().clone(),
-                probability: output.pd,
-                term_structure: curves.as_ref().map(|c| c[i].cumulative_by_horizon()),
-                risk_level: policy.risk_scheme.level(output.pd),
-                implied_rating: implied_rating(output.pd),
-                confidence: confidence(output.pd),
+                probability: pd,
+                term_structure: curves.as_ref().map(|c| c[i]),
+                risk_level: policy.risk_scheme.level(pd),
+                implied_rating: implied_rating(pd),
+                confidence: confidence(pd),
                 contributions,
                 inputs: inputs_json(&names, &inputs[i]),
             }

@@ -339,15 +339,29 @@ impl Registry {
         self.models.get(id).cloned()
     }
 
-    /// The cumulative PD curves of rows `model` scored as `outputs`, when it has a 5-year partner
-    /// (monotone by construction, see [`crate::term`]). The partner's PD is only a level: it is scored
-    /// without explanations, and shifted from its sample's default rate to the five-year rate of the
-    /// 1-year model's.
+    /// The 1-year PDs of `outputs` for a portfolio whose one-year default rate is `base_rate` (prior
+    /// shift from the model's sample rate, [`term::rebase`]); unchanged without a base rate or when the
+    /// model's sample rate is unknown.
+    pub fn portfolio_pds(model: &LoadedModel, outputs: &[ModelOutput], base_rate: Option<f64>) -> Vec<f64> {
+        outputs
+            .iter()
+            .map(|o| match (model.entry.sample_default_rate, base_rate) {
+                (Some(sample), Some(target)) => term::rebase(o.pd, sample, target),
+                _ => o.pd,
+            })
+            .collect()
+    }
+
+    /// The cumulative PD curves of `rows`, whose 1-year PDs (for the portfolio) are `one_year`, when
+    /// `model` has a 5-year partner (monotone by construction, see [`crate::term`]). The partner's PD is
+    /// only a level: it is scored without explanations, and shifted from its sample's default rate to the
+    /// five-year rate of the portfolio's one-year rate (`base_rate`, else the 1-year model's sample rate).
     pub fn term_structures(
         &self,
         model: &LoadedModel,
-        outputs: &[ModelOutput],
+        one_year: &[f64],
         rows: &[Vec<Option<f64>>],
+        base_rate: Option<f64>,
     ) -> Result<Option<Vec<TermStructure>>, TermError> {
         let Some(partner_id) = model.entry.term_structure.get("5y") else {
             return Ok(None);
@@ -356,15 +370,16 @@ impl Registry {
             .get(partner_id)
             .ok_or_else(|| TermError::Partner(partner_id.clone()))?;
         let five_year = partner.predict_batch(rows).map_err(TermError::Score)?;
-        let rebased = |p: f64| match (partner.entry.sample_default_rate, model.entry.sample_default_rate) {
-            (Some(sample), Some(one_year)) => term::rebase(p, sample, term::five_year_rate(one_year)),
+        let one_year_rate = base_rate.or(model.entry.sample_default_rate);
+        let rebased = |p: f64| match (partner.entry.sample_default_rate, one_year_rate) {
+            (Some(sample), Some(rate)) => term::rebase(p, sample, term::five_year_rate(rate)),
             _ => p,
         };
         Ok(Some(
-            outputs
+            one_year
                 .iter()
                 .zip(five_year)
-                .map(|(o, p5)| TermStructure::from_horizons(o.pd, rebased(p5)))
+                .map(|(p1, p5)| TermStructure::from_horizons(*p1, rebased(p5)))
                 .collect(),
         ))
     }

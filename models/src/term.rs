@@ -11,6 +11,8 @@
 //!   The 5-year PD is first shifted to the portfolio's five-year base rate `1 - (1 - π)^5` (a flat
 //!   portfolio hazard: the two samples' own rates, 6.9 % and 3.9 %, are artefacts of how each was drawn).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `ln(p / (1 - p))`, with `p` kept inside (0, 1).
@@ -36,8 +38,10 @@ pub fn five_year_rate(one_year_rate: f64) -> f64 {
     1.0 - (1.0 - one_year_rate).powi(5)
 }
 
-/// A cumulative PD curve over years 1–5 and the annualised (conditional) hazard of each year.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A cumulative PD curve over years 1–5 and the annualised (conditional) hazard of each year. As JSON:
+/// `{"cumulative": {"1y": …, …, "5y": …}, "annual_hazard": {"1y": …, …, "5y": …}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(into = "ByHorizon")]
 pub struct TermStructure {
     /// `cumulative[t - 1]` = probability of default within `t` years.
     pub cumulative: [f64; 5],
@@ -61,14 +65,28 @@ impl TermStructure {
         }
         Self { cumulative, hazard }
     }
+}
 
-    /// `{"1y": …, …, "5y": …}` for the cumulative curve.
-    pub fn cumulative_by_horizon(&self) -> std::collections::BTreeMap<String, f64> {
-        self.cumulative
-            .iter()
-            .enumerate()
-            .map(|(t, p)| (format!("{}y", t + 1), *p))
-            .collect()
+/// [`TermStructure`] keyed by horizon, as stored and answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ByHorizon {
+    pub cumulative: BTreeMap<String, f64>,
+    pub annual_hazard: BTreeMap<String, f64>,
+}
+
+impl From<TermStructure> for ByHorizon {
+    fn from(t: TermStructure) -> Self {
+        let by_year = |values: [f64; 5]| {
+            values
+                .iter()
+                .enumerate()
+                .map(|(year, p)| (format!("{}y", year + 1), *p))
+                .collect()
+        };
+        Self {
+            cumulative: by_year(t.cumulative),
+            annual_hazard: by_year(t.hazard),
+        }
     }
 }
 
@@ -89,6 +107,10 @@ mod tests {
         let curve = TermStructure::from_horizons(0.3, 0.1);
         assert_eq!(curve.cumulative[0], 0.3);
         assert!(curve.cumulative[4] > 0.3 && curve.cumulative[4] < 0.4);
+        let json = serde_json::to_value(curve).unwrap();
+        assert_eq!(json["cumulative"]["1y"], 0.3);
+        assert_eq!(json["annual_hazard"]["1y"], 0.3);
+        assert_eq!(json["cumulative"].as_object().unwrap().len(), 5);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Gradient-boosted trees served as a Burn tensor program, with exact additive reason codes.
 //!
-//! * **Spec** ([`TreeEnsembleSpec`]): the fitted trees as trained (split feature, threshold, the side the
-//!   data's missing values took, children, leaf values) plus, per split, the share of training rows *with
-//!   the feature reported* that went left. Platt calibration maps the raw logit to the PD.
+//! * **Spec** ([`TreeEnsembleSpec`]): the fitted trees as trained (split feature, threshold, children, leaf
+//!   values) plus, per split, the share of training rows *with the feature reported* that went left. Platt
+//!   calibration maps the raw logit to the PD.
 //! * **Unknown is marginalised**: a feature the statement cannot give (`None`) follows both sides of a
 //!   split, weighted by that share — the tree's expectation over firms that did report it. An absent
 //!   line item therefore never reads as the data set's missingness, and its contribution is exactly 0.
@@ -34,9 +34,6 @@ pub enum Node {
         threshold: f64,
         left: usize,
         right: usize,
-        /// Where the training data's missing values went (only the data's own rows are scored this way;
-        /// served rows marginalise, see the module documentation).
-        missing_left: bool,
         /// Share of the training rows reaching this split with the feature reported that went left.
         left_share: f64,
     },
@@ -256,11 +253,10 @@ impl TreeModel {
             .collect()
     }
 
-    /// The raw logit of one row by walking the trees in `f64` (the reference the tensor program is tested
-    /// against). `data_missing`: a missing value takes the side the training data's missing values took
-    /// (how the data's own rows are scored in evaluation) instead of being marginalised.
-    pub fn walk(&self, row: &[Option<f64>], data_missing: bool) -> f64 {
-        fn node_value(tree: &[Node], k: usize, row: &[Option<f64>], data_missing: bool) -> f64 {
+    /// The raw logit of one row by walking the trees in `f64`, an unknown feature following both sides of
+    /// a split by its share: the reference the tensor program is tested against, and what evaluation scores.
+    pub fn walk(&self, row: &[Option<f64>]) -> f64 {
+        fn node_value(tree: &[Node], k: usize, row: &[Option<f64>]) -> f64 {
             match &tree[k] {
                 Node::Leaf { value } => *value,
                 Node::Split {
@@ -268,28 +264,17 @@ impl TreeModel {
                     threshold,
                     left,
                     right,
-                    missing_left,
                     left_share,
                 } => match row.get(*feature).copied().flatten() {
-                    Some(v) if v < *threshold => node_value(tree, *left, row, data_missing),
-                    Some(_) => node_value(tree, *right, row, data_missing),
-                    None if data_missing => {
-                        node_value(tree, if *missing_left { *left } else { *right }, row, data_missing)
-                    }
+                    Some(v) if v < *threshold => node_value(tree, *left, row),
+                    Some(_) => node_value(tree, *right, row),
                     None => {
-                        left_share * node_value(tree, *left, row, data_missing)
-                            + (1.0 - left_share) * node_value(tree, *right, row, data_missing)
+                        left_share * node_value(tree, *left, row) + (1.0 - left_share) * node_value(tree, *right, row)
                     }
                 },
             }
         }
-        self.spec.base_score
-            + self
-                .spec
-                .trees
-                .iter()
-                .map(|tree| node_value(tree, 0, row, data_missing))
-                .sum::<f64>()
+        self.spec.base_score + self.spec.trees.iter().map(|tree| node_value(tree, 0, row)).sum::<f64>()
     }
 }
 
@@ -415,12 +400,11 @@ mod tests {
 
     /// Two trees over three features, one of them shallower than the other.
     fn spec() -> TreeEnsembleSpec {
-        let split = |feature, threshold, left, right, missing_left, left_share| Node::Split {
+        let split = |feature, threshold, left, right, left_share| Node::Split {
             feature,
             threshold,
             left,
             right,
-            missing_left,
             left_share,
         };
         let leaf = |value| Node::Leaf { value };
@@ -430,13 +414,13 @@ mod tests {
             base_score: -2.0,
             trees: vec![
                 vec![
-                    split(0, 1.0, 1, 2, true, 0.25),
-                    split(1, 5.0, 3, 4, false, 0.5),
+                    split(0, 1.0, 1, 2, 0.25),
+                    split(1, 5.0, 3, 4, 0.5),
                     leaf(0.3),
                     leaf(-0.2),
                     leaf(0.8),
                 ],
-                vec![split(2, 0.0, 1, 2, false, 0.9), leaf(0.1), leaf(-0.4)],
+                vec![split(2, 0.0, 1, 2, 0.9), leaf(0.1), leaf(-0.4)],
             ],
             calibration: Calibration { a: 0.9, b: 0.1 },
         }
@@ -460,14 +444,15 @@ mod tests {
         let fast = model.predict(&rows()).unwrap();
         let explained = model.score(&rows()).unwrap();
         for (i, row) in rows().iter().enumerate() {
-            let expected = calibration.probability(model.walk(row, false));
+            let expected = calibration.probability(model.walk(row));
             assert!((fast[i] - expected).abs() < 1e-6, "row {i}: {} vs {expected}", fast[i]);
             assert!((explained[i].pd - expected).abs() < 1e-6, "row {i}");
         }
         // Row 0: a = 0.5 < 1 → b = 7 ≥ 5 → 0.8; c = -1 < 0 → 0.1.
-        assert!((model.walk(&rows()[0], false) - (-2.0 + 0.8 + 0.1)).abs() < 1e-12);
-        // Row 2 with the data's missing semantics: a missing → left; b = 1 → 3: -0.2; c missing → right.
-        assert!((model.walk(&rows()[2], true) - (-2.0 - 0.2 - 0.4)).abs() < 1e-12);
+        assert!((model.walk(&rows()[0]) - (-2.0 + 0.8 + 0.1)).abs() < 1e-12);
+        // Row 2: a unknown → ¼ of (b = 1 < 5 → -0.2) + ¾ of 0.3; c unknown → 0.9 · 0.1 + 0.1 · (-0.4).
+        let expected = -2.0 + 0.25 * -0.2 + 0.75 * 0.3 + 0.9 * 0.1 + 0.1 * -0.4;
+        assert!((model.walk(&rows()[2]) - expected).abs() < 1e-12);
     }
 
     #[test]
@@ -501,7 +486,6 @@ mod tests {
             threshold: 0.0,
             left: 0,
             right: 2,
-            missing_left: false,
             left_share: 0.5,
         };
         assert!(TreeModel::new(cyclic, &crate::cpu()).is_err());

@@ -2,7 +2,7 @@
 //! `PredictionStore` port) and the read queries of the API.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, LazyLock},
 };
 
@@ -12,7 +12,9 @@ use pdscore_actors::{
     Alert, AlertReason, Committed, Filing, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
     StoreError, Stored, TenantPolicy, ports::CommitResult,
 };
-use pdscore_models::{explain::Contribution, registry::ModelId, risk::RiskScheme, statement::ReportingPeriod};
+use pdscore_models::{
+    explain::Contribution, registry::ModelId, risk::RiskScheme, statement::ReportingPeriod, term::TermStructure,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{Executor, PgConnection, PgPool, Postgres, Row, pool::PoolConnection, postgres::PgRow, types::Json};
@@ -101,6 +103,7 @@ struct TenantRow {
     rate_limit_burst: Option<i32>,
     risk_thresholds: Option<Value>,
     alert_pd_change: Option<f64>,
+    base_rate: Option<f64>,
 }
 
 async fn tenant_policy(
@@ -109,7 +112,8 @@ async fn tenant_policy(
     tenant_id: Uuid,
 ) -> Result<Option<TenantPolicy>, sqlx::Error> {
     let Some(tenant) = sqlx::query_as::<_, TenantRow>(
-        "SELECT slug, is_active, rate_limit_per_second, rate_limit_burst, risk_thresholds, alert_pd_change
+        "SELECT slug, is_active, rate_limit_per_second, rate_limit_burst, risk_thresholds, alert_pd_change,
+                base_rate
          FROM tenants WHERE id = $1",
     )
     .bind(tenant_id)
@@ -150,6 +154,7 @@ async fn tenant_policy(
             .map_or(defaults.default_burst, |b| b.max(1) as u32),
         risk_scheme,
         alert_pd_change: tenant.alert_pd_change.unwrap_or(defaults.default_alert_pd_change),
+        base_rate: tenant.base_rate,
         annual: choice("annual", &defaults.annual_model),
         quarterly: choice("quarterly", &defaults.quarterly_model),
     }))
@@ -593,7 +598,7 @@ struct PredictionRows<'a> {
     model_version: Vec<i32>,
     is_shadow: Vec<bool>,
     probability: Vec<f64>,
-    term_structure: Vec<Option<Json<&'a BTreeMap<String, f64>>>>,
+    term_structure: Vec<Option<Json<&'a TermStructure>>>,
     risk_level: Vec<&'static str>,
     implied_rating: Vec<&'static str>,
     confidence: Vec<f64>,
@@ -743,7 +748,9 @@ pub struct Prediction {
     pub model: String,
     /// Probability of default at the model's horizon (one year for the default models).
     pub probability: f64,
-    /// PD by horizon, e.g. `{"1y":0.021,"5y":0.094}`, when the model gives one.
+    /// The cumulative PD curve and the annual hazards over 1–5 years, when the model has a 5-year partner:
+    /// `{"cumulative":{"1y":0.021,…,"5y":0.094},"annual_hazard":{"1y":0.021,…,"5y":0.019}}`; monotone by
+    /// construction.
     pub term_structure: Option<Value>,
     /// `low`, `medium`, `high` or `critical`, by the tenant's risk scheme.
     pub risk_level: String,

@@ -19,17 +19,20 @@ pub struct Tenant {
     /// Scoring rate limit (filings per second); `null` means the service default.
     pub rate_limit_per_second: Option<i32>,
     pub rate_limit_burst: Option<i32>,
-    /// Risk-level scheme; `null` means the default (seed) thresholds.
+    /// Risk-level scheme; `null` means the default (`master_scale`: levels follow the implied rating).
     #[schema(value_type = Option<Object>)]
     pub risk_thresholds: Option<Value>,
     /// Relative PD move that raises an alert without a level change; `null` means the default.
     pub alert_pd_change: Option<f64>,
+    /// The portfolio's one-year default rate the trained models' PDs are shifted to; `null` keeps the rate
+    /// of each model's training sample (its card says which).
+    pub base_rate: Option<f64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, slug, name, is_active, rate_limit_per_second, rate_limit_burst, risk_thresholds, \
-                       alert_pd_change, created_at, updated_at";
+                       alert_pd_change, base_rate, created_at, updated_at";
 
 pub async fn find_id_by_slug(conn: &mut PgConnection, slug: &TenantSlug) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
@@ -112,6 +115,7 @@ pub struct TenantChanges {
     pub rate_limit_burst: Option<Option<i32>>,
     pub risk_thresholds: Option<Option<Value>>,
     pub alert_pd_change: Option<Option<f64>>,
+    pub base_rate: Option<Option<f64>>,
 }
 
 pub async fn update(
@@ -127,7 +131,8 @@ pub async fn update(
             rate_limit_per_second = CASE WHEN $5 THEN $6 ELSE rate_limit_per_second END,
             rate_limit_burst = CASE WHEN $7 THEN $8 ELSE rate_limit_burst END,
             risk_thresholds = CASE WHEN $9 THEN $10 ELSE risk_thresholds END,
-            alert_pd_change = CASE WHEN $11 THEN $12 ELSE alert_pd_change END
+            alert_pd_change = CASE WHEN $11 THEN $12 ELSE alert_pd_change END,
+            base_rate = CASE WHEN $13 THEN $14 ELSE base_rate END
          WHERE ($1::uuid IS NULL OR id = $1) AND id = $2 RETURNING {COLUMNS}"
     ))
     .bind(scope.tenant())
@@ -142,6 +147,8 @@ pub async fn update(
     .bind(changes.risk_thresholds.clone().flatten())
     .bind(changes.alert_pd_change.is_some())
     .bind(changes.alert_pd_change.flatten())
+    .bind(changes.base_rate.is_some())
+    .bind(changes.base_rate.flatten())
     .fetch_optional(conn)
     .await
 }

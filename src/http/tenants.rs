@@ -190,10 +190,15 @@ pub struct UpdateTenant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<f64>)]
     pub alert_pd_change: Option<Option<f64>>,
+    /// The portfolio's one-year default rate (0.02 = 2 %), strictly between 0 and 1: the trained models'
+    /// PDs are shifted from their sample's rate to it (ranking unchanged); `null` keeps the sample's.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<f64>)]
+    pub base_rate: Option<Option<f64>>,
 }
 
-/// Change a tenant. Its own admin may change the name, risk thresholds and alert sensitivity; activation and
-/// rate limits are a super_admin's.
+/// Change a tenant. Its own admin may change the name, risk thresholds, alert sensitivity and base rate;
+/// activation and rate limits are a super_admin's.
 #[utoipa::path(tag = "tenants", security(("bearer" = [])), params(("tenant_id" = Uuid, Path)),
     request_body = UpdateTenant, responses(
     (status = 200, body = envelope::Envelope<Tenant>), (status = 403, body = envelope::ErrorBody),
@@ -263,6 +268,14 @@ fn validate_tenant_changes(body: UpdateTenant) -> Result<TenantChanges, ApiError
             "must be a relative change above 0 (0.25 = 25 %)",
         ));
     }
+    if let Some(Some(v)) = body.base_rate
+        && !(v.is_finite() && v > 0.0 && v < 1.0)
+    {
+        return Err(invalid(
+            "base_rate",
+            "must be a default rate strictly between 0 and 1 (0.02 = 2 %)",
+        ));
+    }
     if let Some(Some(scheme)) = &body.risk_thresholds {
         let parsed: pdscore_models::risk::RiskScheme = serde_json::from_value(scheme.clone())
             .map_err(|e| invalid("risk_thresholds", &format!("not a risk scheme: {e}")))?;
@@ -277,5 +290,6 @@ fn validate_tenant_changes(body: UpdateTenant) -> Result<TenantChanges, ApiError
         rate_limit_burst: body.rate_limit_burst,
         risk_thresholds: body.risk_thresholds,
         alert_pd_change: body.alert_pd_change,
+        base_rate: body.base_rate,
     })
 }

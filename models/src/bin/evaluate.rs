@@ -6,8 +6,7 @@
 //! Research options: `--file 5year.arff` evaluates one file; `--config '{"bins":32,…}'` overrides the
 //! network's hyper-parameters (a full `FitConfig` in JSON); the comparison with the cards then fails.
 //! `--trees '[{BoostConfig},…]'` cross-validates only gradient-boosted trees on that grid (nested selection
-//! when it has several), scored both as the service does (unknown marginalised) and as the data does,
-//! `--repeats N` times.
+//! when it has several), scored as the service does (unknown marginalised), `--repeats N` times.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -84,27 +83,19 @@ fn main() -> ExitCode {
                 grid: grid.clone(),
             };
             let started = std::time::Instant::now();
-            let results = experiment::run_repeated(&data, &candidate, repeats);
-            let as_in_data: Vec<_> = results
-                .iter()
-                .filter_map(|r| r.as_in_data.as_deref().cloned())
-                .collect();
-            for metrics in [
-                experiment::repeated_metrics(&results, &data),
-                experiment::repeated_metrics(&as_in_data, &data),
-            ] {
-                eprintln!(
-                    "  {:<24} ROC-AUC {:.4} ± {:.4}  pooled {:.4}  PR-AUC {:.4}  Brier {:.4}  decile gap {:.4}  ({:.0} s)",
-                    metrics.model,
-                    metrics.roc_auc_mean,
-                    metrics.roc_auc_sd,
-                    metrics.roc_auc_pooled,
-                    metrics.pr_auc,
-                    metrics.brier,
-                    metrics.max_decile_gap,
-                    started.elapsed().as_secs_f64()
-                );
-            }
+            let metrics = experiment::repeated_metrics(&experiment::run_repeated(&data, &candidate, repeats), &data);
+            eprintln!(
+                "  {:<24} ROC-AUC {:.4} ± {:.4}  pooled {:.4}  PR-AUC {:.4}  Brier {:.4}  decile gap {:.4}  ({:.0} s)",
+                metrics.model,
+                metrics.roc_auc_mean,
+                metrics.roc_auc_sd,
+                metrics.roc_auc_pooled,
+                metrics.pr_auc,
+                metrics.brier,
+                metrics.max_decile_gap,
+                started.elapsed().as_secs_f64()
+            );
+            println!("{}", serde_json::to_string_pretty(&metrics).expect("metrics serialize"));
             continue;
         }
         let results = experiment::run(&data, &experiment::candidates(config.clone()));

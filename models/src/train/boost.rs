@@ -1,6 +1,12 @@
 //! Gradient-boosted trees (forust-ml, deterministic for a seed and any thread count), fitted on the served
 //! features of the statements behind the data's rows, early-stopped on a stratified hold-out, and turned
 //! into the [`TreeEnsembleSpec`] the service scores.
+//!
+//! **Missingness is never learned.** The data's missing values are informative (a missing sales growth is
+//! 300× more frequent among bankrupt firms), but a client that does not send an item is not that firm. So
+//! the trees are fitted on rows whose missing values are replaced by the training rows' medians: no split
+//! ever sees "missing", and each split's share of rows going left is counted on the rows that reported its
+//! feature. Serving then marginalises an unknown feature over those rows (`trees` module).
 
 use std::collections::HashMap;
 
@@ -88,10 +94,23 @@ pub fn served_rows(data: &Dataset) -> Vec<Vec<Option<f64>>> {
         .collect()
 }
 
-fn column_major(rows: &[Vec<Option<f64>>], indices: &[usize]) -> Vec<f64> {
+/// The median of each feature over the rows that report it (0 where none does).
+fn medians(rows: &[Vec<Option<f64>>], indices: &[usize]) -> Vec<f64> {
     let width = rows.first().map_or(0, Vec::len);
     (0..width)
-        .flat_map(|j| indices.iter().map(move |&i| rows[i][j].unwrap_or(f64::NAN)))
+        .map(|j| {
+            let mut values: Vec<f64> = indices.iter().filter_map(|&i| rows[i][j]).collect();
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or(0.0)
+        })
+        .collect()
+}
+
+/// The rows at `indices`, column-major, missing values replaced by `fill`.
+fn column_major(rows: &[Vec<Option<f64>>], indices: &[usize], fill: &[f64]) -> Vec<f64> {
+    fill.iter()
+        .enumerate()
+        .flat_map(|(j, m)| indices.iter().map(move |&i| rows[i][j].unwrap_or(*m)))
         .collect()
 }
 
@@ -106,8 +125,9 @@ pub fn fit(
     let (train, holdout) = cv::stratified_split(indices, labels, config.holdout_fraction, seed);
     let width = rows.first().map_or(0, Vec::len);
     let y = |ix: &[usize]| ix.iter().map(|&i| f64::from(labels[i])).collect::<Vec<_>>();
-    let (x_train, y_train) = (column_major(rows, &train), y(&train));
-    let (x_holdout, y_holdout) = (column_major(rows, &holdout), y(&holdout));
+    let fill = medians(rows, &train);
+    let (x_train, y_train) = (column_major(rows, &train, &fill), y(&train));
+    let (x_holdout, y_holdout) = (column_major(rows, &holdout, &fill), y(&holdout));
     let (w_train, w_holdout) = (vec![1.0; train.len()], vec![1.0; holdout.len()]);
     let constraints: ConstraintMap = config
         .decreasing
@@ -159,13 +179,12 @@ pub fn fit(
                             threshold: n.split_value,
                             left: n.left_child,
                             right: n.right_child,
-                            missing_left: n.missing_node == n.left_child,
                             left_share: 0.5,
                         }
                     }
                 })
                 .collect();
-            set_left_shares(&mut nodes, rows, &train);
+            set_left_shares(&mut nodes, rows, &train, &fill);
             nodes
         })
         .collect();
@@ -179,9 +198,8 @@ pub fn fit(
 }
 
 /// Each split's share of the training rows reaching it, with its feature reported, that went left (rows
-/// reach a split the way the data scores them: missing values take the trained side). 0.5 where no such
-/// row reached it.
-fn set_left_shares(nodes: &mut [Node], rows: &[Vec<Option<f64>>], train: &[usize]) {
+/// reach a split as they were fitted: a missing value at its median). 0.5 where no such row reached it.
+fn set_left_shares(nodes: &mut [Node], rows: &[Vec<Option<f64>>], train: &[usize], fill: &[f64]) {
     let mut counts = vec![(0usize, 0usize); nodes.len()];
     for &i in train {
         let mut k = 0;
@@ -190,23 +208,22 @@ fn set_left_shares(nodes: &mut [Node], rows: &[Vec<Option<f64>>], train: &[usize
             threshold,
             left,
             right,
-            missing_left,
             ..
         } = &nodes[k]
         {
-            k = match rows[i][*feature] {
-                Some(v) => {
-                    if v < *threshold {
-                        counts[k].0 += 1;
-                        *left
-                    } else {
-                        counts[k].1 += 1;
-                        *right
-                    }
-                }
-                None if *missing_left => *left,
-                None => *right,
+            let (value, reported) = match rows[i][*feature] {
+                Some(v) => (v, true),
+                None => (fill[*feature], false),
             };
+            let go_left = value < *threshold;
+            if reported {
+                if go_left {
+                    counts[k].0 += 1;
+                } else {
+                    counts[k].1 += 1;
+                }
+            }
+            k = if go_left { *left } else { *right };
         }
     }
     for (node, (l, r)) in nodes.iter_mut().zip(counts) {

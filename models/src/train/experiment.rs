@@ -32,10 +32,8 @@ pub enum Candidate {
     /// Gradient-boosted trees on the served features. With several configurations, each outer fold picks
     /// one on a hold-out of its own training rows ([`fit_selected`]; nested: nothing is chosen on the rows
     /// that score it).
-    ///
-    /// Held-out rows are scored as the service does (an unknown feature marginalised over the training
-    /// rows that reported it); [`CvResult::as_in_data`] holds the same fits scored the data's way (a missing
-    /// value takes the side the training data's missing values took), as the published benchmarks score.
+    /// Held-out rows are scored as the service does: an unknown feature marginalised over the training
+    /// rows that reported it.
     Trees { name: String, grid: Vec<BoostConfig> },
 }
 
@@ -60,8 +58,6 @@ pub struct CvResult {
     pub fold_aucs: Vec<f64>,
     /// Early-stopping epochs of every member in every fold (networks), or trees per fold.
     pub epochs: Vec<usize>,
-    /// Tree ensembles: the same fits with held-out missing values scored the data's way.
-    pub as_in_data: Option<Box<CvResult>>,
 }
 
 /// The metrics a model card reports.
@@ -97,7 +93,6 @@ pub fn folds(data: &Dataset) -> Vec<Vec<usize>> {
 /// Cross-validates `candidate` on `folds`.
 pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidate) -> CvResult {
     let mut raw = vec![0.0; data.len()];
-    let mut raw_as_data = Vec::new();
     let mut epochs = Vec::new();
     for (i, test) in folds.iter().enumerate() {
         match candidate {
@@ -140,10 +135,8 @@ pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidat
                 let train = cv::complement(folds, i);
                 let seed = SEED + i as u64;
                 let (model, config) = fit_selected(&rows, &data.labels, &train, grid, seed);
-                raw_as_data.resize(data.len(), 0.0);
                 for &row in test {
-                    raw[row] = model.walk(&rows[row], false);
-                    raw_as_data[row] = model.walk(&rows[row], true);
+                    raw[row] = model.walk(&rows[row]);
                 }
                 eprintln!(
                     "    fold {}/{}: {} trees of depth ≤ {}",
@@ -156,34 +149,21 @@ pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidat
             }
         }
     }
-    let result = |name: String, raw: Vec<f64>| {
-        let calibrated = cross_fitted_calibration(&raw, &data.labels, folds);
-        let fold_aucs = folds
-            .iter()
-            .map(|fold| {
-                let scores: Vec<f64> = fold.iter().map(|&i| raw[i]).collect();
-                let labels: Vec<u8> = fold.iter().map(|&i| data.labels[i]).collect();
-                metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN)
-            })
-            .collect();
-        CvResult {
-            name,
-            raw,
-            calibrated,
-            fold_aucs,
-            epochs: epochs.clone(),
-            as_in_data: None,
-        }
-    };
-    let as_in_data = (!raw_as_data.is_empty()).then(|| {
-        Box::new(result(
-            format!("{} — missing as in the data", candidate.name()),
-            raw_as_data,
-        ))
-    });
+    let calibrated = cross_fitted_calibration(&raw, &data.labels, folds);
+    let fold_aucs = folds
+        .iter()
+        .map(|fold| {
+            let scores: Vec<f64> = fold.iter().map(|&i| raw[i]).collect();
+            let labels: Vec<u8> = fold.iter().map(|&i| data.labels[i]).collect();
+            metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN)
+        })
+        .collect();
     CvResult {
-        as_in_data,
-        ..result(candidate.name().to_owned(), raw)
+        name: candidate.name().to_owned(),
+        raw,
+        calibrated,
+        fold_aucs,
+        epochs,
     }
 }
 
@@ -206,7 +186,7 @@ pub fn fit_selected<'a>(
     for config in grid {
         let (_, holdout) = cv::stratified_split(indices, labels, config.holdout_fraction, seed);
         let model = trees_model(boost::fit(rows, labels, indices, config, seed));
-        let scores: Vec<f64> = holdout.iter().map(|&i| model.walk(&rows[i], false)).collect();
+        let scores: Vec<f64> = holdout.iter().map(|&i| model.walk(&rows[i])).collect();
         let local: Vec<u8> = holdout.iter().map(|&i| labels[i]).collect();
         let auc = metrics::roc_auc(&scores, &local).unwrap_or(0.0);
         aucs.push((auc * 1e4).round() / 1e4);
