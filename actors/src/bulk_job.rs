@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
-    filing::{Filing, FilingContent, FilingSource, Rejected},
+    filing::{Filing, FilingContent, FilingSource, Rejected, Terms},
     pipeline::{Pipeline, PipelineError},
     ports::StoreError,
 };
@@ -106,8 +106,9 @@ pub struct JobSpec {
     pub tenant_id: Uuid,
     pub organization_id: Uuid,
     pub prediction_type: PredictionType,
-    /// A model asked for by name; `None`: the tenant's default.
+    /// A model asked for by name; `None`: the default of `terms`.
     pub model: Option<ModelId>,
+    pub terms: Terms,
     /// Rows up to this one were recorded by an earlier run.
     pub resume_after: i64,
 }
@@ -395,6 +396,7 @@ impl Run {
                 statement: content.statement,
                 ratios: content.ratios,
                 model: content.model.or_else(|| self.spec.model.clone()),
+                terms: self.spec.terms,
                 raw,
                 bulk: Some((self.spec.job_id, row)),
                 received_at: std::time::Instant::now(),

@@ -140,6 +140,17 @@ pub fn parse_key(key: &str) -> Result<&str, Rejected> {
     Ok(key)
 }
 
+/// Whose conventions a filing is answered in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Terms {
+    /// The product's: the tenant's default model and risk scheme.
+    #[default]
+    Product,
+    /// AccuNode's, on its own routes: its scorecard for the prediction type unless a model is named, and
+    /// its risk scheme (2 / 5 / 15 %), so that its clients see the PDs and levels they saw before.
+    Accunode,
+}
+
 /// One company's statement for one period, validated and attached to its tenant, organization and company.
 #[derive(Debug, Clone)]
 pub struct Filing {
@@ -155,8 +166,9 @@ pub struct Filing {
     pub statement: Option<Statement>,
     /// Ratios sent by the client, by name (they override the ones computed from the statement).
     pub ratios: Option<Map<String, Value>>,
-    /// A model asked for by name; `None`: the tenant's default for the prediction type.
+    /// A model asked for by name; `None`: the default of the filing's [`Terms`].
     pub model: Option<ModelId>,
+    pub terms: Terms,
     /// The payload as received, kept with the filing for audit and replay.
     pub raw: Value,
     /// The bulk job and row this filing comes from.

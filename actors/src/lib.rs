@@ -34,7 +34,7 @@ pub mod tenant_router;
 pub mod text;
 
 pub use filing::{
-    Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores, Stored,
+    Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores, Stored, Terms,
 };
 pub use pdscore_models::{PredictionType, RiskLevel};
 pub use pipeline::{Pipeline, PipelineConfig, PipelineError};

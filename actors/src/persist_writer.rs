@@ -364,6 +364,7 @@ mod tests {
                 statement: None,
                 ratios: None,
                 model: None,
+                terms: Default::default(),
                 raw: serde_json::Value::Null,
                 bulk: None,
                 received_at: Instant::now(),

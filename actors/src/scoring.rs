@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 
 use pdscore_models::{
+    PredictionType,
     registry::{LoadedModel, ModelId, ModelOutput, Registry, ScoreError, TermError},
-    risk::implied_rating,
+    risk::{RiskScheme, implied_rating},
 };
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -17,10 +18,18 @@ use uuid::Uuid;
 pub type FilingScores = Result<(ModelScore, Option<ModelScore>), Rejected>;
 
 /// Rows for one model: (filing index, input row).
-type ModelRows = BTreeMap<ModelId, Vec<(usize, Vec<Option<f64>>)>>;
+type ModelRows = BTreeMap<(ModelId, Terms), Vec<(usize, Vec<Option<f64>>)>>;
+
+/// The AccuNode scorecard of a prediction type: the default model of AccuNode's routes.
+pub fn accunode_scorecard(prediction_type: PredictionType) -> ModelId {
+    ModelId {
+        name: format!("{prediction_type}/accunode-scorecard"),
+        version: 1,
+    }
+}
 
 use crate::{
-    filing::{Filing, ModelScore, Rejected, Scores},
+    filing::{Filing, ModelScore, Rejected, Scores, Terms},
     policy::TenantPolicy,
 };
 
@@ -38,23 +47,33 @@ pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]
     let mut shadows = ModelRows::new();
     for (index, filing) in filings.iter().enumerate() {
         let choice = policy.models(filing.prediction_type);
-        let id = filing.model.clone().unwrap_or_else(|| choice.default.clone());
+        let id = filing.model.clone().unwrap_or_else(|| match filing.terms {
+            Terms::Product => choice.default.clone(),
+            Terms::Accunode => accunode_scorecard(filing.prediction_type),
+        });
         match model_input(registry, &id, filing) {
-            Ok(row) => groups.entry(id).or_default().push((index, row)),
+            Ok(row) => groups.entry((id, filing.terms)).or_default().push((index, row)),
             Err(rejected) => results[index] = Some(Err(rejected)),
         }
-        // The shadow scores what the default would have; a shadow that cannot read the filing is skipped.
-        if let Some(shadow) = choice.shadow.as_ref().filter(|_| filing.model.is_none())
+        // The shadow scores what the tenant's default would have; a shadow that cannot read the filing is
+        // skipped.
+        if let Some(shadow) = choice
+            .shadow
+            .as_ref()
+            .filter(|_| filing.model.is_none() && filing.terms == Terms::Product)
             && let Ok(row) = model_input(registry, shadow, filing)
         {
-            shadows.entry(shadow.clone()).or_default().push((index, row));
+            shadows
+                .entry((shadow.clone(), Terms::Product))
+                .or_default()
+                .push((index, row));
         }
     }
 
     let mut primary: Vec<Option<ModelScore>> = vec![None; filings.len()];
-    for (id, rows) in groups {
+    for ((id, terms), rows) in groups {
         let model = registry.get(&id).expect("model_input checked the id");
-        match score_group(registry, &model, policy, &rows) {
+        match score_group(registry, &model, policy, terms, &rows) {
             Ok(scores) => {
                 for ((index, _), score) in rows.iter().zip(scores) {
                     primary[*index] = Some(score);
@@ -68,9 +87,9 @@ pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]
         }
     }
     let mut shadow: Vec<Option<ModelScore>> = vec![None; filings.len()];
-    for (id, rows) in shadows {
+    for ((id, terms), rows) in shadows {
         let model = registry.get(&id).expect("model_input checked the id");
-        match score_group(registry, &model, policy, &rows) {
+        match score_group(registry, &model, policy, terms, &rows) {
             Ok(scores) => {
                 for ((index, _), score) in rows.iter().zip(scores) {
                     shadow[*index] = Some(score);
@@ -146,6 +165,7 @@ fn score_group(
     registry: &Registry,
     model: &LoadedModel,
     policy: &TenantPolicy,
+    terms: Terms,
     rows: &[(usize, Vec<Option<f64>>)],
 ) -> Result<Vec<ModelScore>, Rejected> {
     let inputs: Vec<Vec<Option<f64>>> = rows.iter().map(|(_, row)| row.clone()).collect();
@@ -159,6 +179,10 @@ fn score_group(
     .record(started.elapsed().as_secs_f64());
     metrics::histogram!("pdscore_model_batch_size").record(inputs.len() as f64);
 
+    let scheme = match terms {
+        Terms::Product => policy.risk_scheme,
+        Terms::Accunode => RiskScheme::Accunode,
+    };
     let pds = Registry::portfolio_pds(model, &outputs, policy.base_rate);
     let curves = registry
         .term_structures(model, &pds, &inputs, policy.base_rate)
@@ -183,7 +207,7 @@ fn score_group(
                 model: model.id().clone(),
                 probability: pd,
                 term_structure: curves.as_ref().map(|c| c[i]),
-                risk_level: policy.risk_scheme.level(pd),
+                risk_level: scheme.level(pd),
                 implied_rating: implied_rating(pd),
                 confidence: confidence(pd),
                 contributions,

@@ -5,7 +5,7 @@
 //! not, keys too: [`pdscore_actors::text`]) is refused with a reason, and the message goes to the
 //! dead-letter subject instead of being guessed at.
 
-use pdscore_actors::{Filing, FilingContent, FilingSource, PredictionType, Rejected};
+use pdscore_actors::{Filing, FilingContent, FilingSource, PredictionType, Rejected, Terms};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -95,6 +95,7 @@ impl DecodedFiling {
             statement: self.content.statement,
             ratios: self.content.ratios,
             model: self.content.model,
+            terms: Terms::Product,
             raw: self.raw,
             bulk: None,
             received_at: std::time::Instant::now(),

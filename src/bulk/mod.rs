@@ -18,7 +18,7 @@ use std::{
 
 use actix::{Actor, Addr};
 use pdscore_actors::{
-    Pipeline, PredictionType,
+    Pipeline, PredictionType, Terms,
     bulk_job::{BulkConfig, BulkJob, Cancel, JobEnd, JobSpec},
 };
 use sqlx::PgPool;
@@ -255,6 +255,10 @@ impl BulkRunner {
                 .get("model")
                 .and_then(|m| m.as_str())
                 .and_then(|m| m.parse().ok()),
+            terms: match job.options.get("terms").and_then(|t| t.as_str()) {
+                Some("accunode") => Terms::Accunode,
+                _ => Terms::Product,
+            },
             resume_after: job.last_committed_row,
         };
         tracing::info!(job_id = %job.id, total, resume_after = job.last_committed_row, "bulk job running");

@@ -260,7 +260,8 @@ async fn accept(
             file_format: format.as_str(),
             storage_path: &relative,
             file_size: i64::try_from(size).unwrap_or(i64::MAX),
-            options: json!({ "model": model }),
+            // AccuNode's upload routes fix the type and answer in its terms.
+            options: json!({ "model": model, "terms": if fixed_type.is_some() { "accunode" } else { "product" } }),
         },
     )
     .await;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use pdscore_actors::{Committed, Filing, FilingContent, FilingSource, PipelineError, PredictionType};
+use pdscore_actors::{Committed, Filing, FilingContent, FilingSource, PipelineError, PredictionType, Terms};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -97,6 +97,7 @@ async fn score(
         statement: None,
         ratios: None,
         model: None,
+        terms: filing.terms,
         raw: Value::Null,
         bulk: None,
         received_at: filing.received_at,
@@ -187,6 +188,7 @@ pub async fn create(
         statement: content.statement,
         ratios: content.ratios,
         model: content.model,
+        terms: Terms::Product,
         raw,
         bulk: None,
         received_at: std::time::Instant::now(),
@@ -291,6 +293,9 @@ pub struct AccunodePrediction {
     pub reporting_quarter: Option<Value>,
     /// For accounts without an organization of their own (tenant admins): where the company lives.
     pub organization_id: Option<Uuid>,
+    /// A model id (`annual/polish-gbdt@1`); default: AccuNode's scorecard for the prediction type, whatever
+    /// the tenant's default, so that AccuNode's clients see the PDs they saw before.
+    pub model: Option<String>,
     /// The ratios, e.g. `long_term_debt_to_total_capital`, `total_debt_to_ebitda`, … (percent units).
     #[serde(flatten)]
     #[schema(value_type = Object)]
@@ -339,7 +344,7 @@ async fn accunode(
         body.reporting_quarter.as_ref(),
         None,
         Some(body.ratios),
-        None,
+        body.model.as_deref(),
     )
     .map_err(PipelineError::Rejected)?;
     let fields = CompanyFields::parse(
@@ -379,12 +384,13 @@ async fn accunode(
         period,
         statement: None,
         ratios: content.ratios,
-        model: None,
+        model: content.model,
+        terms: Terms::Accunode,
         raw,
         bulk: None,
         received_at: std::time::Instant::now(),
     };
-    let (committed, prediction) = score(state, principal, filing, &company.symbol)
+    let (committed, mut prediction) = score(state, principal, filing, &company.symbol)
         .await
         .inspect_err(|e| {
             if e.code() == ErrorCode::NotFound {
@@ -392,6 +398,8 @@ async fn accunode(
                 state.forget_company(company.id);
             }
         })?;
+    // AccuNode answered its levels in capitals.
+    prediction.risk_level.make_ascii_uppercase();
     match committed {
         Committed::Created { .. } => Ok(envelope::created(prediction)),
         Committed::Duplicate { prediction_id } => Err(ApiError::new(

@@ -376,6 +376,20 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_never_a_500() {
             422,
             "VALIDATION_ERROR",
         ),
+        (
+            "base rate of 100 %",
+            format!("/api/v1/tenants/{}", demo.setup.tenant_id),
+            json!({ "base_rate": 1.0 }),
+            422,
+            "VALIDATION_ERROR",
+        ),
+        (
+            "base rate as text",
+            format!("/api/v1/tenants/{}", demo.setup.tenant_id),
+            json!({ "base_rate": "2%" }),
+            422,
+            "VALIDATION_ERROR",
+        ),
     ];
     for (what, path, body, status, code) in cases {
         let method = if path.ends_with(&demo.setup.tenant_id.to_string()) {
