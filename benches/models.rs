@@ -1,6 +1,6 @@
 //! Feature engineering and batch inference of every registered model, as predictions per second.
 //!
-//! `cargo bench --bench models`
+//! `cargo bench --bench models` (one core: `taskset -c 0 cargo bench --bench models`)
 
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ fn statement(i: usize) -> Statement {
         previous_sales: Some(1600.0 * k),
         cost_of_products_sold: Some(1500.0),
         gross_profit: Some(500.0 / k),
+        profit_before_tax: Some(120.0 / k),
         gross_profit_3y: Some(1400.0),
         profit_on_sales: Some(300.0),
         operating_expenses: Some(1800.0),
@@ -72,17 +73,18 @@ fn inference(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(4)).sample_size(20);
     for model in registry.models() {
         let set = model.entry.feature_set;
-        for batch in [1usize, 64, 1024] {
+        for batch in [1usize, 256, 1024] {
             let rows: Vec<Vec<Option<f64>>> = (0..batch).map(|i| set.from_statement(&statement(i))).collect();
             group.throughput(Throughput::Elements(batch as u64));
             group.bench_with_input(BenchmarkId::new(model.id().to_string(), batch), &rows, |b, rows| {
                 b.iter(|| model.score_batch(rows).expect("scores"))
             });
-            // Networks explain with integrated gradients; their PD alone is much cheaper.
-            if let Model::Network(network) = &model.model {
+            // Networks and trees explain every row (integrated gradients, path contributions); their PD alone
+            // (term-structure partners, shadows) is cheaper.
+            if !matches!(model.model, Model::Scorecard(_)) {
                 let id = format!("{} (PD only)", model.id());
                 group.bench_with_input(BenchmarkId::new(id, batch), &rows, |b, rows| {
-                    b.iter(|| network.predict(rows).expect("predicts"))
+                    b.iter(|| model.predict_batch(rows).expect("predicts"))
                 });
             }
         }

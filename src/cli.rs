@@ -260,7 +260,7 @@ pub enum BulkCommand {
         /// Needed for accounts without an organization of their own (tenant admins).
         #[arg(long)]
         organization_id: Option<String>,
-        /// A model id, e.g. `annual/polish-mlp@1`; default: the tenant's.
+        /// A model id, e.g. `annual/polish-gbdt@1`; default: the tenant's.
         #[arg(long)]
         model: Option<String>,
         /// Print the job id and return at once.

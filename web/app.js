@@ -1280,8 +1280,9 @@ window.__pdErrors = [];
       add(p.prediction_type, typeName, "main", {
         x, y: p.probability, title: `${typeName} ${period}: PD ${fmtPct(p.probability)} (${p.risk_level})`,
       });
-      for (const [horizon, value] of Object.entries(p.term_structure || {})) {
-        if (!isNumber(value) || Math.abs(value - p.probability) < 1e-12) continue;
+      // The cumulative curve's 5-year point (the curve is monotone: at least the 1-year PD).
+      for (const [horizon, value] of Object.entries((p.term_structure || {}).cumulative || {})) {
+        if (horizon !== "5y" || !isNumber(value) || Math.abs(value - p.probability) < 1e-12) continue;
         const key = p.prediction_type === "annual" ? `term-${horizon}` : `term-${horizon}-${p.prediction_type}`;
         const label = `${horizon} PD${p.prediction_type === "annual" ? "" : ` (${p.prediction_type})`}`;
         add(key, label, "term", { x, y: value, title: `${label} ${period}: ${fmtPct(value)}` });

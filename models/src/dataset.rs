@@ -107,8 +107,8 @@ impl Dataset {
 /// when it is missing) and each item is solved from the attributes that define it, by the definitions the
 /// data follows (`features::POLISH_DEPARTURES`). "Sales" is the one the ratios use (`Attr63 * Attr51`,
 /// which agrees with `Attr1 / Attr23`, `Attr18 / Attr19` and `Attr22 / Attr42` in 99.8 % of rows), not
-/// `Attr9`. An item whose attributes are missing is absent. Financial expenses are 0 where `Attr27` is
-/// missing and `Attr11 = Attr18` (no financial expenses, no extraordinary items).
+/// `Attr9`. An item whose attributes are missing is absent (where `Attr27` is missing, so are the financial
+/// expenses: the row does not say whether the firm pays any).
 pub fn polish_statement(row: &[Option<f64>]) -> Statement {
     let a = |i: usize| row.get(i - 1).copied().flatten();
     let mul = |x: Option<f64>, y: Option<f64>| Some(x? * y?).filter(|v| v.is_finite());
@@ -121,11 +121,7 @@ pub fn polish_statement(row: &[Option<f64>]) -> Statement {
     let poa = per_ta(a(22));
     let stl = per_ta(a(51));
     let equity = per_ta(a(10));
-    let financial_expenses = match a(27) {
-        Some(cover) => quot(poa, Some(cover)),
-        None if a(11).is_some() && a(11) == a(18) => Some(0.0),
-        None => None,
-    };
+    let financial_expenses = quot(poa, a(27));
     let inventories = quot(sales, a(60)).or_else(|| (a(20) == Some(0.0)).then_some(0.0));
     let receivables = quot(sales, a(61)).or_else(|| (a(44) == Some(0.0)).then_some(0.0));
     Statement {

@@ -31,7 +31,7 @@ pub struct FilingMessageV1 {
     pub reporting_quarter: Option<Value>,
     pub statement: Option<Value>,
     pub ratios: Option<Map<String, Value>>,
-    /// A model by id (`annual/polish-mlp@1`); default: the tenant's.
+    /// A model by id (`annual/polish-gbdt@1`); default: the tenant's.
     pub model: Option<String>,
 }
 

@@ -16,7 +16,7 @@ use crate::{
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ModelView {
     /// `family/name@version`, as predictions name it.
-    #[schema(example = "annual/polish-mlp@1")]
+    #[schema(example = "annual/polish-gbdt@1")]
     pub id: String,
     /// `scorecard` or `network`.
     #[schema(value_type = String)]

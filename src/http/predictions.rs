@@ -137,7 +137,7 @@ pub struct CreatePrediction {
     /// Ratios by name (override the computed ones); numbers, numeric strings, or "NM"/"N/A"/null (missing).
     #[schema(value_type = Option<Object>)]
     pub ratios: Option<Map<String, Value>>,
-    /// A model id, e.g. `annual/polish-mlp@1`; default: the tenant's.
+    /// A model id, e.g. `annual/polish-gbdt@1`; default: the tenant's.
     pub model: Option<String>,
     /// Idempotency key (also accepted as the `Idempotency-Key` header): the same key again returns the
     /// prediction already made, with 200.

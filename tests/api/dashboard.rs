@@ -243,11 +243,17 @@ async fn the_models_route_lists_the_registry_with_its_model_cards() {
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string("models/artifacts/manifest.json").unwrap()).unwrap();
     assert_eq!(models.len(), manifest["models"].as_array().unwrap().len());
-    let mlp = models.iter().find(|m| m["id"] == "annual/polish-mlp@1").unwrap();
-    assert_eq!(mlp["kind"], "network");
-    assert_eq!(mlp["features"].as_array().unwrap().len(), 64);
-    assert_eq!(mlp["card"]["id"], "annual/polish-mlp@1");
-    assert!(mlp["card"]["data"]["citation"].as_str().unwrap().contains("CC BY 4.0"));
+    let trees = models.iter().find(|m| m["id"] == "annual/polish-gbdt@1").unwrap();
+    assert_eq!(trees["kind"], "trees");
+    assert_eq!(trees["features"].as_array().unwrap().len(), 64);
+    assert_eq!(trees["card"]["id"], "annual/polish-gbdt@1");
+    assert_eq!(trees["term_structure"]["5y"], "annual-5y/polish-gbdt@1");
+    assert!(
+        trees["card"]["data"]["citation"]
+            .as_str()
+            .unwrap()
+            .contains("CC BY 4.0")
+    );
     assert_eq!(app.get("/api/v1/models").await.status(), 401);
 }
 

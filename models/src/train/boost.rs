@@ -4,9 +4,9 @@
 //!
 //! **Missingness is never learned.** The data's missing values are informative (a missing sales growth is
 //! 300× more frequent among bankrupt firms), but a client that does not send an item is not that firm. So
-//! the trees are fitted on rows whose missing values are replaced by the training rows' medians: no split
-//! ever sees "missing", and each split's share of rows going left is counted on the rows that reported its
-//! feature. Serving then marginalises an unknown feature over those rows (`trees` module).
+//! the trees are fitted on rows whose missing values are drawn from the rows that report the feature
+//! (seeded): no split can tell "missing" apart, and each split's share of rows going left is counted on
+//! the rows that reported its feature. Serving then marginalises an unknown feature over those rows (`trees` module).
 
 use std::collections::HashMap;
 
@@ -94,24 +94,25 @@ pub fn served_rows(data: &Dataset) -> Vec<Vec<Option<f64>>> {
         .collect()
 }
 
-/// The median of each feature over the rows that report it (0 where none does).
-fn medians(rows: &[Vec<Option<f64>>], indices: &[usize]) -> Vec<f64> {
+/// The rows at `indices`, column-major, each missing value replaced by the value of a random row (of
+/// `indices`, seeded) that reports the feature: the fitted trees see the feature's own distribution where it
+/// is missing, so no split can single out "missing" (as a fixed fill value would let it).
+fn imputed(rows: &[Vec<Option<f64>>], indices: &[usize], seed: u64) -> Vec<f64> {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
     let width = rows.first().map_or(0, Vec::len);
-    (0..width)
-        .map(|j| {
-            let mut values: Vec<f64> = indices.iter().filter_map(|&i| rows[i][j]).collect();
-            values.sort_by(f64::total_cmp);
-            values.get(values.len() / 2).copied().unwrap_or(0.0)
-        })
-        .collect()
-}
-
-/// The rows at `indices`, column-major, missing values replaced by `fill`.
-fn column_major(rows: &[Vec<Option<f64>>], indices: &[usize], fill: &[f64]) -> Vec<f64> {
-    fill.iter()
-        .enumerate()
-        .flat_map(|(j, m)| indices.iter().map(move |&i| rows[i][j].unwrap_or(*m)))
-        .collect()
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(width * indices.len());
+    for j in 0..width {
+        let reported: Vec<f64> = indices.iter().filter_map(|&i| rows[i][j]).collect();
+        for &i in indices {
+            out.push(match rows[i][j] {
+                Some(v) => v,
+                None if reported.is_empty() => 0.0,
+                None => reported[rng.random_range(0..reported.len())],
+            });
+        }
+    }
+    out
 }
 
 /// Fits on `indices` of `rows`: an inner stratified hold-out of them decides when to stop.
@@ -125,9 +126,8 @@ pub fn fit(
     let (train, holdout) = cv::stratified_split(indices, labels, config.holdout_fraction, seed);
     let width = rows.first().map_or(0, Vec::len);
     let y = |ix: &[usize]| ix.iter().map(|&i| f64::from(labels[i])).collect::<Vec<_>>();
-    let fill = medians(rows, &train);
-    let (x_train, y_train) = (column_major(rows, &train, &fill), y(&train));
-    let (x_holdout, y_holdout) = (column_major(rows, &holdout, &fill), y(&holdout));
+    let (x_train, y_train) = (imputed(rows, &train, seed), y(&train));
+    let (x_holdout, y_holdout) = (imputed(rows, &holdout, seed ^ 0x5eed), y(&holdout));
     let (w_train, w_holdout) = (vec![1.0; train.len()], vec![1.0; holdout.len()]);
     let constraints: ConstraintMap = config
         .decreasing
@@ -184,7 +184,7 @@ pub fn fit(
                     }
                 })
                 .collect();
-            set_left_shares(&mut nodes, rows, &train, &fill);
+            set_left_shares(&mut nodes, rows, &train, &x_train);
             nodes
         })
         .collect();
@@ -198,10 +198,12 @@ pub fn fit(
 }
 
 /// Each split's share of the training rows reaching it, with its feature reported, that went left (rows
-/// reach a split as they were fitted: a missing value at its median). 0.5 where no such row reached it.
-fn set_left_shares(nodes: &mut [Node], rows: &[Vec<Option<f64>>], train: &[usize], fill: &[f64]) {
+/// reach a split as they were fitted, `imputed` being the column-major matrix they were fitted on). 0.5
+/// where no such row reached it.
+fn set_left_shares(nodes: &mut [Node], rows: &[Vec<Option<f64>>], train: &[usize], imputed: &[f64]) {
+    let n = train.len();
     let mut counts = vec![(0usize, 0usize); nodes.len()];
-    for &i in train {
+    for (r, &i) in train.iter().enumerate() {
         let mut k = 0;
         while let Node::Split {
             feature,
@@ -211,12 +213,8 @@ fn set_left_shares(nodes: &mut [Node], rows: &[Vec<Option<f64>>], train: &[usize
             ..
         } = &nodes[k]
         {
-            let (value, reported) = match rows[i][*feature] {
-                Some(v) => (v, true),
-                None => (fill[*feature], false),
-            };
-            let go_left = value < *threshold;
-            if reported {
+            let go_left = imputed[feature * n + r] < *threshold;
+            if rows[i][*feature].is_some() {
                 if go_left {
                     counts[k].0 += 1;
                 } else {
