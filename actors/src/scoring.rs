@@ -33,6 +33,25 @@ use crate::{
     policy::TenantPolicy,
 };
 
+/// The model of a filing that names none. On AccuNode's routes, its scorecard. Otherwise the tenant's
+/// default — unless the filing sends ratios that model does not read while AccuNode's scorecard does:
+/// ratios are one model's inputs, so AccuNode's ratios (its clients' habit) are scored by its scorecard.
+fn default_model(registry: &Registry, default: &ModelId, filing: &Filing) -> ModelId {
+    let scorecard = accunode_scorecard(filing.prediction_type);
+    match (filing.terms, &filing.ratios) {
+        (Terms::Accunode, _) => scorecard,
+        (Terms::Product, Some(ratios)) if !ratios.is_empty() => {
+            let reads = |id: &ModelId| registry.get(id).is_some_and(|m| m.entry.feature_set.reads(ratios));
+            if !reads(default) && reads(&scorecard) {
+                scorecard
+            } else {
+                default.clone()
+            }
+        }
+        (Terms::Product, _) => default.clone(),
+    }
+}
+
 /// AccuNode's confidence: distance of the PD from a coin toss, at least 0.5.
 pub fn confidence(pd: f64) -> f64 {
     ((pd - 0.5).abs() * 2.0).max(0.5)
@@ -47,10 +66,10 @@ pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]
     let mut shadows = ModelRows::new();
     for (index, filing) in filings.iter().enumerate() {
         let choice = policy.models(filing.prediction_type);
-        let id = filing.model.clone().unwrap_or_else(|| match filing.terms {
-            Terms::Product => choice.default.clone(),
-            Terms::Accunode => accunode_scorecard(filing.prediction_type),
-        });
+        let id = filing
+            .model
+            .clone()
+            .unwrap_or_else(|| default_model(registry, &choice.default, filing));
         match model_input(registry, &id, filing) {
             Ok(row) => groups.entry((id, filing.terms)).or_default().push((index, row)),
             Err(rejected) => results[index] = Some(Err(rejected)),

@@ -162,6 +162,12 @@ impl FeatureSet {
         }
     }
 
+    /// Whether every ratio of `ratios` is one of this set's (names matched case-insensitively).
+    pub fn reads(self, ratios: &Map<String, Value>) -> bool {
+        let names = self.names();
+        ratios.keys().all(|key| index_of(&names, key).is_some())
+    }
+
     /// Client-sent ratios by name, in this set's order; names are matched case-insensitively.
     pub fn from_ratios(self, ratios: &Map<String, Value>) -> Result<Vec<Option<f64>>, FeatureError> {
         Ok(self.sent_ratios(ratios)?.into_iter().map(Option::flatten).collect())
@@ -173,10 +179,7 @@ impl FeatureSet {
         let names = self.names();
         let mut values = vec![None; names.len()];
         for (key, value) in ratios {
-            let index = names
-                .iter()
-                .position(|n| n.eq_ignore_ascii_case(key.trim()))
-                .ok_or_else(|| FeatureError::Unknown {
+            let index = index_of(&names, key).ok_or_else(|| FeatureError::Unknown {
                     field: key.clone(),
                     expected: names.join(", "),
                 })?;
@@ -205,6 +208,11 @@ impl FeatureSet {
         }
         Ok(values)
     }
+}
+
+/// The position of a client's ratio name among `names` (case-insensitive, surrounding spaces ignored).
+fn index_of(names: &[&str], key: &str) -> Option<usize> {
+    names.iter().position(|n| n.eq_ignore_ascii_case(key.trim()))
 }
 
 /// One client value under AccuNode's rules (see the module documentation).

@@ -36,6 +36,11 @@ pub fn cpu() -> burn::tensor::Device {
     burn::tensor::Device::ndarray()
 }
 
+/// A tensor's values as `f64` (the models compute in `f32`); the error says why they cannot be read.
+pub(crate) fn values_f64<const D: usize>(tensor: burn::tensor::Tensor<D>) -> Result<Vec<f64>, String> {
+    tensor.into_data().try_to_vec_as::<f64>().map_err(|e| format!("{e:?}"))
+}
+
 /// The committed artifacts directory (`models/artifacts`), for tools and tests run from the repository.
 pub fn committed_artifacts_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts")

@@ -321,11 +321,7 @@ impl NetworkModel {
     fn raw_logits(&self, encoded: &[f32], n: usize) -> Result<Vec<f64>, NetworkError> {
         let width = self.spec.encoder.width();
         let x = Tensor::<2>::from_data(TensorData::new(encoded.to_vec(), [n, width]), &self.device);
-        self.ensemble
-            .forward(x)
-            .into_data()
-            .try_to_vec_as::<f64>()
-            .map_err(|e| NetworkError::Inference(format!("{e:?}")))
+        crate::values_f64(self.ensemble.forward(x)).map_err(NetworkError::Inference)
     }
 
     /// Calibrated PDs only (no explanations): the fast path.

@@ -184,11 +184,7 @@ impl TreeModel {
     }
 
     fn logits(&self, weights: Tensor<2>, values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
-        weights
-            .matmul(values.clone())
-            .into_data()
-            .try_to_vec_as::<f64>()
-            .map_err(|e| TreeError::Inference(format!("{e:?}")))
+        crate::values_f64(weights.matmul(values.clone())).map_err(TreeError::Inference)
     }
 
     /// Calibrated PDs only: the fast path.
