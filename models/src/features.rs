@@ -180,9 +180,9 @@ impl FeatureSet {
         let mut values = vec![None; names.len()];
         for (key, value) in ratios {
             let index = index_of(&names, key).ok_or_else(|| FeatureError::Unknown {
-                    field: key.clone(),
-                    expected: names.join(", "),
-                })?;
+                field: key.clone(),
+                expected: names.join(", "),
+            })?;
             values[index] = Some(parse_value(key, value)?);
         }
         Ok(values)

@@ -938,3 +938,101 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
         );
     }
 }
+
+/// A healthy company's statement (thousands).
+fn healthy_statement() -> Value {
+    json!({ "total_assets": 1000, "current_assets": 450, "cash": 80, "receivables": 200, "inventories": 150,
+            "fixed_assets": 550, "total_liabilities": 550, "current_liabilities": 300,
+            "long_term_liabilities": 250, "equity": 450, "share_capital": 100, "retained_earnings": 250,
+            "sales": 1200, "previous_sales": 1100, "cost_of_products_sold": 900, "profit_on_sales": 110,
+            "operating_expenses": 1100, "total_costs": 1120, "depreciation": 40, "ebit": 100,
+            "profit_on_operating_activities": 105, "interest_expense": 20, "financial_expenses": 25,
+            "net_profit": 60 })
+}
+
+#[actix_web::test]
+async fn statements_get_the_trees_and_their_curve_the_base_rate_shifts_them_and_accunode_keeps_its_terms() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember);
+    let acme = company_id(&app, token, "ACME").await;
+    let predict = |year: u16| {
+        json!({ "type": "annual", "reporting_year": year, "statement": healthy_statement(),
+                "filing_id": format!("curve-{year}") })
+    };
+    let path = format!("/api/v1/companies/{acme}/predictions");
+    let (status, first) = app.call("POST", &path, Some(token), Some(&predict(2023))).await;
+    assert_eq!(status, 201, "{first:#}");
+    let first = &first["data"];
+    assert_eq!(first["model"], "annual/polish-gbdt@1");
+    let pd = first["probability"].as_f64().unwrap();
+    // The curve starts at the PD and rises; hazards beside it.
+    let curve = &first["term_structure"];
+    let cumulative: Vec<f64> = (1..=5)
+        .map(|t| curve["cumulative"][format!("{t}y")].as_f64().unwrap())
+        .collect();
+    assert_eq!(cumulative[0], pd);
+    assert!(cumulative.windows(2).all(|w| w[0] <= w[1]), "{curve}");
+    assert_eq!(curve["annual_hazard"]["1y"].as_f64(), Some(pd));
+    // The level is the implied rating's band.
+    let level = match first["implied_rating"].as_str().unwrap() {
+        "AAA" | "AA" | "A" | "BBB" => "low",
+        "BB" => "medium",
+        "B" => "high",
+        _ => "critical",
+    };
+    assert_eq!(first["risk_level"], level, "{first:#}");
+
+    // A portfolio base rate of 1 % shifts the PD from the sample's (410 of 5,910 firms) by the prior shift.
+    let tenant = format!("/api/v1/tenants/{}", demo.setup.tenant_id);
+    let admin = demo.token(Role::TenantAdmin);
+    let (status, answer) = app
+        .call("PATCH", &tenant, Some(admin), Some(&json!({ "base_rate": 0.01 })))
+        .await;
+    assert_eq!(
+        (status, answer["data"]["base_rate"].as_f64()),
+        (200, Some(0.01)),
+        "{answer:#}"
+    );
+    let (_, second) = app.call("POST", &path, Some(token), Some(&predict(2024))).await;
+    let shifted = second["data"]["probability"].as_f64().unwrap();
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    let expected = 1.0 / (1.0 + (-(logit(pd) - logit(410.0 / 5910.0) + logit(0.01))).exp());
+    assert!((shifted - expected).abs() < 1e-9, "{shifted} vs {expected}");
+    assert!(shifted < pd);
+
+    // AccuNode's route: its scorecard and its scheme, in capitals, whatever the tenant's settings.
+    let body = json!({ "company_symbol": "ACNODE", "company_name": "Via AccuNode", "reporting_year": 2024,
+                       "organization_id": demo.setup.organization_id });
+    let mut body = body.as_object().unwrap().clone();
+    body.extend(risky().as_object().unwrap().clone());
+    let (status, accunode) = app
+        .call(
+            "POST",
+            "/api/v1/predictions/annual",
+            Some(token),
+            Some(&Value::Object(body.clone())),
+        )
+        .await;
+    assert_eq!(status, 201, "{accunode:#}");
+    assert_eq!(accunode["data"]["model"], "annual/accunode-scorecard@1");
+    // 4.12 %: MEDIUM under AccuNode's 2 / 5 / 15 % scheme (HIGH under the rating's bands).
+    assert_eq!(accunode["data"]["risk_level"], "MEDIUM");
+    // A model field still selects another one there.
+    body.insert("model".into(), json!("annual/polish-gbdt@1"));
+    body.insert("reporting_year".into(), json!(2023));
+    let (status, other) = app
+        .call(
+            "POST",
+            "/api/v1/predictions/annual",
+            Some(token),
+            Some(&Value::Object(body)),
+        )
+        .await;
+    // The trees read the Polish ratios, not AccuNode's: refused with the field named.
+    assert_eq!(
+        (status, other["error"]["code"].as_str()),
+        (422, Some("VALIDATION_ERROR")),
+        "{other:#}"
+    );
+}

@@ -82,6 +82,23 @@ impl ModelCard {
                     bin.lower, bin.upper, bin.count, bin.mean_predicted, bin.observed_rate
                 );
             }
+            if !own.reliability_deciles.is_empty() {
+                md += &format!(
+                    "\nBy decile of the PD (largest gap {:.2} percentage points):\n\n| decile | PDs | rows | mean predicted | observed default rate |\n|---|---|---|---|---|\n",
+                    100.0 * own.max_decile_gap
+                );
+                for (d, bin) in own.reliability_deciles.iter().enumerate() {
+                    md += &format!(
+                        "| {} | {:.4}–{:.4} | {} | {:.4} | {:.4} |\n",
+                        d + 1,
+                        bin.lower,
+                        bin.upper,
+                        bin.count,
+                        bin.mean_predicted,
+                        bin.observed_rate
+                    );
+                }
+            }
         }
         md += &format!("\n## Reproduce\n\n`{}`\n", self.reproduce);
         md
