@@ -107,15 +107,13 @@ fn imputed(rows: &[Vec<Option<f64>>], indices: &[usize], seed: u64) -> Vec<f64> 
     let width = rows.first().map_or(0, Vec::len);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::with_capacity(width * indices.len());
-    for j in 0..width {
-        let reported: Vec<f64> = indices.iter().filter_map(|&i| rows[i][j]).collect();
-        for &i in indices {
-            out.push(match rows[i][j] {
-                Some(v) => v,
-                None if reported.is_empty() => 0.0,
-                None => reported[rng.random_range(0..reported.len())],
-            });
-        }
+    for column in (0..width).map(|j| indices.iter().map(move |&i| rows[i][j])) {
+        let reported: Vec<f64> = column.clone().flatten().collect();
+        out.extend(column.map(|value| match value {
+            Some(v) => v,
+            None if reported.is_empty() => 0.0,
+            None => reported[rng.random_range(0..reported.len())],
+        }));
     }
     out
 }
