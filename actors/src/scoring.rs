@@ -202,7 +202,7 @@ fn score_group(
         Terms::Product => policy.risk_scheme,
         Terms::Accunode => RiskScheme::Accunode,
     };
-    let pds = Registry::portfolio_pds(model, &outputs, policy.base_rate);
+    let pds = model.portfolio_pds(&outputs, policy.base_rate);
     let curves = registry
         .term_structures(model, &pds, &inputs, policy.base_rate)
         .map_err(|e| match e {

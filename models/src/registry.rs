@@ -186,7 +186,7 @@ pub enum ScoreError {
         expected: usize,
     },
     #[error("{0}")]
-    Network(String),
+    Inference(String),
 }
 
 #[derive(Debug)]
@@ -199,6 +199,19 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn id(&self) -> &ModelId {
         &self.entry.id
+    }
+
+    /// The PDs of `outputs` for a portfolio whose one-year default rate is `base_rate` (prior shift from
+    /// the model's sample rate, [`term::rebase`]); unchanged without a base rate or when the sample rate is
+    /// unknown.
+    pub fn portfolio_pds(&self, outputs: &[ModelOutput], base_rate: Option<f64>) -> Vec<f64> {
+        outputs
+            .iter()
+            .map(|o| match (self.entry.sample_default_rate, base_rate) {
+                (Some(sample), Some(target)) => term::rebase(o.pd, sample, target),
+                _ => o.pd,
+            })
+            .collect()
     }
 
     fn check_width(&self, rows: &[Vec<Option<f64>>]) -> Result<(), ScoreError> {
@@ -230,8 +243,8 @@ impl LoadedModel {
                 .collect()),
             Model::Network(network) => network
                 .score(rows)
-                .map_err(|e: NetworkError| ScoreError::Network(e.to_string())),
-            Model::Trees(trees) => trees.score(rows).map_err(|e| ScoreError::Network(e.to_string())),
+                .map_err(|e: NetworkError| ScoreError::Inference(e.to_string())),
+            Model::Trees(trees) => trees.score(rows).map_err(|e| ScoreError::Inference(e.to_string())),
         }
     }
 
@@ -240,8 +253,8 @@ impl LoadedModel {
     pub fn predict_batch(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<f64>, ScoreError> {
         self.check_width(rows)?;
         match &self.model {
-            Model::Network(network) => network.predict(rows).map_err(|e| ScoreError::Network(e.to_string())),
-            Model::Trees(trees) => trees.predict(rows).map_err(|e| ScoreError::Network(e.to_string())),
+            Model::Network(network) => network.predict(rows).map_err(|e| ScoreError::Inference(e.to_string())),
+            Model::Trees(trees) => trees.predict(rows).map_err(|e| ScoreError::Inference(e.to_string())),
             Model::Scorecard(_) => Ok(self.score_batch(rows)?.into_iter().map(|o| o.pd).collect()),
         }
     }
@@ -337,19 +350,6 @@ impl Registry {
 
     pub fn get(&self, id: &ModelId) -> Option<Arc<LoadedModel>> {
         self.models.get(id).cloned()
-    }
-
-    /// The 1-year PDs of `outputs` for a portfolio whose one-year default rate is `base_rate` (prior
-    /// shift from the model's sample rate, [`term::rebase`]); unchanged without a base rate or when the
-    /// model's sample rate is unknown.
-    pub fn portfolio_pds(model: &LoadedModel, outputs: &[ModelOutput], base_rate: Option<f64>) -> Vec<f64> {
-        outputs
-            .iter()
-            .map(|o| match (model.entry.sample_default_rate, base_rate) {
-                (Some(sample), Some(target)) => term::rebase(o.pd, sample, target),
-                _ => o.pd,
-            })
-            .collect()
     }
 
     /// The cumulative PD curves of `rows`, whose 1-year PDs (for the portfolio) are `one_year`, when

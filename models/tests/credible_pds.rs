@@ -23,7 +23,7 @@ fn score(registry: &Registry, model: &LoadedModel, statements: &[Statement]) -> 
         .map(|s| FeatureSet::Polish.from_statement(s))
         .collect();
     let outputs = model.score_batch(&rows).expect("the model scores");
-    let pds = Registry::portfolio_pds(model, &outputs, None);
+    let pds = model.portfolio_pds(&outputs, None);
     let curves = registry
         .term_structures(model, &pds, &rows, None)
         .expect("the partner scores")

@@ -97,6 +97,13 @@ pub fn folds(data: &Dataset) -> Vec<Vec<usize>> {
 pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidate) -> CvResult {
     let mut raw = vec![0.0; data.len()];
     let mut epochs = Vec::new();
+    // The trees learn from the served features, the same for every fold.
+    let served = matches!(
+        candidate,
+        Candidate::Trees { .. } | Candidate::TreesReadingMissingness { .. }
+    )
+    .then(|| boost::served_rows(data))
+    .unwrap_or_default();
     for (i, test) in folds.iter().enumerate() {
         match candidate {
             Candidate::Network { config, .. } => {
@@ -134,10 +141,10 @@ pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidat
                 }
             }
             Candidate::Trees { grid, .. } => {
-                let rows = boost::served_rows(data);
+                let rows = &served;
                 let train = cv::complement(folds, i);
                 let seed = SEED + i as u64;
-                let (model, config) = fit_selected(&rows, &data.labels, &train, grid, seed);
+                let (model, config) = fit_selected(rows, &data.labels, &train, grid, seed);
                 for &row in test {
                     raw[row] = model.walk(&rows[row]);
                 }
@@ -151,10 +158,9 @@ pub fn cross_validate(data: &Dataset, folds: &[Vec<usize>], candidate: &Candidat
                 epochs.push(model.spec().trees.len());
             }
             Candidate::TreesReadingMissingness { config, .. } => {
-                let rows = boost::served_rows(data);
                 let train = cv::complement(folds, i);
                 let scores =
-                    boost::missingness_readable_scores(&rows, &data.labels, &train, test, config, SEED + i as u64);
+                    boost::missingness_readable_scores(&served, &data.labels, &train, test, config, SEED + i as u64);
                 for (&row, score) in test.iter().zip(scores) {
                     raw[row] = score;
                 }
