@@ -1235,7 +1235,9 @@ window.__pdErrors = [];
         ["Probability of default", el("span", { id: "latest-pd", class: "big-number", text: fmtPct(latest.probability) })],
         ["Risk level", riskBadge(latest.risk_level)],
         ["Implied rating", el("span", { id: "latest-rating", text: latest.implied_rating || "—" })],
-        ["Period", `${period} (${latest.prediction_type})`],
+        ["Period", latest.basis?.flows === "trailing_twelve_months"
+          ? `${period} (${latest.prediction_type}; flows of the trailing twelve months, ${(latest.basis.quarters || []).join(", ")})`
+          : `${period} (${latest.prediction_type})`],
         ["Model", [el("span", { id: "model-id", class: "mono", text: latest.model }), " ",
           el("a", { href: "#/models", class: "small-link", text: "model card" })]],
         ["Confidence", isNumber(latest.confidence) ? fmtPct(latest.confidence) : "—"],

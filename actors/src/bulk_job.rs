@@ -400,6 +400,7 @@ impl Run {
                 raw,
                 bulk: Some((self.spec.job_id, row)),
                 received_at: std::time::Instant::now(),
+                trailing: None,
             });
         }
         Ok(Chunk {

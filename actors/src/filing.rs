@@ -1,6 +1,6 @@
 //! What enters the pipeline and what comes out of it.
 
-use std::{collections::BTreeMap, fmt, time::Instant};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Instant};
 
 use chrono::{DateTime, Utc};
 use pdscore_models::{
@@ -175,9 +175,42 @@ pub struct Filing {
     pub bulk: Option<(Uuid, i64)>,
     /// When the filing entered the service, for end-to-end latency.
     pub received_at: Instant,
+    /// The trailing twelve months it is scored on, when it is a quarterly statement whose three quarters
+    /// before are on file (set by the pipeline, see [`Filing::wants_trailing`]; never part of its content).
+    pub trailing: Option<Arc<Trailing>>,
+}
+
+/// The trailing twelve months a quarterly statement is scored on: the four latest quarters on file and
+/// their statement (`Statement::trailing_twelve_months`), scored by the tenant's annual model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trailing {
+    /// Oldest first; the filing's own quarter last.
+    pub quarters: [ReportingPeriod; 4],
+    pub statement: Statement,
+}
+
+impl Trailing {
+    /// The four quarters' statements (oldest first, the filing's own last) as one trailing year.
+    pub fn of(quarters: [ReportingPeriod; 4], statements: &[Statement; 4]) -> Self {
+        Self {
+            quarters,
+            statement: Statement::trailing_twelve_months(statements),
+        }
+    }
 }
 
 impl Filing {
+    /// Whether the pipeline looks for the three quarters before this one: a quarterly statement (without
+    /// ratios, which are one model's inputs) on the product's terms, no model named. With them on file it
+    /// is scored on trailing twelve months by the tenant's annual model; else by its quarterly model.
+    pub fn wants_trailing(&self) -> bool {
+        self.prediction_type == PredictionType::Quarterly
+            && self.terms == Terms::Product
+            && self.model.is_none()
+            && self.statement.is_some()
+            && self.ratios.is_none()
+    }
+
     /// SHA-256 of what the filing says: its type, period, statement, ratios (by name, in name order) and model.
     /// Two filings under one key are one filing only if their digests agree.
     pub fn content_digest(&self) -> [u8; 32] {
@@ -222,6 +255,22 @@ pub struct ModelScore {
     pub contributions: Vec<Contribution>,
     /// The model's inputs as scored (name → value; `null` missing).
     pub inputs: Map<String, Value>,
+    /// The four quarters (oldest first) whose trailing twelve months were scored, for a quarterly statement
+    /// scored so ([`Trailing`]); `None`: the filing's own period.
+    pub trailing_quarters: Option<[ReportingPeriod; 4]>,
+}
+
+impl ModelScore {
+    /// What the score's flows cover, as a prediction states it: `null` for the filing's own period, else
+    /// `{"flows": "trailing_twelve_months", "quarters": ["2025-Q3", …, "2026-Q2"]}`.
+    pub fn basis(&self) -> Option<Value> {
+        self.trailing_quarters.map(|quarters| {
+            serde_json::json!({
+                "flows": "trailing_twelve_months",
+                "quarters": quarters.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+    }
 }
 
 /// A scored filing: the answer (primary) and, when the tenant runs one, the shadow model's score.

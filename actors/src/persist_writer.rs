@@ -338,6 +338,14 @@ mod tests {
         fn tenant_policy(&self, _: Uuid) -> BoxFuture<'static, Result<Option<TenantPolicy>, StoreError>> {
             futures_util::future::ready(Ok(None)).boxed()
         }
+
+        fn previous_quarters(
+            &self,
+            _: Uuid,
+            requests: Vec<(Uuid, pdscore_models::statement::ReportingPeriod)>,
+        ) -> BoxFuture<'static, Result<Vec<Option<[pdscore_models::statement::Statement; 3]>>, StoreError>> {
+            futures_util::future::ready(Ok(vec![None; requests.len()])).boxed()
+        }
     }
 
     struct NoAlerts;
@@ -368,6 +376,7 @@ mod tests {
                 raw: serde_json::Value::Null,
                 bulk: None,
                 received_at: Instant::now(),
+                trailing: None,
             },
             prediction_id: Uuid::new_v4(),
             primary: ModelScore {
@@ -382,6 +391,7 @@ mod tests {
                 confidence: 0.5,
                 contributions: Vec::new(),
                 inputs: Default::default(),
+                trailing_quarters: None,
             },
             shadow: None,
             alert_pd_change: 0.5,

@@ -7,11 +7,12 @@ use std::{
 };
 
 use actix::{Actor, Addr, Arbiter, MailboxError, Supervisor, WeakAddr, dev::SendError};
+use pdscore_models::statement::ReportingPeriod;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
-    filing::{Committed, Filing, Rejected},
+    filing::{Committed, Filing, Rejected, Trailing},
     model_pool::{self, FaultInjector, SharedRegistry},
     persist_writer::PersistWriter,
     policy::TenantPolicy,
@@ -177,11 +178,13 @@ impl Pipeline {
     }
 
     /// Scores and commits a filing. Returns once it is durable (or refused).
-    pub async fn submit(&self, filing: Filing) -> Result<Committed, PipelineError> {
+    pub async fn submit(&self, mut filing: Filing) -> Result<Committed, PipelineError> {
         let policy = self.policy(filing.tenant_id).await?;
         if !policy.active {
             return Err(PipelineError::TenantInactive);
         }
+        self.attach_trailing(filing.tenant_id, std::slice::from_mut(&mut filing))
+            .await?;
         // A tenant actor that fails drops the filings still in its mailbox (their replies with them): those
         // are submitted again, which the idempotent commit makes harmless even if one was in fact scored.
         let mut attempts = 0;
@@ -207,12 +210,13 @@ impl Pipeline {
     pub async fn score_chunk(
         &self,
         tenant_id: Uuid,
-        filings: Vec<Filing>,
+        mut filings: Vec<Filing>,
     ) -> Result<Vec<Result<Committed, PipelineError>>, PipelineError> {
         let policy = self.policy(tenant_id).await?;
         if !policy.active {
             return Err(PipelineError::TenantInactive);
         }
+        self.attach_trailing(tenant_id, &mut filings).await?;
         let (pending, answers): (Vec<Pending>, Vec<_>) = filings
             .into_iter()
             .map(|filing| {
@@ -234,6 +238,37 @@ impl Pipeline {
             );
         }
         Ok(results)
+    }
+
+    /// Gives each quarterly statement that wants it ([`Filing::wants_trailing`]) its trailing twelve months,
+    /// when the store has the three quarters before it (one read for all of `filings`). Filings of one
+    /// batch do not see each other: a quarter counts once it is committed.
+    async fn attach_trailing(&self, tenant_id: Uuid, filings: &mut [Filing]) -> Result<(), PipelineError> {
+        let wanted: Vec<(usize, [ReportingPeriod; 3])> = filings
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.wants_trailing())
+            .filter_map(|(i, f)| Some((i, f.period.previous_quarters(3)?.try_into().ok()?)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let requests = wanted
+            .iter()
+            .map(|(i, _)| (filings[*i].company_id, filings[*i].period))
+            .collect();
+        let found = self
+            .store
+            .previous_quarters(tenant_id, requests)
+            .await
+            .map_err(|e| PipelineError::Unavailable(e.to_string()))?;
+        for ((i, [a, b, c]), earlier) in wanted.into_iter().zip(found) {
+            let filing = &mut filings[i];
+            if let (Some([sa, sb, sc]), Some(own)) = (earlier, filing.statement.clone()) {
+                filing.trailing = Some(Arc::new(Trailing::of([a, b, c, filing.period], &[sa, sb, sc, own])));
+            }
+        }
+        Ok(())
     }
 
     /// Hands a filing to its tenant actor; the receiver gets its outcome.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use pdscore_models::statement::{ReportingPeriod, Statement};
 use uuid::Uuid;
 
 use crate::{
@@ -46,6 +47,14 @@ pub trait PredictionStore: Send + Sync + 'static {
     /// filing's result in input order (the batch is shared so that the caller can retry parts of it). Risk changes are decided inside that transaction (the companies'
     /// rows locked), by reporting period, so that concurrent writers and late arrivals agree.
     fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>>;
+
+    /// For each `(company, quarter)`: the statements of the three quarters before it, oldest first, when
+    /// all three are on file (each quarter's latest quarterly statement), else `None`; in input order.
+    fn previous_quarters(
+        &self,
+        tenant_id: Uuid,
+        requests: Vec<(Uuid, ReportingPeriod)>,
+    ) -> BoxFuture<'static, Result<Vec<Option<[Statement; 3]>>, StoreError>>;
 
     /// The tenant's current policy; `None` when the tenant does not exist.
     fn tenant_policy(&self, tenant_id: Uuid) -> BoxFuture<'static, Result<Option<TenantPolicy>, StoreError>>;

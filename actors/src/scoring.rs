@@ -10,6 +10,7 @@ use pdscore_models::{
     PredictionType,
     registry::{LoadedModel, ModelId, ModelOutput, Registry, ScoreError, TermError},
     risk::{RiskScheme, implied_rating},
+    statement::Statement,
 };
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -65,7 +66,7 @@ pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]
     let mut groups = ModelRows::new();
     let mut shadows = ModelRows::new();
     for (index, filing) in filings.iter().enumerate() {
-        let choice = policy.models(filing.prediction_type);
+        let choice = policy.models(Input::of(filing).prediction_type);
         let id = filing
             .model
             .clone()
@@ -121,10 +122,17 @@ pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]
     (0..filings.len())
         .map(|index| match results[index].take() {
             Some(Err(rejected)) => Err(rejected),
-            _ => Ok((
-                primary[index].take().expect("every filing is scored or rejected"),
-                shadow[index].take(),
-            )),
+            _ => {
+                let trailing = filings[index].trailing.as_ref().map(|t| t.quarters);
+                let basis = |mut score: ModelScore| {
+                    score.trailing_quarters = trailing;
+                    score
+                };
+                Ok((
+                    basis(primary[index].take().expect("every filing is scored or rejected")),
+                    shadow[index].take().map(basis),
+                ))
+            }
         })
         .collect()
 }
@@ -147,16 +155,43 @@ pub fn attach(policy: &TenantPolicy, filings: Vec<Filing>, scores: Vec<FilingSco
         .collect()
 }
 
-/// The model's input row for a filing, after checking the model exists and answers its prediction type.
+/// What a filing is scored on: its own statement and ratios, or the trailing twelve months of a quarterly
+/// statement ([`Filing::trailing`]) as an annual statement.
+struct Input<'a> {
+    prediction_type: PredictionType,
+    statement: Option<&'a Statement>,
+    ratios: Option<&'a Map<String, Value>>,
+}
+
+impl<'a> Input<'a> {
+    fn of(filing: &'a Filing) -> Self {
+        match &filing.trailing {
+            Some(trailing) => Self {
+                prediction_type: PredictionType::Annual,
+                statement: Some(&trailing.statement),
+                ratios: None,
+            },
+            None => Self {
+                prediction_type: filing.prediction_type,
+                statement: filing.statement.as_ref(),
+                ratios: filing.ratios.as_ref(),
+            },
+        }
+    }
+}
+
+/// The model's input row for a filing, after checking the model exists and answers the prediction type it
+/// is scored as.
 fn model_input(registry: &Registry, id: &ModelId, filing: &Filing) -> Result<Vec<Option<f64>>, Rejected> {
+    let input = Input::of(filing);
     let unknown = || Rejected {
         code: "UNKNOWN_MODEL",
         message: format!(
             "no {} model {id}; available: {}",
-            filing.prediction_type,
+            input.prediction_type,
             registry
                 .models()
-                .filter(|m| m.entry.prediction_type == filing.prediction_type)
+                .filter(|m| m.entry.prediction_type == input.prediction_type)
                 .map(|m| m.id().to_string())
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -164,13 +199,13 @@ fn model_input(registry: &Registry, id: &ModelId, filing: &Filing) -> Result<Vec
         field: Some("model".into()),
     };
     let model = registry.get(id).ok_or_else(unknown)?;
-    if model.entry.prediction_type != filing.prediction_type {
+    if model.entry.prediction_type != input.prediction_type {
         return Err(unknown());
     }
     model
         .entry
         .feature_set
-        .assemble(filing.statement.as_ref(), filing.ratios.as_ref())
+        .assemble(input.statement, input.ratios)
         .map_err(|e| {
             let field = match &e {
                 pdscore_models::features::FeatureError::NotANumber { field, .. }
@@ -231,6 +266,7 @@ fn score_group(
                 confidence: confidence(pd),
                 contributions,
                 inputs: inputs_json(&names, &inputs[i]),
+                trailing_quarters: None,
             }
         })
         .collect())

@@ -298,7 +298,8 @@ fn total_debt_to_ebitda(s: &Statement) -> Option<f64> {
 }
 
 /// Financial expenses of zero: no debt cost. `Attr27` (operating profit / financial expenses) is then this
-/// large cover (with the sign of the operating profit), never "missing". (The data's missing `Attr27` is not
+/// large cover, whatever the operating profit (a loss does not have to cover debt costs that do not exist),
+/// never "missing". (The data's missing `Attr27` is not
 /// that: 38 % of those rows have an operating profit of exactly 0 too — incomplete statements, 6x more
 /// frequent among bankrupt firms — so training reads it as unknown.)
 pub const NO_DEBT_COST_COVERAGE: f64 = 1e7;
@@ -329,7 +330,7 @@ pub const POLISH_DEPARTURES: [(&str, &str, &str, &str); 7] = [
     (
         "Attr27",
         "profit on operating activities / financial expenses",
-        "the same; zero financial expenses give ±1e7 (no debt cost), not missing",
+        "the same; zero financial expenses give 1e7 (no debt cost), not missing",
         "the UCI text leaves a zero denominator undefined; where the data's Attr27 is missing, 38 % of rows have \
          an operating profit of exactly 0 as well (incomplete statements): unknown, not a signal",
     ),
@@ -366,7 +367,9 @@ pub fn polish_attributes(s: &Statement) -> [Option<f64>; 64] {
     let pbt = s.profit_before_tax_or_derived();
     let dep = s.depreciation;
     let poa = s.profit_on_operating_activities;
-    let fe = s.financial_expenses_or_interest();
+    // Financial expenses as reported, never the interest in their place: an absent item is unknown (the
+    // optional items' bound, `train::boost`), not another value.
+    let fe = s.financial_expenses;
     let interest = s.interest_or_financial_expenses();
     let working_capital = sub(s.current_assets, stl);
     let constant_capital = add(s.equity, s.long_term_liabilities);
@@ -451,13 +454,14 @@ pub fn polish_attributes(s: &Statement) -> [Option<f64>; 64] {
     ]
 }
 
-/// Operating profit / financial expenses; with no financial expenses, [`NO_DEBT_COST_COVERAGE`] signed by
-/// the operating profit (an operating profit of 0 then says nothing: missing).
+/// Operating profit / financial expenses; with no financial expenses, [`NO_DEBT_COST_COVERAGE`] (known
+/// without the operating profit: there is nothing to cover).
 fn coverage(profit: Option<f64>, expenses: Option<f64>) -> Option<f64> {
-    match (profit?, expenses?) {
-        (p, e) if e == 0.0 && p != 0.0 => Some(NO_DEBT_COST_COVERAGE.copysign(p)),
-        (p, e) => div(Some(p), Some(e)),
+    let expenses = expenses?;
+    if expenses == 0.0 {
+        return Some(NO_DEBT_COST_COVERAGE);
     }
+    div(profit, Some(expenses))
 }
 
 #[cfg(test)]

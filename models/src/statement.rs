@@ -33,6 +33,11 @@ macro_rules! statement {
             pub fn items(&self) -> [(&'static str, Option<f64>); Self::FIELDS.len()] {
                 [$((stringify!($field), self.$field)),+]
             }
+
+            /// `(name, value)` of every line item, to write.
+            fn items_mut(&mut self) -> [(&'static str, &mut Option<f64>); Self::FIELDS.len()] {
+                [$((stringify!($field), &mut self.$field)),+]
+            }
         }
     };
 }
@@ -185,6 +190,48 @@ impl Statement {
     }
 }
 
+/// The income-statement items: flows over the period. Every other item is a balance at the period's end
+/// (`gross_profit_3y` is a three-year figure already).
+pub const FLOWS: [&str; 16] = [
+    "sales",
+    "cost_of_products_sold",
+    "gross_profit",
+    "profit_before_tax",
+    "profit_on_sales",
+    "operating_expenses",
+    "sga_expenses",
+    "total_costs",
+    "depreciation",
+    "ebit",
+    "ebitda",
+    "profit_on_operating_activities",
+    "interest_expense",
+    "financial_expenses",
+    "extraordinary_items",
+    "net_profit",
+];
+
+impl Statement {
+    /// The trailing-twelve-months statement of four consecutive quarters (oldest first): each flow is the
+    /// sum of the four quarters' (unknown if a quarter does not report it), each balance the latest
+    /// quarter's. `previous_sales` is unknown: the twelve months before are not among the four quarters (a
+    /// quarter's previous sales are its previous quarter's).
+    pub fn trailing_twelve_months(quarters: &[Statement; 4]) -> Statement {
+        let mut ttm = quarters[3].clone();
+        for (name, value) in ttm.items_mut() {
+            if name == "previous_sales" {
+                *value = None;
+            } else if FLOWS.contains(&name) {
+                *value = quarters
+                    .iter()
+                    .map(|q| q.items().into_iter().find(|(n, _)| *n == name).and_then(|(_, v)| v))
+                    .sum::<Option<f64>>();
+            }
+        }
+        ttm
+    }
+}
+
 /// A reporting period: a fiscal year, or a quarter of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ReportingPeriod {
@@ -231,6 +278,23 @@ impl ReportingPeriod {
     }
 }
 
+impl ReportingPeriod {
+    /// The `n` quarters before this quarter, oldest first; `None` for a fiscal year (or before 1900).
+    pub fn previous_quarters(self, n: u8) -> Option<Vec<ReportingPeriod>> {
+        let index = i32::from(self.year) * 4 + i32::from(self.quarter?) - 1;
+        (1..=i32::from(n))
+            .rev()
+            .map(|back| {
+                let i = index - back;
+                Some(ReportingPeriod {
+                    year: u16::try_from(i.div_euclid(4)).ok().filter(|y| *y >= 1900)?,
+                    quarter: Some(u8::try_from(i.rem_euclid(4) + 1).ok()?),
+                })
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for ReportingPeriod {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.quarter {
@@ -243,6 +307,50 @@ impl fmt::Display for ReportingPeriod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn four_quarters_make_a_trailing_year_of_flows_and_the_latest_balances() {
+        let quarter = |sales: f64, assets: f64, profit: Option<f64>| Statement {
+            sales: Some(sales),
+            previous_sales: Some(sales - 1.0),
+            total_assets: Some(assets),
+            net_profit: profit,
+            gross_profit_3y: Some(7.0),
+            ..Statement::default()
+        };
+        let ttm = Statement::trailing_twelve_months(&[
+            quarter(10.0, 100.0, Some(1.0)),
+            quarter(20.0, 110.0, Some(2.0)),
+            quarter(30.0, 120.0, None),
+            quarter(40.0, 130.0, Some(4.0)),
+        ]);
+        assert_eq!(ttm.sales, Some(100.0));
+        assert_eq!(ttm.total_assets, Some(130.0));
+        assert_eq!(ttm.gross_profit_3y, Some(7.0));
+        assert_eq!(ttm.net_profit, None, "a quarter without it: unknown");
+        assert_eq!(ttm.previous_sales, None);
+        for flow in FLOWS {
+            assert!(Statement::FIELDS.contains(&flow), "{flow}");
+        }
+        let q = |year, quarter| ReportingPeriod {
+            year,
+            quarter: Some(quarter),
+        };
+        assert_eq!(
+            q(2026, 1).previous_quarters(3),
+            Some(vec![q(2025, 2), q(2025, 3), q(2025, 4)])
+        );
+        assert_eq!(q(2026, 4).previous_quarters(1), Some(vec![q(2026, 3)]));
+        assert_eq!(q(1900, 2).previous_quarters(3), None);
+        assert_eq!(
+            ReportingPeriod {
+                year: 2026,
+                quarter: None
+            }
+            .previous_quarters(3),
+            None
+        );
+    }
 
     #[test]
     fn a_statement_parses_with_missing_items() {

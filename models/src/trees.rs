@@ -252,26 +252,86 @@ impl TreeModel {
     /// The raw logit of one row by walking the trees in `f64`, an unknown feature following both sides of
     /// a split by its share: the reference the tensor program is tested against, and what evaluation scores.
     pub fn walk(&self, row: &[Option<f64>]) -> f64 {
-        fn node_value(tree: &[Node], k: usize, row: &[Option<f64>]) -> f64 {
-            match &tree[k] {
-                Node::Leaf { value } => *value,
-                Node::Split {
-                    feature,
-                    threshold,
-                    left,
-                    right,
-                    left_share,
-                } => match row.get(*feature).copied().flatten() {
-                    Some(v) if v < *threshold => node_value(tree, *left, row),
-                    Some(_) => node_value(tree, *right, row),
-                    None => {
-                        left_share * node_value(tree, *left, row) + (1.0 - left_share) * node_value(tree, *right, row)
-                    }
-                },
-            }
-        }
-        self.spec.base_score + self.spec.trees.iter().map(|tree| node_value(tree, 0, row)).sum::<f64>()
+        self.spec.base_score + self.spec.trees.iter().map(|tree| tree_value(tree, row)).sum::<f64>()
     }
+}
+
+/// One tree's raw value for `row` in `f64`, an unknown feature following both sides of each split by its
+/// share (see [`TreeModel::walk`]).
+pub fn tree_value(tree: &[Node], row: &[Option<f64>]) -> f64 {
+    fn node_value(tree: &[Node], k: usize, row: &[Option<f64>]) -> f64 {
+        match &tree[k] {
+            Node::Leaf { value } => *value,
+            Node::Split {
+                feature,
+                threshold,
+                left,
+                right,
+                left_share,
+            } => match row.get(*feature).copied().flatten() {
+                Some(v) if v < *threshold => node_value(tree, *left, row),
+                Some(_) => node_value(tree, *right, row),
+                None => left_share * node_value(tree, *left, row) + (1.0 - left_share) * node_value(tree, *right, row),
+            },
+        }
+    }
+    node_value(tree, 0, row)
+}
+
+/// Clips a tree's leaves to `[m - bound, m + bound]`, `m` being the clipped tree's own expectation (the
+/// value an unknown row gets, leaves weighted by the product of shares down their path): then no row's
+/// value differs from the unknown row's by more than `bound`. Returns `m`.
+pub fn clip_around_expectation(tree: &mut [Node], bound: f64) -> f64 {
+    let mut weights = vec![0.0; tree.len()];
+    weights[0] = 1.0;
+    for k in 0..tree.len() {
+        if let Node::Split {
+            left,
+            right,
+            left_share,
+            ..
+        } = tree[k]
+        {
+            weights[left] = weights[k] * left_share;
+            weights[right] = weights[k] * (1.0 - left_share);
+        }
+    }
+    let leaves: Vec<(usize, f64, f64)> = tree
+        .iter()
+        .enumerate()
+        .filter_map(|(k, node)| match node {
+            Node::Leaf { value } => Some((k, *value, weights[k])),
+            Node::Split { .. } => None,
+        })
+        .collect();
+    let clipped_mean = |m: f64| {
+        leaves
+            .iter()
+            .map(|(_, v, w)| w * v.clamp(m - bound, m + bound))
+            .sum::<f64>()
+    };
+    // clipped_mean(m) - m falls as m rises (its slope is the weight of the clipped leaves minus 1): the fixed
+    // point lies between the smallest and the largest leaf.
+    let (mut lo, mut hi) = leaves
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, v, _)| {
+            (lo.min(*v), hi.max(*v))
+        });
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if clipped_mean(mid) > mid {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let m = 0.5 * (lo + hi);
+    for (k, value, _) in leaves {
+        tree[k] = Node::Leaf {
+            value: value.clamp(m - bound, m + bound),
+        };
+    }
+    m
 }
 
 /// A value as the tensor program reads it: infinities become the largest finite `f32`, so that a
@@ -330,7 +390,7 @@ fn check_tree(tree: &[Node], n_features: usize) -> Result<usize, String> {
 }
 
 /// Share-weighted expected value of every node's subtree.
-fn expectations(tree: &[Node]) -> Vec<f64> {
+pub(crate) fn expectations(tree: &[Node]) -> Vec<f64> {
     let mut expected = vec![0.0; tree.len()];
     // Children come after their parents, so a reverse pass sees children first.
     for k in (0..tree.len()).rev() {
@@ -420,6 +480,22 @@ mod tests {
             ],
             calibration: Calibration { a: 0.9, b: 0.1 },
         }
+    }
+
+    #[test]
+    fn a_clipped_tree_stays_within_its_bound_of_the_unknown_value() {
+        let mut tree = spec().trees[0].clone();
+        let m = clip_around_expectation(&mut tree, 0.2);
+        let unknown = tree_value(&tree, &[None, None, None]);
+        assert!((m - unknown).abs() < 1e-12, "{m} vs {unknown}");
+        for row in rows() {
+            let known = tree_value(&tree, &row);
+            assert!((known - unknown).abs() <= 0.2 + 1e-12, "{known} vs {unknown}");
+        }
+        // Leaves already within the bound are kept.
+        let mut tree = spec().trees[1].clone();
+        clip_around_expectation(&mut tree, 1.0);
+        assert_eq!(tree, spec().trees[1]);
     }
 
     fn rows() -> Vec<Vec<Option<f64>>> {

@@ -371,17 +371,15 @@ fn no_financial_expenses_is_a_large_cover_and_the_datas_missing_cover_is_unknown
             assert_eq!(polish_attributes(&polish_statement(row))[26], None, "{file}");
         }
     }
-    // A statement that says it has no financial expenses has no debt cost: the largest cover.
-    for (profit, cover) in [
-        (50.0, Some(NO_DEBT_COST_COVERAGE)),
-        (-5.0, Some(-NO_DEBT_COST_COVERAGE)),
-        (0.0, None),
-    ] {
+    // A statement that says it has no financial expenses has no debt cost: the largest cover, whatever
+    // its operating profit (known or not).
+    for profit in [Some(50.0), Some(-5.0), Some(0.0), None] {
+        let cover = Some(NO_DEBT_COST_COVERAGE);
         let statement = pdscore_models::statement::Statement {
-            profit_on_operating_activities: Some(profit),
+            profit_on_operating_activities: profit,
             financial_expenses: Some(0.0),
             ..Default::default()
         };
-        assert_eq!(polish_attributes(&statement)[26], cover, "operating profit {profit}");
+        assert_eq!(polish_attributes(&statement)[26], cover, "operating profit {profit:?}");
     }
 }

@@ -125,3 +125,92 @@ fn artifacts_load_back_through_the_registry_and_tampering_is_caught() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn boosted_trees_read_each_optional_item_through_bounded_trees_of_its_own_and_are_deterministic() {
+    use pdscore_models::{
+        train::boost::{self, BoostConfig, OPTIONAL_ITEMS, UNREAD},
+        trees::{Node, tree_value},
+    };
+    let data = subset();
+    let rows = boost::served_rows(&data);
+    let all: Vec<usize> = (0..data.len()).collect();
+    let config = BoostConfig {
+        max_trees: 80,
+        learning_rate: 0.1,
+        patience: 20,
+        ..BoostConfig::polish()
+    };
+    let spec = boost::fit(&rows, &data.labels, &all, &config, 7);
+    assert_eq!(spec, boost::fit(&rows, &data.labels, &all, &config, 7), "deterministic");
+    let (items, main): (Vec<&Vec<Node>>, Vec<&Vec<Node>>) =
+        spec.trees.iter().partition(|t| boost::item_of(t).is_some());
+    let features: Vec<usize> = OPTIONAL_ITEMS
+        .iter()
+        .flat_map(|o| o.features.iter().map(|f| f.feature))
+        .collect();
+    assert_eq!(items.len(), features.len(), "one tree per item feature");
+    let fenced: Vec<usize> = features.iter().copied().chain(UNREAD).collect();
+    // Every leaf below a split on a feature that may only lower the PD: no riskier on its right.
+    fn leaves(tree: &[Node], k: usize) -> Vec<f64> {
+        match &tree[k] {
+            Node::Leaf { value } => vec![*value],
+            Node::Split { left, right, .. } => [leaves(tree, *left), leaves(tree, *right)].concat(),
+        }
+    }
+    for tree in main {
+        for node in tree {
+            if let Node::Split {
+                feature, left, right, ..
+            } = node
+            {
+                assert!(!fenced.contains(feature), "a main tree reads feature {feature}");
+                if config.decreasing.contains(feature) {
+                    let most = leaves(tree, *right).into_iter().fold(f64::NEG_INFINITY, f64::max);
+                    let least = leaves(tree, *left).into_iter().fold(f64::INFINITY, f64::min);
+                    assert!(most <= least, "feature {feature}: {most} right of {least}");
+                }
+            }
+        }
+    }
+    // Per item, the largest move of its trees together: within its bound on every row.
+    for item in OPTIONAL_ITEMS {
+        let own: Vec<&&Vec<Node>> = items
+            .iter()
+            .filter(|t| boost::item_of(t).unwrap().0.item == item.item)
+            .collect();
+        let mut widest = 0.0f64;
+        for row in &rows {
+            let mut unknown = row.clone();
+            for f in item.features {
+                unknown[f.feature] = None;
+            }
+            let moved: f64 = own.iter().map(|t| tree_value(t, row) - tree_value(t, &unknown)).sum();
+            assert!(moved.abs() <= item.bound + 1e-9, "{}: {moved}", item.item);
+            widest = widest.max(moved.abs());
+        }
+        assert!(widest > 0.05, "{}: the item says something ({widest})", item.item);
+    }
+    // More interest cover never raises the PD.
+    let cover = items
+        .iter()
+        .find(|t| boost::item_of(t).unwrap().1.decreasing)
+        .expect("the cover's tree");
+    let feature = boost::item_of(cover).unwrap().1.feature;
+    let mut values: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r[feature])
+        .map(|x| {
+            let mut row = vec![None; 64];
+            row[feature] = Some(x);
+            (x, tree_value(cover, &row))
+        })
+        .collect();
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(
+        values.windows(2).all(|w| w[1].1 <= w[0].1),
+        "the cover's tree is monotone"
+    );
+    let bounds: f64 = OPTIONAL_ITEMS.iter().map(|o| o.bound).sum();
+    assert!((bounds - 3f64.ln()).abs() < 1e-12 && OPTIONAL_ITEMS.iter().all(|o| o.bound <= 2f64.ln() + 1e-15));
+}

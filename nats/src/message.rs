@@ -99,6 +99,7 @@ impl DecodedFiling {
             raw: self.raw,
             bulk: None,
             received_at: std::time::Instant::now(),
+            trailing: None,
         }
     }
 }

@@ -13,7 +13,11 @@ use pdscore_actors::{
     StoreError, Stored, TenantPolicy, ports::CommitResult,
 };
 use pdscore_models::{
-    explain::Contribution, registry::ModelId, risk::RiskScheme, statement::ReportingPeriod, term::TermStructure,
+    explain::Contribution,
+    registry::ModelId,
+    risk::RiskScheme,
+    statement::{ReportingPeriod, Statement},
+    term::TermStructure,
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -93,6 +97,69 @@ impl PredictionStore for PgPredictionStore {
         }
         .boxed()
     }
+
+    fn previous_quarters(
+        &self,
+        tenant_id: Uuid,
+        requests: Vec<(Uuid, ReportingPeriod)>,
+    ) -> BoxFuture<'static, Result<Vec<Option<[Statement; 3]>>, StoreError>> {
+        let pool = self.pool.clone();
+        async move {
+            previous_quarters(&pool, tenant_id, &requests)
+                .await
+                .map_err(|e| super::store_error("failed to read the previous quarters", e))
+        }
+        .boxed()
+    }
+}
+
+/// A quarter as one number (`year * 4 + quarter - 1`), consecutive across years.
+fn quarter_index(period: &ReportingPeriod) -> i32 {
+    i32::from(period.year) * 4 + i32::from(period.quarter.unwrap_or(1)) - 1
+}
+
+/// See [`PredictionStore::previous_quarters`]: the latest answered quarterly filing with a statement of each
+/// of the three quarters before each request, one statement for all requests. A stored statement that no
+/// longer parses counts as absent.
+async fn previous_quarters(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    requests: &[(Uuid, ReportingPeriod)],
+) -> Result<Vec<Option<[Statement; 3]>>, sqlx::Error> {
+    let rows: Vec<(i64, i32, Value)> = sqlx::query_as(
+        "SELECT DISTINCT ON (r.ord, q) r.ord, q, f.statement
+         FROM unnest($2::uuid[], $3::int4[]) WITH ORDINALITY AS r(company_id, quarter, ord)
+         JOIN predictions p ON p.tenant_id = $1 AND p.company_id = r.company_id
+              AND p.prediction_type = 'quarterly' AND NOT p.is_shadow
+              AND p.period_year BETWEEN (r.quarter - 3) / 4 AND r.quarter / 4
+         CROSS JOIN LATERAL (SELECT p.period_year * 4 + p.period_quarter - 1 AS q) AS pq
+         JOIN filings f ON f.tenant_id = p.tenant_id AND f.id = p.filing_id AND f.statement IS NOT NULL
+         WHERE q BETWEEN r.quarter - 3 AND r.quarter - 1
+         ORDER BY r.ord, q, p.created_at DESC, p.id DESC",
+    )
+    .bind(tenant_id)
+    .bind(requests.iter().map(|(company, _)| *company).collect::<Vec<_>>())
+    .bind(
+        requests
+            .iter()
+            .map(|(_, period)| quarter_index(period))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut found: Vec<Vec<(i32, Option<Statement>)>> = vec![Vec::new(); requests.len()];
+    for (ord, quarter, statement) in rows {
+        if let Some(slot) = usize::try_from(ord - 1).ok().and_then(|i| found.get_mut(i)) {
+            slot.push((quarter, serde_json::from_value(statement).ok()));
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|quarters| {
+            let statements: Vec<Statement> = quarters.into_iter().map(|(_, s)| s).collect::<Option<_>>()?;
+            statements.try_into().ok()
+        })
+        .collect())
 }
 
 #[derive(sqlx::FromRow)]
@@ -293,6 +360,7 @@ fn insert_predictions(first: usize) -> String {
         "float8",
         "jsonb",
         "jsonb",
+        "jsonb",
         "timestamptz",
     ]
     .iter()
@@ -303,14 +371,14 @@ fn insert_predictions(first: usize) -> String {
     format!(
         "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type, period_year,
                                   period_quarter, model_name, model_version, is_shadow, probability, term_structure,
-                                  risk_level, implied_rating, confidence, contributions, inputs, created_at)
+                                  risk_level, implied_rating, confidence, contributions, inputs, basis, created_at)
          SELECT r.id, r.tenant_id, r.organization_id, r.company_id, r.filing_id, r.kind::prediction_type, r.year,
                 r.quarter, r.model_name, r.model_version, r.is_shadow, r.probability, r.term_structure,
-                r.level::risk_level, r.rating, r.confidence, r.contributions, r.inputs, r.created_at
+                r.level::risk_level, r.rating, r.confidence, r.contributions, r.inputs, r.basis, r.created_at
          FROM unnest({arrays})
               AS r(id, tenant_id, organization_id, company_id, filing_id, kind, year, quarter, model_name,
                    model_version, is_shadow, probability, term_structure, level, rating, confidence, contributions,
-                   inputs, created_at)
+                   inputs, basis, created_at)
          JOIN ins ON ins.id = r.filing_id"
     )
 }
@@ -604,6 +672,7 @@ struct PredictionRows<'a> {
     confidence: Vec<f64>,
     contributions: Vec<Json<&'a [Contribution]>>,
     inputs: Vec<Json<&'a Map<String, Value>>>,
+    basis: Vec<Option<Value>>,
     created_at: Vec<DateTime<Utc>>,
 }
 
@@ -651,6 +720,7 @@ impl<'a> PredictionRows<'a> {
         self.confidence.push(score.confidence);
         self.contributions.push(Json(&score.contributions));
         self.inputs.push(Json(&score.inputs));
+        self.basis.push(score.basis());
     }
 
     /// Binds the column arrays of [`insert_predictions`], in its order, as the query's next parameters.
@@ -674,6 +744,7 @@ impl<'a> PredictionRows<'a> {
             .bind_value(self.confidence)
             .bind_value(self.contributions)
             .bind_value(self.inputs)
+            .bind_value(self.basis)
             .bind_value(self.created_at)
     }
 }
@@ -760,6 +831,10 @@ pub struct Prediction {
     pub contributions: Value,
     /// The model's inputs as scored.
     pub inputs: Value,
+    /// What the flows scored cover: `null` for the filing's own period; for a quarterly statement scored
+    /// on its trailing twelve months (its three quarters before on file), `{"flows":
+    /// "trailing_twelve_months", "quarters": ["2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2"]}`.
+    pub basis: Option<Value>,
     /// How the filing arrived: `http`, `nats` or `bulk`.
     pub source: String,
     pub created_at: DateTime<Utc>,
@@ -787,6 +862,7 @@ impl Prediction {
             confidence: Some(score.confidence),
             contributions: contributions_json(score),
             inputs: Value::Object(score.inputs.clone()),
+            basis: score.basis(),
             source: filing.source.as_str().to_owned(),
             created_at: stored.created_at,
         }
@@ -796,7 +872,7 @@ impl Prediction {
 const PREDICTION_COLUMNS: &str = "p.id, p.tenant_id, p.organization_id, p.company_id, c.symbol AS company_symbol,
     p.filing_id, p.prediction_type::text AS prediction_type, p.period_year, p.period_quarter,
     p.model_name || '@' || p.model_version AS model, p.probability, p.term_structure, p.risk_level::text AS risk_level,
-    p.implied_rating, p.confidence, p.contributions, p.inputs, f.source::text AS source, p.created_at";
+    p.implied_rating, p.confidence, p.contributions, p.inputs, p.basis, f.source::text AS source, p.created_at";
 const PREDICTION_FROM: &str = "predictions p
     JOIN companies c ON c.tenant_id = p.tenant_id AND c.id = p.company_id
     JOIN filings f ON f.tenant_id = p.tenant_id AND f.id = p.filing_id";

@@ -101,6 +101,7 @@ async fn score(
         raw: Value::Null,
         bulk: None,
         received_at: filing.received_at,
+        trailing: None,
     };
     let committed = state.pipeline.submit(filing).await?;
     if let Committed::Created {
@@ -192,6 +193,7 @@ pub async fn create(
         raw,
         bulk: None,
         received_at: std::time::Instant::now(),
+        trailing: None,
     };
     let (committed, prediction) = score(&state, &principal, filing, &company.symbol).await?;
     Ok(match committed {
@@ -389,6 +391,7 @@ async fn accunode(
         raw,
         bulk: None,
         received_at: std::time::Instant::now(),
+        trailing: None,
     };
     let (committed, mut prediction) = score(state, principal, filing, &company.symbol)
         .await

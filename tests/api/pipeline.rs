@@ -1036,3 +1036,108 @@ async fn statements_get_the_trees_and_their_curve_the_base_rate_shifts_them_and_
         "{other:#}"
     );
 }
+
+#[actix_web::test]
+async fn a_quarterly_statement_with_its_three_quarters_before_on_file_is_scored_on_twelve_months() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember);
+    let acme = company_id(&app, token, "ACME").await;
+    let path = format!("/api/v1/companies/{acme}/predictions");
+    // A quarter of the healthy company: its balances, a quarter of its flows (each quarter's sales differ).
+    let flows = [
+        "sales",
+        "cost_of_products_sold",
+        "profit_on_sales",
+        "operating_expenses",
+        "total_costs",
+        "depreciation",
+        "ebit",
+        "profit_on_operating_activities",
+        "interest_expense",
+        "financial_expenses",
+        "net_profit",
+    ];
+    let quarter = |n: f64| -> Value {
+        let mut statement = healthy_statement();
+        for flow in flows {
+            let year = statement[flow].as_f64().unwrap();
+            statement[flow] = json!(year / 4.0 + n);
+        }
+        statement["previous_sales"] = json!(300.0);
+        statement["total_assets"] = json!(1000.0 + n);
+        statement
+    };
+    let post = |year: u16, q: u8, body: Value| {
+        let mut body = body;
+        body["type"] = json!("quarterly");
+        body["reporting_year"] = json!(year);
+        body["reporting_quarter"] = json!(format!("Q{q}"));
+        body["filing_id"] = json!(format!("q-{year}-{q}-{}", body["filing_id"].as_str().unwrap_or("")));
+        let (app, path) = (&app, &path);
+        async move { app.call("POST", path, Some(token), Some(&body)).await }
+    };
+    // Three quarters: nothing (or not enough) before them on file, the quarterly scorecard answers.
+    for (q, n) in [(2u8, 1.0), (3, 2.0), (4, 3.0)] {
+        let (status, answer) = post(2025, q, json!({ "statement": quarter(n) })).await;
+        assert_eq!(status, 201, "{answer:#}");
+        assert_eq!(answer["data"]["model"], "quarterly/accunode-scorecard@1", "{answer:#}");
+        assert_eq!(answer["data"]["basis"], Value::Null);
+    }
+    // The fourth: its trailing twelve months, scored by the annual model, and said so.
+    let (status, answer) = post(2026, 1, json!({ "statement": quarter(4.0) })).await;
+    assert_eq!(status, 201, "{answer:#}");
+    let ttm = &answer["data"];
+    assert_eq!(ttm["model"], "annual/polish-gbdt@1", "{ttm:#}");
+    assert_eq!(ttm["prediction_type"], "quarterly");
+    assert_eq!(
+        ttm["basis"],
+        json!({ "flows": "trailing_twelve_months", "quarters": ["2025-Q2", "2025-Q3", "2025-Q4", "2026-Q1"] })
+    );
+    assert!(ttm["term_structure"]["cumulative"]["5y"].is_number(), "{ttm:#}");
+    // The same PD as the trailing year sent as an annual statement: flows summed (a quarter of the year's
+    // each, plus 1 + 2 + 3 + 4), the latest quarter's balances, previous sales unknown.
+    let mut year = quarter(4.0);
+    for flow in flows {
+        year[flow] = json!(healthy_statement()[flow].as_f64().unwrap() + 10.0);
+    }
+    year.as_object_mut().unwrap().remove("previous_sales");
+    let (status, annual) = app
+        .call(
+            "POST",
+            &path,
+            Some(token),
+            Some(&json!({ "type": "annual", "reporting_year": 2026, "statement": year, "filing_id": "ttm-year" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{annual:#}");
+    assert_eq!(annual["data"]["probability"], ttm["probability"], "{annual:#}\n{ttm:#}");
+    assert_eq!(annual["data"]["inputs"], ttm["inputs"]);
+    assert_eq!(annual["data"]["basis"], Value::Null);
+    // Read back, the prediction still says what it scored.
+    let (_, read) = app
+        .call(
+            "GET",
+            &format!("/api/v1/predictions/{}", ttm["id"].as_str().unwrap()),
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(read["data"]["basis"], ttm["basis"]);
+
+    // A gap (2026-Q2 not on file): 2026-Q3 falls back to the quarterly scorecard. Ratios, or a model named,
+    // are scored as sent.
+    let (_, gap) = post(2026, 3, json!({ "statement": quarter(5.0) })).await;
+    assert_eq!(gap["data"]["model"], "quarterly/accunode-scorecard@1", "{gap:#}");
+    let (_, named) = post(
+        2026,
+        1,
+        json!({ "statement": quarter(4.0), "model": "quarterly/accunode-scorecard@1", "filing_id": "named" }),
+    )
+    .await;
+    assert_eq!(
+        (named["data"]["model"].as_str(), &named["data"]["basis"]),
+        (Some("quarterly/accunode-scorecard@1"), &Value::Null),
+        "{named:#}"
+    );
+}

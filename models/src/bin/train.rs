@@ -71,6 +71,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let (model, chosen) = experiment::fit_selected(&rows, &data.labels, &all, &grid, experiment::SEED);
         let mut spec = model.spec().clone();
         spec.calibration = experiment::final_calibration(&results[0], &data.labels);
+        // The optional items' bound holds for the calibrated logit the service serves.
+        let factor = 1.0 / spec.calibration.a;
+        boost::bound_items(&mut spec, factor);
         eprintln!(
             "  final fit on all rows: {} trees, depth {}, calibration {:?}",
             spec.trees.len(),
@@ -109,8 +112,12 @@ fn trees_card(
         summary: format!(
             "Gradient-boosted trees (forust-ml, log-loss, depth ≤ {}, learning rate {}, early-stopped on a \
              stratified hold-out, configuration chosen on that hold-out) on the 64 ratios as the service computes them from a statement: every training \
-             row is the served feature vector of the statement behind a data row. More interest cover never raises \
-             the PD (monotone constraint); zero financial expenses are a large cover, not a missing value. A ratio \
+             row is the served feature vector of the statement behind a data row. The two optional line items \
+             (previous sales, financial expenses) give features (sales growth; interest cover, and the profit with \
+             financial expenses added back) each read by one tree of its own, clipped so that knowing previous sales \
+             moves the PD by at most 1.5×, financial expenses 2×, both 3×; more interest cover never raises the PD \
+             (monotone); zero financial expenses are the largest cover, not a missing value; Attr31, which adds the \
+             interest to a profit, and Attr15, 365 / Attr16 with a jump where the profit crosses zero, are not read. A ratio \
              the statement cannot give is unknown: it follows both sides of each split, weighted by the training \
              rows that reported it, so it moves nothing (the trees are fitted with missing values drawn from the \
              rows that report the feature: no split learns missingness). Platt scaling of out-of-fold scores gives the PD; \

@@ -1,6 +1,7 @@
 //! Feature engineering and batch inference of every registered model, as predictions per second.
 //!
-//! `cargo bench --bench models` (one core: `taskset -c 0 cargo bench --bench models`)
+//! `cargo bench -p pdscore-models --bench models` (one core: `taskset -c 0 cargo bench -p pdscore-models --bench
+//! models`)
 
 use std::time::Duration;
 
