@@ -88,6 +88,14 @@ fn inference(c: &mut Criterion) {
                     b.iter(|| model.predict_batch(rows).expect("predicts"))
                 });
             }
+            // The reference the tensor program is tested against, walking each tree in plain `f64`: what one
+            // core does without tensors (raw logits, no calibration or reasons).
+            if let Model::Trees(trees) = &model.model {
+                let id = format!("{} (f64 walk, reference)", model.id());
+                group.bench_with_input(BenchmarkId::new(id, batch), &rows, |b, rows| {
+                    b.iter(|| rows.iter().map(|r| trees.walk(r)).collect::<Vec<_>>())
+                });
+            }
         }
     }
     group.finish();

@@ -11,6 +11,9 @@
 //!   every row, one comparison gives each split's probability of going left (1 or 0, the share when the
 //!   feature is unknown), a product down the levels gives each leaf's weight, and one matrix product with
 //!   `[leaf value | path contributions]` gives the raw logit and, optionally, every feature's contribution.
+//!   A row that reports every feature the splits read needs no weights: the same comparison gives every
+//!   split's direction, one gather per level moves each tree's node to its child, and the reached leaves'
+//!   rows of `[leaf value | path contributions]` are gathered and summed (same numbers, one leaf per tree).
 //! * **Reason codes** are path contributions (Saabas): each split on the way to a leaf adds
 //!   `E[child] - E[node]` to its feature, where `E` is the share-weighted expected value of a subtree. They
 //!   add up exactly to `logit - baseline_logit`, the baseline being the ensemble's expected logit.
@@ -75,6 +78,11 @@ pub struct TreeModel {
     explained: Tensor<2>,
     /// Expected raw logit: `base_score + Σ E[root]`.
     baseline_raw: f64,
+    /// The features some split reads: a row reporting all of them takes the walk ([`TreeModel::walked`]).
+    read: Vec<usize>,
+    /// `[1, trees]`: each tree's first split, and its first leaf, in the padded layout.
+    split_base: Tensor<2, Int>,
+    leaf_base: Tensor<2, Int>,
 }
 
 /// A tree padded to a perfect binary tree of `depth`: splits in heap order, then leaves.
@@ -122,7 +130,27 @@ impl TreeModel {
         }
         let n = features.len();
         let rows = values.len();
+        let mut read: Vec<usize> = spec
+            .trees
+            .iter()
+            .flatten()
+            .filter_map(|node| match node {
+                Node::Split { feature, .. } => Some(*feature),
+                Node::Leaf { .. } => None,
+            })
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        let trees = spec.trees.len();
+        let base = |per_tree: usize| {
+            let starts: Vec<i64> = (0..trees).map(|t| (t * per_tree) as i64).collect();
+            Tensor::from_data(TensorData::new(starts, [1, trees]), device)
+        };
+        let (split_base, leaf_base) = (base(splits), base(leaves));
         Ok(Self {
+            read,
+            split_base,
+            leaf_base,
             features: Tensor::from_data(TensorData::new(features, [n]), device),
             thresholds: Tensor::from_data(TensorData::new(thresholds, [1, n]), device),
             shares: Tensor::from_data(TensorData::new(shares, [1, n]), device),
@@ -183,8 +211,61 @@ impl TreeModel {
         weights.reshape([n, trees << self.depth])
     }
 
-    fn logits(&self, weights: Tensor<2>, values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
-        crate::values_f64(weights.matmul(values.clone())).map_err(TreeError::Inference)
+    /// Rows reporting every feature a split reads go down one path per tree: one comparison gives every
+    /// split's direction, a gather per level moves each tree's node to its child, and a gather of the
+    /// reached leaves' rows of `values` summed over the trees gives the result — without the weights of the
+    /// leaves not reached. Each row's `[value | …]` of `values` (`[trees * leaves, width]`).
+    fn walked(&self, rows: &[&Vec<Option<f64>>], values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
+        let n = rows.len();
+        let n_features = self.spec.feature_names.len();
+        let trees = self.spec.trees.len();
+        let width = values.dims()[1];
+        let flat: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| (0..n_features).map(|j| r.get(j).copied().flatten().map_or(0.0, finite_f32)))
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(flat, [n, n_features]), &self.device);
+        let splits = self.thresholds.dims()[1];
+        let right = x
+            .select(1, self.features.clone())
+            .greater_equal(self.thresholds.clone().expand([n, splits]))
+            .int();
+        let mut node = Tensor::<2, Int>::zeros([n, trees], &self.device);
+        for _ in 0..self.depth {
+            let taken = right
+                .clone()
+                .gather(1, node.clone() + self.split_base.clone().expand([n, trees]));
+            node = node.mul_scalar(2).add_scalar(1) + taken;
+        }
+        let per_tree = (1i64 << self.depth) - 1;
+        let leaf = node.sub_scalar(per_tree) + self.leaf_base.clone().expand([n, trees]);
+        let reached = values.clone().select(0, leaf.reshape([n * trees]));
+        let summed = reached.reshape([n, trees, width]).sum_dim(1);
+        crate::values_f64(summed).map_err(TreeError::Inference)
+    }
+
+    /// Each row's `[value | …]` of `values`: by the walk ([`TreeModel::walked`]) for the rows that report
+    /// every feature read, by the leaf weights (unknown features marginalised) for the others.
+    fn logits(&self, rows: &[Vec<Option<f64>>], values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
+        let width = values.dims()[1];
+        let (known, partial): (Vec<usize>, Vec<usize>) =
+            (0..rows.len()).partition(|&i| self.read.iter().all(|&j| rows[i].get(j).copied().flatten().is_some()));
+        let mut out = vec![0.0; rows.len() * width];
+        if !known.is_empty() {
+            let walked = self.walked(&known.iter().map(|&i| &rows[i]).collect::<Vec<_>>(), values)?;
+            for (&i, chunk) in known.iter().zip(walked.chunks_exact(width)) {
+                out[i * width..(i + 1) * width].copy_from_slice(chunk);
+            }
+        }
+        if !partial.is_empty() {
+            let others: Vec<Vec<Option<f64>>> = partial.iter().map(|&i| rows[i].clone()).collect();
+            let weighted =
+                crate::values_f64(self.leaf_weights(&others).matmul(values.clone())).map_err(TreeError::Inference)?;
+            for (&i, chunk) in partial.iter().zip(weighted.chunks_exact(width)) {
+                out[i * width..(i + 1) * width].copy_from_slice(chunk);
+            }
+        }
+        Ok(out)
     }
 
     /// Calibrated PDs only: the fast path.
@@ -192,7 +273,7 @@ impl TreeModel {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let raw = self.logits(self.leaf_weights(rows), &self.values)?;
+        let raw = self.logits(rows, &self.values)?;
         Ok(raw
             .into_iter()
             .map(|z| self.spec.calibration.probability(z + self.spec.base_score))
@@ -206,7 +287,7 @@ impl TreeModel {
             return Ok(Vec::new());
         }
         let width = 1 + self.spec.feature_names.len();
-        let out = self.logits(self.leaf_weights(rows), &self.explained)?;
+        let out = self.logits(rows, &self.explained)?;
         let calibration = self.spec.calibration;
         let baseline_logit = calibration.logit(self.baseline_raw);
         Ok(rows
