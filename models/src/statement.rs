@@ -279,9 +279,14 @@ impl ReportingPeriod {
 }
 
 impl ReportingPeriod {
+    /// A quarter as one number, consecutive across years (`year * 4 + quarter - 1`); `None` for a fiscal year.
+    pub fn quarter_index(self) -> Option<i32> {
+        Some(i32::from(self.year) * 4 + i32::from(self.quarter?) - 1)
+    }
+
     /// The `n` quarters before this quarter, oldest first; `None` for a fiscal year (or before 1900).
     pub fn previous_quarters(self, n: u8) -> Option<Vec<ReportingPeriod>> {
-        let index = i32::from(self.year) * 4 + i32::from(self.quarter?) - 1;
+        let index = self.quarter_index()?;
         (1..=i32::from(n))
             .rev()
             .map(|back| {

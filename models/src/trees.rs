@@ -182,14 +182,19 @@ impl TreeModel {
     }
 
     /// Leaf weights `[n, trees * leaves]` of the rows.
-    fn leaf_weights(&self, rows: &[Vec<Option<f64>>]) -> Tensor<2> {
-        let n = rows.len();
+    /// `[n, features]`: the rows as the program reads them, an unknown feature as NaN.
+    fn input(&self, rows: &[&Vec<Option<f64>>]) -> Tensor<2> {
         let n_features = self.spec.feature_names.len();
         let flat: Vec<f32> = rows
             .iter()
             .flat_map(|r| (0..n_features).map(|j| r.get(j).copied().flatten().map_or(f32::NAN, finite_f32)))
             .collect();
-        let x = Tensor::<2>::from_data(TensorData::new(flat, [n, n_features]), &self.device);
+        Tensor::from_data(TensorData::new(flat, [rows.len(), n_features]), &self.device)
+    }
+
+    fn leaf_weights(&self, rows: &[&Vec<Option<f64>>]) -> Tensor<2> {
+        let n = rows.len();
+        let x = self.input(rows);
         let splits = self.thresholds.dims()[1];
         let trees = self.spec.trees.len();
         let per_tree = (1usize << self.depth) - 1;
@@ -217,16 +222,11 @@ impl TreeModel {
     /// leaves not reached. Each row's `[value | …]` of `values` (`[trees * leaves, width]`).
     fn walked(&self, rows: &[&Vec<Option<f64>>], values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
         let n = rows.len();
-        let n_features = self.spec.feature_names.len();
         let trees = self.spec.trees.len();
         let width = values.dims()[1];
-        let flat: Vec<f32> = rows
-            .iter()
-            .flat_map(|r| (0..n_features).map(|j| r.get(j).copied().flatten().map_or(0.0, finite_f32)))
-            .collect();
-        let x = Tensor::<2>::from_data(TensorData::new(flat, [n, n_features]), &self.device);
         let splits = self.thresholds.dims()[1];
-        let right = x
+        let right = self
+            .input(rows)
             .select(1, self.features.clone())
             .greater_equal(self.thresholds.clone().expand([n, splits]))
             .int();
@@ -258,7 +258,7 @@ impl TreeModel {
             }
         }
         if !partial.is_empty() {
-            let others: Vec<Vec<Option<f64>>> = partial.iter().map(|&i| rows[i].clone()).collect();
+            let others: Vec<&Vec<Option<f64>>> = partial.iter().map(|&i| &rows[i]).collect();
             let weighted =
                 crate::values_f64(self.leaf_weights(&others).matmul(values.clone())).map_err(TreeError::Inference)?;
             for (&i, chunk) in partial.iter().zip(weighted.chunks_exact(width)) {

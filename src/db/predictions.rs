@@ -113,11 +113,6 @@ impl PredictionStore for PgPredictionStore {
     }
 }
 
-/// A quarter as one number (`year * 4 + quarter - 1`), consecutive across years.
-fn quarter_index(period: &ReportingPeriod) -> i32 {
-    i32::from(period.year) * 4 + i32::from(period.quarter.unwrap_or(1)) - 1
-}
-
 /// See [`PredictionStore::previous_quarters`]: the latest answered quarterly filing with a statement of each
 /// of the three quarters before each request, one statement for all requests. A stored statement that no
 /// longer parses counts as absent.
@@ -142,7 +137,7 @@ async fn previous_quarters(
     .bind(
         requests
             .iter()
-            .map(|(_, period)| quarter_index(period))
+            .map(|(_, period)| period.quarter_index().unwrap_or_default())
             .collect::<Vec<_>>(),
     )
     .fetch_all(pool)

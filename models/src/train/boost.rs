@@ -532,7 +532,7 @@ pub fn bound_items(spec: &mut TreeEnsembleSpec, factor: f64) {
     let factor = factor.min(1.0);
     for tree in &mut spec.trees {
         if item_of(tree).is_some() {
-            let expected = trees::tree_value(tree, &vec![None; spec.feature_names.len()]);
+            let expected = trees::expectations(tree)[0];
             for node in tree.iter_mut() {
                 if let Node::Leaf { value } = node {
                     *value = expected + factor * (*value - expected);
