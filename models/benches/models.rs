@@ -5,6 +5,11 @@
 
 use std::time::Duration;
 
+// The service's allocator: the tensor program's arrays are allocated per batch, and glibc's malloc returns
+// large ones to the kernel, so that each batch pays page faults the service does not.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pdscore_models::{
     features::FeatureSet,
@@ -85,6 +90,27 @@ fn inference(c: &mut Criterion) {
             if !matches!(model.model, Model::Scorecard(_)) {
                 let id = format!("{} (PD only)", model.id());
                 group.bench_with_input(BenchmarkId::new(id, batch), &rows, |b, rows| {
+                    b.iter(|| model.predict_batch(rows).expect("predicts"))
+                });
+            }
+            // A statement without previous sales: its trees marginalise the unknown growth, weighing every
+            // leaf instead of walking one path.
+            if let Model::Trees(_) = &model.model {
+                let partial: Vec<Vec<Option<f64>>> = (0..batch)
+                    .map(|i| {
+                        let statement = Statement {
+                            previous_sales: None,
+                            ..statement(i)
+                        };
+                        set.from_statement(&statement)
+                    })
+                    .collect();
+                let id = format!("{} (no previous sales)", model.id());
+                group.bench_with_input(BenchmarkId::new(id, batch), &partial, |b, rows| {
+                    b.iter(|| model.score_batch(rows).expect("scores"))
+                });
+                let id = format!("{} (no previous sales, PD only)", model.id());
+                group.bench_with_input(BenchmarkId::new(id, batch), &partial, |b, rows| {
                     b.iter(|| model.predict_batch(rows).expect("predicts"))
                 });
             }

@@ -413,15 +413,7 @@ impl NetworkModel {
                 offset += width;
                 let label = &self.spec.feature_labels[j];
                 let value = row.get(j).copied().flatten();
-                let direction = if logit > 0.0 { "raises" } else { "lowers" };
-                let reason = match value {
-                    Some(v) => {
-                        format!("{label} = {v:.4} {direction} the PD ({logit:+.3} logit vs. the median company)")
-                    }
-                    None => {
-                        format!("{label} not reported: {direction} the PD ({logit:+.3} logit vs. the median company)")
-                    }
-                };
+                let reason = crate::explain::reason(label, value, logit, "median company");
                 Contribution {
                     feature: self.spec.feature_names[j].clone(),
                     value,

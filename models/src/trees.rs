@@ -7,18 +7,25 @@
 //!   split, weighted by that share — the tree's expectation over firms that did report it. An absent
 //!   line item therefore never reads as the data set's missingness, and its contribution is exactly 0.
 //! * **Tensor program**: every tree is padded to a perfect tree of the ensemble's depth (a short branch
-//!   continues through pass-through splits that always go left). One gather reads each split's feature for
-//!   every row, one comparison gives each split's probability of going left (1 or 0, the share when the
-//!   feature is unknown), a product down the levels gives each leaf's weight, and one matrix product with
-//!   `[leaf value | path contributions]` gives the raw logit and, optionally, every feature's contribution.
-//!   A row that reports every feature the splits read needs no weights: the same comparison gives every
-//!   split's direction, one gather per level moves each tree's node to its child, and the reached leaves'
-//!   rows of `[leaf value | path contributions]` are gathered and summed (same numbers, one leaf per tree).
+//!   continues through pass-through splits that always go left). A row that reports every feature the
+//!   splits read walks: all trees of all rows move at once as flat `[rows * trees]` vectors, one level per
+//!   step (select each node's feature and threshold, then the row's value, compare, move to the child), and
+//!   the reached leaves' values are summed — or, with reason codes, a one-hot of the reached leaves times
+//!   `[leaf value | path contributions]` gives the logit and every feature's contribution in one product.
+//!   A row with an unknown feature weighs every leaf instead: one selection reads each split's feature, one
+//!   comparison gives each split's probability of going left (1 or 0, the share when the feature is
+//!   unknown), a product down the levels gives each leaf's weight, and the same matrix product follows.
+//!   Values and thresholds are compared in `f64`, as the trees were fitted and are evaluated: in `f32` a
+//!   served ratio within a rounding of a threshold (a ratio computed from a statement next to the data
+//!   value the split was placed at) went the other way. Only one-dimensional selections, a scatter,
+//!   contiguous element-wise operations and matrix products, on chunks of rows whose arrays stay within
+//!   4 MB: Burn's NdArray backend runs those at memory speed, where a two-dimensional gather or selection,
+//!   or an operation on a strided view, walks a dynamic-rank index per element (measured: 5–10× slower).
 //! * **Reason codes** are path contributions (Saabas): each split on the way to a leaf adds
 //!   `E[child] - E[node]` to its feature, where `E` is the share-weighted expected value of a subtree. They
 //!   add up exactly to `logit - baseline_logit`, the baseline being the ensemble's expected logit.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::{explain::Contribution, network::Calibration, registry::ModelOutput};
@@ -63,32 +70,40 @@ pub enum TreeError {
     Inference(String),
 }
 
+/// The most elements of one of the program's per-batch arrays (512 Ki: 4 MB of `f64`).
+const ARRAY_ELEMENTS: usize = 1 << 19;
+
 /// A tree ensemble laid out for the tensor program.
 #[derive(Debug)]
 pub struct TreeModel {
     spec: TreeEnsembleSpec,
     device: Device,
     depth: usize,
-    /// Per padded split (tree-major, heap order): feature read, threshold, left share when unknown.
+    /// The walk's tables, flat and tree-major (heap order within a tree): `[trees * splits]` feature read
+    /// and threshold, `[trees * leaves]` leaf values.
     features: Tensor<1, Int>,
-    thresholds: Tensor<2>,
-    shares: Tensor<2>,
-    /// `[trees * leaves, 1]` leaf values; `[trees * leaves, 1 + features]` with path contributions.
-    values: Tensor<2>,
+    thresholds: Tensor<1>,
+    leaf_values: Tensor<1>,
+    /// `[trees * leaves, 1 + features]`: each leaf's value and path contributions.
     explained: Tensor<2>,
+    /// The leaf weights' tables, level-major (level, tree, split of the level): `[splits]` feature read,
+    /// `[splits, 1]` threshold and left share when unknown; `[1 | 1 + features, trees * leaves]` the leaves'
+    /// values (and contributions) as rows.
+    level_features: Tensor<1, Int>,
+    level_thresholds: Tensor<2>,
+    level_shares: Tensor<2>,
+    values_rows: Tensor<2>,
+    explained_rows: Tensor<2>,
     /// Expected raw logit: `base_score + Σ E[root]`.
     baseline_raw: f64,
     /// The features some split reads: a row reporting all of them takes the walk ([`TreeModel::walked`]).
     read: Vec<usize>,
-    /// `[1, trees]`: each tree's first split, and its first leaf, in the padded layout.
-    split_base: Tensor<2, Int>,
-    leaf_base: Tensor<2, Int>,
 }
 
 /// A tree padded to a perfect binary tree of `depth`: splits in heap order, then leaves.
 struct Padded {
     features: Vec<i64>,
-    thresholds: Vec<f32>,
+    thresholds: Vec<f64>,
     shares: Vec<f32>,
     /// Per leaf: value and path contribution per feature.
     leaves: Vec<(f64, Vec<f64>)>,
@@ -130,6 +145,29 @@ impl TreeModel {
         }
         let n = features.len();
         let rows = values.len();
+        let trees = spec.trees.len();
+        // The leaf weights' order: level by level, position by position, tree by tree (see `positions`).
+        let level_major: Vec<usize> = (0..depth)
+            .flat_map(|level| {
+                let first = (1usize << level) - 1;
+                positions(level)
+                    .into_iter()
+                    .flat_map(move |k| (0..trees).map(move |t| t * splits + first + k))
+            })
+            .collect();
+        let level_features: Vec<i64> = level_major.iter().map(|&i| features[i]).collect();
+        let level_thresholds: Vec<f64> = level_major.iter().map(|&i| thresholds[i]).collect();
+        let level_shares: Vec<f32> = level_major.iter().map(|&i| shares[i]).collect();
+        let width = 1 + n_features;
+        let leaf_order: Vec<usize> = positions(depth)
+            .into_iter()
+            .flat_map(|k| (0..trees).map(move |t| t * leaves + k))
+            .collect();
+        let explained_rows: Vec<f32> = (0..width)
+            .flat_map(|j| leaf_order.iter().map(move |&leaf| (leaf, j)))
+            .map(|(leaf, j)| explained[leaf * width + j])
+            .collect();
+        let values_rows: Vec<f32> = leaf_order.iter().map(|&leaf| values[leaf]).collect();
         let mut read: Vec<usize> = spec
             .trees
             .iter()
@@ -141,21 +179,17 @@ impl TreeModel {
             .collect();
         read.sort_unstable();
         read.dedup();
-        let trees = spec.trees.len();
-        let base = |per_tree: usize| {
-            let starts: Vec<i64> = (0..trees).map(|t| (t * per_tree) as i64).collect();
-            Tensor::from_data(TensorData::new(starts, [1, trees]), device)
-        };
-        let (split_base, leaf_base) = (base(splits), base(leaves));
         Ok(Self {
             read,
-            split_base,
-            leaf_base,
             features: Tensor::from_data(TensorData::new(features, [n]), device),
-            thresholds: Tensor::from_data(TensorData::new(thresholds, [1, n]), device),
-            shares: Tensor::from_data(TensorData::new(shares, [1, n]), device),
-            values: Tensor::from_data(TensorData::new(values, [rows, 1]), device),
-            explained: Tensor::from_data(TensorData::new(explained, [rows, 1 + n_features]), device),
+            thresholds: Tensor::from_data(TensorData::new(thresholds, [n]), (device, DType::F64)),
+            leaf_values: Tensor::from_data(TensorData::new(values, [rows]), device),
+            explained: Tensor::from_data(TensorData::new(explained, [rows, width]), device),
+            level_features: Tensor::from_data(TensorData::new(level_features, [n]), device),
+            level_thresholds: Tensor::from_data(TensorData::new(level_thresholds, [n, 1]), (device, DType::F64)),
+            level_shares: Tensor::from_data(TensorData::new(level_shares, [n, 1]), device),
+            values_rows: Tensor::from_data(TensorData::new(values_rows, [1, rows]), device),
+            explained_rows: Tensor::from_data(TensorData::new(explained_rows, [width, rows]), device),
             device: device.clone(),
             depth,
             baseline_raw,
@@ -181,88 +215,126 @@ impl TreeModel {
         self.depth
     }
 
-    /// Leaf weights `[n, trees * leaves]` of the rows.
-    /// `[n, features]`: the rows as the program reads them, an unknown feature as NaN.
-    fn input(&self, rows: &[&Vec<Option<f64>>]) -> Tensor<2> {
+    /// The rows as the program reads them, an unknown feature as NaN: `[rows * features]` row by row, or
+    /// (`by_feature`) `[features * rows]` feature by feature.
+    fn input(&self, rows: &[&Vec<Option<f64>>], by_feature: bool) -> Tensor<1> {
         let n_features = self.spec.feature_names.len();
-        let flat: Vec<f32> = rows
-            .iter()
-            .flat_map(|r| (0..n_features).map(|j| r.get(j).copied().flatten().map_or(f32::NAN, finite_f32)))
-            .collect();
-        Tensor::from_data(TensorData::new(flat, [rows.len(), n_features]), &self.device)
+        let value = |i: usize, j: usize| rows[i].get(j).copied().flatten().map_or(f64::NAN, finite);
+        let flat: Vec<f64> = if by_feature {
+            (0..n_features)
+                .flat_map(|j| (0..rows.len()).map(move |i| value(i, j)))
+                .collect()
+        } else {
+            (0..rows.len())
+                .flat_map(|i| (0..n_features).map(move |j| value(i, j)))
+                .collect()
+        };
+        Tensor::from_data(
+            TensorData::new(flat, [rows.len() * n_features]),
+            (&self.device, DType::F64),
+        )
     }
 
+    /// Leaf weights `[leaves * trees, rows]` (leaves in [`positions`] order), every array laid out with the
+    /// rows innermost and each level's nodes outermost, so that no operation strides: one selection reads
+    /// each split's feature, one comparison gives its probability of going left (the share when the feature
+    /// is unknown), and level by level each node's weight is split between its children, the left children
+    /// of a level first.
     fn leaf_weights(&self, rows: &[&Vec<Option<f64>>]) -> Tensor<2> {
         let n = rows.len();
-        let x = self.input(rows);
-        let splits = self.thresholds.dims()[1];
         let trees = self.spec.trees.len();
-        let per_tree = (1usize << self.depth) - 1;
-        let read = x.select(1, self.features.clone());
-        let unknown = read.clone().is_nan();
-        let go_left = read
-            .lower(self.thresholds.clone().expand([n, splits]))
-            .float()
-            .mask_where(unknown, self.shares.clone().expand([n, splits]))
-            .reshape([n, trees, per_tree]);
-        let mut weights = Tensor::<3>::ones([n, trees, 1], &self.device);
+        let x = self.input(rows, true).reshape([self.spec.feature_names.len(), n]);
+        let read = x.select(0, self.level_features.clone());
+        let unknown = read.clone().is_nan().float();
+        // A comparison with NaN is false: known splits give 1 or 0, unknown ones 0 plus their share.
+        let go_left = read.lower(self.level_thresholds.clone()).float() + unknown.mul(self.level_shares.clone());
+        let mut weights = Tensor::<3>::ones([1, trees, n], &self.device);
         for level in 0..self.depth {
             let width = 1usize << level;
-            let left = go_left.clone().narrow(2, width - 1, width);
+            let left = go_left
+                .clone()
+                .narrow(0, trees * (width - 1), trees * width)
+                .reshape([width, trees, n]);
             let right = left.clone().neg().add_scalar(1.0);
-            let children: Tensor<4> = Tensor::stack(vec![weights.clone().mul(left), weights.mul(right)], 3);
-            weights = children.reshape([n, trees, 2 * width]);
+            weights = Tensor::cat(vec![weights.clone().mul(left), weights.mul(right)], 0);
         }
-        weights.reshape([n, trees << self.depth])
+        weights.reshape([trees << self.depth, n])
     }
 
-    /// Rows reporting every feature a split reads go down one path per tree: one comparison gives every
-    /// split's direction, a gather per level moves each tree's node to its child, and a gather of the
-    /// reached leaves' rows of `values` summed over the trees gives the result — without the weights of the
-    /// leaves not reached. Each row's `[value | …]` of `values` (`[trees * leaves, width]`).
-    fn walked(&self, rows: &[&Vec<Option<f64>>], values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
+    /// Rows reporting every feature a split reads go down one path per tree, all trees of all rows at once
+    /// as flat `[rows * trees]` vectors. Per level, the node's feature and threshold are selected, then the
+    /// row's value of that feature; one comparison moves every node to its child. The reached leaves' values
+    /// summed over the trees give the raw logit; with `explain`, a one-hot of the reached leaves times
+    /// `explained` gives `[value | contributions]` — without the weights of the leaves not reached.
+    fn walked(&self, rows: &[&Vec<Option<f64>>], explain: bool) -> Result<Vec<f64>, TreeError> {
         let n = rows.len();
         let trees = self.spec.trees.len();
-        let width = values.dims()[1];
-        let splits = self.thresholds.dims()[1];
-        let right = self
-            .input(rows)
-            .select(1, self.features.clone())
-            .greater_equal(self.thresholds.clone().expand([n, splits]))
-            .int();
-        let mut node = Tensor::<2, Int>::zeros([n, trees], &self.device);
+        let n_features = self.spec.feature_names.len();
+        let splits = (1i64 << self.depth) - 1;
+        let flat = |f: &dyn Fn(usize, i64) -> i64| {
+            let v: Vec<i64> = (0..n).flat_map(|i| (0..trees as i64).map(move |t| f(i, t))).collect();
+            Tensor::<1, Int>::from_data(TensorData::new(v, [n * trees]), &self.device)
+        };
+        let split_base = flat(&|_, t| t * splits);
+        let row_base = flat(&|i, _| (i * n_features) as i64);
+        let x = self.input(rows, false);
+        let mut node = Tensor::<1, Int>::zeros([n * trees], &self.device);
         for _ in 0..self.depth {
-            let taken = right
-                .clone()
-                .gather(1, node.clone() + self.split_base.clone().expand([n, trees]));
-            node = node.mul_scalar(2).add_scalar(1) + taken;
+            let at = node.clone() + split_base.clone();
+            let feature = self.features.clone().select(0, at.clone());
+            let value = x.clone().select(0, feature + row_base.clone());
+            let threshold = self.thresholds.clone().select(0, at);
+            node = node.mul_scalar(2).add_scalar(1) + value.greater_equal(threshold).int();
         }
-        let per_tree = (1i64 << self.depth) - 1;
-        let leaf = node.sub_scalar(per_tree) + self.leaf_base.clone().expand([n, trees]);
-        let reached = values.clone().select(0, leaf.reshape([n * trees]));
-        let summed = reached.reshape([n, trees, width]).sum_dim(1);
-        crate::values_f64(summed).map_err(TreeError::Inference)
+        let leaves = splits + 1;
+        let out = if explain {
+            // One-hot of the reached leaves, then one product with `[leaf value | path contributions]`.
+            let leaf = (node + flat(&|_, t| t * leaves - splits)).reshape([n, trees]);
+            let ones = Tensor::<2>::ones([n, trees], &self.device);
+            let reached = Tensor::<2>::zeros([n, trees * leaves as usize], &self.device).scatter(
+                1,
+                leaf,
+                ones,
+                IndexingUpdateOp::Add,
+            );
+            reached.matmul(self.explained.clone())
+        } else {
+            let leaf = node + flat(&|_, t| t * leaves - splits);
+            self.leaf_values.clone().select(0, leaf).reshape([n, trees]).sum_dim(1)
+        };
+        crate::values_f64(out).map_err(TreeError::Inference)
     }
 
-    /// Each row's `[value | …]` of `values`: by the walk ([`TreeModel::walked`]) for the rows that report
-    /// every feature read, by the leaf weights (unknown features marginalised) for the others.
-    fn logits(&self, rows: &[Vec<Option<f64>>], values: &Tensor<2>) -> Result<Vec<f64>, TreeError> {
-        let width = values.dims()[1];
+    /// Each row's `[value | contributions]` (`explain`) or `[value]`: by the walk ([`TreeModel::walked`])
+    /// for the rows that report every feature read, by the leaf weights (unknown features marginalised) for
+    /// the others.
+    fn logits(&self, rows: &[Vec<Option<f64>>], explain: bool) -> Result<Vec<f64>, TreeError> {
+        let values = if explain {
+            &self.explained_rows
+        } else {
+            &self.values_rows
+        };
+        let width = values.dims()[0];
         let (known, partial): (Vec<usize>, Vec<usize>) =
             (0..rows.len()).partition(|&i| self.read.iter().all(|&j| rows[i].get(j).copied().flatten().is_some()));
         let mut out = vec![0.0; rows.len() * width];
-        if !known.is_empty() {
-            let walked = self.walked(&known.iter().map(|&i| &rows[i]).collect::<Vec<_>>(), values)?;
-            for (&i, chunk) in known.iter().zip(walked.chunks_exact(width)) {
-                out[i * width..(i + 1) * width].copy_from_slice(chunk);
+        // Rows go in chunks whose largest array (a split or leaf per tree and row) stays within a few MB:
+        // cache-sized, and below the allocator's threshold for returning memory to the kernel at once
+        // (jemalloc's 8 MB), which would make every batch pay page faults on its fresh arrays.
+        let per_row = self.leaf_values.dims()[0].max(self.thresholds.dims()[0]);
+        let chunk = (ARRAY_ELEMENTS / per_row).max(1);
+        for indices in known.chunks(chunk) {
+            let walked = self.walked(&indices.iter().map(|&i| &rows[i]).collect::<Vec<_>>(), explain)?;
+            for (&i, row) in indices.iter().zip(walked.chunks_exact(width)) {
+                out[i * width..(i + 1) * width].copy_from_slice(row);
             }
         }
-        if !partial.is_empty() {
-            let others: Vec<&Vec<Option<f64>>> = partial.iter().map(|&i| &rows[i]).collect();
-            let weighted =
-                crate::values_f64(self.leaf_weights(&others).matmul(values.clone())).map_err(TreeError::Inference)?;
-            for (&i, chunk) in partial.iter().zip(weighted.chunks_exact(width)) {
-                out[i * width..(i + 1) * width].copy_from_slice(chunk);
+        for indices in partial.chunks(chunk) {
+            let others: Vec<&Vec<Option<f64>>> = indices.iter().map(|&i| &rows[i]).collect();
+            let weighted = crate::values_f64(values.clone().matmul(self.leaf_weights(&others)).transpose())
+                .map_err(TreeError::Inference)?;
+            for (&i, row) in indices.iter().zip(weighted.chunks_exact(width)) {
+                out[i * width..(i + 1) * width].copy_from_slice(row);
             }
         }
         Ok(out)
@@ -273,7 +345,7 @@ impl TreeModel {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let raw = self.logits(rows, &self.values)?;
+        let raw = self.logits(rows, false)?;
         Ok(raw
             .into_iter()
             .map(|z| self.spec.calibration.probability(z + self.spec.base_score))
@@ -287,7 +359,7 @@ impl TreeModel {
             return Ok(Vec::new());
         }
         let width = 1 + self.spec.feature_names.len();
-        let out = self.logits(rows, &self.explained)?;
+        let out = self.logits(rows, true)?;
         let calibration = self.spec.calibration;
         let baseline_logit = calibration.logit(self.baseline_raw);
         Ok(rows
@@ -313,11 +385,8 @@ impl TreeModel {
                 let logit = a * c;
                 let label = &self.spec.feature_labels[j];
                 let value = row.get(j).copied().flatten();
-                let direction = if logit > 0.0 { "raises" } else { "lowers" };
                 let reason = match value {
-                    Some(v) => {
-                        format!("{label} = {v:.4} {direction} the PD ({logit:+.3} logit vs. the average company)")
-                    }
+                    Some(_) => crate::explain::reason(label, value, logit, "average company"),
                     None => format!("{label} not reported: unknown, no effect on the PD"),
                 };
                 Contribution {
@@ -415,10 +484,10 @@ pub fn clip_around_expectation(tree: &mut [Node], bound: f64) -> f64 {
     m
 }
 
-/// A value as the tensor program reads it: infinities become the largest finite `f32`, so that a
+/// A value as the tensor program reads it: infinities become the largest finite `f64`, so that a
 /// pass-through split (threshold +∞) always goes left.
-fn finite_f32(v: f64) -> f32 {
-    (v as f32).clamp(-f32::MAX, f32::MAX)
+fn finite(v: f64) -> f64 {
+    v.clamp(-f64::MAX, f64::MAX)
 }
 
 /// Checks a tree's shape (every node reached once from the root, children after their parent, shares in
@@ -470,6 +539,17 @@ fn check_tree(tree: &[Node], n_features: usize) -> Result<usize, String> {
     Ok(depth)
 }
 
+/// The nodes of a perfect tree's level in the leaf weights' order: the root; then the left children of the
+/// level above in its order, then its right children. Each entry is the node's index within its level (heap
+/// order: node `k` of a level has children `2k` and `2k + 1` in the next).
+fn positions(level: usize) -> Vec<usize> {
+    (0..level).fold(vec![0], |above, _| {
+        let left = above.iter().map(|k| 2 * k);
+        let right = above.iter().map(|k| 2 * k + 1);
+        left.chain(right).collect()
+    })
+}
+
 /// Share-weighted expected value of every node's subtree.
 pub(crate) fn expectations(tree: &[Node]) -> Vec<f64> {
     let mut expected = vec![0.0; tree.len()];
@@ -492,7 +572,7 @@ fn pad(tree: &[Node], expected: &[f64], depth: usize, n_features: usize) -> Padd
     let splits = (1usize << depth) - 1;
     let mut padded = Padded {
         features: vec![0; splits],
-        thresholds: vec![f32::INFINITY; splits],
+        thresholds: vec![f64::INFINITY; splits],
         shares: vec![1.0; splits],
         leaves: vec![(0.0, vec![0.0; n_features]); 1 << depth],
     };
@@ -518,7 +598,7 @@ fn pad(tree: &[Node], expected: &[f64], depth: usize, n_features: usize) -> Padd
                 ..
             } => {
                 padded.features[slot] = *feature as i64;
-                padded.thresholds[slot] = *threshold as f32;
+                padded.thresholds[slot] = *threshold;
                 padded.shares[slot] = *left_share as f32;
                 for (child, child_slot) in [(*left, 2 * slot + 1), (*right, 2 * slot + 2)] {
                     let mut path = path.clone();
@@ -606,6 +686,72 @@ mod tests {
         // Row 2: a unknown → ¼ of (b = 1 < 5 → -0.2) + ¾ of 0.3; c unknown → 0.9 · 0.1 + 0.1 · (-0.4).
         let expected = -2.0 + 0.25 * -0.2 + 0.75 * 0.3 + 0.9 * 0.1 + 0.1 * -0.4;
         assert!((model.walk(&rows()[2]) - expected).abs() < 1e-12);
+    }
+
+    /// Random trees of uneven depth (up to 5) over five features, and rows with every pattern of unknown
+    /// features: the tensor program (both paths, with and without reasons) equals walking the trees.
+    #[test]
+    fn the_tensor_program_agrees_with_walking_random_trees() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        fn grow(tree: &mut Vec<Node>, depth: usize, next: &mut dyn FnMut() -> f64) -> usize {
+            let k = tree.len();
+            tree.push(Node::Leaf { value: next() - 0.5 });
+            if depth > 0 && next() < 0.8 {
+                let feature = (next() * 5.0) as usize;
+                let threshold = next() * 2.0 - 1.0;
+                let left_share = next();
+                let left = grow(tree, depth - 1, next);
+                let right = grow(tree, depth - 1, next);
+                tree[k] = Node::Split {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                    left_share,
+                };
+            }
+            k
+        }
+        let trees: Vec<Vec<Node>> = (0..40)
+            .map(|_| {
+                let mut tree = Vec::new();
+                grow(&mut tree, 5, &mut next);
+                tree
+            })
+            .collect();
+        let names: Vec<String> = (0..5).map(|j| format!("f{j}")).collect();
+        let spec = TreeEnsembleSpec {
+            feature_names: names.clone(),
+            feature_labels: names,
+            base_score: -1.0,
+            trees,
+            calibration: Calibration { a: 1.1, b: -0.2 },
+        };
+        let model = TreeModel::new(spec.clone(), &crate::cpu()).unwrap();
+        let rows: Vec<Vec<Option<f64>>> = (0..300)
+            .map(|i| {
+                (0..5)
+                    .map(|j| (i % 7 == 0 || (i >> j) & 3 != 0).then(|| next() * 2.4 - 1.2))
+                    .collect()
+            })
+            .collect();
+        let fast = model.predict(&rows).unwrap();
+        let explained = model.score(&rows).unwrap();
+        for (i, row) in rows.iter().enumerate() {
+            let expected = spec.calibration.probability(model.walk(row));
+            assert!(
+                (fast[i] - expected).abs() < 1e-5,
+                "row {i} {row:?}: {} vs {expected}",
+                fast[i]
+            );
+            assert!((explained[i].pd - expected).abs() < 1e-5, "row {i} {row:?}");
+        }
     }
 
     #[test]
