@@ -7,14 +7,16 @@
 //!   split, weighted by that share — the tree's expectation over firms that did report it. An absent
 //!   line item therefore never reads as the data set's missingness, and its contribution is exactly 0.
 //! * **Tensor program**: every tree is padded to a perfect tree of the ensemble's depth (a short branch
-//!   continues through pass-through splits that always go left). A row that reports every feature the
-//!   splits read walks: all trees of all rows move at once as flat `[rows * trees]` vectors, one level per
-//!   step (select each node's feature and threshold, then the row's value, compare, move to the child), and
-//!   the reached leaves' values are summed — or, with reason codes, a one-hot of the reached leaves times
+//!   continues through pass-through splits that always go left). A tree that reads only features the row
+//!   reports is walked: all such trees of all rows move at once as flat `[rows * trees]` vectors, one level
+//!   per step (select each node's feature and threshold, then the row's value, compare, move to the child),
+//!   and the reached leaves' values are summed — or, with reason codes, a one-hot of the reached leaves times
 //!   `[leaf value | path contributions]` gives the logit and every feature's contribution in one product.
-//!   A row with an unknown feature weighs every leaf instead: one selection reads each split's feature, one
-//!   comparison gives each split's probability of going left (1 or 0, the share when the feature is
-//!   unknown), a product down the levels gives each leaf's weight, and the same matrix product follows.
+//!   A tree that reads a feature the row does not report weighs every leaf instead: one selection reads
+//!   each split's feature, one comparison gives each split's probability of going left (1 or 0, the share
+//!   when the feature is unknown), a product down the levels gives each leaf's weight, and the same matrix
+//!   product follows. An optional line item is read by one tree of its own, so a statement without it
+//!   weighs one tree and walks the others.
 //!   Values and thresholds are compared in `f64`, as the trees were fitted and are evaluated: in `f32` a
 //!   served ratio within a rounding of a threshold (a ratio computed from a statement next to the data
 //!   value the split was placed at) went the other way. Only one-dimensional selections, a scatter,
@@ -24,6 +26,8 @@
 //! * **Reason codes** are path contributions (Saabas): each split on the way to a leaf adds
 //!   `E[child] - E[node]` to its feature, where `E` is the share-weighted expected value of a subtree. They
 //!   add up exactly to `logit - baseline_logit`, the baseline being the ensemble's expected logit.
+
+use std::collections::BTreeMap;
 
 use burn::tensor::{DType, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -86,18 +90,59 @@ pub struct TreeModel {
     leaf_values: Tensor<1>,
     /// `[trees * leaves, 1 + features]`: each leaf's value and path contributions.
     explained: Tensor<2>,
-    /// The leaf weights' tables, level-major (level, tree, split of the level): `[splits]` feature read,
-    /// `[splits, 1]` threshold and left share when unknown; `[1 | 1 + features, trees * leaves]` the leaves'
-    /// values (and contributions) as rows.
-    level_features: Tensor<1, Int>,
-    level_thresholds: Tensor<2>,
-    level_shares: Tensor<2>,
-    values_rows: Tensor<2>,
-    explained_rows: Tensor<2>,
+    /// Every tree's leaf-weight tables ([`Weighing`]).
+    weighing: Weighing,
     /// Expected raw logit: `base_score + Σ E[root]`.
     baseline_raw: f64,
-    /// The features some split reads: a row reporting all of them takes the walk ([`TreeModel::walked`]).
+    /// The features some split reads: a row reporting all of them walks every tree ([`TreeModel::walked`]).
     read: Vec<usize>,
+    /// Per feature, the trees with a split on it: a row that does not report the feature weighs those trees'
+    /// leaves and walks the others.
+    readers: Vec<Vec<usize>>,
+}
+
+/// The leaf weights' tables of some trees, level-major (level, split of the level, tree): `[splits * trees]`
+/// feature read, `[splits * trees, 1]` threshold and left share when unknown; `[1 | 1 + features, leaves *
+/// trees]` the leaves' values (and contributions) as rows, leaf-major.
+#[derive(Debug)]
+struct Weighing {
+    trees: usize,
+    features: Tensor<1, Int>,
+    thresholds: Tensor<2>,
+    shares: Tensor<2>,
+    values_rows: Tensor<2>,
+    explained_rows: Tensor<2>,
+}
+
+impl Weighing {
+    fn rows(&self, explain: bool) -> &Tensor<2> {
+        if explain {
+            &self.explained_rows
+        } else {
+            &self.values_rows
+        }
+    }
+
+    /// The tables of the trees `subset` (indices into these tables' trees), in their order.
+    fn subset(&self, subset: &[usize], depth: usize) -> Self {
+        let index = |outer: usize| {
+            let at: Vec<i64> = (0..outer)
+                .flat_map(|s| subset.iter().map(move |&t| (s * self.trees + t) as i64))
+                .collect();
+            let len = at.len();
+            Tensor::<1, Int>::from_data(TensorData::new(at, [len]), &self.features.device())
+        };
+        let splits = index((1 << depth) - 1);
+        let leaves = index(1 << depth);
+        Self {
+            trees: subset.len(),
+            features: self.features.clone().select(0, splits.clone()),
+            thresholds: self.thresholds.clone().select(0, splits.clone()),
+            shares: self.shares.clone().select(0, splits),
+            values_rows: self.values_rows.clone().select(1, leaves.clone()),
+            explained_rows: self.explained_rows.clone().select(1, leaves),
+        }
+    }
 }
 
 /// A tree padded to a perfect binary tree of `depth`: splits in heap order, then leaves.
@@ -179,17 +224,31 @@ impl TreeModel {
             .collect();
         read.sort_unstable();
         read.dedup();
+        let mut readers = vec![Vec::new(); n_features];
+        for (t, tree) in spec.trees.iter().enumerate() {
+            for node in tree {
+                if let Node::Split { feature, .. } = node
+                    && readers[*feature].last() != Some(&t)
+                {
+                    readers[*feature].push(t);
+                }
+            }
+        }
         Ok(Self {
             read,
+            readers,
             features: Tensor::from_data(TensorData::new(features, [n]), device),
             thresholds: Tensor::from_data(TensorData::new(thresholds, [n]), (device, DType::F64)),
             leaf_values: Tensor::from_data(TensorData::new(values, [rows]), device),
             explained: Tensor::from_data(TensorData::new(explained, [rows, width]), device),
-            level_features: Tensor::from_data(TensorData::new(level_features, [n]), device),
-            level_thresholds: Tensor::from_data(TensorData::new(level_thresholds, [n, 1]), (device, DType::F64)),
-            level_shares: Tensor::from_data(TensorData::new(level_shares, [n, 1]), device),
-            values_rows: Tensor::from_data(TensorData::new(values_rows, [1, rows]), device),
-            explained_rows: Tensor::from_data(TensorData::new(explained_rows, [width, rows]), device),
+            weighing: Weighing {
+                trees,
+                features: Tensor::from_data(TensorData::new(level_features, [n]), device),
+                thresholds: Tensor::from_data(TensorData::new(level_thresholds, [n, 1]), (device, DType::F64)),
+                shares: Tensor::from_data(TensorData::new(level_shares, [n, 1]), device),
+                values_rows: Tensor::from_data(TensorData::new(values_rows, [1, rows]), device),
+                explained_rows: Tensor::from_data(TensorData::new(explained_rows, [width, rows]), device),
+            },
             device: device.clone(),
             depth,
             baseline_raw,
@@ -240,14 +299,14 @@ impl TreeModel {
     /// each split's feature, one comparison gives its probability of going left (the share when the feature
     /// is unknown), and level by level each node's weight is split between its children, the left children
     /// of a level first.
-    fn leaf_weights(&self, rows: &[&Vec<Option<f64>>]) -> Tensor<2> {
+    fn leaf_weights(&self, tables: &Weighing, rows: &[&Vec<Option<f64>>]) -> Tensor<2> {
         let n = rows.len();
-        let trees = self.spec.trees.len();
+        let trees = tables.trees;
         let x = self.input(rows, true).reshape([self.spec.feature_names.len(), n]);
-        let read = x.select(0, self.level_features.clone());
+        let read = x.select(0, tables.features.clone());
         let unknown = read.clone().is_nan().float();
         // A comparison with NaN is false: known splits give 1 or 0, unknown ones 0 plus their share.
-        let go_left = read.lower(self.level_thresholds.clone()).float() + unknown.mul(self.level_shares.clone());
+        let go_left = read.lower(tables.thresholds.clone()).float() + unknown.mul(tables.shares.clone());
         let mut weights = Tensor::<3>::ones([1, trees, n], &self.device);
         for level in 0..self.depth {
             let width = 1usize << level;
@@ -261,12 +320,13 @@ impl TreeModel {
         weights.reshape([trees << self.depth, n])
     }
 
-    /// Rows reporting every feature a split reads go down one path per tree, all trees of all rows at once
-    /// as flat `[rows * trees]` vectors. Per level, the node's feature and threshold are selected, then the
-    /// row's value of that feature; one comparison moves every node to its child. The reached leaves' values
-    /// summed over the trees give the raw logit; with `explain`, a one-hot of the reached leaves times
-    /// `explained` gives `[value | contributions]` — without the weights of the leaves not reached.
-    fn walked(&self, rows: &[&Vec<Option<f64>>], explain: bool) -> Result<Vec<f64>, TreeError> {
+    /// Rows go down one path per tree, all trees of all rows at once as flat `[rows * trees]` vectors. Per
+    /// level, the node's feature and threshold are selected, then the row's value of that feature; one
+    /// comparison moves every node to its child. The reached leaves' values summed over the trees give the
+    /// raw logit; with `explain`, a one-hot of the reached leaves times `explained` gives `[value |
+    /// contributions]` — without the weights of the leaves not reached. The trees `skipped` (those reading a
+    /// feature the rows do not report, whose path means nothing) add nothing.
+    fn walked(&self, rows: &[&Vec<Option<f64>>], explain: bool, skipped: &[usize]) -> Result<Vec<f64>, TreeError> {
         let n = rows.len();
         let trees = self.spec.trees.len();
         let n_features = self.spec.feature_names.len();
@@ -287,55 +347,97 @@ impl TreeModel {
             node = node.mul_scalar(2).add_scalar(1) + value.greater_equal(threshold).int();
         }
         let leaves = splits + 1;
+        // Each tree's weight: 1, or 0 for the trees skipped.
+        let mut kept = vec![1.0f32; trees];
+        for &t in skipped {
+            kept[t] = 0.0;
+        }
         let out = if explain {
             // One-hot of the reached leaves, then one product with `[leaf value | path contributions]`.
             let leaf = (node + flat(&|_, t| t * leaves - splits)).reshape([n, trees]);
-            let ones = Tensor::<2>::ones([n, trees], &self.device);
+            let hits: Vec<f32> = (0..n).flat_map(|_| kept.iter().copied()).collect();
+            let hits = Tensor::<2>::from_data(TensorData::new(hits, [n, trees]), &self.device);
             let reached = Tensor::<2>::zeros([n, trees * leaves as usize], &self.device).scatter(
                 1,
                 leaf,
-                ones,
+                hits,
                 IndexingUpdateOp::Add,
             );
             reached.matmul(self.explained.clone())
         } else {
             let leaf = node + flat(&|_, t| t * leaves - splits);
-            self.leaf_values.clone().select(0, leaf).reshape([n, trees]).sum_dim(1)
+            let reached = self.leaf_values.clone().select(0, leaf).reshape([n, trees]);
+            if skipped.is_empty() {
+                reached.sum_dim(1)
+            } else {
+                let kept = Tensor::<2>::from_data(TensorData::new(kept, [1, trees]), &self.device);
+                reached.mul(kept).sum_dim(1)
+            }
         };
         crate::values_f64(out).map_err(TreeError::Inference)
     }
 
-    /// Each row's `[value | contributions]` (`explain`) or `[value]`: by the walk ([`TreeModel::walked`])
-    /// for the rows that report every feature read, by the leaf weights (unknown features marginalised) for
-    /// the others.
+    /// The trees with a split on a feature `row` does not report (sorted).
+    fn unknown_to(&self, row: &[Option<f64>]) -> Vec<usize> {
+        let mut trees: Vec<usize> = self
+            .read
+            .iter()
+            .filter(|&&j| row.get(j).copied().flatten().is_none())
+            .flat_map(|&j| self.readers[j].iter().copied())
+            .collect();
+        trees.sort_unstable();
+        trees.dedup();
+        trees
+    }
+
+    /// Each row's `[value | contributions]` (`explain`) or `[value]`. A tree that reads only features the
+    /// row reports is walked ([`TreeModel::walked`]); a tree that reads one it does not report weighs its
+    /// leaves (the unknown feature marginalised). Rows are grouped by the trees they weigh: a statement
+    /// without previous sales weighs the one tree that reads the sales growth and walks the others. Rows
+    /// that would weigh more than half the trees weigh them all.
     fn logits(&self, rows: &[Vec<Option<f64>>], explain: bool) -> Result<Vec<f64>, TreeError> {
-        let values = if explain {
-            &self.explained_rows
-        } else {
-            &self.values_rows
-        };
-        let width = values.dims()[0];
-        let (known, partial): (Vec<usize>, Vec<usize>) =
-            (0..rows.len()).partition(|&i| self.read.iter().all(|&j| rows[i].get(j).copied().flatten().is_some()));
+        let width = self.weighing.rows(explain).dims()[0];
+        let trees = self.spec.trees.len();
+        let mut walks: BTreeMap<Vec<usize>, Vec<usize>> = BTreeMap::new();
+        let mut weighed = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let unknown = self.unknown_to(row);
+            if 2 * unknown.len() > trees {
+                weighed.push(i);
+            } else {
+                walks.entry(unknown).or_default().push(i);
+            }
+        }
         let mut out = vec![0.0; rows.len() * width];
         // Rows go in chunks whose largest array (a split or leaf per tree and row) stays within a few MB:
         // cache-sized, and below the allocator's threshold for returning memory to the kernel at once
         // (jemalloc's 8 MB), which would make every batch pay page faults on its fresh arrays.
         let per_row = self.leaf_values.dims()[0].max(self.thresholds.dims()[0]);
         let chunk = (ARRAY_ELEMENTS / per_row).max(1);
-        for indices in known.chunks(chunk) {
-            let walked = self.walked(&indices.iter().map(|&i| &rows[i]).collect::<Vec<_>>(), explain)?;
-            for (&i, row) in indices.iter().zip(walked.chunks_exact(width)) {
-                out[i * width..(i + 1) * width].copy_from_slice(row);
+        let mut place = |indices: &[usize], values: &[f64]| {
+            for (&i, row) in indices.iter().zip(values.chunks_exact(width)) {
+                for (o, v) in out[i * width..(i + 1) * width].iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+        };
+        let weigh = |tables: &Weighing, group: &[&Vec<Option<f64>>]| {
+            crate::values_f64(tables.rows(explain).clone().matmul(self.leaf_weights(tables, group)).transpose())
+                .map_err(TreeError::Inference)
+        };
+        for (unknown, indices) in &walks {
+            let tables = (!unknown.is_empty()).then(|| self.weighing.subset(unknown, self.depth));
+            for indices in indices.chunks(chunk) {
+                let group: Vec<&Vec<Option<f64>>> = indices.iter().map(|&i| &rows[i]).collect();
+                place(indices, &self.walked(&group, explain, unknown)?);
+                if let Some(tables) = &tables {
+                    place(indices, &weigh(tables, &group)?);
+                }
             }
         }
-        for indices in partial.chunks(chunk) {
-            let others: Vec<&Vec<Option<f64>>> = indices.iter().map(|&i| &rows[i]).collect();
-            let weighted = crate::values_f64(values.clone().matmul(self.leaf_weights(&others)).transpose())
-                .map_err(TreeError::Inference)?;
-            for (&i, row) in indices.iter().zip(weighted.chunks_exact(width)) {
-                out[i * width..(i + 1) * width].copy_from_slice(row);
-            }
+        for indices in weighed.chunks(chunk) {
+            let group: Vec<&Vec<Option<f64>>> = indices.iter().map(|&i| &rows[i]).collect();
+            place(indices, &weigh(&self.weighing, &group)?);
         }
         Ok(out)
     }
