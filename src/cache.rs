@@ -17,7 +17,10 @@ use redis::{
 };
 use secrecy::ExposeSecret;
 
-use crate::configuration::RedisSettings;
+use crate::{
+    configuration::RedisSettings,
+    telemetry::events::{PortfolioCacheLookup, PortfolioCacheNotInvalidated},
+};
 
 /// The shared connection (cheap to clone; every clone is the same connection).
 ///
@@ -146,16 +149,15 @@ impl PortfolioCache {
         let result: RedisResult<(String, Option<String>)> = self.redis.query(lookup).await;
         match result {
             Ok((_, Some(answer))) => {
-                metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "hit").increment(1);
+                PortfolioCacheLookup::Hit.emit();
                 Lookup::Hit(answer)
             }
             Ok((generation, None)) => {
-                metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "miss").increment(1);
+                PortfolioCacheLookup::Miss.emit();
                 Lookup::Miss { generation }
             }
             Err(e) => {
-                metrics::counter!("pdscore_portfolio_cache_total", "outcome" => "error").increment(1);
-                tracing::debug!(error = %e, "portfolio cache unavailable");
+                PortfolioCacheLookup::Error(&e).emit();
                 Lookup::Off
             }
         }
@@ -204,8 +206,7 @@ impl PortfolioCache {
         let bumped: RedisResult<()> = self.redis.query(bump).await;
         if let Err(e) = bumped {
             // Answers already cached stay until their TTL.
-            metrics::counter!("pdscore_portfolio_cache_invalidation_failures_total").increment(1);
-            tracing::warn!(error = %e, %tenant, "portfolio cache not invalidated");
+            PortfolioCacheNotInvalidated { tenant, error: &e }.emit();
         }
     }
 }

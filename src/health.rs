@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::{
     configuration::{Dependency, HealthSettings},
     state::AppState,
+    telemetry::events::DependencyChecked,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,11 +90,12 @@ async fn timed(
     };
     let latency = started.elapsed();
     let name = dependency.as_str();
-    metrics::histogram!("dependency_check_duration_seconds", "dependency" => name).record(latency.as_secs_f64());
-    metrics::gauge!("dependency_up", "dependency" => name).set(if outcome.is_ok() { 1.0 } else { 0.0 });
-    if let Err(e) = &outcome {
-        tracing::warn!(dependency = name, error = %format!("{e:#}"), "health check failed");
+    DependencyChecked {
+        dependency: name,
+        latency,
+        error: outcome.as_ref().err(),
     }
+    .emit();
     let result = CheckResult {
         status: if outcome.is_ok() {
             CheckStatus::Up

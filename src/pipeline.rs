@@ -139,7 +139,7 @@ impl AlertPublisher {
         for alert in &alerts {
             match pdscore_nats::alerts::publish(&self.messaging.jetstream, &self.messaging.namespace, alert).await {
                 Ok(()) => {
-                    metrics::counter!("pdscore_alerts_published_total").increment(1);
+                    pdscore_nats::events::AlertPublished.emit();
                     published.push((alert.tenant_id, alert.id));
                 }
                 Err(e) => {

@@ -42,7 +42,10 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
-        metrics::gauge!("build_info", "version" => crate::VERSION).set(1.0);
+        telemetry::events::Started {
+            version: crate::VERSION,
+        }
+        .emit();
 
         let db = db::pool(&settings.database)?;
         if settings.database.migrate_on_start {

@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
+    events,
     filing::{Filing, FilingContent, FilingSource, Rejected, Terms},
     pipeline::{Pipeline, PipelineError},
     ports::StoreError,
@@ -419,8 +420,11 @@ impl Run {
             self.store.progress(&self.spec, progress.clone())
         })
         .await?;
-        metrics::counter!("pdscore_bulk_rows_total", "outcome" => "succeeded").increment(progress.succeeded);
-        metrics::counter!("pdscore_bulk_rows_total", "outcome" => "failed").increment(progress.failed);
+        events::BulkRowsDone {
+            succeeded: progress.succeeded,
+            failed: progress.failed,
+        }
+        .emit();
         if cancelled {
             self.cancel.store(true, Ordering::SeqCst);
         }

@@ -19,9 +19,11 @@
 //! - the actors, one file each: [`tenant_router`], [`tenant_actor`], [`model_pool`], [`persist_writer`];
 //! - [`pipeline`]: the handle ingest paths hold, with `submit` and its typed refusals;
 //! - [`bulk_job`]: one uploaded file run through the pipeline in chunks, resumable, cancellable;
-//! - [`text`]: the rule every decoder applies to text (no control characters).
+//! - [`text`]: the rule every decoder applies to text (no control characters);
+//! - [`events`]: what the pipeline reports, each event's metric and log line in one place.
 
 pub mod bulk_job;
+pub mod events;
 pub mod filing;
 pub mod model_pool;
 pub mod persist_writer;

@@ -16,6 +16,7 @@ use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use pdscore_models::registry::Registry;
 
 use crate::{
+    events,
     filing::{Filing, Rejected, Scores},
     policy::TenantPolicy,
     scoring,
@@ -119,8 +120,11 @@ impl Handler<ScoreBatch> for ModelWorker {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "panic".into());
-                tracing::error!(%reason, filings = batch.filings.len(), "model worker failed; restarting it");
-                metrics::counter!("pdscore_model_worker_restarts_total").increment(1);
+                events::ModelWorkerFailed {
+                    reason: &reason,
+                    filings: batch.filings.len(),
+                }
+                .emit();
                 // Whatever state the panic left behind is dropped: the worker starts over.
                 *self = ModelWorker {
                     registry: self.registry.clone(),

@@ -33,6 +33,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Resp
 use tokio::sync::oneshot;
 
 use crate::{
+    events,
     filing::{Committed, Scores},
     ports::{AlertSink, CommitResult, PredictionStore, StoreError},
 };
@@ -147,7 +148,7 @@ impl PersistWriter {
                 *self.locked.entry(*company).or_default() += 1;
             }
             self.in_flight += 1;
-            metrics::histogram!("pdscore_persist_batch_rows").record(rows.len() as f64);
+            events::PersistBatchStarted { rows: rows.len() }.emit();
             let (places, batch): (Vec<(u64, usize)>, Vec<Scores>) =
                 rows.into_iter().map(|r| ((r.sender, r.index), r.scores)).unzip();
             let batch = Arc::new(batch);
@@ -166,7 +167,10 @@ impl PersistWriter {
                         )))
                     }
                 });
-                metrics::histogram!("pdscore_persist_commit_seconds").record(started.elapsed().as_secs_f64());
+                events::PersistCommitEnded {
+                    elapsed: started.elapsed(),
+                }
+                .emit();
                 if let Ok(results) = &result {
                     let raised: Vec<_> = results
                         .iter()
@@ -201,18 +205,20 @@ impl PersistWriter {
                 writer.flush(ctx);
             }));
         }
-        metrics::gauge!("pdscore_persist_waiting_rows").set(self.waiting.len() as f64);
+        events::PersistWaiting {
+            rows: self.waiting.len(),
+        }
+        .emit();
     }
 
     /// Puts the filings of a refused transaction back first in line, each to go alone (they arrived before
     /// everything waiting, so every company's filings keep their order).
     fn split(&mut self, places: Vec<(u64, usize)>, batch: Arc<Vec<Scores>>, reason: &str) {
-        tracing::warn!(
+        events::PersistTransactionSplit {
+            filings: places.len(),
             reason,
-            filings = places.len(),
-            "the store refused a transaction; committing its filings one by one"
-        );
-        metrics::counter!("pdscore_persist_split_transactions_total").increment(1);
+        }
+        .emit();
         // The commit's future is over, so the batch is normally this Arc's alone.
         let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
         for ((sender, index), scores) in places.into_iter().zip(batch).rev() {

@@ -30,6 +30,7 @@ pub fn accunode_scorecard(prediction_type: PredictionType) -> ModelId {
 }
 
 use crate::{
+    events,
     filing::{Filing, ModelScore, Rejected, Scores, Terms},
     policy::TenantPolicy,
 };
@@ -225,13 +226,12 @@ fn score_group(
     let inputs: Vec<Vec<Option<f64>>> = rows.iter().map(|(_, row)| row.clone()).collect();
     let started = std::time::Instant::now();
     let outputs = run(model, &inputs)?;
-    metrics::histogram!(
-        "pdscore_model_latency_seconds",
-        "model" => model.id().name.clone(),
-        "version" => model.id().version.to_string()
-    )
-    .record(started.elapsed().as_secs_f64());
-    metrics::histogram!("pdscore_model_batch_size").record(inputs.len() as f64);
+    events::ModelBatchScored {
+        model: model.id(),
+        rows: inputs.len(),
+        elapsed: started.elapsed(),
+    }
+    .emit();
 
     let scheme = match terms {
         Terms::Product => policy.risk_scheme,

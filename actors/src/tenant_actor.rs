@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
+    events,
     filing::{Committed, Filing, Rejected},
     model_pool::{FaultInjector, ModelWorker, ScoreBatch},
     persist_writer::{Persist, PersistWriter},
@@ -108,7 +109,11 @@ impl TenantActor {
     }
 
     fn report_depth(&self) {
-        metrics::gauge!("pdscore_tenant_queue_depth", "tenant" => self.policy.slug.clone()).set(self.depth() as f64);
+        events::TenantQueueDepth {
+            tenant: &self.policy.slug,
+            depth: self.depth(),
+        }
+        .emit();
     }
 
     /// Sends queued filings to the model pool, a micro-batch per free slot.
@@ -166,7 +171,11 @@ impl Actor for TenantActor {
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
-        metrics::gauge!("pdscore_tenant_queue_depth", "tenant" => self.policy.slug.clone()).set(0.0);
+        events::TenantQueueDepth {
+            tenant: &self.policy.slug,
+            depth: 0,
+        }
+        .emit();
         self.router.do_send(TenantStopped {
             tenant_id: self.tenant_id,
             actor: ctx.address(),
@@ -185,21 +194,26 @@ impl Handler<Submit> for TenantActor {
         self.last_active = now;
         let slug = self.policy.slug.clone();
         let source = submit.filing.source.as_str();
-        metrics::counter!("pdscore_filings_received_total", "tenant" => slug.clone(), "source" => source).increment(1);
+        events::FilingsReceived {
+            tenant: &slug,
+            source,
+            count: 1,
+        }
+        .emit();
         if !Arc::ptr_eq(&self.policy, &submit.policy) {
             self.bucket
                 .reconfigure(submit.policy.rate_per_second, submit.policy.burst, now);
             self.policy = submit.policy;
         }
         if self.depth() >= self.deps.config.max_queued_per_tenant {
-            metrics::counter!("pdscore_tenant_overloaded_total", "tenant" => slug, "source" => source).increment(1);
+            events::TenantOverloaded { tenant: &slug, source }.emit();
             let _ = submit.reply.send(Err(PipelineError::Overloaded {
                 retry_after: Duration::from_secs(1),
             }));
             return;
         }
         if let Err(wait) = self.bucket.try_take(now) {
-            metrics::counter!("pdscore_rate_limited_total", "tenant" => slug, "source" => source).increment(1);
+            events::TenantRateLimited { tenant: &slug, source }.emit();
             let _ = submit.reply.send(Err(PipelineError::RateLimited { retry_after: wait }));
             return;
         }
@@ -219,8 +233,12 @@ impl Handler<ScoreChunk> for TenantActor {
 
     fn handle(&mut self, chunk: ScoreChunk, ctx: &mut Self::Context) {
         self.last_active = Instant::now();
-        metrics::counter!("pdscore_filings_received_total", "tenant" => self.policy.slug.clone(), "source" => "bulk")
-            .increment(chunk.pending.len() as u64);
+        events::FilingsReceived {
+            tenant: &self.policy.slug,
+            source: "bulk",
+            count: chunk.pending.len() as u64,
+        }
+        .emit();
         self.run_batch(ctx, chunk.policy, chunk.pending);
     }
 }
@@ -275,8 +293,11 @@ async fn process_batch(
                 waiting.push((reply, timing));
             }
             Err(rejected) => {
-                metrics::counter!("pdscore_filings_rejected_total", "source" => timing.1, "code" => rejected.code)
-                    .increment(1);
+                events::FilingRejected {
+                    source: timing.1,
+                    code: rejected.code,
+                }
+                .emit();
                 let _ = reply.send(Err(PipelineError::Rejected(rejected)));
             }
         }
@@ -295,8 +316,11 @@ async fn process_batch(
         }
     };
     for ((reply, (received_at, source)), outcome) in waiting.into_iter().zip(outcomes) {
-        metrics::histogram!("pdscore_pipeline_latency_seconds", "source" => source)
-            .record(received_at.elapsed().as_secs_f64());
+        events::FilingAnswered {
+            source,
+            elapsed: received_at.elapsed(),
+        }
+        .emit();
         let _ = reply.send(match outcome {
             Ok(CommitResult::Committed(committed)) => Ok(*committed),
             Ok(CommitResult::CompanyGone) => Err(PipelineError::Rejected(Rejected {

@@ -8,6 +8,7 @@ use actix::{Actor, Addr, AsyncContext, Context, Handler, Message, Supervised};
 use uuid::Uuid;
 
 use crate::{
+    events,
     policy::TenantPolicy,
     tenant_actor::{Pending, Resume, TenantActor, TenantDeps},
 };
@@ -52,7 +53,10 @@ impl TenantRouter {
         let tenant_id = policy.tenant_id;
         let actor = TenantActor::new(policy, self.deps.clone(), ctx.address()).start();
         self.tenants.insert(tenant_id, actor.clone());
-        metrics::gauge!("pdscore_tenant_actors").set(self.tenants.len() as f64);
+        events::TenantActors {
+            count: self.tenants.len(),
+        }
+        .emit();
         actor
     }
 }
@@ -90,8 +94,11 @@ impl Handler<TenantStopped> for TenantRouter {
             .is_some_and(|actor| *actor == stopped.actor);
         if stopped.failed {
             // Restarted here, or already by a request that found it gone.
-            metrics::counter!("pdscore_tenant_actor_restarts_total").increment(1);
-            tracing::warn!(tenant_id = %stopped.tenant_id, pending = stopped.pending.len(), "restarting tenant actor");
+            events::TenantActorFailed {
+                tenant_id: stopped.tenant_id,
+                pending: stopped.pending.len(),
+            }
+            .emit();
         }
         if is_current {
             self.tenants.remove(&stopped.tenant_id);
@@ -99,7 +106,10 @@ impl Handler<TenantStopped> for TenantRouter {
                 self.spawn_tenant(stopped.policy.clone(), ctx);
             }
         }
-        metrics::gauge!("pdscore_tenant_actors").set(self.tenants.len() as f64);
+        events::TenantActors {
+            count: self.tenants.len(),
+        }
+        .emit();
         if stopped.pending.is_empty() {
             return;
         }

@@ -422,8 +422,14 @@ impl TreeModel {
             }
         };
         let weigh = |tables: &Weighing, group: &[&Vec<Option<f64>>]| {
-            crate::values_f64(tables.rows(explain).clone().matmul(self.leaf_weights(tables, group)).transpose())
-                .map_err(TreeError::Inference)
+            crate::values_f64(
+                tables
+                    .rows(explain)
+                    .clone()
+                    .matmul(self.leaf_weights(tables, group))
+                    .transpose(),
+            )
+            .map_err(TreeError::Inference)
         };
         for (unknown, indices) in &walks {
             let tables = (!unknown.is_empty()).then(|| self.weighing.subset(unknown, self.depth));

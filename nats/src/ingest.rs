@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use crate::{
-    StreamKind,
+    StreamKind, events,
     message::{self, Undeliverable},
     subjects::Namespace,
 };
@@ -198,9 +198,12 @@ impl Ingest {
                     }
                     _ = stats.tick() => {
                         if let Ok(info) = consumer.info().await {
-                            metrics::gauge!("pdscore_consumer_pending").set(info.num_pending as f64);
-                            metrics::gauge!("pdscore_consumer_ack_pending").set(info.num_ack_pending as f64);
-                            metrics::gauge!("pdscore_consumer_redelivered").set(info.num_redelivered as f64);
+                            events::ConsumerSampled {
+                                pending: info.num_pending,
+                                ack_pending: info.num_ack_pending,
+                                redelivered: info.num_redelivered,
+                            }
+                            .emit();
                         }
                     }
                     next = messages.next() => match next {
@@ -255,7 +258,7 @@ impl Ingest {
             .map(|i| (i.stream_sequence, i.delivered))
             .unwrap_or((0, 1));
         if delivered > 1 {
-            metrics::counter!("pdscore_consumer_redeliveries_total").increment(1);
+            events::Redelivered.emit();
         }
         let outcome = self
             .process(&message, sequence)
@@ -297,7 +300,7 @@ impl Ingest {
             Err(e) => return unavailable(&e),
         };
         if let Some(delay) = self.refusals.standing(tenant_id, sequence) {
-            metrics::counter!("pdscore_ingest_refused_early_total").increment(1);
+            events::RefusedEarly.emit();
             return Outcome::Nak(delay, "the tenant is over its rate limit or its queue is full");
         }
         let decoded = match message::decode(self.namespace.prefix(), &message.subject, &message.payload) {
@@ -383,8 +386,13 @@ impl Ingest {
         sequence: u64,
         reason: &Undeliverable,
     ) -> Result<(), String> {
-        metrics::counter!("pdscore_dead_letters_total", "code" => reason.code).increment(1);
-        tracing::warn!(code = reason.code, reason = %reason.message, subject = %message.subject, sequence, "dead letter");
+        events::DeadLettered {
+            code: reason.code,
+            reason: &reason.message,
+            subject: &message.subject,
+            sequence,
+        }
+        .emit();
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", format!("dl-filings-{sequence}").as_str());
         headers.insert("Pdscore-Reason-Code", reason.code);

@@ -11,11 +11,13 @@
 //! - [`message`]: the filing message (versioned JSON, documented in `nats/FILINGS.md`) and its validation;
 //! - [`ingest`]: the durable pull consumer feeding the actor pipeline (ack after commit, Nak with delay when
 //!   overloaded, dead letter + Term when undecodable);
-//! - [`alerts`]: publishing risk-change alerts.
+//! - [`alerts`]: publishing risk-change alerts;
+//! - [`events`]: what the adapters report, each event's metric and log line in one place.
 //!
 //! They adapt JetStream to the pipeline of `pdscore-actors`, so nothing in the actor crate knows async-nats.
 
 pub mod alerts;
+pub mod events;
 pub mod ingest;
 pub mod message;
 pub mod streams;

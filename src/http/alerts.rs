@@ -17,6 +17,7 @@ use crate::{
     auth::{Permission, Principal, Scope},
     db::predictions::{self, AlertRecord},
     state::AppState,
+    telemetry::events::SseAlertsMissed,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -124,7 +125,7 @@ impl super::live::Frames for Subscriber {
                 }
                 Ok(Ok(_)) => continue,
                 Ok(Err(RecvError::Lagged(missed))) => {
-                    metrics::counter!("pdscore_sse_alerts_missed_total").increment(missed);
+                    SseAlertsMissed { missed }.emit();
                     format!("event: lagged\ndata: {{\"missed\":{missed},\"hint\":\"read GET /api/v1/alerts\"}}\n\n")
                 }
                 Ok(Err(RecvError::Closed)) => return None,

@@ -15,7 +15,7 @@ use std::{
 use uuid::Uuid;
 
 use super::{ApiError, ErrorCode};
-use crate::{auth::Principal, state::AppState};
+use crate::{auth::Principal, state::AppState, telemetry::events::LiveStream};
 
 /// The caps on open streams and how often they re-check their caller.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ impl Drop for Opened {
                 open.remove(&self.user);
             }
         }
-        metrics::gauge!("pdscore_live_streams").decrement(1.0);
+        LiveStream::Closed.emit();
     }
 }
 
@@ -73,11 +73,11 @@ impl LiveStreams {
             None
         };
         if let Some(message) = refusal {
-            metrics::counter!("pdscore_live_streams_refused_total").increment(1);
+            LiveStream::Refused.emit();
             return Err(ApiError::new(ErrorCode::RateLimited, message).with_retry_after(Duration::from_secs(5)));
         }
         *open.entry(user).or_default() += 1;
-        metrics::gauge!("pdscore_live_streams").increment(1.0);
+        LiveStream::Opened.emit();
         Ok(Opened {
             streams: self.clone(),
             user,

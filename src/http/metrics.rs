@@ -3,7 +3,10 @@
 
 use actix_web::{HttpResponse, get, http::header::ContentType, web};
 
-use crate::state::AppState;
+use crate::{
+    state::AppState,
+    telemetry::events::{HeapSampled, PoolsSampled},
+};
 
 /// Prometheus text exposition.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus exposition", content_type = "text/plain")))]
@@ -22,12 +25,13 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 fn sample_pools(state: &AppState) {
-    let idle = state.db.num_idle() as f64;
-    let size = f64::from(state.db.size());
-    ::metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
-    ::metrics::gauge!("db_pool_connections", "state" => "in_use").set(size - idle);
-    ::metrics::gauge!("db_pool_max_connections").set(f64::from(state.db.options().get_max_connections()));
-    ::metrics::gauge!("nats_connected").set(if state.messaging.is_connected() { 1.0 } else { 0.0 });
+    PoolsSampled {
+        db_idle: u32::try_from(state.db.num_idle()).unwrap_or(u32::MAX),
+        db_size: state.db.size(),
+        db_max: state.db.options().get_max_connections(),
+        nats_connected: state.messaging.is_connected(),
+    }
+    .emit();
 }
 
 /// The allocator's own account of the heap (jemalloc, the binary's allocator): bytes the service holds in live
@@ -39,10 +43,9 @@ fn sample_heap() {
     if epoch::advance().is_err() {
         return;
     }
-    if let Ok(bytes) = stats::allocated::read() {
-        ::metrics::gauge!("pdscore_heap_allocated_bytes").set(bytes as f64);
+    HeapSampled {
+        allocated: stats::allocated::read().ok(),
+        resident: stats::resident::read().ok(),
     }
-    if let Ok(bytes) = stats::resident::read() {
-        ::metrics::gauge!("pdscore_heap_resident_bytes").set(bytes as f64);
-    }
+    .emit();
 }

@@ -17,6 +17,7 @@ use super::{
     error::{ApiError, ErrorCode},
     request_id::{self, RequestId},
 };
+use crate::telemetry::events::HttpRequestServed;
 
 /// Label for requests that matched no route: keeps the metric's cardinality bounded whatever clients send.
 const UNMATCHED_ROUTE: &str = "unmatched";
@@ -61,22 +62,14 @@ pub async fn request_context(
     span.record("route", route.as_str());
     span.record("status", status.as_u16());
     span.in_scope(|| {
-        let latency_ms = elapsed.as_secs_f64() * 1e3;
-        if status.is_server_error() {
-            tracing::warn!(latency_ms, "request completed");
-        } else if route.starts_with("/health") || route == "/metrics" {
-            tracing::debug!(latency_ms, "request completed");
-        } else {
-            tracing::info!(latency_ms, "request completed");
+        HttpRequestServed {
+            method: &method,
+            route: &route,
+            status: status.as_u16(),
+            elapsed,
         }
+        .emit()
     });
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
 
     let mut res = outcome?;
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {

@@ -2,7 +2,11 @@
 //!
 //! Logs are `tracing` events; every HTTP request runs inside a span carrying its request id, so each line
 //! logged while serving it carries the id too (pretty: `http_request{request_id=…}`; JSON: in `spans`).
-//! Metrics go to one process-wide Prometheus recorder rendered by `GET /metrics`.
+//! Metrics go to one process-wide Prometheus recorder rendered by `GET /metrics`; each crate's `events` module
+//! (this one's [`events`]) names and describes the metrics it records. Every histogram exports with buckets
+//! (never as a summary, whose quantiles cannot be added up across instances).
+
+pub mod events;
 
 use std::sync::OnceLock;
 
@@ -31,9 +35,15 @@ pub fn init_tracing(format: LogFormat, default_filter: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Latency buckets (seconds) for every `*_duration_seconds` histogram: 0.5 ms to 10 s.
+/// Latency buckets (seconds) for every `*_seconds` histogram: 0.5 ms to 10 s.
 const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Buckets for the histograms that count rows (`pdscore_actors::events::SIZE_HISTOGRAMS`): powers of two up
+/// to the largest batch the pipeline forms.
+const SIZE_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -44,10 +54,15 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), &DURATION_BUCKETS)
-                .expect("the bucket list is a non-empty constant")
-                .build_recorder();
+            let mut builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &DURATION_BUCKETS)
+                .expect("the bucket list is a non-empty constant");
+            for name in pdscore_actors::events::SIZE_HISTOGRAMS {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(name.into()), &SIZE_BUCKETS)
+                    .expect("the bucket list is a non-empty constant");
+            }
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only when another recorder was installed first; the handle still renders ours, empty.
             if metrics::set_global_recorder(recorder).is_err() {
@@ -79,30 +94,7 @@ pub fn spawn_metrics_upkeep(
 }
 
 fn describe_metrics() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        "http_requests_total",
-        "HTTP requests served, by method, route pattern and status"
-    );
-    describe_histogram!(
-        "http_request_duration_seconds",
-        Unit::Seconds,
-        "HTTP request latency, by method, route pattern and status"
-    );
-    describe_gauge!(
-        "db_pool_connections",
-        "PostgreSQL pool connections, by state (idle, in_use)"
-    );
-    describe_gauge!("db_pool_max_connections", "PostgreSQL pool capacity");
-    describe_gauge!("nats_connected", "1 when the NATS connection is up");
-    describe_gauge!(
-        "dependency_up",
-        "1 when the dependency's last health check passed, by dependency"
-    );
-    describe_histogram!(
-        "dependency_check_duration_seconds",
-        Unit::Seconds,
-        "Latency of health checks, by dependency"
-    );
-    describe_gauge!("build_info", "Always 1; labels carry the version");
+    events::describe();
+    pdscore_actors::events::describe();
+    pdscore_nats::events::describe();
 }
