@@ -130,6 +130,40 @@ impl CompanySymbol {
     }
 }
 
+/// A company's market capitalisation: a finite number ≥ 0, or absent.
+pub fn market_cap(value: Option<f64>) -> Result<Option<f64>, InvalidValue> {
+    match value {
+        Some(v) if !(v.is_finite() && v >= 0.0) => Err(InvalidValue::new("market_cap", "must be a finite number ≥ 0")),
+        other => Ok(other),
+    }
+}
+
+/// A new company's fields, validated: the one rule for every path that creates a company (the API, AccuNode's
+/// routes, bulk files).
+pub struct CompanyFields {
+    pub symbol: CompanySymbol,
+    pub name: String,
+    pub sector: Option<String>,
+    pub market_cap: Option<f64>,
+}
+
+impl CompanyFields {
+    /// `name` is (field name, value): AccuNode's body calls it `company_name`.
+    pub fn parse(
+        symbol: &str,
+        name: (&'static str, &str),
+        sector: Option<&str>,
+        market_cap_value: Option<f64>,
+    ) -> Result<Self, InvalidValue> {
+        Ok(Self {
+            symbol: CompanySymbol::parse(symbol)?,
+            name: required_text(name.0, name.1, 300)?,
+            sector: sector.map(|s| optional_text("sector", s, 120)).transpose()?.flatten(),
+            market_cap: market_cap(market_cap_value)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,9 +30,10 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
+    error::PipelineError,
     events,
     filing::{Filing, FilingContent, FilingSource, Rejected, Terms},
-    pipeline::{Pipeline, PipelineError},
+    pipeline::Pipeline,
     ports::StoreError,
 };
 

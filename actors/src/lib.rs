@@ -17,12 +17,15 @@
 //! - [`policy`]: a tenant's scoring policy (models, rate limit, risk scheme) and the token bucket;
 //! - [`scoring`]: the pure function that turns filings into scores with the model registry;
 //! - the actors, one file each: [`tenant_router`], [`tenant_actor`], [`model_pool`], [`persist_writer`];
-//! - [`pipeline`]: the handle ingest paths hold, with `submit` and its typed refusals;
+//! - [`pipeline`]: the handle ingest paths hold, with `submit`; [`error`]: its typed refusals
+//!   ([`PipelineError`]); [`config`]: its sizes and timings;
 //! - [`bulk_job`]: one uploaded file run through the pipeline in chunks, resumable, cancellable;
 //! - [`text`]: the rule every decoder applies to text (no control characters);
 //! - [`events`]: what the pipeline reports, each event's metric and log line in one place.
 
 pub mod bulk_job;
+pub mod config;
+pub mod error;
 pub mod events;
 pub mod filing;
 pub mod model_pool;
@@ -35,10 +38,12 @@ pub mod tenant_actor;
 pub mod tenant_router;
 pub mod text;
 
+pub use config::PipelineConfig;
+pub use error::PipelineError;
 pub use filing::{
     Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores, Stored, Terms,
 };
 pub use pdscore_models::{PredictionType, RiskLevel};
-pub use pipeline::{Pipeline, PipelineConfig, PipelineError};
+pub use pipeline::Pipeline;
 pub use policy::{ModelChoice, TenantPolicy};
 pub use ports::{AlertSink, PredictionStore, StoreError};

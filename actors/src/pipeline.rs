@@ -12,7 +12,9 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
-    filing::{Committed, Filing, Rejected, Trailing},
+    config::PipelineConfig,
+    error::PipelineError,
+    filing::{Committed, Filing, Trailing},
     model_pool::{self, FaultInjector, SharedRegistry},
     persist_writer::PersistWriter,
     policy::TenantPolicy,
@@ -20,66 +22,6 @@ use crate::{
     tenant_actor::{Pending, ScoreChunk, Submit, TenantActor, TenantDeps},
     tenant_router::{CountTenants, GetTenant, TenantRouter},
 };
-
-/// Sizes and timings of the pipeline.
-#[derive(Debug, Clone)]
-pub struct PipelineConfig {
-    /// Model pool threads.
-    pub model_workers: usize,
-    /// Filings per micro-batch at most.
-    pub max_batch: usize,
-    /// Batches of one tenant being scored or committed at once.
-    pub max_batches_in_flight_per_tenant: usize,
-    /// Filings a tenant may have admitted and not yet answered; beyond, refusals (429 / Nak).
-    pub max_queued_per_tenant: usize,
-    /// A tenant actor's mailbox bound.
-    pub mailbox_capacity: usize,
-    /// A tenant actor with nothing to do for this long stops.
-    pub idle_timeout: Duration,
-    /// How long a tenant's policy is used before it is read again.
-    pub policy_ttl: Duration,
-    /// Concurrent commit transactions.
-    pub persist_max_in_flight: usize,
-    /// Rows per commit transaction at most.
-    pub persist_max_rows: usize,
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        Self {
-            model_workers: 2,
-            max_batch: 256,
-            max_batches_in_flight_per_tenant: 2,
-            max_queued_per_tenant: 1000,
-            mailbox_capacity: 1024,
-            idle_timeout: Duration::from_secs(300),
-            policy_ttl: Duration::from_secs(5),
-            persist_max_in_flight: 4,
-            persist_max_rows: 512,
-        }
-    }
-}
-
-/// Why a filing was not scored. The ingest path decides the answer: HTTP status, or JetStream Nak/Term.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PipelineError {
-    /// The filing itself is wrong (client error; dead letter on NATS).
-    #[error(transparent)]
-    Rejected(Rejected),
-    #[error("unknown tenant")]
-    UnknownTenant,
-    #[error("the tenant is deactivated")]
-    TenantInactive,
-    /// The tenant is over its rate limit: retry after the delay.
-    #[error("rate limit exceeded; retry in {retry_after:?}")]
-    RateLimited { retry_after: Duration },
-    /// The tenant's queue is full: retry after the delay.
-    #[error("the tenant's queue is full; retry in {retry_after:?}")]
-    Overloaded { retry_after: Duration },
-    /// A dependency failed (database, pool): nothing was committed; retry.
-    #[error("{0}")]
-    Unavailable(String),
-}
 
 /// Tenant policies by id, with when each was read.
 type PolicyCache = HashMap<Uuid, (Arc<TenantPolicy>, Instant)>;

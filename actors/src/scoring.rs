@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use pdscore_models::{
     PredictionType,
-    registry::{LoadedModel, ModelId, ModelOutput, Registry, ScoreError, TermError},
+    output::ModelOutput,
+    registry::{LoadedModel, ModelId, Registry, ScoreError, TermError},
     risk::{RiskScheme, implied_rating},
     statement::Statement,
 };

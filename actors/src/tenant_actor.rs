@@ -12,20 +12,33 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix::{Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, WrapFuture,
+};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::{
+    config::PipelineConfig,
+    error::PipelineError,
     events,
     filing::{Committed, Filing, Rejected},
     model_pool::{FaultInjector, ModelWorker, ScoreBatch},
     persist_writer::{Persist, PersistWriter},
-    pipeline::{PipelineConfig, PipelineError},
     policy::{TenantPolicy, TokenBucket},
     ports::{CommitResult, StoreError},
-    tenant_router::{TenantRouter, TenantStopped},
 };
+
+/// A tenant actor stopped: idle (forget it) or failed (restart it with what it had queued).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TenantStopped {
+    pub tenant_id: Uuid,
+    pub actor: Addr<TenantActor>,
+    pub policy: Arc<TenantPolicy>,
+    pub failed: bool,
+    pub pending: Vec<Pending>,
+}
 
 /// Where a filing's outcome is sent.
 pub type Reply = oneshot::Sender<Result<Committed, PipelineError>>;
@@ -84,11 +97,12 @@ pub struct TenantActor {
     last_active: Instant,
     failed: bool,
     deps: TenantDeps,
-    router: Addr<TenantRouter>,
+    /// Told when this actor stops (the router: it forgets an idle actor and restarts a failed one).
+    supervisor: Recipient<TenantStopped>,
 }
 
 impl TenantActor {
-    pub fn new(policy: Arc<TenantPolicy>, deps: TenantDeps, router: Addr<TenantRouter>) -> Self {
+    pub fn new(policy: Arc<TenantPolicy>, deps: TenantDeps, supervisor: Recipient<TenantStopped>) -> Self {
         let now = Instant::now();
         Self {
             tenant_id: policy.tenant_id,
@@ -100,7 +114,7 @@ impl TenantActor {
             last_active: now,
             failed: false,
             deps,
-            router,
+            supervisor,
         }
     }
 
@@ -176,7 +190,7 @@ impl Actor for TenantActor {
             depth: 0,
         }
         .emit();
-        self.router.do_send(TenantStopped {
+        self.supervisor.do_send(TenantStopped {
             tenant_id: self.tenant_id,
             actor: ctx.address(),
             policy: self.policy.clone(),

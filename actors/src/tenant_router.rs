@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{
     events,
     policy::TenantPolicy,
-    tenant_actor::{Pending, Resume, TenantActor, TenantDeps},
+    tenant_actor::{Resume, TenantActor, TenantDeps, TenantStopped},
 };
 
 /// The tenant's actor, started if needed.
@@ -18,17 +18,6 @@ use crate::{
 #[rtype(result = "Addr<TenantActor>")]
 pub struct GetTenant {
     pub policy: Arc<TenantPolicy>,
-}
-
-/// A tenant actor stopped: idle (forget it) or failed (restart it with what it had queued).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TenantStopped {
-    pub tenant_id: Uuid,
-    pub actor: Addr<TenantActor>,
-    pub policy: Arc<TenantPolicy>,
-    pub failed: bool,
-    pub pending: Vec<Pending>,
 }
 
 /// How many tenant actors are running (for `/health` and tests).
@@ -51,7 +40,7 @@ impl TenantRouter {
 
     fn spawn_tenant(&mut self, policy: Arc<TenantPolicy>, ctx: &mut Context<Self>) -> Addr<TenantActor> {
         let tenant_id = policy.tenant_id;
-        let actor = TenantActor::new(policy, self.deps.clone(), ctx.address()).start();
+        let actor = TenantActor::new(policy, self.deps.clone(), ctx.address().recipient()).start();
         self.tenants.insert(tenant_id, actor.clone());
         events::TenantActors {
             count: self.tenants.len(),

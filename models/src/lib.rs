@@ -7,6 +7,10 @@
 //! - [`statement`]: the canonical line items of a period and the reporting period;
 //! - [`features`]: the ratios each model reads, computed from a statement or sent directly, with explicit
 //!   "missing" rules;
+//! - [`scorecard`], [`network`], [`trees`]: the model kinds, each scoring a batch of feature rows into
+//!   [`output::ModelOutput`]s (PD, logit, reason codes); [`explain`]: the reason codes' texts;
+//! - [`registry`]: the named, versioned models loaded from `artifacts/`, and what the service asks of them
+//!   (score, PD only, the term structure with [`term`]);
 //! - [`risk`]: risk-level schemes and the implied-rating master scale;
 //! - [`dataset`]: the Polish bankruptcy data (ARFF) the trained models learn from;
 //! - `train` (feature `train`): cross-validation, metrics, training and evaluation, behind a cargo feature
@@ -17,6 +21,7 @@ pub mod explain;
 pub mod features;
 pub mod kinds;
 pub mod network;
+pub mod output;
 pub mod registry;
 pub mod risk;
 pub mod scorecard;

@@ -338,7 +338,7 @@ impl NetworkModel {
     }
 
     /// PDs with integrated-gradients contributions.
-    pub fn score(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<crate::registry::ModelOutput>, NetworkError> {
+    pub fn score(&self, rows: &[Vec<Option<f64>>]) -> Result<Vec<crate::output::ModelOutput>, NetworkError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -353,7 +353,7 @@ impl NetworkModel {
             .map(|(i, row)| {
                 let per_input = &attributions[i * width..(i + 1) * width];
                 let contributions = self.group(row, per_input);
-                crate::registry::ModelOutput {
+                crate::output::ModelOutput {
                     pd: calibration.probability(raw[i]),
                     logit: calibration.logit(raw[i]),
                     baseline_logit: calibration.logit(self.baseline_raw),

@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     PredictionType,
-    explain::Contribution,
     features::FeatureSet,
     network::{NetworkError, NetworkModel},
+    output::ModelOutput,
     scorecard::{Scorecard, ScorecardSpec},
     term::{self, TermStructure},
     trees::TreeModel,
@@ -156,15 +156,6 @@ pub enum Model {
     Scorecard(Box<Scorecard>),
     Network(Box<NetworkModel>),
     Trees(Box<TreeModel>),
-}
-
-/// What a model says about one row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelOutput {
-    pub pd: f64,
-    pub logit: f64,
-    pub baseline_logit: f64,
-    pub contributions: Vec<Contribution>,
 }
 
 /// Why a term structure could not be computed.

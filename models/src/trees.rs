@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use burn::tensor::{DType, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::{explain::Contribution, network::Calibration, registry::ModelOutput};
+use crate::{explain::Contribution, network::Calibration, output::ModelOutput};
 
 /// One node of a fitted tree; children are indices into the tree's node list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

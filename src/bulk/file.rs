@@ -28,7 +28,7 @@ use pdscore_models::{
 };
 use serde_json::{Map, Value};
 
-use crate::http::companies::CompanyFields;
+use crate::domain::CompanyFields;
 
 /// The formats accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -326,7 +326,7 @@ impl Layout {
             cell(Column::Sector),
             market_cap,
         )
-        .map_err(|e| Rejected::validation("company", e.message().to_owned()))?;
+        .map_err(|e| Rejected::validation("company", e.to_string()))?;
 
         let mut ratios = Map::new();
         let mut statement = Map::new();

@@ -15,7 +15,7 @@ use crate::{
         pagination::{PageRequest, Paginated},
         users,
     },
-    domain::{CompanySymbol, optional_text, required_text},
+    domain::{CompanyFields, CompanySymbol, market_cap, optional_text, required_text},
     state::AppState,
 };
 
@@ -121,39 +121,6 @@ pub struct CreateCompany {
     pub sector: Option<String>,
     /// Market capitalization (currency units, ≥ 0).
     pub market_cap: Option<f64>,
-}
-
-fn market_cap(value: Option<f64>) -> Result<Option<f64>, ApiError> {
-    match value {
-        Some(v) if !(v.is_finite() && v >= 0.0) => Err(ApiError::validation("market_cap: must be a number ≥ 0")
-            .with_details(super::field_details("market_cap", "must be a finite number ≥ 0"))),
-        other => Ok(other),
-    }
-}
-
-/// A new company's fields, validated.
-pub struct CompanyFields {
-    pub symbol: CompanySymbol,
-    pub name: String,
-    pub sector: Option<String>,
-    pub market_cap: Option<f64>,
-}
-
-impl CompanyFields {
-    /// `name` is (field name, value): AccuNode's body calls it `company_name`.
-    pub fn parse(
-        symbol: &str,
-        name: (&'static str, &str),
-        sector: Option<&str>,
-        market_cap_value: Option<f64>,
-    ) -> Result<Self, ApiError> {
-        Ok(Self {
-            symbol: CompanySymbol::parse(symbol)?,
-            name: required_text(name.0, name.1, 300)?,
-            sector: sector.map(|s| optional_text("sector", s, 120)).transpose()?.flatten(),
-            market_cap: market_cap(market_cap_value)?,
-        })
-    }
 }
 
 /// Create a company in an organization.

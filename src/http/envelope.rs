@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{error::ErrorCode, request_id};
+use super::{error_code::ErrorCode, request_id};
 
 /// Facts about the response, not about the resource.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -14,7 +14,8 @@ use actix_web::{
 use tracing::Instrument;
 
 use super::{
-    error::{ApiError, ErrorCode},
+    error::ApiError,
+    error_code::ErrorCode,
     request_id::{self, RequestId},
 };
 use crate::telemetry::events::HttpRequestServed;

@@ -26,6 +26,7 @@ pub mod companies;
 pub mod dashboard;
 pub mod envelope;
 pub mod error;
+pub mod error_code;
 pub mod health;
 pub mod json;
 pub mod live;
@@ -45,7 +46,8 @@ use serde::{Deserialize, Deserializer};
 use utoipa_actix_web::{scope, service_config::ServiceConfig};
 use uuid::Uuid;
 
-pub use error::{ApiError, ErrorCode};
+pub use error::ApiError;
+pub use error_code::ErrorCode;
 pub use json::Json;
 
 use crate::{

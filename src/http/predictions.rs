@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::{ApiError, ErrorCode, companies::CompanyFields, envelope, field_details, page};
+use super::{ApiError, ErrorCode, envelope, field_details, page};
 use crate::{
     auth::{Permission, Principal},
     db::{
@@ -18,6 +18,7 @@ use crate::{
         pagination::{PageRequest, Paginated},
         predictions::{self, HistoryFilter, Prediction},
     },
+    domain::CompanyFields,
     state::AppState,
 };
 
