@@ -9,7 +9,7 @@ command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust >= 1.9
 scripts/services.sh
 echo "[quickstart] building (the first build takes several minutes)"
 cargo build --locked --bin pdscore
-bin=target/debug/pdscore
+bin=${CARGO_TARGET_DIR:-target}/debug/pdscore
 # A persistent signing key, so that tokens survive restarts of the service.
 key=var/jwt-signing-key.pem
 [ -f "$key" ] || "$bin" generate-jwt-key --out "$key"

@@ -94,3 +94,30 @@ impl fmt::Display for ErrorCode {
         f.write_str(name.as_ref().and_then(Value::as_str).unwrap_or("INTERNAL_ERROR"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_round_trip_through_the_table() {
+        use ErrorCode::*;
+        for code in [
+            BadRequest,
+            ValidationError,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            MethodNotAllowed,
+            Conflict,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            RateLimited,
+            ServiceUnavailable,
+            InternalError,
+        ] {
+            assert_eq!(ErrorCode::from_status(code.status()), code);
+        }
+        assert_eq!(RateLimited.to_string(), "RATE_LIMITED");
+    }
+}
