@@ -17,7 +17,7 @@ if ! command -v st >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
 fi
 # The binary the integration tests run, built as scripts/test.sh's last pass builds it (nothing to do after it).
-cargo test --locked --all-features --test api --no-run
+cargo test --workspace --locked --all-features --test api --no-run
 bin=$PWD/target/debug/pdscore
 
 id=st$(date +%s)$$

@@ -14,5 +14,5 @@ fi
 # at a time, after the parallel pass. No test compares latencies (the benchmark does: scripts/bench.sh).
 serial=(crash:: dashboard::browser_)
 cargo test --workspace --all-features --locked -- "${serial[@]/#/--skip=}"
-cargo test --all-features --locked --test api -- --test-threads 1 dashboard::browser_
-cargo test --all-features --locked --test api -- --test-threads 1 crash::
+cargo test --workspace --all-features --locked --test api -- --test-threads 1 dashboard::browser_
+cargo test --workspace --all-features --locked --test api -- --test-threads 1 crash::
