@@ -83,7 +83,7 @@ impl Application {
             auth: Arc::new(auth),
             pipeline: started.pipeline,
             alerts: started.alerts,
-            live: crate::http::live::LiveStreams::new(
+            live: crate::http::live_streams::LiveStreams::new(
                 settings.application.live_streams_per_user,
                 settings.application.live_streams,
                 Duration::from_secs(settings.application.live_stream_recheck_secs),

@@ -25,9 +25,9 @@ pub struct AppState {
     /// Live alerts for the SSE stream.
     pub alerts: AlertFeed,
     /// The open live streams (caps, and how often they re-check their caller).
-    pub live: Arc<crate::http::live::LiveStreams>,
+    pub live: Arc<crate::http::live_streams::LiveStreams>,
     /// Bulk jobs' progress, read once per job for all its live streams.
-    pub job_progress: crate::http::bulk_jobs::JobProgress,
+    pub job_progress: crate::http::job_progress::JobProgress,
     /// Cached portfolio answers; handlers that write companies invalidate their tenant's.
     pub portfolio: crate::cache::PortfolioCache,
     /// Companies by (organization, symbol) for the AccuNode scoring routes, which name the company by symbol
