@@ -94,10 +94,8 @@ pub struct TreeModel {
     weighing: Weighing,
     /// Expected raw logit: `base_score + Σ E[root]`.
     baseline_raw: f64,
-    /// The features some split reads: a row reporting all of them walks every tree ([`TreeModel::walked`]).
-    read: Vec<usize>,
     /// Per feature, the trees with a split on it: a row that does not report the feature weighs those trees'
-    /// leaves and walks the others.
+    /// leaves and walks the others (a row reporting every feature some split reads walks every tree).
     readers: Vec<Vec<usize>>,
 }
 
@@ -213,17 +211,6 @@ impl TreeModel {
             .map(|(leaf, j)| explained[leaf * width + j])
             .collect();
         let values_rows: Vec<f32> = leaf_order.iter().map(|&leaf| values[leaf]).collect();
-        let mut read: Vec<usize> = spec
-            .trees
-            .iter()
-            .flatten()
-            .filter_map(|node| match node {
-                Node::Split { feature, .. } => Some(*feature),
-                Node::Leaf { .. } => None,
-            })
-            .collect();
-        read.sort_unstable();
-        read.dedup();
         let mut readers = vec![Vec::new(); n_features];
         for (t, tree) in spec.trees.iter().enumerate() {
             for node in tree {
@@ -235,7 +222,6 @@ impl TreeModel {
             }
         }
         Ok(Self {
-            read,
             readers,
             features: Tensor::from_data(TensorData::new(features, [n]), device),
             thresholds: Tensor::from_data(TensorData::new(thresholds, [n]), (device, DType::F64)),
@@ -380,10 +366,11 @@ impl TreeModel {
     /// The trees with a split on a feature `row` does not report (sorted).
     fn unknown_to(&self, row: &[Option<f64>]) -> Vec<usize> {
         let mut trees: Vec<usize> = self
-            .read
+            .readers
             .iter()
-            .filter(|&&j| row.get(j).copied().flatten().is_none())
-            .flat_map(|&j| self.readers[j].iter().copied())
+            .enumerate()
+            .filter(|(j, _)| row.get(*j).copied().flatten().is_none())
+            .flat_map(|(_, trees)| trees.iter().copied())
             .collect();
         trees.sort_unstable();
         trees.dedup();

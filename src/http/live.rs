@@ -1,10 +1,10 @@
-//! What every live (Server-Sent Events) stream shares: how many may be open, and the re-check of the caller.
+//! What every live (Server-Sent Events) stream shares: the re-check of its caller, and the response itself
+//! (how many may be open is [`super::live_streams`]).
 //!
 //! A stream is authorized when it opens, but it may outlive the session it was opened with. Every
 //! `recheck` (a few seconds) each stream asks whether its session is still live — logout, deactivation and a
 //! change of role or organization all end the session — and, for `user` accounts, which companies are assigned
-//! now; a stream whose session ended says so (`event: end`) and closes. Open streams are capped per user and
-//! per instance: each holds a connection and a task.
+//! now; a stream whose session ended says so (`event: end`) and closes.
 
 use std::{
     collections::HashSet,
@@ -13,8 +13,7 @@ use std::{
 
 use uuid::Uuid;
 
-use super::ApiError;
-use super::live_streams::Opened;
+use super::{ApiError, live_streams::Opened};
 use crate::{auth::Principal, state::AppState};
 
 /// What a stream's caller may see now.
