@@ -9,13 +9,15 @@ COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY models/Cargo.toml models/Cargo.toml
 COPY actors/Cargo.toml actors/Cargo.toml
 COPY nats/Cargo.toml nats/Cargo.toml
-RUN mkdir -p src models/src actors/src nats/src benches tests/api \
+COPY benches/load/Cargo.toml benches/load/Cargo.toml
+RUN mkdir -p src models/src actors/src nats/src benches/load/src tests/api \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs models/src/lib.rs actors/src/lib.rs nats/src/lib.rs \
+ && echo 'fn main() {}' > benches/load/src/main.rs \
  && mkdir -p models/src/bin \
  && for f in benches/http_stack.rs benches/models.rs tests/api/main.rs models/src/bin/train.rs models/src/bin/evaluate.rs; do \
       echo 'fn main() {}' > "$f"; done \
  && cargo build --release --locked --bin pdscore \
- && rm -rf src models/src actors/src nats/src
+ && rm -rf src models/src actors/src nats/src benches/load/src
 COPY . .
 # Make sure the real sources are newer than the placeholder build.
 RUN touch src/main.rs src/lib.rs models/src/lib.rs actors/src/lib.rs nats/src/lib.rs \

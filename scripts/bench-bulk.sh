@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bulk benchmark: generates an AccuNode annual CSV (default 1,000,000 rows: 100,000 companies × 10 years),
-# starts a release build of the service on a database of its own, submits the file with `pdscore bulk
+# starts a release build of the service on a database of its own, submits the file with `pdscore-load
 # submit` and reports the wall time from upload to the job's completion and the service's peak RSS.
 # Usage: scripts/bench-bulk.sh [rows]
 set -euo pipefail
@@ -8,11 +8,11 @@ cd "$(dirname "$0")/.."
 rows=${1:-1000000}
 . scripts/bench-service.sh
 bench_prepare bulk 18181
-"$bin" bulk sample --type annual --rows "$rows" --periods 10 --out "$work/bench.csv"
+"$load" sample --type annual --rows "$rows" --periods 10 --out "$work/bench.csv"
 ls -l "$work/bench.csv" | awk '{printf "[bench] file: %.1f MB\n", $5 / 1e6}'
 bench_serve
 start=$(date +%s.%N)
-PDSCORE_PASSWORD="$password" "$bin" bulk submit "$work/bench.csv" --type annual \
+PDSCORE_PASSWORD="$password" "$load" submit "$work/bench.csv" --type annual \
     --url "http://$LISTEN_ADDR" --email analyst@demo.example.com
 end=$(date +%s.%N)
 peak=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status")

@@ -1,16 +1,19 @@
 # Sourced by the benchmark scripts: a release build of the service on a database, NATS prefix, Redis prefix
 # and upload directory of its own (its NATS streams deleted), with the demo tenant, all removed on exit.
 #   bench_prepare NAME PORT   services up, binary built, environment set, schema migrated, demo tenant created
-#                             ($bin, $work, $db and $password — the analyst's — are set)
+#                             ($bin, $load — the load generator —, $work, $db and $password — the analyst's — are set)
 #   bench_unlimit             lifts the demo tenant's rate limit (to measure the service, not the limiter)
 #   bench_serve               starts `pdscore serve` ($pid) and waits until it answers
-# PDSCORE_BIN runs another build (e.g. target/debug/pdscore) instead of building the release one.
+# PDSCORE_BIN runs another build of the service (e.g. target/debug/pdscore) instead of building the release one;
+# the load generator (pdscore-load) is built in release beside it, or taken from PDSCORE_LOAD_BIN.
 
 bench_prepare() {
     local name=$1 port=$2
     scripts/services.sh
     bin=${PDSCORE_BIN:-target/release/pdscore}
+    load=${PDSCORE_LOAD_BIN:-target/release/pdscore-load}
     [ -n "${PDSCORE_BIN:-}" ] || cargo build --release --locked --bin pdscore
+    [ -n "${PDSCORE_LOAD_BIN:-}" ] || cargo build --release --locked -p pdscore-load
     work=$(mktemp -d)
     db="pdscore_bench_${name}_$$"
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
@@ -41,7 +44,7 @@ bench_serve() {
 
 bench_cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
-    "$bin" load drop-streams >/dev/null 2>&1 || true
+    "$load" drop-streams >/dev/null 2>&1 || true
     psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
     rm -rf "$work"
 }

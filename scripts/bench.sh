@@ -25,28 +25,28 @@ account=(--url "http://$LISTEN_ADDR" --email analyst@demo.example.com)
 export PDSCORE_PASSWORD="$password"
 
 echo "[bench] HTTP ceiling: actix-web JSON echo"
-"$bin" load echo-server --listen 127.0.0.1:18190 >/dev/null &
+"$load" echo-server --listen 127.0.0.1:18190 >/dev/null &
 echo_pid=$!
 for _ in $(seq 1 50); do curl -fs http://127.0.0.1:18190/health/live >/dev/null 2>&1 && break; sleep 0.1; done
-"$bin" load echo --url http://127.0.0.1:18190 --concurrency "$levels" --seconds "$seconds" --record "$records"
+"$load" echo --url http://127.0.0.1:18190 --concurrency "$levels" --seconds "$seconds" --record "$records"
 kill "$echo_pid"; wait "$echo_pid" 2>/dev/null || true
 
 bench_serve
 echo "[bench] HTTP scoring"
-"$bin" load http "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
+"$load" http "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
 echo "[bench] dashboard read: the portfolio's riskiest page, from PostgreSQL then from the Redis cache"
-"$bin" load portfolio "${account[@]}" --fresh --concurrency "$levels" --seconds "$seconds" --record "$records"
-"$bin" load portfolio "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
+"$load" portfolio "${account[@]}" --fresh --concurrency "$levels" --seconds "$seconds" --record "$records"
+"$load" portfolio "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
 echo "[bench] stream ceiling: raw JetStream"
-"$bin" load jetstream --count "$filings" --record "$records"
+"$load" jetstream --count "$filings" --record "$records"
 echo "[bench] NATS ingest: $filings filings over 100 companies, then over $universe"
-"$bin" load nats "${account[@]}" --count "$filings" --record "$records"
-"$bin" load nats "${account[@]}" --count "$filings" --companies "$universe" --record "$records"
+"$load" nats "${account[@]}" --count "$filings" --record "$records"
+"$load" nats "${account[@]}" --count "$filings" --companies "$universe" --record "$records"
 echo "[bench] persistence ceiling: batched PostgreSQL inserts"
-"$bin" load postgres --count "$filings" --record "$records"
+"$load" postgres --count "$filings" --record "$records"
 
 echo "[bench] bulk job"
-"$bin" load bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
+"$load" bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
 
 echo "[bench] $tenants tenants, one filing each"
 psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
@@ -73,7 +73,7 @@ settled_rss() {
 # The allocator's live bytes (jemalloc's stats.allocated): what the actors hold, not what RSS keeps around.
 heap() { curl -fs "http://$LISTEN_ADDR/metrics" | awk '$1 == "pdscore_heap_allocated_bytes" { printf "%.0f", $2 }'; }
 rss_before=$(settled_rss); actors_before=$(actors); heap_before=$(heap)
-"$bin" load tenants --count "$tenants" --record "$records"
+"$load" tenants --count "$tenants" --record "$records"
 rss_busy=$(rss); actors_busy=$(actors); heap_busy=$(heap)
 metrics_bytes=$(curl -fs "http://$LISTEN_ADDR/metrics" | wc -c)
 echo "[bench] waiting for the idle tenant actors to stop (idle_timeout_secs $idle)"
@@ -92,7 +92,7 @@ results="$work/results.md"
     echo "- services: PostgreSQL $(psql -At -h 127.0.0.1 -U postgres -d postgres -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v='), NATS $(nats-server --version 2>/dev/null | awk '{ print $NF }' || echo '?') — all on the same 2 cores as the service and the load tool"
     echo "- service: release build, default configuration but pipeline.idle_timeout_secs = $idle; the demo tenant's rate limit lifted; peak RSS over the whole run ${peak} MB, CPU ${cpu} s"
     echo
-    "$bin" load report "$records"
+    "$load" report "$records"
     echo
     kb() { awk -v a="$1" -v b="$2" -v n="$tenants" 'BEGIN { printf "%.1f", (b - a) / 1024 / n }'; }
     echo "Many tenants: $tenants tenants with one filing each (the \`tenants\` row above). Live heap (jemalloc's"

@@ -19,6 +19,9 @@ fi
 # The binary the integration tests run, built as scripts/test.sh's last pass builds it (nothing to do after it).
 cargo test --workspace --locked --all-features --test api --no-run
 bin=$PWD/target/debug/pdscore
+# The load tool deletes the run's NATS streams afterwards.
+cargo build --locked -p pdscore-load
+load=$PWD/target/debug/pdscore-load
 
 id=st$(date +%s)$$
 work=$(mktemp -d)
@@ -37,7 +40,7 @@ server=
 cleanup() {
     [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
     psql "${server_url%/*}/postgres" -qc "DROP DATABASE IF EXISTS \"pdscore_$id\" WITH (FORCE)" >/dev/null 2>&1 || true
-    "$bin" load drop-streams >/dev/null 2>&1 || true
+    "$load" drop-streams >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT

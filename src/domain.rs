@@ -1,25 +1,12 @@
-//! Domain values that can only exist when valid ("parse, don't validate").
+//! Domain values that can only exist when valid ("parse, don't validate"): the service's own (e-mail
+//! addresses, tenant slugs, free text, a new company's fields). The values every ingest path shares — company
+//! symbols, filing keys, prediction types — and their error, [`InvalidValue`], are in
+//! [`pdscore_actors::domain`], with the pipeline that reads them.
 
 use std::fmt;
 
+pub use pdscore_actors::domain::{CompanySymbol, InvalidValue};
 use serde::Serialize;
-
-/// Why a value was refused; the message is meant for the person who typed it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{field}: {reason}")]
-pub struct InvalidValue {
-    pub field: &'static str,
-    pub reason: String,
-}
-
-impl InvalidValue {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
 
 /// A lower-cased, syntactically valid e-mail address (the login name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,33 +90,6 @@ pub fn optional_text(field: &'static str, raw: &str, max: usize) -> Result<Optio
     Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
-/// A company's ticker or internal identifier: upper-cased, 1-32 characters among A-Z, 0-9 and `. - _ / : &`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct CompanySymbol(String);
-
-impl CompanySymbol {
-    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-        let symbol = raw.trim().to_uppercase();
-        let valid = (1..=32).contains(&symbol.chars().count())
-            && symbol
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || ".-_/:&".contains(c));
-        if valid {
-            Ok(Self(symbol))
-        } else {
-            Err(InvalidValue::new(
-                "symbol",
-                "use 1-32 characters among A-Z, 0-9 and . - _ / : &",
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 /// A company's market capitalisation: a finite number ≥ 0, or absent.
 pub fn market_cap(value: Option<f64>) -> Result<Option<f64>, InvalidValue> {
     match value {
@@ -191,14 +151,6 @@ mod tests {
         assert!(required_text("name", &"x".repeat(11), 10).is_err());
         assert!(required_text("name", "a\u{0}b", 10).is_err());
         assert_eq!(optional_text("sector", " ", 10).unwrap(), None);
-    }
-
-    #[test]
-    fn symbols_are_upper_case_identifiers() {
-        assert_eq!(CompanySymbol::parse(" brk.b ").unwrap().as_str(), "BRK.B");
-        for bad in ["", "A B", "X'; DROP TABLE companies;--", &"A".repeat(33)] {
-            assert!(CompanySymbol::parse(bad).is_err(), "{bad:?} accepted");
-        }
     }
 
     #[test]

@@ -7,10 +7,21 @@ use std::{collections::BTreeMap, future::Future, time::Instant};
 use serde::Serialize;
 
 use crate::{
+    cache::Redis,
     configuration::{Dependency, HealthSettings},
-    state::AppState,
+    messaging::Messaging,
     telemetry::events::DependencyChecked,
 };
+
+/// What the checks probe, and how.
+pub struct Dependencies<'a> {
+    pub db: &'a sqlx::PgPool,
+    pub redis: &'a Redis,
+    pub messaging: &'a Messaging,
+    pub settings: &'a HealthSettings,
+    /// When the process started (for `uptime_seconds`).
+    pub started_at: Instant,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,12 +66,12 @@ impl HealthReport {
 }
 
 /// Runs every check concurrently.
-pub async fn check(state: &AppState) -> HealthReport {
-    let settings = &state.health;
+pub async fn check(deps: Dependencies<'_>) -> HealthReport {
+    let settings = deps.settings;
     let (postgres, redis, nats) = tokio::join!(
-        timed(Dependency::Postgres, settings, check_postgres(state)),
-        timed(Dependency::Redis, settings, check_redis(state)),
-        timed(Dependency::Nats, settings, check_nats(state)),
+        timed(Dependency::Postgres, settings, check_postgres(deps.db)),
+        timed(Dependency::Redis, settings, check_redis(deps.redis)),
+        timed(Dependency::Nats, settings, check_nats(deps.messaging)),
     );
     let checks = BTreeMap::from([postgres, redis, nats]);
     let status = if checks.values().any(|c| c.required && c.status == CheckStatus::Down) {
@@ -73,7 +84,7 @@ pub async fn check(state: &AppState) -> HealthReport {
     HealthReport {
         status,
         version: crate::VERSION,
-        uptime_seconds: state.started_at.elapsed().as_secs(),
+        uptime_seconds: deps.started_at.elapsed().as_secs(),
         checks,
     }
 }
@@ -109,23 +120,20 @@ async fn timed(
     (name, result)
 }
 
-async fn check_postgres(state: &AppState) -> anyhow::Result<()> {
-    sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.db).await?;
+async fn check_postgres(db: &sqlx::PgPool) -> anyhow::Result<()> {
+    sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(db).await?;
     Ok(())
 }
 
-async fn check_redis(state: &AppState) -> anyhow::Result<()> {
-    let pong: String = state.redis.query(redis::cmd("PING")).await?;
+async fn check_redis(redis: &Redis) -> anyhow::Result<()> {
+    let pong: String = redis.query(redis::cmd("PING")).await?;
     anyhow::ensure!(pong == "PONG", "unexpected PING answer {pong:?}");
     Ok(())
 }
 
-async fn check_nats(state: &AppState) -> anyhow::Result<()> {
-    anyhow::ensure!(state.messaging.is_connected(), "not connected");
-    anyhow::ensure!(
-        state.messaging.streams_ready(),
-        "JetStream streams are not in place yet"
-    );
+async fn check_nats(messaging: &Messaging) -> anyhow::Result<()> {
+    anyhow::ensure!(messaging.is_connected(), "not connected");
+    anyhow::ensure!(messaging.streams_ready(), "JetStream streams are not in place yet");
     // A JetStream API round trip: proves the connection works, JetStream is enabled and the stream exists.
-    state.messaging.check_streams().await
+    messaging.check_streams().await
 }

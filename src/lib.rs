@@ -2,18 +2,20 @@
 //! financial filings, in real time.
 //!
 //! Map of the service crate (the ML lives in `pdscore-models`, the actor pipeline in `pdscore-actors`, the
-//! JetStream adapters in `pdscore-nats`):
-//! - [`configuration`]: typed settings from defaults, a file and the environment; secrets never printed;
-//! - [`telemetry`]: tracing subscriber (pretty or JSON) and the Prometheus recorder;
+//! JetStream adapters in `pdscore-nats`; the load generator is a binary of its own, `benches/load`). Its
+//! modules in layers, highest first; each names only modules below it (`tests/architecture.rs` checks it):
+//! - [`cli`]: the command line of the `pdscore` binary;
 //! - [`startup`]: `Application::build` / `run_until_stopped`: wiring, graceful shutdown;
-//! - [`http`]: actix-web routes, the response envelope, the error-code table, request ids, metrics;
-//! - [`health`]: dependency checks (PostgreSQL, Redis, NATS) with latency;
-//! - [`db`]: the PostgreSQL pool, migrations and repositories; [`cache`]: the shared Redis connection;
-//!   [`messaging`]: the NATS connection and stream upkeep; [`pipeline`]: the scoring pipeline's wiring
-//!   (actors, PostgreSQL store, alert publisher and feed, JetStream ingest);
-//! - [`auth`]: passwords (and, with the identity issue, JWT sessions and RBAC); [`domain`]: validated values;
-//! - [`accounts`]: operator use cases behind the CLI (`create-super-admin`, `demo-setup`);
-//! - [`cli`]: the command line of the `pdscore` binary; [`load`]: its load generator (`pdscore load`).
+//! - [`http`]: actix-web routes (thin handlers), the request state, the principal extractor, the response
+//!   envelope, the error-code table, request ids, metrics, the dashboard's assets;
+//! - [`bulk`]: bulk jobs (file readers, the runner); [`health`]: dependency checks with latency;
+//! - [`accounts`]: sign-in, refresh, sign-out, and the operator use cases behind the CLI; [`pipeline`]: the
+//!   scoring pipeline's adapters (PostgreSQL store and directory, alert publisher and feed, JetStream ingest);
+//! - [`db`]: the PostgreSQL pool, migrations and repositories;
+//! - [`auth`]: passwords, roles and permissions, scopes, tokens, sessions (no database);
+//! - [`cache`]: Redis and the local caches; [`messaging`]: the NATS connection and stream upkeep;
+//! - [`domain`]: validated values; [`telemetry`]: tracing, the Prometheus recorder and the service's events;
+//! - [`configuration`]: typed settings from defaults, a file and the environment; secrets never printed.
 
 pub mod accounts;
 pub mod auth;
@@ -25,11 +27,9 @@ pub mod db;
 pub mod domain;
 pub mod health;
 pub mod http;
-pub mod load;
 pub mod messaging;
 pub mod pipeline;
 pub mod startup;
-pub mod state;
 pub mod telemetry;
 
 /// The service's version, as reported by `/health`, `meta.version` and `pdscore version`.

@@ -9,15 +9,23 @@ use std::{
 
 use anyhow::Context;
 use futures_util::{FutureExt, StreamExt, future::BoxFuture};
+use pdscore_actors::domain::CompanySymbol;
 use pdscore_actors::{Alert, AlertSink, Pipeline, PipelineConfig, model_pool::SharedRegistry};
 use pdscore_models::registry::Registry;
-use pdscore_nats::ingest::{CompanyLookup, Directory, Ingest, IngestConfig};
+use pdscore_nats::ingest::{CompanyLookup, Directory, DirectoryUnavailable, Ingest, IngestConfig};
 use sqlx::PgPool;
 use tokio::{sync::broadcast, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::{cache::LocalCache, configuration::Settings, db::predictions, messaging::Messaging};
+use crate::{
+    auth::Scope,
+    cache::LocalCache,
+    configuration::Settings,
+    db::{companies, predictions, tenants},
+    domain::TenantSlug,
+    messaging::Messaging,
+};
 
 /// Loads the models named in `models.dir/manifest.json`, checksums verified.
 pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
@@ -263,20 +271,27 @@ impl PgDirectory {
     }
 }
 
+fn unavailable(e: sqlx::Error) -> DirectoryUnavailable {
+    DirectoryUnavailable(Box::new(e))
+}
+
 impl Directory for PgDirectory {
-    fn tenant(&self, slug: &str) -> BoxFuture<'static, Result<Option<Uuid>, String>> {
+    fn tenant(&self, slug: &str) -> BoxFuture<'static, Result<Option<Uuid>, DirectoryUnavailable>> {
         if let Some(hit) = self.tenants.get(slug) {
             return futures_util::future::ready(Ok(hit)).boxed();
         }
+        // A token that is no slug names no tenant (and is not cached: it costs no query).
+        let Ok(parsed) = TenantSlug::parse(slug) else {
+            return futures_util::future::ready(Ok(None)).boxed();
+        };
         let (db, slug) = (self.db.clone(), slug.to_owned());
-        let tenants = self.tenants.clone();
+        let cache = self.tenants.clone();
         async move {
-            let id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
-                .bind(&slug)
-                .fetch_optional(&db)
+            let mut conn = db.acquire().await.map_err(unavailable)?;
+            let id = tenants::find_id_by_slug(&mut conn, &parsed)
                 .await
-                .map_err(|e| e.to_string())?;
-            tenants.insert(slug, id);
+                .map_err(unavailable)?;
+            cache.insert(slug, id);
             Ok(id)
         }
         .boxed()
@@ -285,26 +300,20 @@ impl Directory for PgDirectory {
     fn company(
         &self,
         tenant_id: Uuid,
-        symbol: &str,
+        symbol: &CompanySymbol,
         organization: Option<Uuid>,
-    ) -> BoxFuture<'static, Result<CompanyLookup, String>> {
-        let key = (tenant_id, symbol.to_owned(), organization);
+    ) -> BoxFuture<'static, Result<CompanyLookup, DirectoryUnavailable>> {
+        let key = (tenant_id, symbol.as_str().to_owned(), organization);
         if let Some(hit) = self.companies.get(&key) {
             return futures_util::future::ready(Ok(hit)).boxed();
         }
-        let db = self.db.clone();
-        let companies = self.companies.clone();
+        let (db, symbol) = (self.db.clone(), symbol.clone());
+        let cache = self.companies.clone();
         async move {
-            let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-                "SELECT organization_id, id FROM companies
-                 WHERE tenant_id = $1 AND symbol = $2 AND ($3::uuid IS NULL OR organization_id = $3) LIMIT 2",
-            )
-            .bind(tenant_id)
-            .bind(&key.1)
-            .bind(organization)
-            .fetch_all(&db)
-            .await
-            .map_err(|e| e.to_string())?;
+            let mut conn = db.acquire().await.map_err(unavailable)?;
+            let rows = companies::find_ids_by_symbol(&mut conn, &Scope::service(tenant_id), &symbol, organization)
+                .await
+                .map_err(unavailable)?;
             let lookup = match rows.as_slice() {
                 [(organization_id, company_id)] => CompanyLookup::Found {
                     organization_id: *organization_id,
@@ -313,7 +322,7 @@ impl Directory for PgDirectory {
                 [] => CompanyLookup::Unknown,
                 _ => CompanyLookup::Ambiguous,
             };
-            companies.insert(key, lookup);
+            cache.insert(key, lookup);
             Ok(lookup)
         }
         .boxed()

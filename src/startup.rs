@@ -18,10 +18,9 @@ use crate::{
     cache,
     configuration::{ApplicationSettings, Settings},
     db, http,
+    http::AppState,
     messaging::Messaging,
-    pipeline,
-    state::AppState,
-    telemetry,
+    pipeline, telemetry,
 };
 
 /// How long this instance answers AccuNode requests from its own copy of a company found by symbol (a rename

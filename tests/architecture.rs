@@ -1,13 +1,14 @@
 //! The dependency rules of the workspace, checked on its sources (`cargo test --test architecture`):
 //!
-//! - the crates depend one way: `models` ← `actors` ← `nats` ← the service (their `Cargo.toml`s);
+//! - the crates depend one way: `models` ← `actors` ← `nats` ← the service ← the load generator (their
+//!   `Cargo.toml`s);
 //! - inside each crate, no module imports one that imports it back, at any distance (a circle), counting
 //!   every `crate::…` path of a file — `use` lines and paths written inline alike — against the modules
-//!   the crate's files define.
-//!
-//! The service crate (`src/`) still has circles between its top-level modules, listed in
-//! [`SERVICE_TOP_CIRCLES_LEFT`]; the renovation removes them, and the test fails when one appears that is not
-//! listed, or when a listed one is gone (take it off the list).
+//!   the crate's files define; neither between files nor between top-level modules (`auth` for everything
+//!   in `src/auth/`);
+//! - the service's top-level modules stand in the layers of [`SERVICE_LAYERS`], and every arrow between them
+//!   points down: a repository never reaches for the HTTP layer, the HTTP layer is only reached from the
+//!   wiring. A new top-level module fails the test until it is given its layer.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -15,17 +16,36 @@ use std::{
 };
 
 /// Each crate of the workspace and the workspace crates it may depend on.
-const CRATES: [(&str, &[&str]); 4] = [
+const CRATES: [(&str, &[&str]); 5] = [
     ("models", &[]),
     ("actors", &["pdscore-models"]),
     ("nats", &["pdscore-models", "pdscore-actors"]),
     (".", &["pdscore-models", "pdscore-actors", "pdscore-nats"]),
+    // the load generator: above the service (`pdscore`, which this check does not name)
+    ("benches/load", &["pdscore-models", "pdscore-actors", "pdscore-nats"]),
 ];
 
-/// The circles the service crate still has, each as its sorted modules (to be removed by issue 26): between
-/// its files, and between its top-level modules (`auth` for everything in `src/auth/`).
-const SERVICE_CIRCLES_LEFT: &[&[&str]] = &[];
-const SERVICE_TOP_CIRCLES_LEFT: &[&[&str]] = &[&["auth", "bulk", "db", "health", "http", "pipeline", "state"]];
+/// The service's top-level modules, highest layer first. A module names modules of lower layers only (not
+/// of its own).
+const SERVICE_LAYERS: &[&[&str]] = &[
+    // the command line, and the wiring it starts
+    &["cli"],
+    &["startup"],
+    // the HTTP API: thin handlers, the request state, the extractors
+    &["http"],
+    // use cases: bulk jobs, dependency checks, accounts, and the pipeline's adapters (its store and directory)
+    &["bulk", "health"],
+    &["accounts", "pipeline"],
+    // the repositories
+    &["db"],
+    // identities, roles, scopes, tokens and sessions (no database)
+    &["auth"],
+    // clients of Redis and NATS
+    &["cache", "messaging"],
+    // values and events every layer uses
+    &["domain", "telemetry"],
+    &["configuration"],
+];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -323,32 +343,36 @@ fn the_crates_depend_one_way() {
 
 #[test]
 fn no_crate_has_an_import_circle() {
-    let listed = |circles: &[&[&str]]| -> Vec<Vec<String>> {
-        circles
-            .iter()
-            .map(|c| c.iter().map(|m| (*m).to_owned()).collect())
-            .collect()
-    };
     for (dir, _) in CRATES {
         let graph = graph(&root().join(dir).join("src"));
         let (files, tops) = (circles(&graph), circles(&top_level(&graph)));
-        if dir == "." {
-            assert_eq!(
-                files,
-                listed(SERVICE_CIRCLES_LEFT),
-                "the service's circles between files (found, listed)"
-            );
-            assert_eq!(
-                tops,
-                listed(SERVICE_TOP_CIRCLES_LEFT),
-                "the service's circles between modules (found, listed)"
-            );
-        } else {
-            assert!(
-                files.is_empty() && tops.is_empty(),
-                "{dir}: import circles {files:?} {tops:?}"
-            );
+        assert!(
+            files.is_empty() && tops.is_empty(),
+            "{dir}: import circles between files {files:?}, between top-level modules {tops:?}"
+        );
+    }
+}
+
+#[test]
+fn every_arrow_of_the_service_points_down() {
+    let layer_of = |module: &str| SERVICE_LAYERS.iter().position(|layer| layer.contains(&module));
+    let tops = top_level(&graph(&root().join("src")));
+    let mut wrong = Vec::new();
+    for (from, targets) in &tops {
+        let from_layer = layer_of(from).unwrap_or_else(|| panic!("src/{from} has no layer in SERVICE_LAYERS"));
+        for to in targets {
+            let to_layer = layer_of(to).unwrap_or_else(|| panic!("src/{to} has no layer in SERVICE_LAYERS"));
+            if to_layer <= from_layer {
+                wrong.push(format!("{from} -> {to}"));
+            }
         }
+    }
+    assert!(wrong.is_empty(), "arrows that do not point down: {wrong:?}");
+    for module in SERVICE_LAYERS.iter().flat_map(|l| l.iter()) {
+        assert!(
+            tops.contains_key(*module),
+            "SERVICE_LAYERS names {module}, which src/ does not have"
+        );
     }
 }
 

@@ -31,8 +31,9 @@ use uuid::Uuid;
 
 use crate::{
     error::PipelineError,
+    error::{RejectCode, Rejected},
     events,
-    filing::{Filing, FilingContent, FilingSource, Rejected, Terms},
+    filing::{Filing, FilingContent, FilingSource, Terms},
     pipeline::Pipeline,
     ports::StoreError,
 };
@@ -78,7 +79,7 @@ pub trait RowSource: Send + 'static {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowError {
     pub row: i64,
-    pub code: String,
+    pub code: RejectCode,
     pub message: String,
     pub raw: Value,
 }
@@ -339,7 +340,7 @@ impl Run {
                 if row.row > self.spec.resume_after {
                     errors.push(RowError {
                         row: row.row,
-                        code: "DUPLICATE_ROW".into(),
+                        code: RejectCode::DuplicateRow,
                         message: format!(
                             "{} {} repeats row {first} (same company and period); not scored",
                             filing.company.symbol, filing.content.period
@@ -380,13 +381,14 @@ impl Run {
             let Some(&company_id) = self.companies.get(&filing.company.symbol) else {
                 errors.push(RowError {
                     row,
-                    code: "NOT_FOUND".into(),
+                    code: RejectCode::NotFound,
                     message: format!("company {} could not be created", filing.company.symbol),
                     raw,
                 });
                 continue;
             };
-            let content = filing.content;
+            let mut content = filing.content;
+            content.model = content.model.or_else(|| self.spec.model.clone());
             filings.push(Filing {
                 tenant_id: self.spec.tenant_id,
                 organization_id: self.spec.organization_id,
@@ -394,10 +396,7 @@ impl Run {
                 idempotency_key: format!("bulk:{}:{row}", self.spec.job_id),
                 source: FilingSource::Bulk,
                 prediction_type: self.spec.prediction_type,
-                period: content.period,
-                statement: content.statement,
-                ratios: content.ratios,
-                model: content.model.or_else(|| self.spec.model.clone()),
+                content,
                 terms: self.spec.terms,
                 raw,
                 bulk: Some((self.spec.job_id, row)),
@@ -517,7 +516,7 @@ impl RowError {
         };
         Self {
             row,
-            code: rejected.code.to_owned(),
+            code: rejected.code,
             message,
             raw,
         }

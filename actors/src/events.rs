@@ -83,12 +83,12 @@ impl TenantQueueDepth<'_> {
 /// A filing the pipeline refused for its content (no model for it, a feature it cannot compute, …).
 pub struct FilingRejected {
     pub source: &'static str,
-    pub code: &'static str,
+    pub code: crate::RejectCode,
 }
 
 impl FilingRejected {
     pub fn emit(self) {
-        counter!(FILINGS_REJECTED, "source" => self.source, "code" => self.code).increment(1);
+        counter!(FILINGS_REJECTED, "source" => self.source, "code" => self.code.as_str()).increment(1);
     }
 }
 

@@ -11,13 +11,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::error::Rejected;
+
 /// A filing's content as every ingest path reads it (HTTP body, NATS message, spreadsheet row), validated
 /// the same way so that the paths agree on what they score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilingContent {
     pub period: ReportingPeriod,
     pub statement: Option<Statement>,
+    /// Ratios sent by the client, by name (they override the ones computed from the statement).
     pub ratios: Option<Map<String, Value>>,
+    /// A model asked for by name; `None`: the default of the filing's [`Terms`].
     pub model: Option<ModelId>,
 }
 
@@ -125,21 +129,6 @@ impl FilingSource {
     }
 }
 
-/// The longest idempotency key (`filing_id`, `Idempotency-Key`, `Nats-Msg-Id`) accepted.
-pub const MAX_KEY_CHARS: usize = 200;
-
-/// A client's idempotency key: 1 to [`MAX_KEY_CHARS`] characters, none of them a control character. The one
-/// rule for every ingest path (the database checks the length too).
-pub fn parse_key(key: &str) -> Result<&str, Rejected> {
-    if key.is_empty() || key.chars().count() > MAX_KEY_CHARS || crate::text::control_character(key).is_some() {
-        return Err(Rejected::validation(
-            "filing_id",
-            format!("1 to {MAX_KEY_CHARS} printable characters"),
-        ));
-    }
-    Ok(key)
-}
-
 /// Whose conventions a filing is answered in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Terms {
@@ -162,12 +151,8 @@ pub struct Filing {
     pub idempotency_key: String,
     pub source: FilingSource,
     pub prediction_type: PredictionType,
-    pub period: ReportingPeriod,
-    pub statement: Option<Statement>,
-    /// Ratios sent by the client, by name (they override the ones computed from the statement).
-    pub ratios: Option<Map<String, Value>>,
-    /// A model asked for by name; `None`: the default of the filing's [`Terms`].
-    pub model: Option<ModelId>,
+    /// What it says (period, statement, ratios, model asked for), as every ingest path decodes it.
+    pub content: FilingContent,
     pub terms: Terms,
     /// The payload as received, kept with the filing for audit and replay.
     pub raw: Value,
@@ -206,23 +191,24 @@ impl Filing {
     pub fn wants_trailing(&self) -> bool {
         self.prediction_type == PredictionType::Quarterly
             && self.terms == Terms::Product
-            && self.model.is_none()
-            && self.statement.is_some()
-            && self.ratios.is_none()
+            && self.content.model.is_none()
+            && self.content.statement.is_some()
+            && self.content.ratios.is_none()
     }
 
     /// SHA-256 of what the filing says: its type, period, statement, ratios (by name, in name order) and model.
     /// Two filings under one key are one filing only if their digests agree.
     pub fn content_digest(&self) -> [u8; 32] {
         use sha2::Digest;
-        let ratios: Option<BTreeMap<&String, &Value>> = self.ratios.as_ref().map(|r| r.iter().collect());
+        let said = &self.content;
+        let ratios: Option<BTreeMap<&String, &Value>> = said.ratios.as_ref().map(|r| r.iter().collect());
         let content = (
             self.prediction_type.as_str(),
-            self.period.year,
-            self.period.quarter,
-            &self.statement,
+            said.period.year,
+            said.period.quarter,
+            &said.statement,
             ratios,
-            self.model.as_ref().map(ToString::to_string),
+            said.model.as_ref().map(ToString::to_string),
         );
         // Serializing plain data into memory cannot fail.
         let bytes = serde_json::to_vec(&content).unwrap_or_default();
@@ -283,27 +269,6 @@ pub struct Scores {
     pub shadow: Option<ModelScore>,
     /// Relative PD move that raises an alert without a level change (the tenant's setting).
     pub alert_pd_change: f64,
-}
-
-/// Why a filing cannot be scored: a client error, with a stable code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{message}")]
-pub struct Rejected {
-    /// `VALIDATION_ERROR`, `UNKNOWN_MODEL`, …
-    pub code: &'static str,
-    pub message: String,
-    /// The field at fault, when there is one.
-    pub field: Option<String>,
-}
-
-impl Rejected {
-    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: "VALIDATION_ERROR",
-            message: message.into(),
-            field: Some(field.into()),
-        }
-    }
 }
 
 /// The outcome of a committed filing.

@@ -11,6 +11,8 @@
 //! ```
 //!
 //! What this crate owns:
+//! - [`domain`]: the values every ingest path types its input into (company symbol, filing key, prediction
+//!   type): one rule each;
 //! - [`filing`]: what enters the pipeline ([`Filing`]) and what leaves it ([`Scores`], [`Committed`], [`Alert`]);
 //! - [`ports`]: the traits the service implements with its repositories and NATS client
 //!   ([`PredictionStore`], [`AlertSink`]): nothing here knows sqlx or async-nats;
@@ -25,6 +27,7 @@
 
 pub mod bulk_job;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod events;
 pub mod filing;
@@ -39,9 +42,9 @@ pub mod tenant_router;
 pub mod text;
 
 pub use config::PipelineConfig;
-pub use error::PipelineError;
+pub use error::{PipelineError, RejectCode, Rejected};
 pub use filing::{
-    Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Rejected, Scores, Stored, Terms,
+    Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Scores, Stored, Terms,
 };
 pub use pdscore_models::{PredictionType, RiskLevel};
 pub use pipeline::Pipeline;

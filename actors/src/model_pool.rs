@@ -16,8 +16,9 @@ use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use pdscore_models::registry::Registry;
 
 use crate::{
+    error::Rejected,
     events,
-    filing::{Filing, Rejected, Scores},
+    filing::{Filing, Scores},
     policy::TenantPolicy,
     scoring,
 };

@@ -14,7 +14,7 @@
 //! batch whose companies are free go at once, in parallel with the transaction holding the others, and the
 //! batch's sender is answered, filing by filing, once the last of them is committed. With one tenant's filings
 //! spread over 100 companies, consecutive batches share most of their companies; whole batches then
-//! committed one after the other (`pdscore load nats`; BENCHMARKS.md).
+//! committed one after the other (`pdscore-load nats`; BENCHMARKS.md).
 //!
 //! A filing fails alone. When the store refuses a transaction for what it was given
 //! ([`StoreError::Refused`]: a value it cannot hold), the culprit is not known, so each filing of it goes
@@ -307,7 +307,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        filing::{Filing, FilingSource, ModelScore},
+        filing::{Filing, FilingContent, FilingSource, ModelScore},
         policy::TenantPolicy,
     };
 
@@ -371,13 +371,15 @@ mod tests {
                 idempotency_key: Uuid::new_v4().to_string(),
                 source: FilingSource::Nats,
                 prediction_type: PredictionType::Annual,
-                period: ReportingPeriod {
-                    year: 2024,
-                    quarter: None,
+                content: FilingContent {
+                    period: ReportingPeriod {
+                        year: 2024,
+                        quarter: None,
+                    },
+                    statement: None,
+                    ratios: None,
+                    model: None,
                 },
-                statement: None,
-                ratios: None,
-                model: None,
                 terms: Default::default(),
                 raw: serde_json::Value::Null,
                 bulk: None,

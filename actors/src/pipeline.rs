@@ -190,14 +190,14 @@ impl Pipeline {
             .iter()
             .enumerate()
             .filter(|(_, f)| f.wants_trailing())
-            .filter_map(|(i, f)| Some((i, f.period.previous_quarters(3)?.try_into().ok()?)))
+            .filter_map(|(i, f)| Some((i, f.content.period.previous_quarters(3)?.try_into().ok()?)))
             .collect();
         if wanted.is_empty() {
             return Ok(());
         }
         let requests = wanted
             .iter()
-            .map(|(i, _)| (filings[*i].company_id, filings[*i].period))
+            .map(|(i, _)| (filings[*i].company_id, filings[*i].content.period))
             .collect();
         let found = self
             .store
@@ -206,8 +206,11 @@ impl Pipeline {
             .map_err(|e| PipelineError::Unavailable(e.to_string()))?;
         for ((i, [a, b, c]), earlier) in wanted.into_iter().zip(found) {
             let filing = &mut filings[i];
-            if let (Some([sa, sb, sc]), Some(own)) = (earlier, filing.statement.clone()) {
-                filing.trailing = Some(Arc::new(Trailing::of([a, b, c, filing.period], &[sa, sb, sc, own])));
+            if let (Some([sa, sb, sc]), Some(own)) = (earlier, filing.content.statement.clone()) {
+                filing.trailing = Some(Arc::new(Trailing::of(
+                    [a, b, c, filing.content.period],
+                    &[sa, sb, sc, own],
+                )));
             }
         }
         Ok(())

@@ -31,8 +31,9 @@ pub fn accunode_scorecard(prediction_type: PredictionType) -> ModelId {
 }
 
 use crate::{
+    error::{RejectCode, Rejected},
     events,
-    filing::{Filing, ModelScore, Rejected, Scores, Terms},
+    filing::{Filing, ModelScore, Scores, Terms},
     policy::TenantPolicy,
 };
 
@@ -41,7 +42,7 @@ use crate::{
 /// ratios are one model's inputs, so AccuNode's ratios (its clients' habit) are scored by its scorecard.
 fn default_model(registry: &Registry, default: &ModelId, filing: &Filing) -> ModelId {
     let scorecard = accunode_scorecard(filing.prediction_type);
-    match (filing.terms, &filing.ratios) {
+    match (filing.terms, &filing.content.ratios) {
         (Terms::Accunode, _) => scorecard,
         (Terms::Product, Some(ratios)) if !ratios.is_empty() => {
             let reads = |id: &ModelId| registry.get(id).is_some_and(|m| m.entry.feature_set.reads(ratios));
@@ -70,6 +71,7 @@ pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]
     for (index, filing) in filings.iter().enumerate() {
         let choice = policy.models(Input::of(filing).prediction_type);
         let id = filing
+            .content
             .model
             .clone()
             .unwrap_or_else(|| default_model(registry, &choice.default, filing));
@@ -82,7 +84,7 @@ pub fn score_rows(registry: &Registry, policy: &TenantPolicy, filings: &[Filing]
         if let Some(shadow) = choice
             .shadow
             .as_ref()
-            .filter(|_| filing.model.is_none() && filing.terms == Terms::Product)
+            .filter(|_| filing.content.model.is_none() && filing.terms == Terms::Product)
             && let Ok(row) = model_input(registry, shadow, filing)
         {
             shadows
@@ -175,8 +177,8 @@ impl<'a> Input<'a> {
             },
             None => Self {
                 prediction_type: filing.prediction_type,
-                statement: filing.statement.as_ref(),
-                ratios: filing.ratios.as_ref(),
+                statement: filing.content.statement.as_ref(),
+                ratios: filing.content.ratios.as_ref(),
             },
         }
     }
@@ -187,7 +189,7 @@ impl<'a> Input<'a> {
 fn model_input(registry: &Registry, id: &ModelId, filing: &Filing) -> Result<Vec<Option<f64>>, Rejected> {
     let input = Input::of(filing);
     let unknown = || Rejected {
-        code: "UNKNOWN_MODEL",
+        code: RejectCode::UnknownModel,
         message: format!(
             "no {} model {id}; available: {}",
             input.prediction_type,
@@ -243,7 +245,7 @@ fn score_group(
         .term_structures(model, &pds, &inputs, policy.base_rate)
         .map_err(|e| match e {
             TermError::Partner(partner) => Rejected {
-                code: "UNKNOWN_MODEL",
+                code: RejectCode::UnknownModel,
                 message: format!("term-structure model {partner} is not loaded"),
                 field: None,
             },
@@ -279,7 +281,7 @@ fn run(model: &LoadedModel, inputs: &[Vec<Option<f64>>]) -> Result<Vec<ModelOutp
 
 fn model_error(e: ScoreError) -> Rejected {
     Rejected {
-        code: "MODEL_ERROR",
+        code: RejectCode::ModelError,
         message: e.to_string(),
         field: None,
     }

@@ -21,8 +21,9 @@ use uuid::Uuid;
 use crate::{
     config::PipelineConfig,
     error::PipelineError,
+    error::{RejectCode, Rejected},
     events,
-    filing::{Committed, Filing, Rejected},
+    filing::{Committed, Filing},
     model_pool::{FaultInjector, ModelWorker, ScoreBatch},
     persist_writer::{Persist, PersistWriter},
     policy::{TenantPolicy, TokenBucket},
@@ -337,24 +338,22 @@ async fn process_batch(
         .emit();
         let _ = reply.send(match outcome {
             Ok(CommitResult::Committed(committed)) => Ok(*committed),
-            Ok(CommitResult::CompanyGone) => Err(PipelineError::Rejected(Rejected {
-                code: "NOT_FOUND",
-                message: "the company no longer exists".into(),
-                field: None,
-            })),
+            Ok(CommitResult::CompanyGone) => Err(PipelineError::Rejected(Rejected::new(
+                RejectCode::NotFound,
+                "the company no longer exists",
+            ))),
             Ok(CommitResult::KeyReused(key)) => Err(PipelineError::Rejected(Rejected {
-                code: "CONFLICT",
+                code: RejectCode::Conflict,
                 message: format!(
                     "filing_id {key:?} was used before for another filing (company, period or content); \
                      a key names one filing"
                 ),
                 field: Some("filing_id".into()),
             })),
-            Err(StoreError::Refused(reason)) => Err(PipelineError::Rejected(Rejected {
-                code: "UNSTORABLE_FILING",
-                message: format!("the filing cannot be stored: {reason}"),
-                field: None,
-            })),
+            Err(StoreError::Refused(reason)) => Err(PipelineError::Rejected(Rejected::new(
+                RejectCode::UnstorableFiling,
+                format!("the filing cannot be stored: {reason}"),
+            ))),
             Err(e @ StoreError::Unavailable(_)) => Err(PipelineError::Unavailable(e.to_string())),
         });
     }

@@ -4,7 +4,7 @@
 //! names, symbols, keys or numbers and only hide what a value says (logs, CSV files, terminals).
 
 /// The stable code of the refusal (HTTP `details.reason`, NATS dead-letter code, bulk row code).
-pub const CONTROL_CHARACTER: &str = "CONTROL_CHARACTER";
+pub const CONTROL_CHARACTER: crate::RejectCode = crate::RejectCode::ControlCharacter;
 
 /// The first control character of `text`, with its byte offset.
 pub fn control_character(text: &str) -> Option<(usize, char)> {

@@ -24,10 +24,14 @@ use async_nats::{
     jetstream::{
         self, AckKind,
         consumer::{AckPolicy, DeliverPolicy, pull},
+        context::PublishError,
     },
 };
 use futures_util::{StreamExt, future::BoxFuture};
-use pdscore_actors::{Pipeline, PipelineError};
+use pdscore_actors::{
+    Pipeline, PipelineError,
+    domain::{CompanySymbol, FilingKey},
+};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -49,17 +53,22 @@ pub enum CompanyLookup {
     Ambiguous,
 }
 
+/// The directory could not answer (its database is down, say): the message is delayed, not refused.
+#[derive(Debug, thiserror::Error)]
+#[error("the directory is unavailable: {0}")]
+pub struct DirectoryUnavailable(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
 /// What ingest needs to attach a message to a tenant and a company (the service implements it).
 pub trait Directory: Send + Sync + 'static {
-    /// The tenant with this slug.
-    fn tenant(&self, slug: &str) -> BoxFuture<'static, Result<Option<Uuid>, String>>;
+    /// The tenant with this slug (a subject's tenant token, as sent).
+    fn tenant(&self, slug: &str) -> BoxFuture<'static, Result<Option<Uuid>, DirectoryUnavailable>>;
     /// The tenant's company with this symbol (in `organization`, when given).
     fn company(
         &self,
         tenant_id: Uuid,
-        symbol: &str,
+        symbol: &CompanySymbol,
         organization: Option<Uuid>,
-    ) -> BoxFuture<'static, Result<CompanyLookup, String>>;
+    ) -> BoxFuture<'static, Result<CompanyLookup, DirectoryUnavailable>>;
 }
 
 /// The ingest's settings.
@@ -334,14 +343,14 @@ impl Ingest {
             Err(e) => return unavailable(&e),
         };
         let key = match decoded.filing_id.clone() {
-            Some(key) => Some(key),
+            Some(key) => Some(key.into_string()),
             None => match message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")) {
-                Some(id) => match pdscore_actors::filing::parse_key(id.as_str()) {
-                    Ok(id) => Some(id.to_owned()),
-                    Err(rejected) => {
+                Some(id) => match FilingKey::parse(id.as_str()) {
+                    Ok(id) => Some(id.into_string()),
+                    Err(refused) => {
                         return Outcome::DeadLetter(Undeliverable {
                             code: "VALIDATION_ERROR",
-                            message: format!("Nats-Msg-Id: {}", rejected.message),
+                            message: format!("Nats-Msg-Id: {}", refused.reason),
                         });
                     }
                 },
@@ -385,7 +394,7 @@ impl Ingest {
         message: &jetstream::Message,
         sequence: u64,
         reason: &Undeliverable,
-    ) -> Result<(), String> {
+    ) -> Result<(), PublishError> {
         events::DeadLettered {
             code: reason.code,
             reason: &reason.message,
@@ -401,16 +410,14 @@ impl Ingest {
         headers.insert("Pdscore-Stream-Sequence", sequence.to_string().as_str());
         self.jetstream
             .publish_with_headers(self.namespace.dead_letters("filings"), headers, message.payload.clone())
-            .await
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?
+            .await?;
         Ok(())
     }
 }
 
-fn unavailable(reason: &str) -> Outcome {
-    tracing::warn!(reason, "filing delayed: a dependency is unavailable");
+fn unavailable(reason: &dyn std::fmt::Display) -> Outcome {
+    tracing::warn!(%reason, "filing delayed: a dependency is unavailable");
     Outcome::Nak(
         Duration::from_secs(2),
         "a dependency (database, model pool) is unavailable",

@@ -5,7 +5,10 @@
 //! not, keys too: [`pdscore_actors::text`]) is refused with a reason, and the message goes to the
 //! dead-letter subject instead of being guessed at.
 
-use pdscore_actors::{Filing, FilingContent, FilingSource, PredictionType, Rejected, Terms};
+use pdscore_actors::{
+    Filing, FilingContent, FilingSource, PredictionType, Rejected, Terms,
+    domain::{CompanySymbol, FilingKey},
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -58,7 +61,10 @@ impl From<Rejected> for Undeliverable {
             Some(field) => format!("{field}: {}", r.message),
             None => r.message,
         };
-        Self { code: r.code, message }
+        Self {
+            code: r.code.as_str(),
+            message,
+        }
     }
 }
 
@@ -67,8 +73,8 @@ impl From<Rejected> for Undeliverable {
 pub struct DecodedFiling {
     pub tenant: String,
     pub prediction_type: PredictionType,
-    pub filing_id: Option<String>,
-    pub company_symbol: String,
+    pub filing_id: Option<FilingKey>,
+    pub company_symbol: CompanySymbol,
     pub organization_id: Option<Uuid>,
     pub content: FilingContent,
     /// The payload as JSON, stored with the filing.
@@ -91,10 +97,7 @@ impl DecodedFiling {
             idempotency_key,
             source: FilingSource::Nats,
             prediction_type: self.prediction_type,
-            period: self.content.period,
-            statement: self.content.statement,
-            ratios: self.content.ratios,
-            model: self.content.model,
+            content: self.content,
             terms: Terms::Product,
             raw: self.raw,
             bulk: None,
@@ -141,7 +144,7 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
     let (tenant, prediction_type) = parse_subject(prefix, subject)?;
     if let Some(at) = pdscore_actors::text::json_control_character(payload) {
         return Err(Undeliverable::new(
-            pdscore_actors::text::CONTROL_CHARACTER,
+            pdscore_actors::text::CONTROL_CHARACTER.as_str(),
             format!("byte {at}: a string holds a control character (U+0000-U+001F, U+007F-U+009F)"),
         ));
     }
@@ -158,16 +161,13 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
     }
     let message: FilingMessageV1 =
         FilingMessageV1::deserialize(&raw).map_err(|e| Undeliverable::new("INVALID_MESSAGE", e.to_string()))?;
-    let symbol = message.company_symbol.trim().to_uppercase();
-    if symbol.is_empty() || symbol.len() > 32 || symbol.chars().any(char::is_control) {
-        return Err(Undeliverable::new(
-            "VALIDATION_ERROR",
-            "company_symbol: 1 to 32 printable characters",
-        ));
-    }
-    if let Some(id) = &message.filing_id {
-        pdscore_actors::filing::parse_key(id)?;
-    }
+    let symbol = CompanySymbol::parse(&message.company_symbol).map_err(Rejected::from)?;
+    let filing_id = message
+        .filing_id
+        .as_deref()
+        .map(FilingKey::parse)
+        .transpose()
+        .map_err(Rejected::from)?;
     let content = FilingContent::parse(
         prediction_type,
         &message.reporting_year,
@@ -179,7 +179,7 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
     Ok(DecodedFiling {
         tenant,
         prediction_type,
-        filing_id: message.filing_id,
+        filing_id,
         company_symbol: symbol,
         organization_id: message.organization_id,
         content,
@@ -198,7 +198,7 @@ mod tests {
     fn a_good_message_decodes_with_its_tenant_and_type_from_the_subject() {
         let d = decode("p1", "p1.filings.demo.annual", GOOD.as_bytes()).unwrap();
         assert_eq!((d.tenant.as_str(), d.prediction_type), ("demo", PredictionType::Annual));
-        assert_eq!(d.company_symbol, "ACME");
+        assert_eq!(d.company_symbol.as_str(), "ACME");
         assert_eq!(d.content.period.year, 2024);
     }
 

@@ -1,5 +1,5 @@
 //! The signature check of every authenticated request. jsonwebtoken's RustCrypto backend verifies RS256 with
-//! pure-Rust big-integer arithmetic: profiling `pdscore load http` at 64 concurrent clients put 27 % of the
+//! pure-Rust big-integer arithmetic: profiling `pdscore-load http` at 64 concurrent clients put 27 % of the
 //! service's CPU in it (`num_bigint_dig::monty`). This provider verifies RS256 with `ring` (already linked for
 //! NATS) and keeps the RustCrypto backend for the rest (signing happens once per sign-in or refresh).
 

@@ -5,24 +5,29 @@
 //! - [`sessions`]: rotating refresh tokens and the live-session state every request checks (Redis);
 //! - [`rate_limit`]: throttling of sign-in (per account and client address), token refresh and password change
 //!   (Redis);
-//! - [`principal`]: the verified caller (an actix extractor) and the data [`Scope`](principal::Scope) it may touch;
-//! - [`rbac`]: the role table and the one authorization function;
-//! - [`flows`]: sign-in, refresh, sign-out, password change.
+//! - [`principal`]: the verified caller and the data [`Scope`](principal::Scope) it may touch (the HTTP layer
+//!   extracts it from a request: `http::principal`);
+//! - [`role`] and [`rbac`]: the five roles, the role table and the one authorization function.
+//!
+//! Nothing here reads the database: the use cases that combine these with the repositories (sign-in,
+//! refresh, sign-out) are in `crate::accounts`, and a session's durable record is looked up by the caller
+//! of [`sessions::SessionStore::is_active`].
 
-pub mod flows;
 pub mod jwt_crypto;
 pub mod keys;
 pub mod password;
 pub mod principal;
 pub mod rate_limit;
 pub mod rbac;
+pub mod role;
 pub mod sessions;
 pub mod tokens;
 
 use std::time::Duration;
 
-pub use principal::{Principal, Scope};
+pub use principal::{AccessDenied, Principal, Scope};
 pub use rbac::Permission;
+pub use role::Role;
 
 use crate::configuration::AuthSettings;
 

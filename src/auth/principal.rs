@@ -1,24 +1,26 @@
 //! The verified caller of a request, and the data scope derived from it.
 //!
-//! [`Principal`] is an actix extractor: a handler that takes one cannot run without a valid, live access token.
-//! [`Scope`] is the only way to name tenant data in the repositories; it can be made only from a principal (or,
-//! for the service's own pipeline work, explicitly for one tenant), so a query without a scope does not compile.
+//! [`Principal`] is made only from a verified, live access token (the HTTP layer's extractor,
+//! `http::principal`): a handler that takes one cannot run without it. [`Scope`] is the only way to name tenant
+//! data in the repositories; it can be made only from a principal (or, for the service's own pipeline work,
+//! explicitly for one tenant), so a query without a scope does not compile.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
 use uuid::Uuid;
 
 use super::{
+    Role,
     rbac::{self, Permission},
-    tokens::TokenError,
 };
-use crate::{
-    db::users::Role,
-    http::{ApiError, ErrorCode},
-    state::AppState,
-};
+
+/// Why a principal may not do something; the HTTP layer answers `FORBIDDEN` or `NOT_FOUND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AccessDenied {
+    #[error("Your role does not allow this operation.")]
+    Forbidden,
+    /// Another tenant's data: not found (never forbidden: whether it exists is not the caller's business).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+}
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -34,15 +36,12 @@ pub struct Principal {
 
 impl Principal {
     /// The one authorization decision: `FORBIDDEN` unless the caller's role grants `permission`.
-    pub fn authorize(&self, permission: Permission) -> Result<(), ApiError> {
+    pub fn authorize(&self, permission: Permission) -> Result<(), AccessDenied> {
         if rbac::grants(self.role, permission) {
             Ok(())
         } else {
             tracing::info!(role = ?self.role, ?permission, "permission denied");
-            Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "Your role does not allow this operation.",
-            ))
+            Err(AccessDenied::Forbidden)
         }
     }
 
@@ -63,10 +62,10 @@ impl Principal {
 
     /// The caller's scope inside tenant `tenant_id`; another tenant answers `NOT_FOUND` (never `FORBIDDEN`:
     /// whether it exists is not the caller's business).
-    pub fn scope_in_tenant(&self, tenant_id: Uuid, what: &str) -> Result<Scope, ApiError> {
+    pub fn scope_in_tenant(&self, tenant_id: Uuid, what: &'static str) -> Result<Scope, AccessDenied> {
         let scope = self.scope();
         match scope.tenant {
-            Some(own) if own != tenant_id => Err(ApiError::not_found(what)),
+            Some(own) if own != tenant_id => Err(AccessDenied::NotFound(what)),
             _ => Ok(Scope {
                 tenant: Some(tenant_id),
                 ..scope
@@ -118,73 +117,6 @@ impl Scope {
     }
 }
 
-fn unauthorized(message: &'static str) -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, message)
-}
-
-impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer_token(req);
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not configured")))?;
-            let token = token?;
-            let claims = state.auth.tokens.verify(&token).map_err(|e| {
-                tracing::info!(reason = %e, "access token refused");
-                match e {
-                    TokenError::Expired => unauthorized("The access token has expired; refresh it."),
-                    _ => unauthorized("The access token is invalid."),
-                }
-            })?;
-            let live = state
-                .auth
-                .sessions
-                .is_active(&state.db, claims.sid, claims.sub)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "cannot check sessions");
-                    ApiError::unavailable(
-                        "Sessions cannot be checked right now; retry shortly.",
-                        std::time::Duration::from_secs(1),
-                    )
-                })?;
-            if !live {
-                return Err(unauthorized("The session has ended; sign in again."));
-            }
-            tracing::Span::current().record("user_id", tracing::field::display(claims.sub));
-            Ok(Principal {
-                user_id: claims.sub,
-                role: claims.role,
-                tenant_id: claims.tid,
-                organization_id: claims.org,
-                session_id: claims.sid,
-            })
-        })
-    }
-}
-
-/// The token of an `Authorization: Bearer …` header.
-fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("Authentication is required: send Authorization: Bearer <access token>."))?;
-    let value = value
-        .to_str()
-        .map_err(|_| unauthorized("The Authorization header is not valid text."))?;
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-            Ok(token.trim().to_owned())
-        }
-        _ => Err(unauthorized(
-            "The Authorization header must be `Bearer <access token>`.",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,7 +151,7 @@ mod tests {
         let error = principal(Role::TenantAdmin)
             .scope_in_tenant(Uuid::from_u128(9), "tenant")
             .unwrap_err();
-        assert_eq!(error.code(), ErrorCode::NotFound);
+        assert_eq!(error, AccessDenied::NotFound("tenant"));
         let scope = principal(Role::SuperAdmin)
             .scope_in_tenant(Uuid::from_u128(9), "tenant")
             .unwrap();

@@ -15,7 +15,7 @@
 //!
 //! [`Scope`]: super::principal::Scope
 
-use crate::db::users::Role;
+use super::Role;
 
 /// What an operation requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

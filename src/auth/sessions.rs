@@ -4,18 +4,16 @@
 //! A session is a refresh-token family: each refresh replaces the token with a new one of the same family, and
 //! access tokens carry the family id (`sid`). PostgreSQL is the durable truth; Redis holds `active` or
 //! `revoked` per family so that the per-request check is one GET and a revocation is visible at once on every
-//! instance. A family Redis no longer knows (Redis restarted) is looked up in PostgreSQL and cached again
-//! (`SET NX`, so it never overwrites a revocation that raced with it).
+//! instance. A family Redis no longer knows (Redis restarted) is looked up in PostgreSQL (by the caller, which
+//! hands the lookup in: this module does not read the database) and cached again (`SET NX`, so it never
+//! overwrites a revocation that raced with it).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use uuid::Uuid;
-
-use crate::db::sessions as repo;
 
 const ACTIVE: &str = "active";
 const REVOKED: &str = "revoked";
@@ -104,12 +102,12 @@ impl SessionStore {
         Ok(())
     }
 
-    /// Whether the session an access token names is alive.
-    pub async fn is_active(
+    /// Whether the session (refresh-token family) an access token names is alive. `durable` is the
+    /// PostgreSQL lookup, awaited only when Redis does not know the family.
+    pub async fn is_active<E: std::error::Error + Send + Sync + 'static>(
         &self,
-        db: &PgPool,
         family_id: Uuid,
-        user_id: Uuid,
+        durable: impl Future<Output = Result<bool, E>>,
     ) -> Result<bool, SessionStoreUnavailable> {
         let check = async {
             let get = redis::Cmd::get(self.key(family_id));
@@ -119,10 +117,7 @@ impl SessionStore {
                 Some(_) => return Ok(false),
                 None => {}
             }
-            let mut db_conn = db.acquire().await.context("Failed to get a database connection")?;
-            let live = repo::is_live(&mut db_conn, family_id, user_id)
-                .await
-                .context("Failed to look the session up")?;
+            let live = durable.await.context("Failed to look the session up")?;
             let (state, ttl) = if live {
                 (ACTIVE, self.refresh_ttl)
             } else {

@@ -10,8 +10,9 @@ use jsonwebtoken::{Algorithm, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::Role;
 use super::keys::KeySet;
-use crate::{cache::LocalCache, configuration::AuthSettings, db::users::Role};
+use crate::{cache::LocalCache, configuration::AuthSettings};
 
 /// Leeway for clock differences between instances, in seconds.
 const CLOCK_LEEWAY_SECS: u64 = 30;

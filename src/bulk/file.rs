@@ -880,7 +880,7 @@ mod tests {
         let refused = row.filing.unwrap_err();
         assert_eq!(
             (refused.code, refused.field.as_deref()),
-            ("CONTROL_CHARACTER", Some("company_name"))
+            (pdscore_actors::RejectCode::ControlCharacter, Some("company_name"))
         );
         assert_eq!(row.raw["company_name"], "Acme\u{fffd}Corp");
     }

@@ -6,7 +6,6 @@
 //! it runs it, on a connection of its own; if the instance dies, the connection closes and the lock with it,
 //! so another instance (or the restarted one) resumes the job at once from its last committed row.
 
-pub mod client;
 pub mod file;
 
 use std::{

@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::pagination::Cursor;
 use crate::auth::Scope;
 
 /// Who performed an audited action.
@@ -84,16 +85,14 @@ pub struct AuditFilter {
     pub actor_user_id: Option<Uuid>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// Rows strictly older than this id (ids are time-ordered UUIDv7): the cursor of the next page.
-    pub before_id: Option<Uuid>,
 }
 
-/// The newest rows first, at most `limit`.
+/// The newest rows first (ids are time-ordered UUIDv7), from the cursor on.
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,
     filter: &AuditFilter,
-    limit: i64,
+    cursor: Cursor,
 ) -> sqlx::Result<Vec<AuditRecord>> {
     sqlx::query_as(
         "SELECT id, tenant_id, organization_id, actor_user_id, actor_kind, action, target_type, target_id, before,
@@ -114,8 +113,8 @@ pub async fn list(
     .bind(filter.actor_user_id)
     .bind(filter.since)
     .bind(filter.until)
-    .bind(filter.before_id)
-    .bind(limit)
+    .bind(cursor.before)
+    .bind(cursor.limit())
     .fetch_all(conn)
     .await
 }

@@ -10,6 +10,7 @@ use super::{
     pagination::{Page, contains_pattern, escape_like},
 };
 use crate::auth::Scope;
+use crate::domain::CompanySymbol;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Company {
@@ -82,6 +83,25 @@ pub async fn find_by_symbol(
     .bind(organization_id)
     .bind(symbol)
     .fetch_optional(conn)
+    .await
+}
+
+/// The (organization, company) ids of the companies with this symbol in the scope (in `organization`, when
+/// given): at most two, enough to tell one from several.
+pub async fn find_ids_by_symbol(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    symbol: &CompanySymbol,
+    organization: Option<Uuid>,
+) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    sqlx::query_as(&format!(
+        "SELECT c.organization_id, c.id FROM companies c
+         WHERE {IN_SCOPE} AND c.symbol = $4 AND ($5::uuid IS NULL OR c.organization_id = $5) LIMIT 2"
+    ))
+    .bind_scope(scope)
+    .bind(symbol.as_str())
+    .bind(organization)
+    .fetch_all(conn)
     .await
 }
 

@@ -1,4 +1,10 @@
-//! Page-based pagination and whitelisted sorting for list queries.
+//! The one list shape, and whitelisted sorting for list queries.
+//!
+//! Every collection answers `{items, per_page, …}` and takes `per_page` (1 to 200, default 50). Lists a client
+//! jumps around in (companies, users, predictions, bulk jobs, …) are numbered pages ([`Paginated`]: `page`,
+//! `total`, `total_pages`); lists that only grow and are read newest first (alerts, the audit trail) are read
+//! with a cursor ([`CursorList`]: `next_cursor`, passed back as `cursor`), which stays cheap however deep the
+//! reader goes and never skips or repeats a row when new ones arrive.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,14 +31,66 @@ pub struct Page {
 impl PageRequest {
     pub fn validate(self) -> Result<Page, String> {
         let page = self.page.unwrap_or(1);
-        let per_page = self.per_page.unwrap_or(DEFAULT_PER_PAGE);
         if page == 0 || page > 1_000_000 {
             return Err("page must be between 1 and 1000000".into());
         }
-        if per_page == 0 || per_page > MAX_PER_PAGE {
-            return Err(format!("per_page must be between 1 and {MAX_PER_PAGE}"));
+        Ok(Page {
+            page,
+            per_page: per_page(self.per_page)?,
+        })
+    }
+}
+
+/// `per_page` checked against its bounds (default [`DEFAULT_PER_PAGE`]).
+pub fn per_page(requested: Option<u32>) -> Result<u32, String> {
+    let per_page = requested.unwrap_or(DEFAULT_PER_PAGE);
+    if per_page == 0 || per_page > MAX_PER_PAGE {
+        return Err(format!("per_page must be between 1 and {MAX_PER_PAGE}"));
+    }
+    Ok(per_page)
+}
+
+/// One stretch of a list read newest first by id: at most `per_page` rows older than `cursor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub per_page: u32,
+    /// `None`: from the newest row.
+    pub before: Option<uuid::Uuid>,
+}
+
+impl Cursor {
+    pub fn new(per_page: Option<u32>, cursor: Option<uuid::Uuid>) -> Result<Self, String> {
+        Ok(Self {
+            per_page: self::per_page(per_page)?,
+            before: cursor,
+        })
+    }
+
+    pub fn limit(self) -> i64 {
+        i64::from(self.per_page)
+    }
+}
+
+/// One stretch of a list read with a cursor, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CursorList<T> {
+    pub items: Vec<T>,
+    pub per_page: u32,
+    /// Pass as `cursor` for the next (older) rows; absent when there are none.
+    pub next_cursor: Option<uuid::Uuid>,
+}
+
+impl<T> CursorList<T> {
+    /// `id` is the cursor of a row (its id: the list's order).
+    pub fn new(items: Vec<T>, cursor: Cursor, id: impl Fn(&T) -> uuid::Uuid) -> Self {
+        let next_cursor = (items.len() == cursor.per_page as usize)
+            .then(|| items.last().map(id))
+            .flatten();
+        Self {
+            items,
+            per_page: cursor.per_page,
+            next_cursor,
         }
-        Ok(Page { page, per_page })
     }
 }
 

@@ -24,7 +24,11 @@ use serde_json::{Map, Value};
 use sqlx::{Executor, PgConnection, PgPool, Postgres, Row, pool::PoolConnection, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
-use super::{Bind, BindScope, companies::IN_SCOPE, pagination::Page};
+use super::{
+    Bind, BindScope,
+    companies::IN_SCOPE,
+    pagination::{Cursor, Page},
+};
 use crate::{auth::Scope, configuration::PipelineSettings};
 
 /// The pipeline's store on PostgreSQL.
@@ -457,7 +461,10 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         };
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
-        let period = (i32::from(f.period.year), i32::from(f.period.quarter.unwrap_or(0)));
+        let period = (
+            i32::from(f.content.period.year),
+            i32::from(f.content.period.quarter.unwrap_or(0)),
+        );
         let previous = current
             .entry((f.tenant_id, f.company_id, f.prediction_type))
             .or_insert_with(|| company.previous());
@@ -484,8 +491,8 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
                 prediction_id: scores.prediction_id,
                 previous_prediction_id: Some(p.id),
                 prediction_type: f.prediction_type,
-                period_year: f.period.year,
-                period_quarter: f.period.quarter,
+                period_year: f.content.period.year,
+                period_quarter: f.content.period.quarter,
                 previous_level: Some(p.level),
                 new_level: scores.primary.risk_level,
                 previous_probability: Some(p.probability),
@@ -576,7 +583,7 @@ struct ExistingFiling {
     prediction_id: Uuid,
 }
 
-/// The persistence ceiling (`pdscore load postgres`): the batch's filings and primary predictions written by
+/// The persistence ceiling (`pdscore-load postgres`): the batch's filings and primary predictions written by
 /// the same inserts as [`WRITE_BATCH`] in one statement, without its lock, reads and alerts.
 pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Error> {
     static INSERT_ROWS: LazyLock<String> = LazyLock::new(|| {
@@ -624,10 +631,22 @@ fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &[&'q Scores], ids: &[Uuid]) -
         .bind_value(filings().map(|f| f.idempotency_key.as_str()).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.source.as_str()).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.prediction_type.as_str()).collect::<Vec<_>>())
-        .bind_value(filings().map(|f| year(&f.period)).collect::<Vec<_>>())
-        .bind_value(filings().map(|f| f.period.quarter.map(i16::from)).collect::<Vec<_>>())
-        .bind_value(filings().map(|f| f.statement.as_ref().map(Json)).collect::<Vec<_>>())
-        .bind_value(filings().map(|f| f.ratios.as_ref().map(Json)).collect::<Vec<_>>())
+        .bind_value(filings().map(|f| year(&f.content.period)).collect::<Vec<_>>())
+        .bind_value(
+            filings()
+                .map(|f| f.content.period.quarter.map(i16::from))
+                .collect::<Vec<_>>(),
+        )
+        .bind_value(
+            filings()
+                .map(|f| f.content.statement.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
+        .bind_value(
+            filings()
+                .map(|f| f.content.ratios.as_ref().map(Json))
+                .collect::<Vec<_>>(),
+        )
         .bind_value(filings().map(|f| &f.raw).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.bulk.map(|(job, _)| job)).collect::<Vec<_>>())
         .bind_value(filings().map(|f| f.bulk.map(|(_, row)| row)).collect::<Vec<_>>())
@@ -702,8 +721,8 @@ impl<'a> PredictionRows<'a> {
         self.company_id.push(f.company_id);
         self.filing_id.push(filing_id);
         self.prediction_type.push(f.prediction_type.as_str());
-        self.period_year.push(year(&f.period));
-        self.period_quarter.push(f.period.quarter.map(i16::from));
+        self.period_year.push(year(&f.content.period));
+        self.period_quarter.push(f.content.period.quarter.map(i16::from));
         self.model_name.push(&score.model.name);
         self.model_version
             .push(i32::try_from(score.model.version).unwrap_or(i32::MAX));
@@ -847,8 +866,8 @@ impl Prediction {
             company_symbol: symbol.to_owned(),
             filing_id: stored.filing_id,
             prediction_type: filing.prediction_type.as_str().to_owned(),
-            period_year: year(&filing.period),
-            period_quarter: filing.period.quarter.map(i16::from),
+            period_year: year(&filing.content.period),
+            period_quarter: filing.content.period.quarter.map(i16::from),
             model: format!("{}@{}", score.model.name, score.model.version),
             probability: score.probability,
             term_structure: term_structure_json(score),
@@ -966,8 +985,7 @@ pub async fn alerts(
     conn: &mut PgConnection,
     scope: &Scope,
     company_id: Option<Uuid>,
-    before: Option<Uuid>,
-    limit: i64,
+    cursor: Cursor,
 ) -> sqlx::Result<Vec<AlertRecord>> {
     sqlx::query_as(&format!(
         "SELECT {ALERT_COLUMNS}
@@ -977,8 +995,8 @@ pub async fn alerts(
     ))
     .bind_scope(scope)
     .bind(company_id)
-    .bind(before)
-    .bind(limit)
+    .bind(cursor.before)
+    .bind(cursor.limit())
     .fetch_all(conn)
     .await
 }

@@ -112,7 +112,7 @@ pub async fn revoke_tenant(conn: &mut PgConnection, tenant_id: Uuid, reason: &st
 }
 
 /// Whether a session (family) is alive: a live, unexpired, unreplaced token of it exists for this user.
-pub async fn is_live(conn: &mut PgConnection, family_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
+pub async fn is_live(db: impl sqlx::PgExecutor<'_>, family_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM refresh_sessions
                         WHERE family_id = $1 AND user_id = $2 AND revoked_at IS NULL AND replaced_by IS NULL
@@ -120,7 +120,7 @@ pub async fn is_live(conn: &mut PgConnection, family_id: Uuid, user_id: Uuid) ->
     )
     .bind(family_id)
     .bind(user_id)
-    .fetch_one(conn)
+    .fetch_one(db)
     .await
 }
 

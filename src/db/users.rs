@@ -1,51 +1,15 @@
 //! User accounts.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::pagination::{Page, contains_pattern};
-use crate::{auth::Scope, domain::Email};
-
-/// The five roles, highest first (the database enum `user_role`): `a < b` means `a` is above `b`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
-)]
-#[sqlx(type_name = "user_role", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    SuperAdmin,
-    TenantAdmin,
-    OrgAdmin,
-    OrgMember,
-    User,
-}
-
-impl Role {
-    pub const ALL: [Self; 5] = [
-        Self::SuperAdmin,
-        Self::TenantAdmin,
-        Self::OrgAdmin,
-        Self::OrgMember,
-        Self::User,
-    ];
-
-    /// Roles that belong to one organization (and see only it).
-    pub fn is_organization_role(self) -> bool {
-        matches!(self, Self::OrgAdmin | Self::OrgMember | Self::User)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SuperAdmin => "super_admin",
-            Self::TenantAdmin => "tenant_admin",
-            Self::OrgAdmin => "org_admin",
-            Self::OrgMember => "org_member",
-            Self::User => "user",
-        }
-    }
-}
+use crate::{
+    auth::{Role, Scope},
+    domain::Email,
+};
 
 /// A user as the API shows it (never the password hash).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]

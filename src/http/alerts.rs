@@ -10,13 +10,16 @@ use tokio::sync::broadcast::{Receiver, error::RecvError};
 use uuid::Uuid;
 
 use super::{
-    ApiError, envelope, field_details,
+    ApiError, envelope,
     live::{Liveness, Standing},
 };
 use crate::{
     auth::{Permission, Principal, Scope},
-    db::predictions::{self, AlertRecord},
-    state::AppState,
+    db::{
+        pagination::CursorList,
+        predictions::{self, AlertRecord},
+    },
+    http::AppState,
     telemetry::events::SseAlertsMissed,
 };
 
@@ -26,15 +29,15 @@ use crate::{
 pub struct AlertQuery {
     /// Only this company's alerts.
     pub company_id: Option<Uuid>,
-    /// Cursor: alerts older than this alert id (the last id of the previous page).
-    pub before: Option<Uuid>,
     /// 1 to 200 (default 50).
-    pub limit: Option<i64>,
+    pub per_page: Option<u32>,
+    /// `next_cursor` of the previous answer: the alerts older than it.
+    pub cursor: Option<Uuid>,
 }
 
-/// Alerts in the caller's scope, newest first.
+/// Alerts in the caller's scope, newest first, read with a cursor.
 #[utoipa::path(tag = "alerts", security(("bearer" = [])), params(AlertQuery),
-    responses((status = 200, body = envelope::Envelope<Vec<AlertRecord>>)))]
+    responses((status = 200, body = envelope::Envelope<CursorList<AlertRecord>>)))]
 #[get("/alerts")]
 pub async fn list(
     state: web::Data<AppState>,
@@ -42,14 +45,10 @@ pub async fn list(
     query: web::Query<AlertQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionRead)?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 200")
-            .with_details(field_details("limit", "between 1 and 200")));
-    }
+    let cursor = super::cursor(query.per_page, query.cursor)?;
     let mut conn = state.db.acquire().await?;
-    let alerts = predictions::alerts(&mut conn, &principal.scope(), query.company_id, query.before, limit).await?;
-    Ok(envelope::ok(alerts))
+    let alerts = predictions::alerts(&mut conn, &principal.scope(), query.company_id, cursor).await?;
+    Ok(envelope::ok(CursorList::new(alerts, cursor, |a| a.id)))
 }
 
 /// Which live alerts a subscriber may see.

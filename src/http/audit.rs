@@ -3,14 +3,17 @@
 
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{ApiError, envelope};
 use crate::{
     auth::{Permission, Principal},
-    db::audit::{self, AuditFilter, AuditRecord},
-    state::AppState,
+    db::{
+        audit::{self, AuditFilter, AuditRecord},
+        pagination::CursorList,
+    },
+    http::AppState,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -27,22 +30,15 @@ pub struct AuditQuery {
     pub tenant_id: Option<Uuid>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
-    /// 1-200, default 50.
-    pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// 1 to 200 (default 50).
+    pub per_page: Option<u32>,
+    /// `next_cursor` of the previous answer: the rows older than it.
     pub cursor: Option<Uuid>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AuditPage {
-    pub items: Vec<AuditRecord>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    pub next_cursor: Option<Uuid>,
 }
 
 /// The audit trail the caller may read.
 #[utoipa::path(tag = "audit", security(("bearer" = [])), params(AuditQuery), responses(
-    (status = 200, body = envelope::Envelope<AuditPage>), (status = 403, body = envelope::ErrorBody)))]
+    (status = 200, body = envelope::Envelope<CursorList<AuditRecord>>), (status = 403, body = envelope::ErrorBody)))]
 #[get("/audit")]
 pub async fn list(
     state: web::Data<AppState>,
@@ -51,11 +47,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::AuditRead)?;
     let query = query.into_inner();
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::validation("limit must be between 1 and 200")
-            .with_details(super::field_details("limit", "must be between 1 and 200")));
-    }
+    let cursor = super::cursor(query.per_page, query.cursor)?;
     let scope = match query.tenant_id {
         Some(tenant_id) => principal.scope_in_tenant(tenant_id, "tenant")?,
         None => principal.scope(),
@@ -67,12 +59,8 @@ pub async fn list(
         actor_user_id: query.actor_user_id,
         since: query.since,
         until: query.until,
-        before_id: query.cursor,
     };
     let mut conn = state.db.acquire().await?;
-    let items = audit::list(&mut conn, &scope, &filter, i64::from(limit)).await?;
-    let next_cursor = (items.len() == limit as usize)
-        .then(|| items.last().map(|r| r.id))
-        .flatten();
-    Ok(envelope::ok(AuditPage { items, next_cursor }))
+    let items = audit::list(&mut conn, &scope, &filter, cursor).await?;
+    Ok(envelope::ok(CursorList::new(items, cursor, |r| r.id)))
 }

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{ApiError, client_info, envelope};
 use crate::{
-    auth::{Permission, Principal, flows, keys::JwkSet, rbac},
+    accounts::sign_in as flows,
+    auth::{Permission, Principal, keys::JwkSet, rbac},
     db::users::{self, User},
-    state::AppState,
+    http::AppState,
 };
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -25,7 +25,7 @@ use crate::{
         organizations,
         pagination::{PageRequest, Paginated},
     },
-    state::AppState,
+    http::AppState,
 };
 
 /// A job with its progress and where to follow it.
@@ -178,9 +178,7 @@ async fn accept(
     let (form, file_name, size) = received?;
     let prediction_type = match (fixed_type, form.prediction_type.as_deref()) {
         (Some(t), _) => t,
-        (None, Some(raw)) => raw.trim().parse::<PredictionType>().map_err(|e| {
-            ApiError::validation(e.to_string()).with_details(field_details("type", "annual or quarterly"))
-        })?,
+        (None, Some(raw)) => pdscore_actors::domain::prediction_type(raw)?,
         (None, None) => {
             return Err(ApiError::validation("type is required (annual or quarterly).")
                 .with_details(field_details("type", "annual or quarterly")));

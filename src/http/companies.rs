@@ -16,7 +16,7 @@ use crate::{
         users,
     },
     domain::{CompanyFields, CompanySymbol, market_cap, optional_text, required_text},
-    state::AppState,
+    http::AppState,
 };
 
 impl From<CompanyWriteError> for ApiError {

@@ -115,9 +115,19 @@ impl From<crate::domain::InvalidValue> for ApiError {
     }
 }
 
-impl From<crate::auth::flows::AuthFlowError> for ApiError {
-    fn from(e: crate::auth::flows::AuthFlowError) -> Self {
-        use crate::auth::flows::AuthFlowError as E;
+impl From<crate::auth::AccessDenied> for ApiError {
+    fn from(e: crate::auth::AccessDenied) -> Self {
+        use crate::auth::AccessDenied as E;
+        match e {
+            E::Forbidden => Self::new(ErrorCode::Forbidden, "Your role does not allow this operation."),
+            E::NotFound(what) => Self::not_found(what),
+        }
+    }
+}
+
+impl From<crate::accounts::sign_in::AuthFlowError> for ApiError {
+    fn from(e: crate::accounts::sign_in::AuthFlowError) -> Self {
+        use crate::accounts::sign_in::AuthFlowError as E;
         match e {
             E::InvalidCredentials => Self::new(ErrorCode::Unauthorized, "Invalid e-mail or password."),
             E::Throttled(wait) => {

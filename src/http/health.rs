@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::{HttpResponse, get, web};
 
 use super::{ApiError, envelope};
-use crate::{health as checks, state::AppState};
+use crate::{health as checks, http::AppState};
 
 /// Readiness: every dependency checked. 200 with the report, or 503 `SERVICE_UNAVAILABLE` with the report
 /// in `error.details` when a required dependency is down.
@@ -14,7 +14,14 @@ use crate::{health as checks, state::AppState};
 #[get("/health")]
 #[tracing::instrument(name = "health", skip_all)]
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let report = checks::check(&state).await;
+    let report = checks::check(checks::Dependencies {
+        db: &state.db,
+        redis: &state.redis,
+        messaging: &state.messaging,
+        settings: &state.health,
+        started_at: state.started_at,
+    })
+    .await;
     let failing = report.failing_required();
     if failing.is_empty() {
         return Ok(envelope::ok(report));

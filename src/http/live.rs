@@ -14,7 +14,7 @@ use std::{
 use uuid::Uuid;
 
 use super::{ApiError, live_streams::Opened};
-use crate::{auth::Principal, state::AppState};
+use crate::{auth::Principal, db::sessions, http::AppState};
 
 /// What a stream's caller may see now.
 pub enum Standing {
@@ -37,7 +37,10 @@ async fn check(state: &AppState, principal: &Principal, with_assignments: bool) 
     match state
         .auth
         .sessions
-        .is_active(&state.db, principal.session_id, principal.user_id)
+        .is_active(
+            principal.session_id,
+            sessions::is_live(&state.db, principal.session_id, principal.user_id),
+        )
         .await
     {
         Ok(true) => {}

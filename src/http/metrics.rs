@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, get, http::header::ContentType, web};
 
 use crate::{
-    state::AppState,
+    http::AppState,
     telemetry::events::{HeapSampled, PoolsSampled},
 };
 

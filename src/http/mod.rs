@@ -39,7 +39,9 @@ pub mod openapi;
 pub mod organizations;
 pub mod portfolio;
 pub mod predictions;
+pub mod principal;
 pub mod request_id;
+pub mod state;
 pub mod tenants;
 pub mod users;
 
@@ -51,11 +53,12 @@ use uuid::Uuid;
 pub use error::ApiError;
 pub use error_code::ErrorCode;
 pub use json::Json;
+pub use state::AppState;
 
 use crate::{
-    auth::{Principal, flows::ClientInfo},
+    accounts::sign_in::ClientInfo,
+    auth::Principal,
     db::audit::{Actor, AuditEntry},
-    state::AppState,
 };
 
 /// The whole HTTP surface of one worker: the docs (before the `/api/v1` scope, which would otherwise answer
@@ -215,6 +218,12 @@ pub fn risk_level(raw: Option<&str>) -> Result<Option<pdscore_actors::RiskLevel>
 /// `error.details` naming the offending field.
 pub fn field_details(field: &str, reason: &str) -> serde_json::Value {
     serde_json::json!({ "field": field, "reason": reason })
+}
+
+/// A cursor request checked against its bounds.
+pub fn cursor(per_page: Option<u32>, cursor: Option<Uuid>) -> Result<crate::db::pagination::Cursor, ApiError> {
+    crate::db::pagination::Cursor::new(per_page, cursor)
+        .map_err(|reason| ApiError::validation(reason.clone()).with_details(field_details("per_page", &reason)))
 }
 
 /// A page request checked against its bounds.

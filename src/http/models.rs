@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{ApiError, envelope};
 use crate::{
     auth::{Permission, Principal},
-    state::AppState,
+    http::AppState,
 };
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -32,7 +32,10 @@ pub fn base() -> OpenApi {
                 .description(Some(
                     "Multi-tenant, real-time probability-of-default scoring. Every answer is an envelope \
                      {success, data | error, meta}; errors carry a stable error.code. Authenticate with \
-                     POST /api/v1/auth/login and send `Authorization: Bearer <access_token>`.",
+                     POST /api/v1/auth/login and send `Authorization: Bearer <access_token>`. Every list answers \
+                     {items, per_page, …} and takes per_page (1-200, default 50): numbered pages add page, total \
+                     and total_pages (ask with page); the lists that only grow, read newest first (alerts, the \
+                     audit trail), add next_cursor instead (pass it back as cursor).",
                 ))
                 .build(),
         )

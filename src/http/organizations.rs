@@ -14,7 +14,7 @@ use crate::{
         pagination::{PageRequest, Paginated},
     },
     domain::{optional_text, required_text},
-    state::AppState,
+    http::AppState,
 };
 
 impl From<OrganizationWriteError> for ApiError {

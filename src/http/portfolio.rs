@@ -21,7 +21,7 @@ use crate::{
         pagination::{Page, PageRequest, Paginated},
         portfolio::{self, PortfolioItem},
     },
-    state::AppState,
+    http::AppState,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

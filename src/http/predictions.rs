@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use pdscore_actors::{Committed, Filing, FilingContent, FilingSource, PipelineError, PredictionType, Terms};
+use pdscore_actors::{
+    Committed, Filing, FilingContent, FilingSource, PipelineError, PredictionType, RejectCode, Terms,
+    domain::{FilingKey, prediction_type},
+};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -19,7 +22,7 @@ use crate::{
         predictions::{self, HistoryFilter, Prediction},
     },
     domain::CompanyFields,
-    state::AppState,
+    http::AppState,
 };
 
 impl From<PipelineError> for ApiError {
@@ -27,10 +30,16 @@ impl From<PipelineError> for ApiError {
         let retry = |d: Duration| Duration::from_secs(d.as_secs_f64().ceil().max(1.0) as u64);
         match e {
             PipelineError::Rejected(r) => {
+                // Spelled out, so that a new refusal code must be given its answer here.
                 let code = match r.code {
-                    "NOT_FOUND" => ErrorCode::NotFound,
-                    "CONFLICT" => ErrorCode::Conflict,
-                    _ => ErrorCode::ValidationError,
+                    RejectCode::NotFound => ErrorCode::NotFound,
+                    RejectCode::Conflict => ErrorCode::Conflict,
+                    RejectCode::ValidationError
+                    | RejectCode::ControlCharacter
+                    | RejectCode::UnknownModel
+                    | RejectCode::ModelError
+                    | RejectCode::UnstorableFiling
+                    | RejectCode::DuplicateRow => ErrorCode::ValidationError,
                 };
                 let details = r.field.as_deref().map(|f| field_details(f, &r.message));
                 let error = ApiError::new(code, r.message);
@@ -57,11 +66,6 @@ impl From<PipelineError> for ApiError {
     }
 }
 
-fn prediction_type(raw: &str) -> Result<PredictionType, ApiError> {
-    raw.parse::<PredictionType>()
-        .map_err(|e| ApiError::validation(e.to_string()).with_details(field_details("type", "annual or quarterly")))
-}
-
 fn idempotency_key(req: &HttpRequest, filing_id: Option<String>) -> Result<String, ApiError> {
     let header = req
         .headers()
@@ -70,11 +74,7 @@ fn idempotency_key(req: &HttpRequest, filing_id: Option<String>) -> Result<Strin
         .transpose()
         .map_err(|_| ApiError::validation("Idempotency-Key must be printable text"))?;
     match filing_id.or(header) {
-        Some(key) => match pdscore_actors::filing::parse_key(&key) {
-            Ok(_) => Ok(key),
-            Err(rejected) => Err(ApiError::validation(format!("filing_id: {}", rejected.message))
-                .with_details(field_details("filing_id", &rejected.message))),
-        },
+        Some(key) => Ok(FilingKey::parse(&key)?.into_string()),
         None => Ok(format!("http:{}", Uuid::now_v7())),
     }
 }
@@ -94,10 +94,12 @@ async fn score(
         idempotency_key: String::new(),
         source: filing.source,
         prediction_type: filing.prediction_type,
-        period: filing.period,
-        statement: None,
-        ratios: None,
-        model: None,
+        content: FilingContent {
+            period: filing.content.period,
+            statement: None,
+            ratios: None,
+            model: None,
+        },
         terms: filing.terms,
         raw: Value::Null,
         bulk: None,
@@ -186,10 +188,7 @@ pub async fn create(
         idempotency_key: idempotency_key(&req, body.filing_id)?,
         source: FilingSource::Http,
         prediction_type,
-        period: content.period,
-        statement: content.statement,
-        ratios: content.ratios,
-        model: content.model,
+        content,
         terms: Terms::Product,
         raw,
         bulk: None,
@@ -384,10 +383,7 @@ async fn accunode(
         ),
         source: FilingSource::Http,
         prediction_type,
-        period,
-        statement: None,
-        ratios: content.ratios,
-        model: content.model,
+        content,
         terms: Terms::Accunode,
         raw,
         bulk: None,

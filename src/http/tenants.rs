@@ -8,16 +8,16 @@ use uuid::Uuid;
 
 use super::{ApiError, ErrorCode, audit_entry, envelope, nullable, order_by, page, snapshot};
 use crate::{
-    auth::{Permission, Principal, password},
+    auth::{Permission, Principal, Role, password},
     db::{
         audit,
         pagination::{PageRequest, Paginated},
         sessions,
         tenants::{self, InsertTenantError, Tenant, TenantChanges},
-        users::{self, NewUser, Role, User},
+        users::{self, NewUser, User},
     },
     domain::{Email, TenantSlug, required_text},
-    state::AppState,
+    http::AppState,
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

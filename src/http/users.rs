@@ -9,15 +9,15 @@ use uuid::Uuid;
 
 use super::{ApiError, ErrorCode, audit_entry, envelope, order_by, page, snapshot};
 use crate::{
-    auth::{Permission, Principal, Scope, password, rbac},
+    auth::{Permission, Principal, Role, Scope, password, rbac},
     db::{
         audit, organizations,
         pagination::{PageRequest, Paginated},
         sessions,
-        users::{self, InsertUserError, NewUser, Role, User, UserChanges, UserFilter},
+        users::{self, InsertUserError, NewUser, User, UserChanges, UserFilter},
     },
     domain::{Email, optional_text},
-    state::AppState,
+    http::AppState,
 };
 
 /// The password a new account starts with: the one given (checked against the policy) or a generated one,

@@ -1,7 +1,7 @@
 use pdscore::{
     accounts::{self, CreateAccountError},
+    auth::Role,
     auth::password,
-    db::users::Role,
 };
 use secrecy::SecretString;
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pdscore::{
+    auth::Role,
     auth::{keys, tokens::Claims},
-    db::users::Role,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;

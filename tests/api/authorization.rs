@@ -5,11 +5,10 @@
 use std::collections::BTreeSet;
 
 use pdscore::{
-    auth::keys,
+    auth::{Role, keys},
     db::{
         companies::{self, NewCompany},
         organizations,
-        users::Role,
     },
 };
 use serde_json::{Value, json};

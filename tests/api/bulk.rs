@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use pdscore::db::users::Role;
+use pdscore::auth::Role;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use pdscore::db::users::Role;
+use pdscore::auth::Role;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;

@@ -364,11 +364,11 @@ impl TestApp {
 /// The demo tenant and a signed-in token per role.
 pub struct Demo {
     pub setup: pdscore::accounts::DemoSetup,
-    pub tokens: HashMap<pdscore::db::users::Role, String>,
+    pub tokens: HashMap<pdscore::auth::Role, String>,
 }
 
 impl Demo {
-    pub fn token(&self, role: pdscore::db::users::Role) -> &str {
+    pub fn token(&self, role: pdscore::auth::Role) -> &str {
         &self.tokens[&role]
     }
 }

@@ -3,14 +3,14 @@
 
 use std::{io::Write, time::Duration};
 
-use pdscore::db::users::Role;
+use pdscore::auth::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    bulk::{annual_csv, finished, text, upload},
+    bulk::{ANNUAL_HEADER, annual_csv, finished, text, upload},
     helpers::{data, eventually, id, spawn_app, spawn_app_with},
-    pipeline::safe,
+    pipeline::{company_id, dead_letters, message, publish, safe},
 };
 
 fn assert_control_character(what: &str, (status, answer): (u16, Value)) {
@@ -334,4 +334,146 @@ async fn a_live_stream_ends_with_its_session_and_streams_are_capped_per_user() {
         "the stream is closed after its end frame"
     );
     drop(reopened);
+}
+
+/// Company symbols outside the one rule (`pdscore_actors::domain::CompanySymbol`): a blank, a letter outside
+/// A-Z, SQL, 33 characters.
+fn bad_symbols() -> Vec<String> {
+    vec![
+        "A B".into(),
+        "ÄCME".into(),
+        "X';DROP TABLE companies;--".into(),
+        "S".repeat(33),
+    ]
+}
+
+/// Filing ids outside the one rule (`pdscore_actors::domain::FilingKey`): empty, 201 characters.
+fn bad_filing_ids() -> Vec<String> {
+    vec![String::new(), "k".repeat(201)]
+}
+
+/// A filing's symbol and id are checked by the same code whichever way it comes: HTTP (AccuNode's route, which
+/// names the company by symbol, and the product's, which takes a filing id), NATS, and a bulk file (whose
+/// rows have no filing id: a row's key is its job and row number). Each bad value is refused the same way,
+/// with `VALIDATION_ERROR` naming the field, and nothing is stored.
+#[actix_web::test]
+async fn a_bad_symbol_or_filing_id_is_refused_alike_over_http_nats_and_bulk() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let admin = demo.token(Role::OrgAdmin).to_owned();
+    let organization = demo.setup.organization_id;
+    let acme = company_id(&app, &token, "ACME").await;
+    let (js, ns) = app.jetstream().await;
+    let annual = ns.filings(&demo.setup.tenant_slug, "annual");
+
+    for symbol in bad_symbols() {
+        let accunode = json!({ "company_symbol": symbol, "company_name": "Bad Co", "reporting_year": 2024,
+                               "return_on_assets": 4.2 });
+        let (status, answer) = app
+            .call("POST", "/api/v1/predictions/annual", Some(&token), Some(&accunode))
+            .await;
+        assert_eq!(
+            (
+                status,
+                answer["error"]["code"].as_str(),
+                answer["error"]["details"]["field"].as_str()
+            ),
+            (422, Some("VALIDATION_ERROR"), Some("symbol")),
+            "{symbol:?}: {answer:#}"
+        );
+        let company = json!({ "symbol": symbol, "name": "Bad Co" });
+        let path = format!("/api/v1/organizations/{organization}/companies");
+        let (status, answer) = app.call("POST", &path, Some(&admin), Some(&company)).await;
+        assert_eq!(
+            (status, answer["error"]["details"]["field"].as_str()),
+            (422, Some("symbol")),
+            "{symbol:?}: {answer:#}"
+        );
+    }
+    for filing_id in bad_filing_ids() {
+        let body = json!({ "type": "annual", "reporting_year": 2024, "ratios": safe(), "filing_id": filing_id });
+        let path = format!("/api/v1/companies/{acme}/predictions");
+        let (status, answer) = app.call("POST", &path, Some(&token), Some(&body)).await;
+        assert_eq!(
+            (
+                status,
+                answer["error"]["code"].as_str(),
+                answer["error"]["details"]["field"].as_str()
+            ),
+            (422, Some("VALIDATION_ERROR"), Some("filing_id")),
+            "{filing_id:?}: {answer:#}"
+        );
+    }
+
+    // NATS: each bad message is a dead letter naming the field; a good one after them is scored.
+    let mut published = 0;
+    for (n, symbol) in bad_symbols().iter().enumerate() {
+        publish(&js, annual.clone(), message(&format!("s-{n}"), symbol, 2024, safe())).await;
+        published += 1;
+    }
+    for filing_id in bad_filing_ids() {
+        publish(&js, annual.clone(), message(&filing_id, "ACME", 2024, safe())).await;
+        published += 1;
+    }
+    let letters = dead_letters(&js, &ns, published).await;
+    assert_eq!(letters.len(), published, "{letters:?}");
+    // Ingest answers several messages at once: their dead letters come in any order.
+    let mut fields: Vec<&str> = letters
+        .iter()
+        .map(|(code, reason)| {
+            assert_eq!(code, "VALIDATION_ERROR", "{reason}");
+            reason.split(':').next().unwrap()
+        })
+        .collect();
+    let mut expected = vec!["symbol"; bad_symbols().len()];
+    expected.extend(vec!["filing_id"; bad_filing_ids().len()]);
+    fields.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(fields, expected, "{letters:?}");
+
+    // Bulk: each row with a bad symbol fails alone, naming the symbol; the good row is scored.
+    let mut csv = format!("{ANNUAL_HEADER}\n");
+    for symbol in bad_symbols().iter().chain(["GOOD".to_owned()].iter()) {
+        csv.push_str(&format!(
+            "\"{}\",Bad Co,,,2024,,10,1,10,10,12\n",
+            symbol.replace('"', "\"\"")
+        ));
+    }
+    let (status, answer) = upload(
+        &app,
+        &token,
+        "/api/v1/bulk-jobs",
+        "symbols.csv",
+        csv.into_bytes(),
+        &[("type", "annual")],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer:#}");
+    let job = answer["data"]["id"].as_str().unwrap().to_owned();
+    let done = finished(&app, &token, &job).await;
+    assert_eq!(
+        (
+            done["status"].as_str(),
+            done["succeeded_rows"].as_i64(),
+            done["failed_rows"].as_i64()
+        ),
+        (Some("completed"), Some(1), Some(bad_symbols().len() as i64)),
+        "{done:#}"
+    );
+    let (_, errors) = text(&app, &token, &format!("/api/v1/bulk-jobs/{job}/errors")).await;
+    let rows: Vec<&str> = errors.lines().skip(1).collect();
+    assert_eq!(rows.len(), bad_symbols().len(), "{errors}");
+    for row in rows {
+        assert!(
+            row.contains(",VALIDATION_ERROR,") && row.contains("symbol: use 1-32 characters"),
+            "{row}"
+        );
+    }
+
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM companies WHERE name = 'Bad Co'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "only the good row's company exists");
 }

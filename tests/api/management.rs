@@ -1,7 +1,7 @@
 //! Management flows: CRUD with validation, pagination, filtering and sorting; scoping rules beyond the
 //! matrix; the audit trail; bad input never reaching a 500.
 
-use pdscore::db::users::Role;
+use pdscore::auth::Role;
 use serde_json::{Value, json};
 
 use crate::helpers::{Demo, TestApp, spawn_app};
@@ -232,7 +232,7 @@ async fn every_mutation_is_audited_with_its_request_id_and_scoped_on_read() {
     let (_, first) = app
         .call(
             "GET",
-            "/api/v1/audit?limit=2",
+            "/api/v1/audit?per_page=2",
             Some(demo.token(Role::TenantAdmin)),
             None,
         )
@@ -241,7 +241,7 @@ async fn every_mutation_is_audited_with_its_request_id_and_scoped_on_read() {
     let (_, second) = app
         .call(
             "GET",
-            &format!("/api/v1/audit?limit=2&cursor={cursor}"),
+            &format!("/api/v1/audit?per_page=2&cursor={cursor}"),
             Some(demo.token(Role::TenantAdmin)),
             None,
         )

@@ -1,4 +1,4 @@
-use pdscore::db::users::Role;
+use pdscore::auth::Role;
 use serde_json::json;
 
 use crate::helpers::spawn_app;

@@ -13,7 +13,7 @@ use std::{
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
-use pdscore::db::users::Role;
+use pdscore::auth::Role;
 use secrecy::SecretString;
 use serde_json::json;
 

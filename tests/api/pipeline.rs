@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
-use pdscore::db::users::Role;
+use pdscore::auth::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -33,7 +33,50 @@ pub async fn publish(js: &jetstream::Context, subject: String, payload: Vec<u8>)
     js.publish(subject, payload.into()).await.unwrap().await.unwrap();
 }
 
-async fn company_id(app: &TestApp, token: &str, symbol: &str) -> Uuid {
+/// The first `count` dead letters of the namespace (waiting up to 10 s for each), as (code, reason); each
+/// names its original subject.
+pub async fn dead_letters(
+    js: &jetstream::Context,
+    ns: &pdscore_nats::Namespace,
+    count: usize,
+) -> Vec<(String, String)> {
+    let dead = js
+        .get_stream(ns.stream_name("DEAD_LETTERS"))
+        .await
+        .unwrap()
+        .create_consumer(pull::Config::default())
+        .await
+        .unwrap();
+    // `batch` waits for the messages (`fetch` returns what is there already): dead letters are published while
+    // ingest goes on with the next messages.
+    let mut messages = dead
+        .batch()
+        .max_messages(count)
+        .expires(Duration::from_secs(10))
+        .messages()
+        .await
+        .unwrap();
+    let mut letters = Vec::new();
+    while letters.len() < count {
+        let Some(Ok(m)) = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .unwrap()
+        else {
+            break;
+        };
+        let headers = m.headers.clone().unwrap();
+        assert!(headers.get("Pdscore-Original-Subject").is_some());
+        let reason = headers
+            .get("Pdscore-Reason")
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_default();
+        assert!(!reason.is_empty());
+        letters.push((headers.get("Pdscore-Reason-Code").unwrap().as_str().to_owned(), reason));
+    }
+    letters
+}
+
+pub async fn company_id(app: &TestApp, token: &str, symbol: &str) -> Uuid {
     let (_, list) = app
         .call("GET", &format!("/api/v1/companies?q={symbol}"), Some(token), None)
         .await;
@@ -184,35 +227,12 @@ async fn bad_filings_end_in_dead_letters_with_their_reason_and_nothing_is_lost()
     })
     .await;
 
-    let dead = js
-        .get_stream(ns.stream_name("DEAD_LETTERS"))
+    // Some may land after the good filing was scored.
+    let mut codes: Vec<String> = dead_letters(&js, &ns, cases.len())
         .await
-        .unwrap()
-        .create_consumer(pull::Config::default())
-        .await
-        .unwrap();
-    let mut codes = Vec::new();
-    // `batch` waits for the messages (`fetch` returns what is there already): dead letters are published while
-    // ingest goes on with the next messages, so some may land after the good filing was scored.
-    let mut messages = dead
-        .batch()
-        .max_messages(cases.len())
-        .expires(Duration::from_secs(10))
-        .messages()
-        .await
-        .unwrap();
-    while codes.len() < cases.len() {
-        let Some(Ok(m)) = tokio::time::timeout(Duration::from_secs(10), messages.next())
-            .await
-            .unwrap()
-        else {
-            break;
-        };
-        let headers = m.headers.clone().unwrap();
-        assert!(headers.get("Pdscore-Reason").is_some_and(|r| !r.as_str().is_empty()));
-        assert!(headers.get("Pdscore-Original-Subject").is_some());
-        codes.push(headers.get("Pdscore-Reason-Code").unwrap().as_str().to_owned());
-    }
+        .into_iter()
+        .map(|(code, _)| code)
+        .collect();
     let mut expected: Vec<String> = cases.iter().map(|(c, _, _)| c.to_string()).collect();
     expected.sort();
     codes.sort();
@@ -459,7 +479,7 @@ async fn subscribers_get_exactly_one_alert_per_risk_change() {
         eventually(key, Duration::from_secs(20), || predictions_of(&app, key)).await;
     }
     let (_, stored) = app.call("GET", "/api/v1/alerts", Some(&admin), None).await;
-    let stored = stored["data"].as_array().unwrap().clone();
+    let stored = stored["data"]["items"].as_array().unwrap().clone();
     assert_eq!(stored.len(), 2, "{stored:#?}");
     assert_eq!(
         (
@@ -521,7 +541,7 @@ async fn subscribers_get_exactly_one_alert_per_risk_change() {
     let (_, mine) = app
         .call("GET", "/api/v1/alerts", Some(demo.token(Role::User)), None)
         .await;
-    assert_eq!(mine["data"], json!([]));
+    assert_eq!(mine["data"]["items"], json!([]));
 }
 
 #[actix_web::test]

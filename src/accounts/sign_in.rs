@@ -11,15 +11,17 @@ use sqlx::PgPool;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use super::{
-    Auth, Principal,
-    password::{self, PasswordPolicyError},
-    sessions::{self, RefreshToken},
-    tokens::Subject,
-};
-use crate::db::{
-    audit::{self, Actor, AuditEntry},
-    sessions as repo, users,
+use crate::{
+    auth::{
+        Auth, Principal, Role,
+        password::{self, PasswordPolicyError},
+        sessions::{self, RefreshToken},
+        tokens::Subject,
+    },
+    db::{
+        audit::{self, Actor, AuditEntry},
+        sessions as repo, users,
+    },
 };
 
 /// Where a request came from, for the session record and throttling.
@@ -49,7 +51,7 @@ pub struct TokenPair {
     pub refresh_token: String,
     pub refresh_expires_in: u64,
     pub user_id: Uuid,
-    pub role: users::Role,
+    pub role: Role,
     pub tenant_id: Option<Uuid>,
     pub organization_id: Option<Uuid>,
 }

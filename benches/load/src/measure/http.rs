@@ -17,13 +17,13 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::{Record, annual_ratios, cpu::CpuMeter, histogram, record_since, run_tag};
-use crate::bulk::client::sign_in;
+use crate::client::sign_in;
 
 /// Where the requests go.
 pub enum Target<'a> {
     /// The scoring service, signed in with this account (one with an organization of its own).
     Service { email: &'a str, password: &'a str },
-    /// The bare echo server (`pdscore load echo-server`).
+    /// The bare echo server (`pdscore-load echo-server`).
     Echo,
     /// The portfolio's first page, riskiest first, as this account sees it; `fresh` asks for answers from
     /// PostgreSQL (`Cache-Control: no-cache`) rather than the cache.

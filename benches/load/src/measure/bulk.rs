@@ -7,7 +7,7 @@ use anyhow::Context;
 use pdscore_actors::PredictionType;
 
 use super::{Record, cpu::CpuMeter};
-use crate::bulk::client::{Submission, sample, submit};
+use crate::client::{Submission, sample, submit};
 
 pub struct BulkLoad<'a> {
     pub url: &'a str,

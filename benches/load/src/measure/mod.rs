@@ -1,4 +1,4 @@
-//! `pdscore load`: the load generator and the ceilings it compares the service with.
+//! `pdscore-load`: the load generator and the ceilings it compares the service with.
 //!
 //! Paths through the service, against a running instance with real JWTs:
 //! - [`http`]: single persisted predictions at fixed concurrency;

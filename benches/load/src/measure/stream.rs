@@ -24,7 +24,7 @@ use pdscore_nats::{Namespace, StreamKind};
 use serde_json::json;
 
 use super::{Record, annual_ratios, cpu::CpuMeter, histogram, run_tag};
-use crate::bulk::client::{call, sign_in};
+use crate::client::{call, sign_in};
 
 /// Publications awaiting their JetStream ack at once.
 const PUBLISH_WINDOW: usize = 4096;

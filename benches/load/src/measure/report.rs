@@ -1,4 +1,4 @@
-//! The results tables of BENCHMARKS.md, from one run's records (`pdscore load report`).
+//! The results tables of BENCHMARKS.md, from one run's records (`pdscore-load report`).
 
 use std::{fmt::Write, path::Path};
 

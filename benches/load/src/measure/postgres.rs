@@ -12,12 +12,12 @@ use std::{
 
 use anyhow::Context;
 use futures_util::{StreamExt, stream};
-use pdscore_actors::{Filing, PredictionStore, scoring};
+use pdscore_actors::{Filing, PredictionStore, domain::FilingKey, scoring};
 use sqlx::{Executor, postgres::PgPoolOptions};
 use uuid::Uuid;
 
 use super::{Record, cpu::CpuMeter, histogram, record_since, run_tag, stream::spread_filing};
-use crate::{
+use pdscore::{
     configuration::Settings,
     db::{self, predictions::PgPredictionStore},
     pipeline,
@@ -43,7 +43,7 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
     // No portfolio cache: the ceiling measures PostgreSQL alone.
     let mut uncached = settings.redis.clone();
     uncached.portfolio_cache_ttl_secs = 0;
-    let cache = crate::cache::PortfolioCache::new(crate::cache::connect(&uncached)?, &uncached);
+    let cache = pdscore::cache::PortfolioCache::new(pdscore::cache::connect(&uncached)?, &uncached);
     let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()), cache);
     let policy = store
         .tenant_policy(tenant_id)
@@ -64,7 +64,11 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         let payload = spread_filing(&run, i, companies.len() as u64);
         let decoded = pdscore_nats::message::decode(prefix, &subject, &payload)
             .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
-        let key = decoded.filing_id.clone().unwrap_or_default();
+        let key = decoded
+            .filing_id
+            .clone()
+            .map(FilingKey::into_string)
+            .unwrap_or_default();
         filings.push(decoded.into_filing(
             tenant_id,
             organization_id,

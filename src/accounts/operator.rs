@@ -6,15 +6,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    auth::Scope,
-    auth::password,
+    auth::{Role, Scope, password},
     db::{
         audit::{self, Actor, AuditEntry},
         companies::{self, CompanyFilter, NewCompany},
         organizations,
         pagination::Page,
         tenants,
-        users::{self, InsertUserError, NewUser, Role},
+        users::{self, InsertUserError, NewUser},
     },
     domain::{Email, InvalidValue, TenantSlug},
 };

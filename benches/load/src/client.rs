@@ -1,5 +1,5 @@
 //! The terminal side of bulk jobs: submit a file to a running service and follow it with a progress bar
-//! (`pdscore bulk submit`), and write sample files in AccuNode's format (`pdscore bulk sample`).
+//! (`pdscore-load submit`), and write sample files in AccuNode's format (`pdscore-load sample`).
 
 use std::{io::Write, path::Path, time::Duration};
 
