@@ -10,7 +10,8 @@
 //!   envelope, the error-code table, request ids, metrics, the dashboard's assets;
 //! - [`bulk`]: bulk jobs (file readers, the runner); [`health`]: dependency checks with latency;
 //! - [`accounts`]: sign-in, refresh, sign-out, and the operator use cases behind the CLI; [`pipeline`]: the
-//!   scoring pipeline's adapters (PostgreSQL store and directory, alert publisher and feed, JetStream ingest);
+//!   scoring pipeline's wiring and adapters (PostgreSQL store and directory, JetStream ingest);
+//! - [`alerts`]: the alert stage after the commit (publisher, outbox, the live feed behind SSE);
 //! - [`db`]: the PostgreSQL pool, migrations and repositories;
 //! - [`auth`]: passwords, roles and permissions, scopes, tokens, sessions (no database);
 //! - [`cache`]: Redis and the local caches; [`messaging`]: the NATS connection and stream upkeep;
@@ -18,6 +19,7 @@
 //! - [`configuration`]: typed settings from defaults, a file and the environment; secrets never printed.
 
 pub mod accounts;
+pub mod alerts;
 pub mod auth;
 pub mod bulk;
 pub mod cache;

@@ -1,24 +1,26 @@
-//! Wiring of the scoring pipeline: the model registry, the actors with their PostgreSQL store, the alert
-//! publisher and its outbox, the live alert feed for SSE, and the JetStream ingest.
+//! Wiring of the scoring pipeline: the model registry, the actors with their PostgreSQL store (behind the
+//! portfolio cache's invalidation), the alert stage ([`crate::alerts`]) and the JetStream ingest with its
+//! directory of tenants and companies.
 
-use std::{
-    collections::{HashSet, VecDeque},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use futures_util::{FutureExt, StreamExt, future::BoxFuture};
+use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::domain::CompanySymbol;
-use pdscore_actors::{Alert, AlertSink, Pipeline, PipelineConfig, model_pool::SharedRegistry};
+use pdscore_actors::{
+    Pipeline, PipelineConfig, PredictionStore, Scores, StoreError, TenantPolicy, model_pool::SharedRegistry,
+    ports::CommitResult,
+};
 use pdscore_models::registry::Registry;
+use pdscore_models::statement::{ReportingPeriod, Statement};
 use pdscore_nats::ingest::{CompanyLookup, Directory, DirectoryUnavailable, Ingest, IngestConfig};
 use sqlx::PgPool;
-use tokio::{sync::broadcast, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
+    alerts::{AlertFeed, AlertPublisher},
     auth::Scope,
     cache::LocalCache,
     configuration::Settings,
@@ -72,15 +74,11 @@ pub fn start(
         persist_max_in_flight: p.persist_max_in_flight,
         persist_max_rows: p.persist_max_rows,
     };
-    let store = Arc::new(predictions::PgPredictionStore::new(
-        db.clone(),
-        Arc::new(p.clone()),
+    let store = Arc::new(InvalidatingStore {
+        inner: predictions::PgPredictionStore::new(db.clone(), Arc::new(p.clone())),
         portfolio,
-    ));
-    let publisher = Arc::new(AlertPublisher {
-        db: db.clone(),
-        messaging: messaging.clone(),
     });
+    let publisher = Arc::new(AlertPublisher::new(db.clone(), messaging.clone()));
     let pipeline = Pipeline::start(
         config,
         Arc::new(SharedRegistry::new(registry)),
@@ -133,117 +131,38 @@ pub(crate) fn on_own_arbiter(work: impl std::future::Future<Output = ()> + Send 
     })
 }
 
-/// Publishes committed alerts to the ALERTS stream and marks them published; what fails stays unpublished
-/// in PostgreSQL and is published again by the outbox task.
-#[derive(Clone)]
-struct AlertPublisher {
-    db: PgPool,
-    messaging: Messaging,
+/// The store, with the cached portfolio answers of every tenant a batch wrote to invalidated before the
+/// batch's callers hear of the commit: a dashboard never shows a portfolio older than a filing it was told of.
+struct InvalidatingStore<S> {
+    inner: S,
+    portfolio: crate::cache::PortfolioCache,
 }
 
-impl AlertPublisher {
-    async fn publish_all(&self, alerts: Vec<Alert>) {
-        let mut published = Vec::with_capacity(alerts.len());
-        for alert in &alerts {
-            match pdscore_nats::alerts::publish(&self.messaging.jetstream, &self.messaging.namespace, alert).await {
-                Ok(()) => {
-                    pdscore_nats::events::AlertPublished.emit();
-                    published.push((alert.tenant_id, alert.id));
-                }
-                Err(e) => {
-                    tracing::warn!(alert_id = %alert.id, error = %e, "alert not published yet; the outbox retries")
-                }
+impl<S: PredictionStore> PredictionStore for InvalidatingStore<S> {
+    fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
+        let committing = self.inner.commit(batch.clone());
+        let portfolio = self.portfolio.clone();
+        async move {
+            let results = committing.await?;
+            let tenants: std::collections::BTreeSet<Uuid> = batch.iter().map(|s| s.filing.tenant_id).collect();
+            for tenant in tenants {
+                portfolio.invalidate(tenant).await;
             }
+            Ok(results)
         }
-        if !published.is_empty()
-            && let Err(e) = predictions::mark_published(&self.db, &published).await
-        {
-            tracing::warn!(error = %e, "could not mark alerts published (they may be published twice; the stream drops duplicates)");
-        }
+        .boxed()
     }
 
-    /// Re-publishes alerts whose publisher died between commit and publish.
-    async fn run_outbox(self: Arc<Self>, shutdown: CancellationToken) {
-        const EVERY: Duration = Duration::from_secs(10);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(EVERY) => {}
-            }
-            match predictions::unpublished_alerts(&self.db, EVERY.as_secs_f64(), 500).await {
-                Ok(alerts) if !alerts.is_empty() => {
-                    tracing::info!(alerts = alerts.len(), "publishing alerts from the outbox");
-                    self.publish_all(alerts).await;
-                }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "outbox check failed"),
-            }
-        }
-    }
-}
-
-impl AlertSink for AlertPublisher {
-    fn publish(&self, alerts: Vec<Alert>) -> BoxFuture<'static, ()> {
-        let this = self.clone();
-        async move { this.publish_all(alerts).await }.boxed()
-    }
-}
-
-/// Live alerts of every tenant, as stored on the ALERTS stream (whichever instance scored them), for the
-/// SSE subscribers of this instance. Each alert is delivered once even if it was published twice.
-#[derive(Clone)]
-pub struct AlertFeed {
-    sender: broadcast::Sender<Arc<Alert>>,
-}
-
-impl AlertFeed {
-    fn new() -> Self {
-        Self {
-            sender: broadcast::channel(4096).0,
-        }
+    fn tenant_policy(&self, tenant_id: Uuid) -> BoxFuture<'static, Result<Option<TenantPolicy>, StoreError>> {
+        self.inner.tenant_policy(tenant_id)
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Alert>> {
-        self.sender.subscribe()
-    }
-
-    /// Follows `alerts.>` on NATS until `shutdown`, resubscribing after errors.
-    async fn follow(self, messaging: Messaging, shutdown: CancellationToken) {
-        let subject = messaging.namespace.subject("alerts.>");
-        let mut seen: (HashSet<Uuid>, VecDeque<Uuid>) = Default::default();
-        loop {
-            let mut subscription = match messaging.client.subscribe(subject.clone()).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot follow alerts; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    }
-                }
-            };
-            loop {
-                let message = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    message = subscription.next() => message,
-                };
-                let Some(message) = message else { break };
-                let Ok(alert) = serde_json::from_slice::<Alert>(&message.payload) else {
-                    tracing::warn!(subject = %message.subject, "ignoring an undecodable alert");
-                    continue;
-                };
-                if !seen.0.insert(alert.id) {
-                    continue;
-                }
-                seen.1.push_back(alert.id);
-                if seen.1.len() > 10_000
-                    && let Some(old) = seen.1.pop_front()
-                {
-                    seen.0.remove(&old);
-                }
-                let _ = self.sender.send(Arc::new(alert));
-            }
-        }
+    fn previous_quarters(
+        &self,
+        tenant_id: Uuid,
+        requests: Vec<(Uuid, ReportingPeriod)>,
+    ) -> BoxFuture<'static, Result<Vec<Option<[Statement; 3]>>, StoreError>> {
+        self.inner.previous_quarters(tenant_id, requests)
     }
 }
 

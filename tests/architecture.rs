@@ -36,6 +36,8 @@ const SERVICE_LAYERS: &[&[&str]] = &[
     // use cases: bulk jobs, dependency checks, accounts, and the pipeline's adapters (its store and directory)
     &["bulk", "health"],
     &["accounts", "pipeline"],
+    // the alert stage after the commit: publisher, outbox, the live feed for SSE
+    &["alerts"],
     // the repositories
     &["db"],
     // identities, roles, scopes, tokens and sessions (no database)

@@ -7,6 +7,7 @@
 //! so another instance (or the restarted one) resumes the job at once from its last committed row.
 
 pub mod file;
+pub mod upload;
 
 use std::{
     collections::HashMap,

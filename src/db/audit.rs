@@ -32,6 +32,7 @@ pub struct AuditEntry<'a> {
     pub request_id: Option<String>,
 }
 
+#[tracing::instrument(name = "db.audit.record", level = "debug", skip_all)]
 pub async fn record(conn: &mut PgConnection, entry: AuditEntry<'_>) -> sqlx::Result<()> {
     let (actor_user_id, actor_kind) = match entry.actor {
         Actor::User(id) => (Some(id), "user"),
@@ -88,6 +89,7 @@ pub struct AuditFilter {
 }
 
 /// The newest rows first (ids are time-ordered UUIDv7), from the cursor on.
+#[tracing::instrument(name = "db.audit.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,

@@ -87,6 +87,7 @@ pub struct NewBulkJob<'a> {
     pub options: Value,
 }
 
+#[tracing::instrument(name = "db.bulk_jobs.insert", level = "debug", skip_all)]
 pub async fn insert(conn: &mut PgConnection, new: &NewBulkJob<'_>) -> sqlx::Result<BulkJob> {
     sqlx::query_as(&format!(
         "INSERT INTO bulk_jobs AS j (id, tenant_id, organization_id, created_by, prediction_type, file_name,
@@ -107,6 +108,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewBulkJob<'_>) -> sqlx::Resu
     .await
 }
 
+#[tracing::instrument(name = "db.bulk_jobs.find", level = "debug", skip_all)]
 pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<BulkJob>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM bulk_jobs j WHERE {IN_SCOPE} AND j.id = $4"
@@ -117,6 +119,7 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
     .await
 }
 
+#[tracing::instrument(name = "db.bulk_jobs.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -143,6 +146,7 @@ pub async fn list(
 
 /// Asks a job to stop: a queued job is cancelled at once; a running one stops after its chunks in flight
 /// (whichever instance runs it sees the request when it records progress). `None`: not in scope.
+#[tracing::instrument(name = "db.bulk_jobs.request_cancel", level = "debug", skip_all)]
 pub async fn request_cancel(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<BulkJob>> {
     sqlx::query(&format!(
         "UPDATE bulk_jobs j SET cancel_requested_at = coalesce(j.cancel_requested_at, now()),
@@ -179,6 +183,7 @@ const RUNNABLE: &str = "id, tenant_id, organization_id, created_by, prediction_t
     cancel_requested_at";
 
 /// Unfinished jobs of every tenant, oldest first.
+#[tracing::instrument(name = "db.bulk_jobs.unfinished", level = "debug", skip_all)]
 pub async fn unfinished(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Runnable>> {
     sqlx::query_as(&format!(
         "SELECT {RUNNABLE} FROM bulk_jobs WHERE status IN ('queued', 'processing') ORDER BY created_at LIMIT $1"
@@ -196,6 +201,7 @@ fn lock_key(id: Uuid) -> i64 {
 }
 
 /// Takes the job's lock on this connection; `false` if another instance holds it.
+#[tracing::instrument(name = "db.bulk_jobs.try_lock", level = "debug", skip_all)]
 pub async fn try_lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
         .bind(lock_key(id))
@@ -204,6 +210,7 @@ pub async fn try_lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
 }
 
 /// Reads the job again under its lock (another instance may have finished it meanwhile).
+#[tracing::instrument(name = "db.bulk_jobs.runnable", level = "debug", skip_all)]
 pub async fn runnable(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Option<Runnable>> {
     sqlx::query_as(&format!(
         "SELECT {RUNNABLE} FROM bulk_jobs WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'processing')"
@@ -215,6 +222,7 @@ pub async fn runnable(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> sql
 }
 
 /// The job starts (or resumes) processing with this many rows.
+#[tracing::instrument(name = "db.bulk_jobs.start", level = "debug", skip_all)]
 pub async fn start(pool: &PgPool, tenant_id: Uuid, id: Uuid, total_rows: i64) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE bulk_jobs SET status = 'processing', total_rows = $3, started_at = coalesce(started_at, now())
@@ -228,6 +236,7 @@ pub async fn start(pool: &PgPool, tenant_id: Uuid, id: Uuid, total_rows: i64) ->
     Ok(())
 }
 
+#[tracing::instrument(name = "db.bulk_jobs.finish", level = "debug", skip_all)]
 pub async fn finish(pool: &PgPool, tenant_id: Uuid, id: Uuid, end: &JobEnd) -> sqlx::Result<()> {
     let (status, message) = match end {
         JobEnd::Completed => ("completed", None),
@@ -258,6 +267,7 @@ pub struct ErrorRow {
 }
 
 /// The cells of one failed row (its keys are the file's columns), if any row failed with its cells.
+#[tracing::instrument(name = "db.bulk_jobs.sample_error_row", level = "debug", skip_all)]
 pub async fn sample_error_row(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Option<Value>> {
     sqlx::query_scalar(
         "SELECT raw FROM bulk_job_errors WHERE tenant_id = $1 AND job_id = $2 AND jsonb_typeof(raw) = 'object'
@@ -270,6 +280,7 @@ pub async fn sample_error_row(pool: &PgPool, tenant_id: Uuid, id: Uuid) -> sqlx:
 }
 
 /// Failed rows after `after`, in row order (a page of the report).
+#[tracing::instrument(name = "db.bulk_jobs.errors_page", level = "debug", skip_all)]
 pub async fn errors_page(
     pool: &PgPool,
     tenant_id: Uuid,
@@ -308,6 +319,7 @@ pub struct ResultRow {
 }
 
 /// Scored rows after `after`, in row order (a page of the report).
+#[tracing::instrument(name = "db.bulk_jobs.results_page", level = "debug", skip_all)]
 pub async fn results_page(
     pool: &PgPool,
     tenant_id: Uuid,

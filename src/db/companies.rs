@@ -59,6 +59,7 @@ fn symbol_taken(e: sqlx::Error, symbol: &str) -> CompanyWriteError {
     }
 }
 
+#[tracing::instrument(name = "db.companies.find", level = "debug", skip_all)]
 pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Company>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND c.id = $4"
@@ -70,6 +71,7 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
 }
 
 /// The company with this symbol in an organization the scope covers.
+#[tracing::instrument(name = "db.companies.find_by_symbol", level = "debug", skip_all)]
 pub async fn find_by_symbol(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -88,6 +90,7 @@ pub async fn find_by_symbol(
 
 /// The (organization, company) ids of the companies with this symbol in the scope (in `organization`, when
 /// given): at most two, enough to tell one from several.
+#[tracing::instrument(name = "db.companies.find_ids_by_symbol", level = "debug", skip_all)]
 pub async fn find_ids_by_symbol(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -106,6 +109,7 @@ pub async fn find_ids_by_symbol(
 }
 
 /// The companies assigned to a `user` account.
+#[tracing::instrument(name = "db.companies.assigned_company_ids", level = "debug", skip_all)]
 pub async fn assigned_company_ids(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -158,6 +162,7 @@ bind_filter_for!(
     <'q, O> sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>
 );
 
+#[tracing::instrument(name = "db.companies.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -194,6 +199,7 @@ pub struct NewCompany<'a> {
     pub created_by: Option<Uuid>,
 }
 
+#[tracing::instrument(name = "db.companies.insert", level = "debug", skip_all)]
 pub async fn insert(conn: &mut PgConnection, new: &NewCompany<'_>) -> Result<Company, CompanyWriteError> {
     sqlx::query_as(&format!(
         "INSERT INTO companies AS c (id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
@@ -220,6 +226,7 @@ pub struct CompanyChanges {
     pub market_cap: Option<Option<f64>>,
 }
 
+#[tracing::instrument(name = "db.companies.update", level = "debug", skip_all)]
 pub async fn update(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -245,6 +252,7 @@ pub async fn update(
     .map_err(|e| symbol_taken(e, changes.symbol.as_deref().unwrap_or_default()))
 }
 
+#[tracing::instrument(name = "db.companies.delete", level = "debug", skip_all)]
 pub async fn delete(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Company>> {
     sqlx::query_as(&format!(
         "DELETE FROM companies c WHERE {IN_SCOPE} AND c.id = $4 RETURNING {COLUMNS}"
@@ -266,6 +274,7 @@ pub struct Assignment {
 }
 
 /// The assignments of a company the caller has already found (so it is in scope).
+#[tracing::instrument(name = "db.companies.assignments", level = "debug", skip_all)]
 pub async fn assignments(conn: &mut PgConnection, company: &Company) -> sqlx::Result<Vec<Assignment>> {
     sqlx::query_as(
         "SELECT a.user_id, u.email, u.full_name, a.assigned_by, a.created_at
@@ -279,6 +288,7 @@ pub async fn assignments(conn: &mut PgConnection, company: &Company) -> sqlx::Re
 }
 
 /// Assigns a found company to a found user of the same organization; `false` if it already was.
+#[tracing::instrument(name = "db.companies.assign", level = "debug", skip_all)]
 pub async fn assign(
     conn: &mut PgConnection,
     company: &Company,
@@ -299,6 +309,7 @@ pub async fn assign(
 }
 
 /// Removes an assignment; `false` if there was none.
+#[tracing::instrument(name = "db.companies.unassign", level = "debug", skip_all)]
 pub async fn unassign(conn: &mut PgConnection, company: &Company, user_id: Uuid) -> sqlx::Result<bool> {
     let deleted =
         sqlx::query("DELETE FROM company_assignments WHERE tenant_id = $1 AND company_id = $2 AND user_id = $3")

@@ -3,9 +3,11 @@
 //! Repositories are plain async functions over a `PgPool` or a transaction; each tenant-scoped one takes an
 //! [`Scope`](crate::auth::Scope) derived from the verified caller, so a query without it cannot be written.
 
+pub mod alerts;
 pub mod audit;
 pub mod bulk_jobs;
 pub mod companies;
+pub mod history;
 pub mod organizations;
 pub mod pagination;
 pub mod portfolio;

@@ -44,6 +44,7 @@ fn name_taken(e: sqlx::Error, name: &str) -> OrganizationWriteError {
     }
 }
 
+#[tracing::instrument(name = "db.organizations.find", level = "debug", skip_all)]
 pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Organization>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM organizations WHERE {IN_SCOPE} AND id = $3"
@@ -55,6 +56,7 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
     .await
 }
 
+#[tracing::instrument(name = "db.organizations.find_id_by_name", level = "debug", skip_all)]
 pub async fn find_id_by_name(conn: &mut PgConnection, scope: &Scope, name: &str) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar(&format!(
         "SELECT id FROM organizations WHERE {IN_SCOPE} AND lower(name) = lower($3)"
@@ -66,6 +68,7 @@ pub async fn find_id_by_name(conn: &mut PgConnection, scope: &Scope, name: &str)
     .await
 }
 
+#[tracing::instrument(name = "db.organizations.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -95,6 +98,7 @@ pub async fn list(
 }
 
 /// Creates an organization in `tenant_id` (the caller resolved it from its scope).
+#[tracing::instrument(name = "db.organizations.insert", level = "debug", skip_all)]
 pub async fn insert(
     conn: &mut PgConnection,
     tenant_id: Uuid,
@@ -120,6 +124,7 @@ pub struct OrganizationChanges {
     pub is_active: Option<bool>,
 }
 
+#[tracing::instrument(name = "db.organizations.update", level = "debug", skip_all)]
 pub async fn update(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -145,6 +150,7 @@ pub async fn update(
 
 /// Deletes an empty organization; one that still has users or companies is refused (deleting would cascade
 /// to their predictions).
+#[tracing::instrument(name = "db.organizations.delete", level = "debug", skip_all)]
 pub async fn delete(
     conn: &mut PgConnection,
     scope: &Scope,

@@ -151,6 +151,7 @@ const PREVIOUS: &str = "
 
 /// One page of the caller's portfolio, and how many companies match; `risk_level` keeps the companies whose
 /// current risk is that level.
+#[tracing::instrument(name = "db.portfolio.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,

@@ -1,5 +1,8 @@
-//! Filings, predictions and risk-change alerts: the pipeline's store ([`PgPredictionStore`], the
-//! `PredictionStore` port) and the read queries of the API.
+//! The pipeline's store ([`PgPredictionStore`], the `PredictionStore` port): a batch of scored filings
+//! committed in one transaction — filings, predictions and the alerts they raise (written by
+//! [`super::alerts`]) — and the reads the pipeline makes (a tenant's policy, earlier quarters). Also the
+//! persistence ceiling's insert ([`insert_rows`]), which shares the store's statements. The API's reads of
+//! predictions are in [`super::history`].
 
 use std::{
     collections::HashMap,
@@ -9,8 +12,8 @@ use std::{
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::{
-    Alert, AlertReason, Committed, Filing, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
-    StoreError, Stored, TenantPolicy, ports::CommitResult,
+    Alert, Committed, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores, StoreError, Stored,
+    TenantPolicy, ports::CommitResult,
 };
 use pdscore_models::{
     explain::Contribution,
@@ -19,17 +22,12 @@ use pdscore_models::{
     statement::{ReportingPeriod, Statement},
     term::TermStructure,
 };
-use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{Executor, PgConnection, PgPool, Postgres, Row, pool::PoolConnection, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
-use super::{
-    Bind, BindScope,
-    companies::IN_SCOPE,
-    pagination::{Cursor, Page},
-};
-use crate::{auth::Scope, configuration::PipelineSettings};
+use super::Bind;
+use crate::configuration::PipelineSettings;
 
 /// The pipeline's store on PostgreSQL.
 pub struct PgPredictionStore {
@@ -38,17 +36,14 @@ pub struct PgPredictionStore {
     defaults: Arc<PipelineSettings>,
     /// Filings and predictions committed by this store (see [`super::Growth`]).
     committed: Arc<super::Growth>,
-    /// Invalidated for each tenant a batch wrote to, before the batch's callers hear of the commit.
-    portfolio: crate::cache::PortfolioCache,
 }
 
 impl PgPredictionStore {
-    pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>, portfolio: crate::cache::PortfolioCache) -> Self {
+    pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>) -> Self {
         Self {
             pool,
             defaults,
             committed: Arc::new(super::Growth::new(20_000)),
-            portfolio,
         }
     }
 }
@@ -57,7 +52,6 @@ impl PredictionStore for PgPredictionStore {
     fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
         let pool = self.pool.clone();
         let committed = self.committed.clone();
-        let portfolio = self.portfolio.clone();
         async move {
             // A deadlock or serialization failure between two writers is retried; anything else is reported.
             let mut attempt = 0;
@@ -71,11 +65,6 @@ impl PredictionStore for PgPredictionStore {
                                 use super::Analyzed::*;
                                 super::analyze(&pool, &[Filings, Predictions, Companies]).await;
                             });
-                        }
-                        let tenants: std::collections::BTreeSet<Uuid> =
-                            batch.iter().map(|s| s.filing.tenant_id).collect();
-                        for tenant in tenants {
-                            portfolio.invalidate(tenant).await;
                         }
                         return Ok(results);
                     }
@@ -512,7 +501,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         }
         results[index] = created(scores, *filing_id, created_at, alert);
     }
-    insert_alerts(&mut conn.conn, &alerts).await?;
+    super::alerts::insert(&mut conn.conn, &alerts).await?;
 
     // A filing not written whose key names a filing (seen before, or earlier in this batch) of the same company
     // saying the same is that filing: it answers with the prediction made then; a filing of another company or
@@ -585,6 +574,7 @@ struct ExistingFiling {
 
 /// The persistence ceiling (`pdscore-load postgres`): the batch's filings and primary predictions written by
 /// the same inserts as [`WRITE_BATCH`] in one statement, without its lock, reads and alerts.
+#[tracing::instrument(name = "db.predictions.insert_rows", level = "debug", skip_all)]
 pub async fn insert_rows(pool: &PgPool, batch: &[Scores]) -> Result<(), sqlx::Error> {
     static INSERT_ROWS: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -617,7 +607,7 @@ fn created(scores: &Scores, filing_id: Uuid, created_at: DateTime<Utc>, alert: O
     }))
 }
 
-fn year(period: &ReportingPeriod) -> i16 {
+pub(super) fn year(period: &ReportingPeriod) -> i16 {
     i16::try_from(period.year).unwrap_or(i16::MAX)
 }
 
@@ -655,12 +645,12 @@ fn bind_filings<'q, Q: Bind<'q>>(query: Q, batch: &[&'q Scores], ids: &[Uuid]) -
 }
 
 /// A score's PD by horizon, as stored.
-fn term_structure_json(score: &ModelScore) -> Option<Value> {
+pub(super) fn term_structure_json(score: &ModelScore) -> Option<Value> {
     score.term_structure.as_ref().map(|t| serde_json::json!(t))
 }
 
 /// A score's reason codes, as stored.
-fn contributions_json(score: &ModelScore) -> Value {
+pub(super) fn contributions_json(score: &ModelScore) -> Value {
     serde_json::to_value(&score.contributions).unwrap_or_else(|_| Value::Array(vec![]))
 }
 
@@ -761,310 +751,4 @@ impl<'a> PredictionRows<'a> {
             .bind_value(self.basis)
             .bind_value(self.created_at)
     }
-}
-
-async fn insert_alerts(conn: &mut PgConnection, alerts: &[Alert]) -> Result<(), sqlx::Error> {
-    if alerts.is_empty() {
-        return Ok(());
-    }
-    let text = |f: fn(&Alert) -> &'static str| alerts.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO alerts (id, tenant_id, organization_id, company_id, prediction_id, previous_prediction_id,
-                             prediction_type, period_year, period_quarter, previous_level, new_level,
-                             previous_probability, new_probability, reason, created_at)
-         SELECT id, tenant_id, organization_id, company_id, prediction_id, previous_id, kind::prediction_type, year,
-                quarter, previous_level::risk_level, new_level::risk_level, previous_probability, new_probability,
-                reason, created_at
-         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::uuid[], $7::text[], $8::int2[],
-                     $9::int2[], $10::text[], $11::text[], $12::float8[], $13::float8[], $14::text[],
-                     $15::timestamptz[])
-              AS t(id, tenant_id, organization_id, company_id, prediction_id, previous_id, kind, year, quarter,
-                   previous_level, new_level, previous_probability, new_probability, reason, created_at)",
-    )
-    .bind(alerts.iter().map(|a| a.id).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.tenant_id).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.organization_id).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.company_id).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.prediction_id).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.previous_prediction_id).collect::<Vec<_>>())
-    .bind(text(|a| a.prediction_type.as_str()))
-    .bind(
-        alerts
-            .iter()
-            .map(|a| i16::try_from(a.period_year).unwrap_or(i16::MAX))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        alerts
-            .iter()
-            .map(|a| a.period_quarter.map(i16::from))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        alerts
-            .iter()
-            .map(|a| a.previous_level.map(RiskLevel::as_str))
-            .collect::<Vec<_>>(),
-    )
-    .bind(text(|a| a.new_level.as_str()))
-    .bind(alerts.iter().map(|a| a.previous_probability).collect::<Vec<_>>())
-    .bind(alerts.iter().map(|a| a.new_probability).collect::<Vec<_>>())
-    .bind(text(|a| a.reason.as_str()))
-    .bind(alerts.iter().map(|a| a.created_at).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// A prediction as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Prediction {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub organization_id: Uuid,
-    pub company_id: Uuid,
-    pub company_symbol: String,
-    pub filing_id: Uuid,
-    /// `annual` or `quarterly`.
-    pub prediction_type: String,
-    pub period_year: i16,
-    pub period_quarter: Option<i16>,
-    /// `name@version` of the model that answered.
-    pub model: String,
-    /// Probability of default at the model's horizon (one year for the default models).
-    pub probability: f64,
-    /// The cumulative PD curve and the annual hazards over 1–5 years, when the model has a 5-year partner:
-    /// `{"cumulative":{"1y":0.021,…,"5y":0.094},"annual_hazard":{"1y":0.021,…,"5y":0.019}}`; monotone by
-    /// construction.
-    pub term_structure: Option<Value>,
-    /// `low`, `medium`, `high` or `critical`, by the tenant's risk scheme.
-    pub risk_level: String,
-    pub implied_rating: Option<String>,
-    pub confidence: Option<f64>,
-    /// Per-feature contributions in logit points (reason codes), most influential first.
-    pub contributions: Value,
-    /// The model's inputs as scored.
-    pub inputs: Value,
-    /// What the flows scored cover: `null` for the filing's own period; for a quarterly statement scored
-    /// on its trailing twelve months (its three quarters before on file), `{"flows":
-    /// "trailing_twelve_months", "quarters": ["2025-Q3", "2025-Q4", "2026-Q1", "2026-Q2"]}`.
-    pub basis: Option<Value>,
-    /// How the filing arrived: `http`, `nats` or `bulk`.
-    pub source: String,
-    pub created_at: DateTime<Utc>,
-}
-
-impl Prediction {
-    /// The prediction just committed for `filing` (of the company `symbol`), as [`find`] would read it.
-    pub fn committed(filing: &Filing, symbol: &str, prediction_id: Uuid, stored: &Stored) -> Self {
-        let score = &stored.score;
-        Self {
-            id: prediction_id,
-            tenant_id: filing.tenant_id,
-            organization_id: filing.organization_id,
-            company_id: filing.company_id,
-            company_symbol: symbol.to_owned(),
-            filing_id: stored.filing_id,
-            prediction_type: filing.prediction_type.as_str().to_owned(),
-            period_year: year(&filing.content.period),
-            period_quarter: filing.content.period.quarter.map(i16::from),
-            model: format!("{}@{}", score.model.name, score.model.version),
-            probability: score.probability,
-            term_structure: term_structure_json(score),
-            risk_level: score.risk_level.as_str().to_owned(),
-            implied_rating: Some(score.implied_rating.to_owned()),
-            confidence: Some(score.confidence),
-            contributions: contributions_json(score),
-            inputs: Value::Object(score.inputs.clone()),
-            basis: score.basis(),
-            source: filing.source.as_str().to_owned(),
-            created_at: stored.created_at,
-        }
-    }
-}
-
-const PREDICTION_COLUMNS: &str = "p.id, p.tenant_id, p.organization_id, p.company_id, c.symbol AS company_symbol,
-    p.filing_id, p.prediction_type::text AS prediction_type, p.period_year, p.period_quarter,
-    p.model_name || '@' || p.model_version AS model, p.probability, p.term_structure, p.risk_level::text AS risk_level,
-    p.implied_rating, p.confidence, p.contributions, p.inputs, p.basis, f.source::text AS source, p.created_at";
-const PREDICTION_FROM: &str = "predictions p
-    JOIN companies c ON c.tenant_id = p.tenant_id AND c.id = p.company_id
-    JOIN filings f ON f.tenant_id = p.tenant_id AND f.id = p.filing_id";
-
-pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Prediction>> {
-    sqlx::query_as(&format!(
-        "SELECT {PREDICTION_COLUMNS} FROM {PREDICTION_FROM} WHERE {IN_SCOPE} AND p.id = $4 AND NOT p.is_shadow"
-    ))
-    .bind_scope(scope)
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
-/// Filters of a company's prediction history.
-#[derive(Debug, Default)]
-pub struct HistoryFilter {
-    pub prediction_type: Option<pdscore_actors::PredictionType>,
-    pub from_year: Option<i16>,
-    pub to_year: Option<i16>,
-    pub risk_level: Option<RiskLevel>,
-}
-
-/// A company's predictions, latest reporting period first.
-pub async fn history(
-    conn: &mut PgConnection,
-    scope: &Scope,
-    company_id: Uuid,
-    filter: &HistoryFilter,
-    page: Page,
-) -> sqlx::Result<(Vec<Prediction>, i64)> {
-    let condition = format!(
-        "{IN_SCOPE} AND p.company_id = $4 AND NOT p.is_shadow
-         AND ($5::text IS NULL OR p.prediction_type = $5::prediction_type)
-         AND ($6::smallint IS NULL OR p.period_year >= $6) AND ($7::smallint IS NULL OR p.period_year <= $7)
-         AND ($8::text IS NULL OR p.risk_level = $8::risk_level)"
-    );
-    let prediction_type = filter.prediction_type.map(|t| t.as_str());
-    let level = filter.risk_level.map(RiskLevel::as_str);
-    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM {PREDICTION_FROM} WHERE {condition}"))
-        .bind_scope(scope)
-        .bind(company_id)
-        .bind(prediction_type)
-        .bind(filter.from_year)
-        .bind(filter.to_year)
-        .bind(level)
-        .fetch_one(&mut *conn)
-        .await?;
-    let items = sqlx::query_as(&format!(
-        "SELECT {PREDICTION_COLUMNS} FROM {PREDICTION_FROM} WHERE {condition}
-         ORDER BY p.period_year DESC, p.period_quarter DESC NULLS LAST, p.id DESC LIMIT $9 OFFSET $10"
-    ))
-    .bind_scope(scope)
-    .bind(company_id)
-    .bind(prediction_type)
-    .bind(filter.from_year)
-    .bind(filter.to_year)
-    .bind(level)
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(conn)
-    .await?;
-    Ok((items, total))
-}
-
-/// An alert as the API shows it (the same fields as the NATS message).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct AlertRecord {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub organization_id: Uuid,
-    pub company_id: Uuid,
-    pub company_symbol: String,
-    pub prediction_id: Uuid,
-    pub previous_prediction_id: Option<Uuid>,
-    pub prediction_type: String,
-    pub period_year: i16,
-    pub period_quarter: Option<i16>,
-    pub previous_level: Option<String>,
-    pub new_level: String,
-    pub previous_probability: Option<f64>,
-    pub new_probability: f64,
-    /// `level_changed` or `pd_moved`.
-    pub reason: String,
-    pub created_at: DateTime<Utc>,
-    pub published_at: Option<DateTime<Utc>>,
-}
-
-const ALERT_COLUMNS: &str = "a.id, a.tenant_id, a.organization_id, a.company_id, c.symbol AS company_symbol,
-    a.prediction_id, a.previous_prediction_id, a.prediction_type::text AS prediction_type, a.period_year,
-    a.period_quarter, a.previous_level::text AS previous_level, a.new_level::text AS new_level, a.previous_probability,
-    a.new_probability, a.reason, a.created_at, a.published_at";
-
-/// Alerts in scope, newest first, after the `before` cursor (an alert id).
-pub async fn alerts(
-    conn: &mut PgConnection,
-    scope: &Scope,
-    company_id: Option<Uuid>,
-    cursor: Cursor,
-) -> sqlx::Result<Vec<AlertRecord>> {
-    sqlx::query_as(&format!(
-        "SELECT {ALERT_COLUMNS}
-         FROM alerts a JOIN companies c ON c.tenant_id = a.tenant_id AND c.id = a.company_id
-         WHERE {IN_SCOPE} AND ($4::uuid IS NULL OR a.company_id = $4) AND ($5::uuid IS NULL OR a.id < $5)
-         ORDER BY a.id DESC LIMIT $6"
-    ))
-    .bind_scope(scope)
-    .bind(company_id)
-    .bind(cursor.before)
-    .bind(cursor.limit())
-    .fetch_all(conn)
-    .await
-}
-
-/// Alerts committed but not yet on the ALERTS stream, older than `min_age_secs` (the publisher that
-/// committed them may still be at it), oldest first.
-pub async fn unpublished_alerts(pool: &PgPool, min_age_secs: f64, limit: i64) -> sqlx::Result<Vec<Alert>> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        record: AlertRecord,
-        tenant_slug: String,
-    }
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {ALERT_COLUMNS}, t.slug AS tenant_slug
-         FROM alerts a JOIN companies c ON c.tenant_id = a.tenant_id AND c.id = a.company_id
-         JOIN tenants t ON t.id = a.tenant_id
-         WHERE a.published_at IS NULL AND a.created_at < now() - make_interval(secs => $1)
-         ORDER BY a.created_at LIMIT $2"
-    ))
-    .bind(min_age_secs)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.record.into_alert(r.tenant_slug))
-        .collect())
-}
-
-impl AlertRecord {
-    fn into_alert(self, tenant_slug: String) -> Option<Alert> {
-        Some(Alert {
-            schema_version: Alert::SCHEMA_VERSION,
-            id: self.id,
-            tenant_id: self.tenant_id,
-            tenant_slug,
-            organization_id: self.organization_id,
-            company_id: self.company_id,
-            company_symbol: self.company_symbol,
-            prediction_id: self.prediction_id,
-            previous_prediction_id: self.previous_prediction_id,
-            prediction_type: self.prediction_type.parse().ok()?,
-            period_year: u16::try_from(self.period_year).ok()?,
-            period_quarter: self.period_quarter.and_then(|q| u8::try_from(q).ok()),
-            previous_level: self.previous_level.and_then(|l| l.parse().ok()),
-            new_level: self.new_level.parse().ok()?,
-            previous_probability: self.previous_probability,
-            new_probability: self.new_probability,
-            reason: match self.reason.as_str() {
-                "pd_moved" => AlertReason::PdMoved,
-                _ => AlertReason::LevelChanged,
-            },
-            created_at: self.created_at,
-        })
-    }
-}
-
-/// Marks alerts as published on the ALERTS stream.
-pub async fn mark_published(pool: &PgPool, alerts: &[(Uuid, Uuid)]) -> sqlx::Result<()> {
-    let (tenants, ids): (Vec<Uuid>, Vec<Uuid>) = alerts.iter().copied().unzip();
-    sqlx::query(
-        "UPDATE alerts a SET published_at = now() FROM unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id)
-         WHERE a.tenant_id = k.tenant_id AND a.id = k.id AND a.published_at IS NULL",
-    )
-    .bind(&tenants)
-    .bind(&ids)
-    .execute(pool)
-    .await?;
-    Ok(())
 }

@@ -27,6 +27,7 @@ pub struct NewRefresh<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+#[tracing::instrument(name = "db.sessions.insert", level = "debug", skip_all)]
 pub async fn insert(conn: &mut PgConnection, new: &NewRefresh<'_>) -> sqlx::Result<Uuid> {
     sqlx::query_scalar(
         "INSERT INTO refresh_sessions (id, family_id, user_id, tenant_id, token_hash, user_agent, client_addr, expires_at)
@@ -45,6 +46,7 @@ pub async fn insert(conn: &mut PgConnection, new: &NewRefresh<'_>) -> sqlx::Resu
 }
 
 /// The row of a refresh token, locked until the transaction ends (two concurrent rotations serialize).
+#[tracing::instrument(name = "db.sessions.find_for_update", level = "debug", skip_all)]
 pub async fn find_for_update(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<RefreshRow>> {
     sqlx::query_as(
         "SELECT id, family_id, user_id, expires_at, revoked_at, replaced_by
@@ -55,6 +57,7 @@ pub async fn find_for_update(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx
     .await
 }
 
+#[tracing::instrument(name = "db.sessions.mark_replaced", level = "debug", skip_all)]
 pub async fn mark_replaced(conn: &mut PgConnection, id: Uuid, replaced_by: Uuid) -> sqlx::Result<()> {
     sqlx::query("UPDATE refresh_sessions SET replaced_by = $2, last_used_at = now() WHERE id = $1")
         .bind(id)
@@ -65,6 +68,7 @@ pub async fn mark_replaced(conn: &mut PgConnection, id: Uuid, replaced_by: Uuid)
 }
 
 /// Revokes every live token of a family.
+#[tracing::instrument(name = "db.sessions.revoke_family", level = "debug", skip_all)]
 pub async fn revoke_family(conn: &mut PgConnection, family_id: Uuid, reason: &str) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE refresh_sessions SET revoked_at = now(), revoked_reason = $2
@@ -79,6 +83,7 @@ pub async fn revoke_family(conn: &mut PgConnection, family_id: Uuid, reason: &st
 
 /// Revokes every live session of a user, except `keep` (the caller's own, on a password change); returns the
 /// families revoked.
+#[tracing::instrument(name = "db.sessions.revoke_user", level = "debug", skip_all)]
 pub async fn revoke_user(
     conn: &mut PgConnection,
     user_id: Uuid,
@@ -99,6 +104,7 @@ pub async fn revoke_user(
 }
 
 /// Revokes every live session of a tenant's users (the tenant was deactivated); returns the families revoked.
+#[tracing::instrument(name = "db.sessions.revoke_tenant", level = "debug", skip_all)]
 pub async fn revoke_tenant(conn: &mut PgConnection, tenant_id: Uuid, reason: &str) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "UPDATE refresh_sessions SET revoked_at = now(), revoked_reason = $2
@@ -112,6 +118,7 @@ pub async fn revoke_tenant(conn: &mut PgConnection, tenant_id: Uuid, reason: &st
 }
 
 /// Whether a session (family) is alive: a live, unexpired, unreplaced token of it exists for this user.
+#[tracing::instrument(name = "db.sessions.is_live", level = "debug", skip_all)]
 pub async fn is_live(db: impl sqlx::PgExecutor<'_>, family_id: Uuid, user_id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM refresh_sessions

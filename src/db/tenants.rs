@@ -34,6 +34,7 @@ pub struct Tenant {
 const COLUMNS: &str = "id, slug, name, is_active, rate_limit_per_second, rate_limit_burst, risk_thresholds, \
                        alert_pd_change, base_rate, created_at, updated_at";
 
+#[tracing::instrument(name = "db.tenants.find_id_by_slug", level = "debug", skip_all)]
 pub async fn find_id_by_slug(conn: &mut PgConnection, slug: &TenantSlug) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
         .bind(slug.as_str())
@@ -50,6 +51,7 @@ pub enum InsertTenantError {
 }
 
 /// Creates a tenant (service-wide: callers must hold `system` rights).
+#[tracing::instrument(name = "db.tenants.insert", level = "debug", skip_all)]
 pub async fn insert(conn: &mut PgConnection, slug: &TenantSlug, name: &str) -> Result<Tenant, InsertTenantError> {
     let result = sqlx::query_as(&format!(
         "INSERT INTO tenants (id, slug, name) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
@@ -68,6 +70,7 @@ pub async fn insert(conn: &mut PgConnection, slug: &TenantSlug, name: &str) -> R
 }
 
 /// Every tenant (service-wide: callers must hold `system` rights).
+#[tracing::instrument(name = "db.tenants.list_all", level = "debug", skip_all)]
 pub async fn list_all(
     conn: &mut PgConnection,
     q: Option<&str>,
@@ -96,6 +99,7 @@ pub async fn list_all(
 
 pub const SORTS: [(&str, &str); 3] = [("slug", "slug"), ("name", "lower(name)"), ("created_at", "created_at")];
 
+#[tracing::instrument(name = "db.tenants.find", level = "debug", skip_all)]
 pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Tenant>> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tenants WHERE ($1::uuid IS NULL OR id = $1) AND id = $2"
@@ -118,6 +122,7 @@ pub struct TenantChanges {
     pub base_rate: Option<Option<f64>>,
 }
 
+#[tracing::instrument(name = "db.tenants.update", level = "debug", skip_all)]
 pub async fn update(
     conn: &mut PgConnection,
     scope: &Scope,

@@ -48,6 +48,7 @@ pub enum InsertUserError {
     Database(#[from] sqlx::Error),
 }
 
+#[tracing::instrument(name = "db.users.insert", level = "debug", skip_all)]
 pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User, InsertUserError> {
     let result = sqlx::query_as(&format!(
         "INSERT INTO users (id, tenant_id, organization_id, email, full_name, password_hash, role)
@@ -70,6 +71,7 @@ pub async fn insert(conn: &mut PgConnection, user: &NewUser<'_>) -> Result<User,
     }
 }
 
+#[tracing::instrument(name = "db.users.find_id_by_email", level = "debug", skip_all)]
 pub async fn find_id_by_email(conn: &mut PgConnection, email: &Email) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
         .bind(email.as_str())
@@ -78,6 +80,7 @@ pub async fn find_id_by_email(conn: &mut PgConnection, email: &Email) -> sqlx::R
 }
 
 /// Replaces a user's password hash and re-activates the account.
+#[tracing::instrument(name = "db.users.reset_password", level = "debug", skip_all)]
 pub async fn reset_password(conn: &mut PgConnection, user_id: Uuid, password_hash: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = now(), is_active = true WHERE id = $1")
         .bind(user_id)
@@ -100,6 +103,7 @@ pub struct Credentials {
 }
 
 /// Sign-in is by e-mail across the service (before any tenant is known), so this lookup is unscoped.
+#[tracing::instrument(name = "db.users.find_credentials", level = "debug", skip_all)]
 pub async fn find_credentials(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<Credentials>> {
     sqlx::query_as(&format!("{CREDENTIALS} WHERE u.email = $1"))
         .bind(email)
@@ -108,6 +112,7 @@ pub async fn find_credentials(conn: &mut PgConnection, email: &str) -> sqlx::Res
 }
 
 /// The same by id, for a refresh (the account named by a stored session; unscoped like sign-in).
+#[tracing::instrument(name = "db.users.find_credentials_by_id", level = "debug", skip_all)]
 pub async fn find_credentials_by_id(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Credentials>> {
     sqlx::query_as(&format!("{CREDENTIALS} WHERE u.id = $1"))
         .bind(id)
@@ -119,6 +124,7 @@ const CREDENTIALS: &str = "SELECT u.id, u.tenant_id, u.organization_id, u.role, 
         u.is_active AND coalesce(t.is_active, true) AS can_sign_in
     FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id";
 
+#[tracing::instrument(name = "db.users.record_login", level = "debug", skip_all)]
 pub async fn record_login(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Result<()> {
     sqlx::query("UPDATE users SET last_login_at = now() WHERE id = $1")
         .bind(user_id)
@@ -130,6 +136,7 @@ pub async fn record_login(conn: &mut PgConnection, user_id: Uuid) -> sqlx::Resul
 /// The scope's condition on users: tenant ($1) and organization ($2).
 const IN_SCOPE: &str = "($1::uuid IS NULL OR tenant_id = $1) AND ($2::uuid IS NULL OR organization_id = $2)";
 
+#[tracing::instrument(name = "db.users.find", level = "debug", skip_all)]
 pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<User>> {
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE {IN_SCOPE} AND id = $3"))
         .bind(scope.tenant())
@@ -140,6 +147,7 @@ pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Res
 }
 
 /// The stored password hash of a user in scope (for a password change).
+#[tracing::instrument(name = "db.users.password_hash", level = "debug", skip_all)]
 pub async fn password_hash(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(&format!("SELECT password_hash FROM users WHERE {IN_SCOPE} AND id = $3"))
         .bind(scope.tenant())
@@ -149,6 +157,7 @@ pub async fn password_hash(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> 
         .await
 }
 
+#[tracing::instrument(name = "db.users.set_password", level = "debug", skip_all)]
 pub async fn set_password(conn: &mut PgConnection, scope: &Scope, id: Uuid, password_hash: &str) -> sqlx::Result<()> {
     sqlx::query(&format!(
         "UPDATE users SET password_hash = $4, password_changed_at = now() WHERE {IN_SCOPE} AND id = $3"
@@ -179,6 +188,7 @@ pub const SORTS: [(&str, &str); 4] = [
     ("created_at", "created_at"),
 ];
 
+#[tracing::instrument(name = "db.users.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
     scope: &Scope,
@@ -226,6 +236,7 @@ pub struct UserChanges {
     pub is_active: Option<bool>,
 }
 
+#[tracing::instrument(name = "db.users.update", level = "debug", skip_all)]
 pub async fn update(
     conn: &mut PgConnection,
     scope: &Scope,

@@ -16,8 +16,8 @@ use super::{
 use crate::{
     auth::{Permission, Principal, Scope},
     db::{
+        alerts::{self as stored, AlertRecord},
         pagination::CursorList,
-        predictions::{self, AlertRecord},
     },
     http::AppState,
     telemetry::events::SseAlertsMissed,
@@ -39,6 +39,7 @@ pub struct AlertQuery {
 #[utoipa::path(tag = "alerts", security(("bearer" = [])), params(AlertQuery),
     responses((status = 200, body = envelope::Envelope<CursorList<AlertRecord>>)))]
 #[get("/alerts")]
+#[tracing::instrument(name = "http.alerts.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -47,7 +48,7 @@ pub async fn list(
     principal.authorize(Permission::PredictionRead)?;
     let cursor = super::cursor(query.per_page, query.cursor)?;
     let mut conn = state.db.acquire().await?;
-    let alerts = predictions::alerts(&mut conn, &principal.scope(), query.company_id, cursor).await?;
+    let alerts = stored::list(&mut conn, &principal.scope(), query.company_id, cursor).await?;
     Ok(envelope::ok(CursorList::new(alerts, cursor, |a| a.id)))
 }
 
@@ -74,6 +75,7 @@ impl Visibility {
     responses((status = 200, description = "text/event-stream of alerts", content_type = "text/event-stream", body = String),
     (status = 429, body = envelope::ErrorBody)))]
 #[get("/alerts/stream")]
+#[tracing::instrument(name = "http.alerts.live", skip_all)]
 pub async fn live(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionRead)?;
     let assigned = super::live::assigned(&state, &principal).await?;

@@ -40,6 +40,7 @@ pub struct AuditQuery {
 #[utoipa::path(tag = "audit", security(("bearer" = [])), params(AuditQuery), responses(
     (status = 200, body = envelope::Envelope<CursorList<AuditRecord>>), (status = 403, body = envelope::ErrorBody)))]
 #[get("/audit")]
+#[tracing::instrument(name = "http.audit.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,

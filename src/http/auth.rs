@@ -64,6 +64,7 @@ const MAX_CREDENTIAL_CHARS: usize = 1024;
     (status = 200, description = "Signed in", body = envelope::Envelope<flows::TokenPair>),
     (status = 401, body = envelope::ErrorBody), (status = 429, body = envelope::ErrorBody)))]
 #[post("/auth/login")]
+#[tracing::instrument(name = "http.auth.login", skip_all)]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -87,6 +88,7 @@ pub async fn login(
 #[utoipa::path(tag = "auth", request_body = RefreshRequest, responses(
     (status = 200, body = envelope::Envelope<flows::TokenPair>), (status = 401, body = envelope::ErrorBody)))]
 #[post("/auth/refresh")]
+#[tracing::instrument(name = "http.auth.refresh", skip_all)]
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -105,6 +107,7 @@ pub async fn refresh(
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses(
     (status = 200, body = envelope::Envelope<LoggedOut>), (status = 401, body = envelope::ErrorBody)))]
 #[post("/auth/logout")]
+#[tracing::instrument(name = "http.auth.logout", skip_all)]
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -118,6 +121,7 @@ pub async fn logout(
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses(
     (status = 200, body = envelope::Envelope<LoggedOut>), (status = 401, body = envelope::ErrorBody)))]
 #[post("/auth/logout-all")]
+#[tracing::instrument(name = "http.auth.logout_all", skip_all)]
 pub async fn logout_all(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -131,6 +135,7 @@ pub async fn logout_all(
 #[utoipa::path(tag = "auth", security(("bearer" = [])), responses(
     (status = 200, body = envelope::Envelope<Me>), (status = 401, body = envelope::ErrorBody)))]
 #[get("/auth/me")]
+#[tracing::instrument(name = "http.auth.me", skip_all)]
 pub async fn me(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     let mut conn = state.db.acquire().await.map_err(ApiError::internal)?;
     let user = users::find(&mut conn, &principal.scope(), principal.user_id)
@@ -153,6 +158,7 @@ pub async fn me(state: web::Data<AppState>, principal: Principal) -> Result<Http
     (status = 200, body = envelope::Envelope<PasswordChanged>), (status = 401, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody)))]
 #[post("/auth/change-password")]
+#[tracing::instrument(name = "http.auth.change_password", skip_all)]
 pub async fn change_password(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -175,6 +181,7 @@ pub async fn change_password(
 /// The public keys that verify access tokens (RFC 7517). Not enveloped: JWKS clients expect the bare document.
 #[utoipa::path(tag = "auth", responses((status = 200, body = JwkSet)))]
 #[get("/.well-known/jwks.json")]
+#[tracing::instrument(name = "http.auth.jwks", skip_all)]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("Cache-Control", "public, max-age=300"))

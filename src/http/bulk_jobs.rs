@@ -1,14 +1,16 @@
 //! Bulk scoring jobs: upload a CSV/XLSX (202 with the job), follow it (JSON, Server-Sent Events), read its
 //! results and failed rows as CSV, cancel it. AccuNode's own routes answer the same way.
 
-use std::{io::Write, sync::Arc};
+use std::sync::Arc;
 
 use actix_multipart::Multipart;
 use actix_web::{HttpResponse, get, http::StatusCode, post, web};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use pdscore_actors::PredictionType;
+use pdscore_models::registry::{InvalidModelId, ModelId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -17,12 +19,12 @@ use crate::{
     auth::{Permission, Principal},
     bulk::{
         Storage,
-        file::{FileError, FileFormat, FileRows, expected_columns},
+        file::{FileError, expected_columns},
+        upload::{self, Upload, UploadError},
     },
     db::{
         audit,
-        bulk_jobs::{self, BulkJob, NewBulkJob},
-        organizations,
+        bulk_jobs::{self, BulkJob},
         pagination::{PageRequest, Paginated},
     },
     http::AppState,
@@ -80,6 +82,46 @@ struct Form {
     model: Option<String>,
 }
 
+impl Form {
+    fn prediction_type(&self) -> Result<PredictionType, ApiError> {
+        match self.prediction_type.as_deref() {
+            Some(raw) => Ok(pdscore_actors::domain::prediction_type(raw)?),
+            None => Err(ApiError::validation("type is required (annual or quarterly).")
+                .with_details(field_details("type", "annual or quarterly"))),
+        }
+    }
+
+    /// The form's organization, else the caller's own.
+    fn organization_id(&self, principal: &Principal) -> Result<Uuid, ApiError> {
+        let named = match self.organization_id.as_deref().map(str::trim) {
+            Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
+                ApiError::validation("organization_id must be a UUID.")
+                    .with_details(field_details("organization_id", "a UUID"))
+            })?),
+            None => None,
+        };
+        named.or(principal.organization_id).ok_or_else(|| {
+            ApiError::validation("organization_id is required for accounts without an organization")
+                .with_details(field_details("organization_id", "required"))
+        })
+    }
+
+    /// A registered model, when one is named.
+    fn model(&self, state: &AppState) -> Result<Option<ModelId>, ApiError> {
+        let Some(raw) = self.model.as_deref().map(str::trim).filter(|m| !m.is_empty()) else {
+            return Ok(None);
+        };
+        let parsed: ModelId = raw.parse().map_err(|e: InvalidModelId| {
+            ApiError::validation(e.to_string()).with_details(field_details("model", "name@version"))
+        })?;
+        if state.pipeline.registry().current().get(&parsed).is_none() {
+            return Err(ApiError::validation(format!("No model {parsed}."))
+                .with_details(field_details("model", "a registered model")));
+        }
+        Ok(Some(parsed))
+    }
+}
+
 /// A field's text, bounded.
 async fn text_field(field: &mut actix_multipart::Field) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
@@ -114,9 +156,10 @@ async fn receive(mut body: Multipart, path: &std::path::Path, limit: u64) -> Res
                     .take(255)
                     .collect::<String>();
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
+                    tokio::fs::create_dir_all(parent).await.map_err(ApiError::internal)?;
                 }
-                let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(ApiError::internal)?);
+                let created = tokio::fs::File::create(path).await.map_err(ApiError::internal)?;
+                let mut out = tokio::io::BufWriter::new(created);
                 let mut size: u64 = 0;
                 while let Some(chunk) = field.next().await {
                     let chunk = chunk
@@ -129,9 +172,9 @@ async fn receive(mut body: Multipart, path: &std::path::Path, limit: u64) -> Res
                         )
                         .with_details(json!({ "reason": "FILE_TOO_LARGE", "max_bytes": limit })));
                     }
-                    out.write_all(&chunk).map_err(ApiError::internal)?;
+                    out.write_all(&chunk).await.map_err(ApiError::internal)?;
                 }
-                out.flush().map_err(ApiError::internal)?;
+                out.flush().await.map_err(ApiError::internal)?;
                 file = Some((file_name, size));
             }
             "type" => form.prediction_type = Some(text_field(&mut field).await?),
@@ -148,7 +191,8 @@ async fn receive(mut body: Multipart, path: &std::path::Path, limit: u64) -> Res
     Ok((form, file_name, size))
 }
 
-/// Takes an upload: stores the file, checks its format and header, records the job (queued).
+/// Takes an upload: receives the file into the storage, reads the form, and hands both to the use case
+/// ([`upload::accept`]), which checks the file and records the job (queued).
 async fn submit(
     state: &AppState,
     principal: &Principal,
@@ -156,128 +200,43 @@ async fn submit(
     fixed_type: Option<PredictionType>,
 ) -> Result<JobView, ApiError> {
     principal.authorize(Permission::PredictionManage)?;
-    let storage = state.bulk.storage().clone();
+    let storage = state.bulk.storage();
     let id = Uuid::now_v7();
     let incoming = storage.dir.join("incoming").join(format!("{id}.part"));
-    let received = receive(body, &incoming, storage.max_upload_bytes).await;
-    let result = accept(state, principal, &storage, id, &incoming, received, fixed_type).await;
+    let taken = async {
+        let (form, file_name, size) = receive(body, &incoming, storage.max_upload_bytes).await?;
+        let upload = Upload {
+            id,
+            incoming: &incoming,
+            file_name,
+            size,
+            prediction_type: match fixed_type {
+                Some(t) => t,
+                None => form.prediction_type()?,
+            },
+            organization_id: form.organization_id(principal)?,
+            model: form.model(state)?,
+            accunode_terms: fixed_type.is_some(),
+            by: principal,
+            request_id: super::request_id::current().map(|id| id.to_string()),
+        };
+        upload::accept(&state.db, &state.bulk, upload)
+            .await
+            .map_err(upload_error)
+    }
+    .await;
     // Whatever happened, the partial file is gone (accepted files were moved).
     Storage::remove(&incoming);
-    result
+    Ok(taken?.into())
 }
 
-async fn accept(
-    state: &AppState,
-    principal: &Principal,
-    storage: &Storage,
-    id: Uuid,
-    incoming: &std::path::Path,
-    received: Result<(Form, String, u64), ApiError>,
-    fixed_type: Option<PredictionType>,
-) -> Result<JobView, ApiError> {
-    let (form, file_name, size) = received?;
-    let prediction_type = match (fixed_type, form.prediction_type.as_deref()) {
-        (Some(t), _) => t,
-        (None, Some(raw)) => pdscore_actors::domain::prediction_type(raw)?,
-        (None, None) => {
-            return Err(ApiError::validation("type is required (annual or quarterly).")
-                .with_details(field_details("type", "annual or quarterly")));
-        }
-    };
-    let organization_id = match form.organization_id.as_deref().map(str::trim) {
-        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| {
-            ApiError::validation("organization_id must be a UUID.")
-                .with_details(field_details("organization_id", "a UUID"))
-        })?),
-        None => None,
+fn upload_error(e: UploadError) -> ApiError {
+    match e {
+        UploadError::OrganizationNotFound => ApiError::not_found("organization"),
+        UploadError::File(e) => file_error(e),
+        UploadError::Database(e) => e.into(),
+        UploadError::Storage(e) => ApiError::internal(e),
     }
-    .or(principal.organization_id)
-    .ok_or_else(|| {
-        ApiError::validation("organization_id is required for accounts without an organization")
-            .with_details(field_details("organization_id", "required"))
-    })?;
-    let model = form
-        .model
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(|m| {
-            let parsed: pdscore_models::registry::ModelId =
-                m.parse().map_err(|e: pdscore_models::registry::InvalidModelId| {
-                    ApiError::validation(e.to_string()).with_details(field_details("model", "name@version"))
-                })?;
-            if state.pipeline.registry().current().get(&parsed).is_none() {
-                return Err(ApiError::validation(format!("No model {parsed}."))
-                    .with_details(field_details("model", "a registered model")));
-            }
-            Ok(parsed.to_string())
-        })
-        .transpose()?;
-
-    let mut conn = state.db.acquire().await?;
-    let organization = organizations::find(&mut conn, &principal.scope(), organization_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("organization"))?;
-    drop(conn);
-
-    // Format and header, before the job exists (an XLSX's size is checked before it is expanded).
-    let path = incoming.to_owned();
-    let limits = storage.xlsx;
-    let checked = web::block(move || {
-        let head =
-            crate::bulk::file::head(&path, 8192).map_err(|e| FileError::new("UNREADABLE_FILE", e.to_string()))?;
-        let format = FileFormat::detect(&file_name, &head)?;
-        FileRows::open(&path, format, prediction_type, limits)?;
-        Ok::<_, FileError>((format, file_name))
-    })
-    .await
-    .map_err(ApiError::internal)?;
-    let (format, file_name) = checked.map_err(file_error)?;
-
-    let relative = Storage::relative_path(organization.tenant_id, id, format);
-    let target = storage.path(&relative);
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
-    }
-    std::fs::rename(incoming, &target).map_err(ApiError::internal)?;
-    let mut tx = state.db.begin().await?;
-    let job = bulk_jobs::insert(
-        &mut tx,
-        &NewBulkJob {
-            id,
-            tenant_id: organization.tenant_id,
-            organization_id: organization.id,
-            created_by: principal.tenant_id.map(|_| principal.user_id),
-            prediction_type,
-            file_name: &file_name,
-            file_format: format.as_str(),
-            storage_path: &relative,
-            file_size: i64::try_from(size).unwrap_or(i64::MAX),
-            // AccuNode's upload routes fix the type and answer in its terms.
-            options: json!({ "model": model, "terms": if fixed_type.is_some() { "accunode" } else { "product" } }),
-        },
-    )
-    .await;
-    let job = match job {
-        Ok(job) => job,
-        Err(e) => {
-            Storage::remove(&target);
-            return Err(e.into());
-        }
-    };
-    let mut entry = audit_entry(
-        principal,
-        "bulk_job.create",
-        "bulk_job",
-        job.id,
-        Some(job.tenant_id),
-        Some(job.organization_id),
-    );
-    entry.after = snapshot(&job);
-    audit::record(&mut tx, entry).await?;
-    tx.commit().await?;
-    state.bulk.wake();
-    Ok(job.into())
 }
 
 /// Upload a CSV or XLSX file of filings to score (multipart: `file`, `type` = annual|quarterly, optional
@@ -288,6 +247,7 @@ async fn accept(
     responses((status = 202, body = envelope::Envelope<JobView>), (status = 413, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody)))]
 #[post("/bulk-jobs")]
+#[tracing::instrument(name = "http.bulk_jobs.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -329,6 +289,7 @@ async fn accunode_submit(
     request_body(content_type = "multipart/form-data", content = String, description = "file, organization_id"),
     responses((status = 202, body = envelope::Envelope<AccunodeJob>), (status = 422, body = envelope::ErrorBody)))]
 #[post("/predictions/annual/bulk-upload-async")]
+#[tracing::instrument(name = "http.bulk_jobs.accunode_annual", skip_all)]
 pub async fn accunode_annual(
     state: web::Data<AppState>,
     principal: Principal,
@@ -342,6 +303,7 @@ pub async fn accunode_annual(
     request_body(content_type = "multipart/form-data", content = String, description = "file, organization_id"),
     responses((status = 202, body = envelope::Envelope<AccunodeJob>), (status = 422, body = envelope::ErrorBody)))]
 #[post("/predictions/quarterly/bulk-upload-async")]
+#[tracing::instrument(name = "http.bulk_jobs.accunode_quarterly", skip_all)]
 pub async fn accunode_quarterly(
     state: web::Data<AppState>,
     principal: Principal,
@@ -362,6 +324,7 @@ async fn find(state: &AppState, principal: &Principal, id: Uuid) -> Result<BulkJ
 #[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = envelope::Envelope<JobView>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/bulk-jobs/{id}")]
+#[tracing::instrument(name = "http.bulk_jobs.get", skip_all)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -375,6 +338,7 @@ pub async fn get(
 #[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = envelope::Envelope<JobView>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/predictions/jobs/{id}/status")]
+#[tracing::instrument(name = "http.bulk_jobs.accunode_status", skip_all)]
 pub async fn accunode_status(
     state: web::Data<AppState>,
     principal: Principal,
@@ -400,6 +364,7 @@ const STATUSES: [&str; 5] = ["queued", "processing", "completed", "failed", "can
 #[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(JobQuery),
     responses((status = 200, body = envelope::Envelope<Paginated<JobView>>)))]
 #[get("/bulk-jobs")]
+#[tracing::instrument(name = "http.bulk_jobs.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -428,6 +393,7 @@ pub async fn list(
 #[utoipa::path(tag = "bulk-jobs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = envelope::Envelope<JobView>), (status = 404, body = envelope::ErrorBody)))]
 #[post("/bulk-jobs/{id}/cancel")]
+#[tracing::instrument(name = "http.bulk_jobs.cancel", skip_all)]
 pub async fn cancel(
     state: web::Data<AppState>,
     principal: Principal,
@@ -462,6 +428,7 @@ pub async fn cancel(
     responses((status = 200, description = "text/event-stream of progress", content_type = "text/event-stream", body = String),
     (status = 404, body = envelope::ErrorBody), (status = 429, body = envelope::ErrorBody)))]
 #[get("/bulk-jobs/{id}/events")]
+#[tracing::instrument(name = "http.bulk_jobs.events", skip_all)]
 pub async fn events(
     state: web::Data<AppState>,
     principal: Principal,
@@ -601,6 +568,7 @@ fn inert_cell(cell: &str) -> std::borrow::Cow<'_, str> {
     responses((status = 200, description = "CSV of the failed rows", content_type = "text/csv", body = String),
     (status = 404, body = envelope::ErrorBody)))]
 #[get("/bulk-jobs/{id}/errors")]
+#[tracing::instrument(name = "http.bulk_jobs.errors", skip_all)]
 pub async fn errors(
     state: web::Data<AppState>,
     principal: Principal,
@@ -646,6 +614,7 @@ pub async fn errors(
     responses((status = 200, description = "CSV of the predictions", content_type = "text/csv", body = String),
     (status = 404, body = envelope::ErrorBody)))]
 #[get("/bulk-jobs/{id}/results")]
+#[tracing::instrument(name = "http.bulk_jobs.results", skip_all)]
 pub async fn results(
     state: web::Data<AppState>,
     principal: Principal,

@@ -81,6 +81,7 @@ async fn list_companies(
 #[utoipa::path(tag = "companies", security(("bearer" = [])), params(CompanyQuery), responses(
     (status = 200, body = envelope::Envelope<Paginated<Company>>)))]
 #[get("/companies")]
+#[tracing::instrument(name = "http.companies.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -94,6 +95,7 @@ pub async fn list(
 #[utoipa::path(tag = "companies", security(("bearer" = [])), params(("organization_id" = Uuid, Path), CompanyQuery),
     responses((status = 200, body = envelope::Envelope<Paginated<Company>>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/organizations/{organization_id}/companies")]
+#[tracing::instrument(name = "http.companies.list_in_organization", skip_all)]
 pub async fn list_in_organization(
     state: web::Data<AppState>,
     principal: Principal,
@@ -129,6 +131,7 @@ pub struct CreateCompany {
     (status = 404, body = envelope::ErrorBody), (status = 409, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody)))]
 #[post("/organizations/{organization_id}/companies")]
+#[tracing::instrument(name = "http.companies.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -188,6 +191,7 @@ async fn find_company(state: &AppState, principal: &Principal, id: Uuid) -> Resu
 #[utoipa::path(tag = "companies", security(("bearer" = [])), params(("company_id" = Uuid, Path)), responses(
     (status = 200, body = envelope::Envelope<Company>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/companies/{company_id}")]
+#[tracing::instrument(name = "http.companies.get", skip_all)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -215,6 +219,7 @@ pub struct UpdateCompany {
     request_body = UpdateCompany, responses((status = 200, body = envelope::Envelope<Company>),
     (status = 404, body = envelope::ErrorBody), (status = 409, body = envelope::ErrorBody)))]
 #[patch("/companies/{company_id}")]
+#[tracing::instrument(name = "http.companies.update", skip_all)]
 pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
@@ -275,6 +280,7 @@ pub async fn update(
 #[utoipa::path(tag = "companies", security(("bearer" = [])), params(("company_id" = Uuid, Path)), responses(
     (status = 200, body = envelope::Envelope<Company>), (status = 404, body = envelope::ErrorBody)))]
 #[delete("/companies/{company_id}")]
+#[tracing::instrument(name = "http.companies.delete", skip_all)]
 pub async fn delete(
     state: web::Data<AppState>,
     principal: Principal,
@@ -306,6 +312,7 @@ pub async fn delete(
 #[utoipa::path(tag = "companies", security(("bearer" = [])), params(("company_id" = Uuid, Path)), responses(
     (status = 200, body = envelope::Envelope<Vec<Assignment>>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/companies/{company_id}/assignments")]
+#[tracing::instrument(name = "http.companies.assignments", skip_all)]
 pub async fn assignments(
     state: web::Data<AppState>,
     principal: Principal,
@@ -323,6 +330,7 @@ pub async fn assignments(
     (status = 200, body = envelope::Envelope<Vec<Assignment>>), (status = 404, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody)))]
 #[put("/companies/{company_id}/assignments/{user_id}")]
+#[tracing::instrument(name = "http.companies.assign", skip_all)]
 pub async fn assign(
     state: web::Data<AppState>,
     principal: Principal,
@@ -336,6 +344,7 @@ pub async fn assign(
     params(("company_id" = Uuid, Path), ("user_id" = Uuid, Path)), responses(
     (status = 200, body = envelope::Envelope<Vec<Assignment>>), (status = 404, body = envelope::ErrorBody)))]
 #[delete("/companies/{company_id}/assignments/{user_id}")]
+#[tracing::instrument(name = "http.companies.unassign", skip_all)]
 pub async fn unassign(
     state: web::Data<AppState>,
     principal: Principal,

@@ -37,6 +37,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// Liveness: the process is up and serving; says nothing about dependencies.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "The process serves")))]
 #[get("/health/live")]
+#[tracing::instrument(name = "http.health.live", skip_all)]
 pub async fn live() -> HttpResponse {
     envelope::ok(serde_json::json!({ "status": "alive", "version": crate::VERSION }))
 }

@@ -11,6 +11,7 @@ use crate::{
 /// Prometheus text exposition.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Prometheus exposition", content_type = "text/plain")))]
 #[get("/metrics")]
+#[tracing::instrument(name = "http.metrics.metrics", skip_all)]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     sample_pools(&state);
     sample_heap();

@@ -61,6 +61,7 @@ impl From<&LoadedModel> for ModelView {
 #[utoipa::path(tag = "models", security(("bearer" = [])),
     responses((status = 200, body = envelope::Envelope<Vec<ModelView>>)))]
 #[get("/models")]
+#[tracing::instrument(name = "http.models.list", skip_all)]
 pub async fn list(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionRead)?;
     let registry = state.pipeline.registry().current();

@@ -52,6 +52,7 @@ pub struct OrganizationQuery {
 #[utoipa::path(tag = "organizations", security(("bearer" = [])), params(("tenant_id" = Uuid, Path), OrganizationQuery),
     responses((status = 200, body = envelope::Envelope<Paginated<Organization>>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/tenants/{tenant_id}/organizations")]
+#[tracing::instrument(name = "http.organizations.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -84,6 +85,7 @@ pub struct CreateOrganization {
     request_body = CreateOrganization, responses((status = 201, body = envelope::Envelope<Organization>),
     (status = 409, body = envelope::ErrorBody), (status = 422, body = envelope::ErrorBody)))]
 #[post("/tenants/{tenant_id}/organizations")]
+#[tracing::instrument(name = "http.organizations.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -125,6 +127,7 @@ pub async fn create(
 #[utoipa::path(tag = "organizations", security(("bearer" = [])), params(("organization_id" = Uuid, Path)),
     responses((status = 200, body = envelope::Envelope<Organization>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/organizations/{organization_id}")]
+#[tracing::instrument(name = "http.organizations.get", skip_all)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -153,6 +156,7 @@ pub struct UpdateOrganization {
     request_body = UpdateOrganization, responses((status = 200, body = envelope::Envelope<Organization>),
     (status = 404, body = envelope::ErrorBody), (status = 409, body = envelope::ErrorBody)))]
 #[patch("/organizations/{organization_id}")]
+#[tracing::instrument(name = "http.organizations.update", skip_all)]
 pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,
@@ -203,6 +207,7 @@ pub async fn update(
     responses((status = 200, body = envelope::Envelope<Organization>), (status = 404, body = envelope::ErrorBody),
     (status = 409, body = envelope::ErrorBody)))]
 #[delete("/organizations/{organization_id}")]
+#[tracing::instrument(name = "http.organizations.delete", skip_all)]
 pub async fn delete(
     state: web::Data<AppState>,
     principal: Principal,

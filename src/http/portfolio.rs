@@ -49,6 +49,7 @@ pub struct PortfolioQuery {
 #[utoipa::path(tag = "companies", operation_id = "portfolio", security(("bearer" = [])), params(PortfolioQuery), responses(
     (status = 200, body = envelope::Envelope<Paginated<PortfolioItem>>), (status = 422, body = envelope::ErrorBody)))]
 #[get("/portfolio")]
+#[tracing::instrument(name = "http.portfolio.list", skip_all)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -17,9 +17,9 @@ use crate::{
     auth::{Permission, Principal},
     db::{
         companies::{self, CompanyWriteError, NewCompany},
+        history::{self as stored, HistoryFilter, Prediction},
         organizations,
         pagination::{PageRequest, Paginated},
-        predictions::{self, HistoryFilter, Prediction},
     },
     domain::CompanyFields,
     http::AppState,
@@ -116,7 +116,7 @@ async fn score(
     }
     let mut conn = state.db.acquire().await?;
     let scope = principal.scope_in_tenant(shown.tenant_id, "prediction")?;
-    let prediction = predictions::find(&mut conn, &scope, committed.prediction_id())
+    let prediction = stored::find(&mut conn, &scope, committed.prediction_id())
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("committed prediction not readable")))?;
     Ok((committed, prediction))
@@ -155,6 +155,7 @@ pub struct CreatePrediction {
     (status = 200, body = envelope::Envelope<Prediction>), (status = 404, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody), (status = 429, body = envelope::ErrorBody)))]
 #[post("/companies/{company_id}/predictions")]
+#[tracing::instrument(name = "http.predictions.create", skip_all)]
 pub async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -235,6 +236,7 @@ pub struct HistoryQuery {
 #[utoipa::path(tag = "predictions", security(("bearer" = [])), params(("company_id" = Uuid, Path), HistoryQuery),
     responses((status = 200, body = envelope::Envelope<Paginated<Prediction>>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/companies/{company_id}/predictions")]
+#[tracing::instrument(name = "http.predictions.history", skip_all)]
 pub async fn history(
     state: web::Data<AppState>,
     principal: Principal,
@@ -258,7 +260,7 @@ pub async fn history(
     let company = companies::find(&mut conn, &scope, path.into_inner())
         .await?
         .ok_or_else(|| ApiError::not_found("company"))?;
-    let (items, total) = predictions::history(&mut conn, &scope, company.id, &filter, page).await?;
+    let (items, total) = stored::list(&mut conn, &scope, company.id, &filter, page).await?;
     Ok(envelope::ok(Paginated::new(items, page, total)))
 }
 
@@ -266,6 +268,7 @@ pub async fn history(
 #[utoipa::path(tag = "predictions", security(("bearer" = [])), params(("prediction_id" = Uuid, Path)),
     responses((status = 200, body = envelope::Envelope<Prediction>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/predictions/{prediction_id}")]
+#[tracing::instrument(name = "http.predictions.get", skip_all)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -273,7 +276,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionRead)?;
     let mut conn = state.db.acquire().await?;
-    let prediction = predictions::find(&mut conn, &principal.scope(), path.into_inner())
+    let prediction = stored::find(&mut conn, &principal.scope(), path.into_inner())
         .await?
         .ok_or_else(|| ApiError::not_found("prediction"))?;
     Ok(envelope::ok(prediction))
@@ -310,6 +313,7 @@ pub struct AccunodePrediction {
     (status = 201, body = envelope::Envelope<Prediction>), (status = 409, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody)))]
 #[post("/predictions/annual")]
+#[tracing::instrument(name = "http.predictions.accunode_annual", skip_all)]
 pub async fn accunode_annual(
     state: web::Data<AppState>,
     principal: Principal,
@@ -324,6 +328,7 @@ pub async fn accunode_annual(
     (status = 201, body = envelope::Envelope<Prediction>), (status = 409, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody)))]
 #[post("/predictions/quarterly")]
+#[tracing::instrument(name = "http.predictions.accunode_quarterly", skip_all)]
 pub async fn accunode_quarterly(
     state: web::Data<AppState>,
     principal: Principal,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use pdscore_actors::Pipeline;
 
-use crate::{auth::Auth, configuration::HealthSettings, messaging::Messaging, pipeline::AlertFeed};
+use crate::{alerts::AlertFeed, auth::Auth, configuration::HealthSettings, messaging::Messaging};
 
 /// Shared by every worker; cheap to clone (pools and clients are handles).
 #[derive(Clone)]

@@ -37,6 +37,7 @@ pub struct TenantQuery {
 #[utoipa::path(tag = "tenants", security(("bearer" = [])), params(TenantQuery), responses(
     (status = 200, body = envelope::Envelope<Paginated<Tenant>>), (status = 403, body = envelope::ErrorBody)))]
 #[get("/tenants")]
+#[tracing::instrument(name = "http.tenants.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -89,6 +90,7 @@ pub struct CreatedTenant {
     (status = 201, body = envelope::Envelope<CreatedTenant>), (status = 409, body = envelope::ErrorBody),
     (status = 422, body = envelope::ErrorBody)))]
 #[post("/tenants")]
+#[tracing::instrument(name = "http.tenants.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -152,6 +154,7 @@ pub async fn create(
 #[utoipa::path(tag = "tenants", security(("bearer" = [])), params(("tenant_id" = Uuid, Path)), responses(
     (status = 200, body = envelope::Envelope<Tenant>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/tenants/{tenant_id}")]
+#[tracing::instrument(name = "http.tenants.get", skip_all)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -204,6 +207,7 @@ pub struct UpdateTenant {
     (status = 200, body = envelope::Envelope<Tenant>), (status = 403, body = envelope::ErrorBody),
     (status = 404, body = envelope::ErrorBody), (status = 422, body = envelope::ErrorBody)))]
 #[patch("/tenants/{tenant_id}")]
+#[tracing::instrument(name = "http.tenants.update", skip_all)]
 pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,

@@ -70,6 +70,7 @@ pub struct UserQuery {
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("tenant_id" = Uuid, Path), UserQuery), responses(
     (status = 200, body = envelope::Envelope<Paginated<User>>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/tenants/{tenant_id}/users")]
+#[tracing::instrument(name = "http.users.list", skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
@@ -121,6 +122,7 @@ pub struct CreatedUser {
     responses((status = 201, body = envelope::Envelope<CreatedUser>), (status = 403, body = envelope::ErrorBody),
     (status = 409, body = envelope::ErrorBody), (status = 422, body = envelope::ErrorBody)))]
 #[post("/tenants/{tenant_id}/users")]
+#[tracing::instrument(name = "http.users.create", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -215,6 +217,7 @@ async fn organization_for(
 #[utoipa::path(tag = "users", security(("bearer" = [])), params(("user_id" = Uuid, Path)), responses(
     (status = 200, body = envelope::Envelope<User>), (status = 404, body = envelope::ErrorBody)))]
 #[get("/users/{user_id}")]
+#[tracing::instrument(name = "http.users.get", skip_all)]
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
@@ -245,6 +248,7 @@ pub struct UpdateUser {
     responses((status = 200, body = envelope::Envelope<User>), (status = 403, body = envelope::ErrorBody),
     (status = 404, body = envelope::ErrorBody), (status = 422, body = envelope::ErrorBody)))]
 #[patch("/users/{user_id}")]
+#[tracing::instrument(name = "http.users.update", skip_all)]
 pub async fn update(
     state: web::Data<AppState>,
     principal: Principal,

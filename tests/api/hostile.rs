@@ -88,6 +88,33 @@ async fn a_control_character_is_refused_by_every_http_decoder_with_a_stable_code
     assert_eq!(app.health().await.0, 200);
 }
 
+/// Runs an annual CSV as a bulk job to its end: the job's id, and its status, succeeded and failed rows.
+async fn annual_job(
+    app: &crate::helpers::TestApp,
+    token: &str,
+    name: &str,
+    csv: String,
+) -> (String, (Option<String>, Option<i64>, Option<i64>)) {
+    let (status, answer) = upload(
+        app,
+        token,
+        "/api/v1/bulk-jobs",
+        name,
+        csv.into_bytes(),
+        &[("type", "annual")],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer:#}");
+    let job = answer["data"]["id"].as_str().unwrap().to_owned();
+    let done = finished(app, token, &job).await;
+    let counts = (
+        done["status"].as_str().map(str::to_owned),
+        done["succeeded_rows"].as_i64(),
+        done["failed_rows"].as_i64(),
+    );
+    (job, counts)
+}
+
 #[actix_web::test]
 async fn a_bulk_row_with_a_control_character_fails_alone_and_the_job_completes() {
     let app = spawn_app_with(|s| s.bulk.chunk_rows = 100).await;
@@ -101,27 +128,8 @@ async fn a_bulk_row_with_a_control_character_fails_alone_and_the_job_completes()
         *row = row.replacen("Company 0", r#""=HYPERLINK(""http://x.example"",""x"")""#, 1);
     }
     let csv = rows.join("\n") + "\n";
-    let (status, answer) = upload(
-        &app,
-        &token,
-        "/api/v1/bulk-jobs",
-        "nul.csv",
-        csv.into_bytes(),
-        &[("type", "annual")],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer:#}");
-    let job = answer["data"]["id"].as_str().unwrap().to_owned();
-    let done = finished(&app, &token, &job).await;
-    assert_eq!(
-        (
-            done["status"].as_str(),
-            done["succeeded_rows"].as_i64(),
-            done["failed_rows"].as_i64()
-        ),
-        (Some("completed"), Some(399), Some(1)),
-        "{done:#}"
-    );
+    let (job, counts) = annual_job(&app, &token, "nul.csv", csv).await;
+    assert_eq!(counts, (Some("completed".into()), Some(399), Some(1)));
     let (_, errors) = text(&app, &token, &format!("/api/v1/bulk-jobs/{job}/errors")).await;
     let lines: Vec<&str> = errors.lines().collect();
     assert_eq!(lines.len(), 2, "{errors}");
@@ -440,26 +448,10 @@ async fn a_bad_symbol_or_filing_id_is_refused_alike_over_http_nats_and_bulk() {
             symbol.replace('"', "\"\"")
         ));
     }
-    let (status, answer) = upload(
-        &app,
-        &token,
-        "/api/v1/bulk-jobs",
-        "symbols.csv",
-        csv.into_bytes(),
-        &[("type", "annual")],
-    )
-    .await;
-    assert_eq!(status, 202, "{answer:#}");
-    let job = answer["data"]["id"].as_str().unwrap().to_owned();
-    let done = finished(&app, &token, &job).await;
+    let (job, counts) = annual_job(&app, &token, "symbols.csv", csv).await;
     assert_eq!(
-        (
-            done["status"].as_str(),
-            done["succeeded_rows"].as_i64(),
-            done["failed_rows"].as_i64()
-        ),
-        (Some("completed"), Some(1), Some(bad_symbols().len() as i64)),
-        "{done:#}"
+        counts,
+        (Some("completed".into()), Some(1), Some(bad_symbols().len() as i64))
     );
     let (_, errors) = text(&app, &token, &format!("/api/v1/bulk-jobs/{job}/errors")).await;
     let rows: Vec<&str> = errors.lines().skip(1).collect();

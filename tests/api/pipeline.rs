@@ -825,12 +825,9 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
             .fetch_one(&app.db)
             .await
             .unwrap();
-    let redis = &app.settings.redis;
-    let cache = pdscore::cache::PortfolioCache::new(pdscore::cache::connect(redis).unwrap(), redis);
     let store = pdscore::db::predictions::PgPredictionStore::new(
         app.db.clone(),
         std::sync::Arc::new(app.settings.pipeline.clone()),
-        cache,
     );
     let policy = store.tenant_policy(tenant_id).await.unwrap().unwrap();
     let registry = pdscore::pipeline::load_registry(&app.settings).unwrap();

@@ -40,11 +40,8 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         .fetch_optional(&pool)
         .await?
         .with_context(|| format!("no tenant {:?}", load.tenant))?;
-    // No portfolio cache: the ceiling measures PostgreSQL alone.
-    let mut uncached = settings.redis.clone();
-    uncached.portfolio_cache_ttl_secs = 0;
-    let cache = pdscore::cache::PortfolioCache::new(pdscore::cache::connect(&uncached)?, &uncached);
-    let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()), cache);
+    // The store alone (no portfolio cache to invalidate): the ceiling measures PostgreSQL.
+    let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()));
     let policy = store
         .tenant_policy(tenant_id)
         .await
