@@ -24,10 +24,13 @@ RUN touch src/main.rs src/lib.rs models/src/lib.rs actors/src/lib.rs nats/src/li
  && cargo build --release --locked --bin pdscore
 
 FROM debian:bookworm-slim AS runtime
+# The upload and key directories exist, owned by the service user: a named volume mounted on one starts with
+# its ownership (on a path the image lacks, it would come up owned by root, and the service could not write).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /var/lib/pdscore --create-home pdscore
+ && useradd --system --uid 10001 --user-group --home-dir /var/lib/pdscore --create-home pdscore \
+ && install -d -o pdscore -g pdscore -m 0750 /var/lib/pdscore/uploads /var/lib/pdscore/keys
 COPY --from=build /src/target/release/pdscore /usr/local/bin/pdscore
 COPY --from=build --chown=pdscore:pdscore /src/models /opt/pdscore/models
 WORKDIR /var/lib/pdscore

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    auth::signers::Signers,
     cache,
     configuration::{ApplicationSettings, Settings},
     db, http,
@@ -54,11 +55,24 @@ impl Application {
         let messaging = Messaging::connect(&settings.nats).await?;
 
         let auth = crate::auth::Auth::new(&settings.auth, redis.clone(), &settings.redis.key_prefix)?;
+        let signers = Signers::new(redis.clone(), &settings.redis.key_prefix, auth.tokens.keys());
+        let joined = match signers.join().await {
+            Ok(Ok(())) => true,
+            Ok(Err(incompatible)) => return Err(incompatible.into()),
+            Err(e) => {
+                tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "cannot check the other instances' signing keys; starting, and checking again shortly"
+                );
+                false
+            }
+        };
         let registry = pipeline::load_registry(&settings)?;
         let shutdown = CancellationToken::new();
         let mut background = vec![
             messaging.spawn_stream_upkeep(shutdown.clone()),
             telemetry::spawn_metrics_upkeep(metrics.clone(), shutdown.clone()),
+            tokio::spawn(keep_listed(signers, joined, shutdown.clone())),
         ];
         let portfolio = cache::PortfolioCache::new(redis.clone(), &settings.redis);
         let started = pipeline::start(
@@ -223,4 +237,28 @@ async fn shutdown_signal() -> &'static str {
         _ = interrupt => "SIGINT",
         _ = terminate => "SIGTERM",
     }
+}
+
+/// Renews this instance's signing-key entry until shutdown, then removes it. A check that could not run at
+/// start (Redis down) is retried; an instance that then turns out incompatible is reported loudly (it keeps
+/// serving: stopping a running instance is an operator's call).
+async fn keep_listed(signers: Signers, mut joined: bool, shutdown: CancellationToken) {
+    loop {
+        if !joined {
+            match signers.join().await {
+                Ok(Ok(())) => joined = true,
+                Ok(Err(incompatible)) => {
+                    tracing::error!(error = %incompatible, "instances cannot verify each other's tokens")
+                }
+                Err(e) => tracing::debug!(error = %format!("{e:#}"), "signing keys not checked yet"),
+            }
+        } else if let Err(e) = signers.renew().await {
+            tracing::debug!(error = %format!("{e:#}"), "signing-key entry not renewed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(crate::auth::signers::RENEW_EVERY) => {}
+        }
+    }
+    signers.leave().await;
 }

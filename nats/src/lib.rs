@@ -8,10 +8,14 @@
 //!   `nats` CLI (`nats stream add --config nats/streams/FILINGS.json`) and are applied, idempotently, by the
 //!   service at start-up.
 //!
-//! - [`message`]: the filing message (versioned JSON, documented in `nats/FILINGS.md`) and its validation;
+//! - [`message`]: the filing message (versioned JSON, documented in `nats/FILINGS.md`) and its decoding into
+//!   the values every ingest path shares (`pdscore_actors::domain`: the same symbol and filing-id rules as
+//!   HTTP and bulk files);
 //! - [`ingest`]: the durable pull consumer feeding the actor pipeline (ack after commit, Nak with delay when
-//!   overloaded, dead letter + Term when undecodable);
-//! - [`alerts`]: publishing risk-change alerts;
+//!   overloaded or when the service's [`ingest::Directory`] is unavailable, dead letter + Term when
+//!   undecodable);
+//! - [`alerts`]: publishing risk-change alerts (the service's alert stage calls it; SSE subscribers get them
+//!   back from the stream);
 //! - [`events`]: what the adapters report, each event's metric and log line in one place.
 //!
 //! They adapt JetStream to the pipeline of `pdscore-actors`, so nothing in the actor crate knows async-nats.

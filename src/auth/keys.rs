@@ -56,15 +56,19 @@ pub struct KeySet {
     verifying: HashMap<String, VerifyingKey>,
     /// In `kid` order, so the document is the same on every instance.
     jwks: JwkSet,
+    /// Generated at start because no key was configured: no other instance can verify its tokens.
+    ephemeral: bool,
 }
 
 impl KeySet {
     /// Loads the keys the settings name. Without a private key, an ephemeral pair is generated (tokens then do
     /// not survive a restart, and several instances would not accept each other's tokens).
     pub fn from_settings(settings: &AuthSettings) -> anyhow::Result<Self> {
-        let private_pem = if settings.jwt_private_key_path.as_os_str().is_empty() {
+        let ephemeral = settings.jwt_private_key_path.as_os_str().is_empty();
+        let private_pem = if ephemeral {
             tracing::warn!(
-                "auth.jwt_private_key_path is not set: signing with an ephemeral key (tokens do not survive a restart)"
+                "auth.jwt_private_key_path is not set: signing with an ephemeral key (tokens do not survive a \
+                 restart, and no other instance accepts them: a second instance refuses to start beside this one)"
             );
             generate_private_key_pem()?
         } else {
@@ -75,7 +79,9 @@ impl KeySet {
             .iter()
             .map(|path| read(path))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Self::from_pems(&private_pem, &public_pems)
+        let mut keys = Self::from_pems(&private_pem, &public_pems)?;
+        keys.ephemeral = ephemeral;
+        Ok(keys)
     }
 
     /// The signing key (PKCS#8 or PKCS#1 PEM) and further public keys accepted for verification (SPKI or PKCS#1
@@ -117,7 +123,13 @@ impl KeySet {
             signing,
             verifying,
             jwks: JwkSet { keys },
+            ephemeral: false,
         })
+    }
+
+    /// Whether the signing key was generated at start (none configured).
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
     }
 
     pub fn signing_kid(&self) -> &str {

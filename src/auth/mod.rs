@@ -7,7 +7,9 @@
 //!   (Redis);
 //! - [`principal`]: the verified caller and the data [`Scope`](principal::Scope) it may touch (the HTTP layer
 //!   extracts it from a request: `http::principal`);
-//! - [`role`] and [`rbac`]: the five roles, the role table and the one authorization function.
+//! - [`role`] and [`rbac`]: the five roles, the role table and the one authorization function;
+//! - [`signers`]: the signing keys of the deployment's running instances, so that an instance whose tokens
+//!   another could not verify refuses to start.
 //!
 //! Nothing here reads the database: the use cases that combine these with the repositories (sign-in,
 //! refresh, sign-out) are in `crate::accounts`, and a session's durable record is looked up by the caller
@@ -21,6 +23,7 @@ pub mod rate_limit;
 pub mod rbac;
 pub mod role;
 pub mod sessions;
+pub mod signers;
 pub mod tokens;
 
 use std::time::Duration;

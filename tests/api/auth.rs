@@ -509,3 +509,65 @@ async fn sessions_need_redis_and_say_so() {
     }
     assert_eq!(last, 200);
 }
+
+/// Instances of one deployment accept each other's tokens, or do not run side by side: an instance that could
+/// not verify a running one's tokens (its own ephemeral key, another key), or whose tokens the running one
+/// could not verify, refuses to start and says what to configure. One with the same key starts, and so does
+/// the second step of a rotation: the running instance already verifies the new key, the new instance signs
+/// with it and verifies the old one.
+#[actix_web::test]
+async fn an_instance_whose_tokens_another_could_not_verify_refuses_to_start() {
+    let dir = std::env::temp_dir().join(format!("pdscore-rotation-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write_key = |name: &str| {
+        let pem = keys::generate_private_key_pem().unwrap();
+        let (private, public) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.pub.pem")));
+        std::fs::write(&private, &pem).unwrap();
+        std::fs::write(&public, keys::public_key_pem(&pem).unwrap()).unwrap();
+        (private, public)
+    };
+    let (next_key, next_public) = write_key("next");
+    let (other_key, _) = write_key("other");
+    let running_public = dir.join("running.pub.pem");
+    std::fs::write(&running_public, keys::public_key_pem(&SIGNING_KEY.1).unwrap()).unwrap();
+    // The running instance signs with the deployment's key and already verifies the next one.
+    let app = spawn_app_with(|s| s.auth.jwt_public_key_paths = vec![next_public.clone()]).await;
+    let second = |configure: &dyn Fn(&mut pdscore::configuration::Settings)| {
+        let mut settings = app.settings.clone();
+        settings.application.listen = "127.0.0.1:0".parse().unwrap();
+        settings.auth.jwt_public_key_paths = Vec::new();
+        configure(&mut settings);
+        pdscore::startup::Application::build(settings)
+    };
+    let refusal = |result: anyhow::Result<pdscore::startup::Application>| match result {
+        Ok(_) => panic!("the second instance started"),
+        Err(e) => format!("{e:#}"),
+    };
+    let started = |result: anyhow::Result<pdscore::startup::Application>| {
+        let second = result.expect("the second instance starts");
+        second.shutdown_token().cancel();
+    };
+
+    let ephemeral = refusal(second(&|s| s.auth.jwt_private_key_path = Default::default()).await);
+    assert!(
+        ephemeral.contains("cannot verify") && ephemeral.contains("no auth.jwt_private_key_path is set"),
+        "{ephemeral}"
+    );
+    let unverified = refusal(
+        second(&|s| {
+            s.auth.jwt_private_key_path = other_key.clone();
+            s.auth.jwt_public_key_paths = vec![running_public.clone()];
+        })
+        .await,
+    );
+    assert!(unverified.contains("cannot verify this instance's key"), "{unverified}");
+    started(second(&|_| {}).await);
+    started(
+        second(&|s| {
+            s.auth.jwt_private_key_path = next_key.clone();
+            s.auth.jwt_public_key_paths = vec![running_public.clone()];
+        })
+        .await,
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

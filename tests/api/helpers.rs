@@ -89,6 +89,12 @@ impl Isolation {
             ("PDSCORE__REDIS__KEY_PREFIX", self.redis_prefix.clone()),
             ("PDSCORE__STORAGE__DIR", self.storage_dir.display().to_string()),
             ("PDSCORE__BULK__POLL_INTERVAL_MS", "200".to_owned()),
+            // One key for every instance of the deployment, as an operator configures it (instances that could
+            // not verify each other's tokens refuse to run side by side).
+            (
+                "PDSCORE__AUTH__JWT_PRIVATE_KEY_PATH",
+                SIGNING_KEY.0.display().to_string(),
+            ),
         ])
     }
 

@@ -8,6 +8,7 @@ mod binary;
 mod bulk;
 mod crash;
 mod dashboard;
+mod deploy;
 mod envelope;
 mod health;
 mod helpers;
