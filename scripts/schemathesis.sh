@@ -19,8 +19,9 @@ fi
 # The binary the integration tests run, built as scripts/test.sh's last pass builds it (nothing to do after it).
 cargo test --workspace --locked --all-features --test api --no-run
 bin=$PWD/target/debug/pdscore
-# The load tool deletes the run's NATS streams afterwards.
-cargo build --locked -p pdscore-load
+# The load tool deletes the run's NATS streams afterwards (built with the features the test build unified, so
+# that the service's library is not compiled again).
+cargo build --workspace --locked --all-features --bin pdscore-load
 load=$PWD/target/debug/pdscore-load
 
 id=st$(date +%s)$$

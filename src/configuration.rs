@@ -154,6 +154,8 @@ pub struct PipelineSettings {
     pub idle_timeout_secs: u64,
     /// How long a tenant's policy (limits, models, scheme) is cached before being read again.
     pub policy_ttl_ms: u64,
+    /// Tenants with metric series of their own in this process; the others share `tenant="other"`.
+    pub max_tenant_series: usize,
     /// Concurrent commit transactions and rows per transaction.
     pub persist_max_in_flight: usize,
     pub persist_max_rows: usize,

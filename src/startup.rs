@@ -42,6 +42,7 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let metrics = telemetry::metrics_handle();
+        pdscore_actors::events::limit_tenant_series(settings.pipeline.max_tenant_series);
         telemetry::events::Started {
             version: crate::VERSION,
         }

@@ -5,9 +5,16 @@
 //! Latency histograms end in `_seconds` and size histograms are listed in [`SIZE_HISTOGRAMS`]: the service's
 //! recorder gives both bucket lists (histograms, not summaries, so that instances aggregate).
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    sync::{
+        LazyLock, RwLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use pdscore_models::registry::ModelId;
 use uuid::Uuid;
 
@@ -31,6 +38,53 @@ const BULK_ROWS: &str = "pdscore_bulk_rows_total";
 /// The histograms that count things (rows in a batch), not seconds.
 pub const SIZE_HISTOGRAMS: [&str; 2] = [MODEL_BATCH_SIZE, PERSIST_BATCH_ROWS];
 
+/// The `tenant` label of the per-tenant series: the slug of the first [`limit_tenant_series`] tenants this
+/// process reports on, `other` for the rest, so that 10,000 tenants do not mean 10,000 series per metric and
+/// instance (the fleet's totals stay exact: every filing counts under one label or the other).
+pub const OTHER_TENANTS: &str = "other";
+
+static TENANT_LABELS: LazyLock<TenantLabels> = LazyLock::new(|| TenantLabels::new(100));
+
+/// Tenants with series of their own, per process (`pipeline.max_tenant_series`; default 100).
+pub fn limit_tenant_series(max: usize) {
+    TENANT_LABELS.max.store(max, Ordering::Relaxed);
+}
+
+/// The first tenants seen, up to a bound.
+struct TenantLabels {
+    max: AtomicUsize,
+    named: RwLock<HashSet<SharedString>>,
+}
+
+impl TenantLabels {
+    fn new(max: usize) -> Self {
+        Self {
+            max: AtomicUsize::new(max),
+            named: RwLock::default(),
+        }
+    }
+
+    fn label(&self, tenant: &str) -> SharedString {
+        if let Some(known) = self.named.read().unwrap_or_else(|e| e.into_inner()).get(tenant) {
+            return known.clone();
+        }
+        let mut named = self.named.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = named.get(tenant) {
+            return known.clone();
+        }
+        if named.len() < self.max.load(Ordering::Relaxed) {
+            let label = SharedString::from(tenant.to_owned());
+            named.insert(label.clone());
+            return label;
+        }
+        SharedString::const_str(OTHER_TENANTS)
+    }
+}
+
+fn tenant_label(tenant: &str) -> SharedString {
+    TENANT_LABELS.label(tenant)
+}
+
 /// Filings handed to a tenant's actor (`source`: http, nats, bulk).
 pub struct FilingsReceived<'a> {
     pub tenant: &'a str,
@@ -40,7 +94,8 @@ pub struct FilingsReceived<'a> {
 
 impl FilingsReceived<'_> {
     pub fn emit(self) {
-        counter!(FILINGS_RECEIVED, "tenant" => self.tenant.to_owned(), "source" => self.source).increment(self.count);
+        counter!(FILINGS_RECEIVED, "tenant" => tenant_label(self.tenant), "source" => self.source)
+            .increment(self.count);
     }
 }
 
@@ -52,7 +107,7 @@ pub struct TenantOverloaded<'a> {
 
 impl TenantOverloaded<'_> {
     pub fn emit(self) {
-        counter!(TENANT_OVERLOADED, "tenant" => self.tenant.to_owned(), "source" => self.source).increment(1);
+        counter!(TENANT_OVERLOADED, "tenant" => tenant_label(self.tenant), "source" => self.source).increment(1);
     }
 }
 
@@ -64,19 +119,32 @@ pub struct TenantRateLimited<'a> {
 
 impl TenantRateLimited<'_> {
     pub fn emit(self) {
-        counter!(RATE_LIMITED, "tenant" => self.tenant.to_owned(), "source" => self.source).increment(1);
+        counter!(RATE_LIMITED, "tenant" => tenant_label(self.tenant), "source" => self.source).increment(1);
     }
 }
 
-/// Filings a tenant's actor holds (queued and being scored); 0 when it stops.
-pub struct TenantQueueDepth<'a> {
-    pub tenant: &'a str,
-    pub depth: usize,
+/// Filings a tenant's actor holds (queued and being scored); 0 when it stops. Reported as changes, so that the
+/// tenants sharing the `other` series add up.
+#[derive(Debug, Default)]
+pub struct TenantQueueDepth {
+    /// The label and depth last reported.
+    reported: Option<(SharedString, usize)>,
 }
 
-impl TenantQueueDepth<'_> {
-    pub fn emit(self) {
-        gauge!(TENANT_QUEUE_DEPTH, "tenant" => self.tenant.to_owned()).set(self.depth as f64);
+impl TenantQueueDepth {
+    pub fn report(&mut self, tenant: &str, depth: usize) {
+        let label = tenant_label(tenant);
+        match self.reported.take() {
+            Some((previous, was)) if previous == label => {
+                gauge!(TENANT_QUEUE_DEPTH, "tenant" => label.clone()).increment(depth as f64 - was as f64);
+            }
+            Some((previous, was)) => {
+                gauge!(TENANT_QUEUE_DEPTH, "tenant" => previous).decrement(was as f64);
+                gauge!(TENANT_QUEUE_DEPTH, "tenant" => label.clone()).increment(depth as f64);
+            }
+            None => gauge!(TENANT_QUEUE_DEPTH, "tenant" => label.clone()).increment(depth as f64),
+        }
+        self.reported = Some((label, depth));
     }
 }
 
@@ -271,4 +339,19 @@ pub fn describe() {
         "Transactions the store refused for their data, retried filing by filing"
     );
     describe_counter!(BULK_ROWS, "Bulk-job rows committed, by outcome (succeeded, failed)");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_tenants_get_series_of_their_own_and_the_rest_share_one() {
+        let labels = TenantLabels::new(2);
+        assert_eq!(labels.label("a").as_ref(), "a");
+        assert_eq!(labels.label("b").as_ref(), "b");
+        assert_eq!(labels.label("c").as_ref(), OTHER_TENANTS);
+        assert_eq!(labels.label("a").as_ref(), "a", "a tenant keeps its series");
+        assert_eq!(labels.label("d").as_ref(), OTHER_TENANTS);
+    }
 }

@@ -97,6 +97,8 @@ pub struct TenantActor {
     filings_in_flight: usize,
     last_active: Instant,
     failed: bool,
+    /// What this actor last reported of its depth.
+    depth_gauge: events::TenantQueueDepth,
     deps: TenantDeps,
     /// Told when this actor stops (the router: it forgets an idle actor and restarts a failed one).
     supervisor: Recipient<TenantStopped>,
@@ -114,6 +116,7 @@ impl TenantActor {
             filings_in_flight: 0,
             last_active: now,
             failed: false,
+            depth_gauge: Default::default(),
             deps,
             supervisor,
         }
@@ -123,12 +126,9 @@ impl TenantActor {
         self.queue.len() + self.filings_in_flight
     }
 
-    fn report_depth(&self) {
-        events::TenantQueueDepth {
-            tenant: &self.policy.slug,
-            depth: self.depth(),
-        }
-        .emit();
+    fn report_depth(&mut self) {
+        let depth = self.depth();
+        self.depth_gauge.report(&self.policy.slug, depth);
     }
 
     /// Sends queued filings to the model pool, a micro-batch per free slot.
@@ -186,11 +186,7 @@ impl Actor for TenantActor {
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
-        events::TenantQueueDepth {
-            tenant: &self.policy.slug,
-            depth: 0,
-        }
-        .emit();
+        self.depth_gauge.report(&self.policy.slug, 0);
         self.supervisor.do_send(TenantStopped {
             tenant_id: self.tenant_id,
             actor: ctx.address(),

@@ -204,6 +204,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.application.shutdown_timeout_secs = 2;
     settings.health.timeout_ms = 1500;
     settings.auth.jwt_private_key_path = SIGNING_KEY.0.clone();
+    // Every test's tenants get series of their own (the tests share one process, hence one label table).
+    settings.pipeline.max_tenant_series = 1_000_000;
     customize(&mut settings);
 
     let application = Application::build(settings.clone()).await.expect("application builds");
