@@ -1,5 +1,6 @@
 //! The NATS filing message decoder: any payload on any filing subject is decoded or refused with a reason,
-//! never a panic; what it accepts holds no control character and a key within the rules.
+//! never a panic; what it accepts holds no control character, and its symbol and key pass the one rule of each
+//! (`pdscore_actors::domain`) again.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,11 +19,16 @@ fuzz_target!(|data: &[u8]| {
     match pdscore_nats::message::decode("p", subject, payload) {
         Ok(decoded) => {
             assert_eq!(pdscore_actors::text::json_control_character(payload), None);
-            assert!(pdscore_actors::text::control_character(&decoded.company_symbol).is_none());
+            let symbol = decoded.company_symbol.as_str();
+            assert!(pdscore_actors::text::control_character(symbol).is_none());
+            assert_eq!(
+                pdscore_actors::domain::CompanySymbol::parse(symbol).as_ref(),
+                Ok(&decoded.company_symbol)
+            );
             if let Some(key) = &decoded.filing_id {
-                assert!(pdscore_actors::filing::parse_key(key).is_ok());
+                assert!(pdscore_actors::domain::FilingKey::parse(key.as_str()).is_ok());
             }
         }
-        Err(reason) => assert!(!reason.code.is_empty()),
+        Err(reason) => assert!(!reason.code.is_empty() && !reason.message.is_empty()),
     }
 });

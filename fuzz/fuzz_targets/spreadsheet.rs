@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
             }
             for row in batch {
                 if let Err(refused) = row.filing {
-                    assert!(!refused.code.is_empty());
+                    assert!(!refused.message.is_empty(), "{:?} refused without a reason", refused.code);
                 }
             }
         }
