@@ -7,8 +7,7 @@ use serde::Serialize;
 
 /// The stable code of a refused filing: `error.code` over HTTP, `Pdscore-Reason-Code` on a dead letter, the
 /// `code` of a bulk job's error row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectCode {
     /// A value is missing, malformed or out of range; the rejection names the field.
     ValidationError,
@@ -40,6 +39,13 @@ impl RejectCode {
             Self::UnstorableFiling => "UNSTORABLE_FILING",
             Self::DuplicateRow => "DUPLICATE_ROW",
         }
+    }
+}
+
+/// Serialized as its text ([`RejectCode::as_str`], the one spelling of each code).
+impl Serialize for RejectCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -2,9 +2,9 @@
 //! control character (Unicode `Cc`: U+0000–U+001F and U+007F–U+009F) in any string. PostgreSQL refuses U+0000
 //! in `text` and `jsonb`, so one such character would fail a whole transaction; the others have no place in
 //! names, symbols, keys or numbers and only hide what a value says (logs, CSV files, terminals).
-
-/// The stable code of the refusal (HTTP `details.reason`, NATS dead-letter code, bulk row code).
-pub const CONTROL_CHARACTER: crate::RejectCode = crate::RejectCode::ControlCharacter;
+//!
+//! A refusal by this rule carries [`crate::RejectCode::ControlCharacter`] (HTTP `details.reason`, NATS
+//! dead-letter code, bulk row code).
 
 /// The first control character of `text`, with its byte offset.
 pub fn control_character(text: &str) -> Option<(usize, char)> {

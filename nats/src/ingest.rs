@@ -349,7 +349,7 @@ impl Ingest {
                     Ok(id) => Some(id.into_string()),
                     Err(refused) => {
                         return Outcome::DeadLetter(Undeliverable {
-                            code: "VALIDATION_ERROR",
+                            code: pdscore_actors::RejectCode::ValidationError.as_str(),
                             message: format!("Nats-Msg-Id: {}", refused.reason),
                         });
                     }

@@ -144,7 +144,7 @@ pub fn decode(prefix: &str, subject: &str, payload: &[u8]) -> Result<DecodedFili
     let (tenant, prediction_type) = parse_subject(prefix, subject)?;
     if let Some(at) = pdscore_actors::text::json_control_character(payload) {
         return Err(Undeliverable::new(
-            pdscore_actors::text::CONTROL_CHARACTER.as_str(),
+            pdscore_actors::RejectCode::ControlCharacter.as_str(),
             format!("byte {at}: a string holds a control character (U+0000-U+001F, U+007F-U+009F)"),
         ));
     }

@@ -20,7 +20,7 @@ use calamine::{DataRef, Reader, Xlsx};
 use pdscore_actors::{
     FilingContent, PredictionType, Rejected,
     bulk_job::{BulkRow, CompanyRow, RowFiling, RowSource, SourceError},
-    text::{CONTROL_CHARACTER, control_character},
+    text::control_character,
 };
 use pdscore_models::{
     features::{ACCUNODE_ANNUAL, ACCUNODE_QUARTERLY, parse_text},
@@ -285,7 +285,7 @@ impl Layout {
         }
         let filing = if let Some(column) = control {
             Err(Rejected {
-                code: CONTROL_CHARACTER,
+                code: pdscore_actors::RejectCode::ControlCharacter,
                 message: "the cell holds a control character (U+0000-U+001F, U+007F-U+009F)".into(),
                 field: Some(column.to_owned()),
             })

@@ -9,8 +9,7 @@ use super::{
     BindScope,
     pagination::{Page, contains_pattern, escape_like},
 };
-use crate::auth::Scope;
-use crate::domain::CompanySymbol;
+use crate::{auth::Scope, domain::CompanySymbol};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Company {

@@ -34,7 +34,7 @@ pub fn control_character_error(what: &str, at: usize) -> ApiError {
     ApiError::validation(format!(
         "{what} holds a control character (byte {at}); none of U+0000-U+001F and U+007F-U+009F is accepted."
     ))
-    .with_details(serde_json::json!({ "reason": pdscore_actors::text::CONTROL_CHARACTER, "offset": at }))
+    .with_details(serde_json::json!({ "reason": pdscore_actors::RejectCode::ControlCharacter, "offset": at }))
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
