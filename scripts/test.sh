@@ -12,7 +12,7 @@ if [ $# -gt 0 ]; then
 fi
 # Everything runs in parallel except the tests that kill service processes or drive a browser: those run one
 # at a time, after the parallel pass. No test compares latencies (the benchmark does: scripts/bench.sh).
-serial=(crash:: dashboard::browser_)
+serial=(crash:: fleet:: dashboard::browser_)
 cargo test --workspace --all-features --locked -- "${serial[@]/#/--skip=}"
 cargo test --workspace --all-features --locked --test api -- --test-threads 1 dashboard::browser_
-cargo test --workspace --all-features --locked --test api -- --test-threads 1 crash::
+cargo test --workspace --all-features --locked --test api -- --test-threads 1 crash:: fleet::

@@ -50,12 +50,12 @@ impl Request for redis::Pipeline {
     }
 }
 
-/// `EVAL` of a Lua script over its first `keys` arguments (the keys, then the other arguments, are added by the
-/// caller). Redis keeps the compiled script by its digest; only the text travels again.
-pub fn eval(script: &str, keys: usize) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(script).arg(keys);
-    cmd
+/// A Lua script (kept in a `static`), sent by its digest (`EVALSHA`) and loaded again by the first call that
+/// finds Redis without it (a restarted server).
+impl Request for redis::ScriptInvocation<'static> {
+    fn send<T: FromRedisValue + Send>(&self, mut conn: ConnectionManager) -> BoxFuture<'_, RedisResult<T>> {
+        async move { self.invoke_async(&mut conn).await }.boxed()
+    }
 }
 
 /// The connection, not yet made (the first command makes it). Must be called on the runtime that outlives
@@ -109,8 +109,12 @@ pub struct PortfolioCache {
 }
 
 /// The generation and, under it, the answer: one round trip.
-const LOOKUP: &str = "local g = redis.call('GET', KEYS[1]) or '0'
-                      return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}";
+static LOOKUP: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local g = redis.call('GET', KEYS[1]) or '0'
+         return {g, redis.call('GET', ARGV[1] .. g .. ':' .. ARGV[2])}",
+    )
+});
 
 impl PortfolioCache {
     pub fn new(redis: Redis, settings: &RedisSettings) -> Self {
@@ -141,11 +145,8 @@ impl PortfolioCache {
         if !self.enabled() {
             return Lookup::Off;
         }
-        let mut lookup = eval(LOOKUP, 1);
-        lookup
-            .arg(self.generation_key(tenant))
-            .arg(self.entries(tenant))
-            .arg(query);
+        let mut lookup = LOOKUP.key(self.generation_key(tenant));
+        lookup.arg(self.entries(tenant)).arg(query);
         let result: RedisResult<(String, Option<String>)> = self.redis.query(lookup).await;
         match result {
             Ok((_, Some(answer))) => {
@@ -263,6 +264,10 @@ impl<K: std::hash::Hash + Eq, V: Clone> LocalCache<K, V> {
             entries.clear();
         }
         entries.insert(key, (value, std::time::Instant::now()));
+    }
+
+    pub fn clear(&self) {
+        self.entries().clear();
     }
 
     /// Drops the entries for which `stale` is true.

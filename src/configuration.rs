@@ -182,16 +182,24 @@ pub struct PipelineSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
+    /// Scratch space: uploads while they arrive, and while their job reads them (they live in the JetStream
+    /// Object Store in between).
     pub dir: PathBuf,
     pub max_upload_bytes: u64,
+    /// Replicas of the uploads' bucket (3 on a NATS cluster; 1 on a single server).
+    pub replicas: usize,
 }
 
 /// Bulk scoring jobs.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkSettings {
-    /// Jobs one instance runs at once (others wait, `queued`).
+    /// Jobs one instance runs at once (others wait, `queued`); 0: this instance runs none.
     pub max_running_jobs: usize,
+    /// Jobs of one tenant running at once on the whole fleet (its others wait; no tenant starves the rest).
+    pub max_running_jobs_per_tenant: usize,
+    /// Bytes of files one tenant's unfinished jobs may hold in the upload store.
+    pub max_stored_bytes_per_tenant: u64,
     /// Rows scored and committed together.
     pub chunk_rows: usize,
     /// Chunks of one job being scored at once.
@@ -351,6 +359,15 @@ impl Settings {
             (
                 "auth.password_change_window_secs",
                 self.auth.password_change_window_secs,
+            ),
+            ("storage.replicas", self.storage.replicas as u64),
+            (
+                "bulk.max_running_jobs_per_tenant",
+                self.bulk.max_running_jobs_per_tenant as u64,
+            ),
+            (
+                "bulk.max_stored_bytes_per_tenant",
+                self.bulk.max_stored_bytes_per_tenant,
             ),
         ] {
             if value == 0 {

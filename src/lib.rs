@@ -13,7 +13,8 @@
 //!   scoring pipeline's wiring and adapters (PostgreSQL store and directory, JetStream ingest);
 //! - [`alerts`]: the alert stage after the commit (publisher, outbox, the live feed behind SSE);
 //! - [`db`]: the PostgreSQL pool, migrations and repositories;
-//! - [`auth`]: passwords, roles and permissions, scopes, tokens, sessions (no database);
+//! - [`auth`]: passwords, roles and permissions, scopes, tokens, sessions (no database); [`fleet`]: what the
+//!   instances share (tenants' rate limits in Redis, changes that make their copies stale on NATS);
 //! - [`cache`]: Redis and the local caches; [`messaging`]: the NATS connection and stream upkeep;
 //! - [`domain`]: validated values; [`telemetry`]: tracing, the Prometheus recorder and the service's events;
 //! - [`configuration`]: typed settings from defaults, a file and the environment; secrets never printed.
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod configuration;
 pub mod db;
 pub mod domain;
+pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod messaging;

@@ -26,6 +26,7 @@ use crate::{
     configuration::Settings,
     db::{companies, predictions, tenants},
     domain::TenantSlug,
+    fleet::{Change, Fleet},
     messaging::Messaging,
 };
 
@@ -52,7 +53,8 @@ pub struct Started {
     pub tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts the actors, the alert outbox, the alert feed and (if enabled) the JetStream ingest. Must run
+/// Starts the actors (admitting filings by the fleet's shared limits, their copies of tenant policies dropped
+/// on the fleet's changes), the alert outbox, the alert feed and (if enabled) the JetStream ingest. Must run
 /// inside the actix system.
 pub fn start(
     settings: &Settings,
@@ -60,6 +62,7 @@ pub fn start(
     db: PgPool,
     messaging: Messaging,
     portfolio: crate::cache::PortfolioCache,
+    fleet: &Fleet,
     shutdown: CancellationToken,
 ) -> Started {
     let p = &settings.pipeline;
@@ -84,7 +87,14 @@ pub fn start(
         Arc::new(SharedRegistry::new(registry)),
         store,
         publisher.clone(),
+        Some(fleet.limits.clone()),
     );
+    let policies = pipeline.clone();
+    fleet.changes.on_change(move |change| match *change {
+        Change::Tenant { tenant_id } => policies.invalidate_policy(Some(tenant_id)),
+        Change::Everything => policies.invalidate_policy(None),
+        Change::CompanyAdded { .. } | Change::Companies { .. } => {}
+    });
     let alerts = AlertFeed::new();
     let mut tasks = vec![
         tokio::spawn(publisher.run_outbox(shutdown.clone())),
@@ -95,7 +105,7 @@ pub fn start(
             jetstream: messaging.jetstream.clone(),
             namespace: messaging.namespace.clone(),
             pipeline: pipeline.clone(),
-            directory: Arc::new(PgDirectory::new(db)),
+            directory: Arc::new(PgDirectory::new(db, &fleet.changes)),
             config: IngestConfig {
                 consumer: p.consumer_name.clone(),
                 max_in_flight: p.ingest_max_in_flight,
@@ -166,8 +176,9 @@ impl<S: PredictionStore> PredictionStore for InvalidatingStore<S> {
     }
 }
 
-/// Tenants by slug and companies by symbol, for the NATS ingest, cached briefly (a company created a few
-/// seconds ago may be refused once; its message then goes to the dead letters with the reason).
+/// Tenants by slug and companies by symbol, for the NATS ingest, cached briefly and dropped on the fleet's
+/// changes (a company created or renamed through any instance is found under its symbol as soon as the change
+/// arrives; see [`crate::fleet::changes`]).
 struct PgDirectory {
     db: PgPool,
     tenants: Arc<LocalCache<String, Option<Uuid>>>,
@@ -181,12 +192,25 @@ const DIRECTORY_TTL: Duration = Duration::from_secs(10);
 const DIRECTORY_ENTRIES: usize = 100_000;
 
 impl PgDirectory {
-    fn new(db: PgPool) -> Self {
-        Self {
+    fn new(db: PgPool, changes: &crate::fleet::Changes) -> Self {
+        let directory = Self {
             db,
             tenants: Arc::new(LocalCache::new(DIRECTORY_TTL, DIRECTORY_ENTRIES)),
             companies: Arc::new(LocalCache::new(DIRECTORY_TTL, DIRECTORY_ENTRIES)),
-        }
+        };
+        let (tenants, companies) = (directory.tenants.clone(), directory.companies.clone());
+        changes.on_change(move |change| {
+            if matches!(change, Change::Tenant { .. } | Change::Everything) {
+                tenants.clear();
+            }
+            // A company found without naming its organization turns ambiguous when the symbol is added to
+            // another organization: such a copy counts as one that found nothing.
+            companies.remove_where(|(tenant, _, organization), lookup| {
+                let found = matches!(lookup, CompanyLookup::Found { .. }) && organization.is_some();
+                change.makes_stale(*tenant, found)
+            });
+        });
+        directory
     }
 }
 

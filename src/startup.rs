@@ -18,14 +18,17 @@ use crate::{
     auth::signers::Signers,
     cache,
     configuration::{ApplicationSettings, Settings},
-    db, http,
+    db,
+    fleet::{Change, Fleet},
+    http,
     http::AppState,
     messaging::Messaging,
     pipeline, telemetry,
 };
 
-/// How long this instance answers AccuNode requests from its own copy of a company found by symbol (a rename
-/// or deletion made through another instance is seen within it; see [`AppState::company_symbols`]).
+/// How long this instance answers AccuNode requests from its own copy of a company found by symbol, at most (a
+/// rename or deletion made through another instance drops it as soon as the fleet hears of it; this bounds a
+/// change missed while NATS was unreachable; see [`AppState::company_symbols`]).
 const COMPANY_SYMBOLS_TTL: Duration = Duration::from_secs(10);
 const COMPANY_SYMBOLS_ENTRIES: usize = 100_000;
 
@@ -76,18 +79,31 @@ impl Application {
             tokio::spawn(keep_listed(signers, joined, shutdown.clone())),
         ];
         let portfolio = cache::PortfolioCache::new(redis.clone(), &settings.redis);
+        let fleet = Fleet::new(messaging.clone(), redis.clone(), &settings.redis.key_prefix);
+        background.push(tokio::spawn(fleet.changes.clone().follow(shutdown.clone())));
         let started = pipeline::start(
             &settings,
             registry,
             db.clone(),
             messaging.clone(),
             portfolio.clone(),
+            &fleet,
             shutdown.clone(),
         );
         background.extend(started.tasks);
-        let (bulk, bulk_task) =
-            crate::bulk::BulkRunner::start(&settings, db.clone(), started.pipeline.clone(), shutdown.clone());
+        let (bulk, bulk_task) = crate::bulk::BulkRunner::start(
+            &settings,
+            db.clone(),
+            started.pipeline.clone(),
+            &messaging,
+            shutdown.clone(),
+        );
         background.push(bulk_task);
+        let company_symbols = Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES));
+        let symbols = Arc::clone(&company_symbols);
+        fleet.changes.on_change(move |change: &Change| {
+            symbols.remove_where(|_, company: &db::companies::Company| change.makes_stale(company.tenant_id, true));
+        });
         let state = AppState {
             db,
             redis,
@@ -104,7 +120,8 @@ impl Application {
             ),
             job_progress: Default::default(),
             portfolio,
-            company_symbols: Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES)),
+            company_symbols,
+            changes: fleet.changes,
             bulk,
             started_at: std::time::Instant::now(),
         };

@@ -40,8 +40,8 @@ const SERVICE_LAYERS: &[&[&str]] = &[
     &["alerts"],
     // the repositories
     &["db"],
-    // identities, roles, scopes, tokens and sessions (no database)
-    &["auth"],
+    // identities, roles, scopes, tokens and sessions (no database); what the instances share
+    &["auth", "fleet"],
     // clients of Redis and NATS
     &["cache", "messaging"],
     // values and events every layer uses

@@ -21,6 +21,7 @@ use uuid::Uuid;
 const FILINGS_RECEIVED: &str = "pdscore_filings_received_total";
 const TENANT_OVERLOADED: &str = "pdscore_tenant_overloaded_total";
 const RATE_LIMITED: &str = "pdscore_rate_limited_total";
+const SHARED_LIMITS_UNAVAILABLE: &str = "pdscore_shared_limits_unavailable_total";
 const TENANT_QUEUE_DEPTH: &str = "pdscore_tenant_queue_depth";
 const FILINGS_REJECTED: &str = "pdscore_filings_rejected_total";
 const PIPELINE_LATENCY: &str = "pdscore_pipeline_latency_seconds";
@@ -120,6 +121,18 @@ pub struct TenantRateLimited<'a> {
 impl TenantRateLimited<'_> {
     pub fn emit(self) {
         counter!(RATE_LIMITED, "tenant" => tenant_label(self.tenant), "source" => self.source).increment(1);
+    }
+}
+
+/// The fleet's shared rate limits could not be reached: the tenant actor's own bucket decided instead.
+pub struct SharedLimitsUnavailable<'a> {
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl SharedLimitsUnavailable<'_> {
+    pub fn emit(self) {
+        counter!(SHARED_LIMITS_UNAVAILABLE).increment(1);
+        tracing::debug!(error = %self.error, "shared rate limits unavailable; this instance's bucket decides");
     }
 }
 
@@ -305,6 +318,10 @@ pub fn describe() {
     describe_counter!(
         RATE_LIMITED,
         "Filings refused by the tenant's rate limit, by tenant and source"
+    );
+    describe_counter!(
+        SHARED_LIMITS_UNAVAILABLE,
+        "Admissions decided by this instance's own bucket because the fleet's shared limits were unreachable"
     );
     describe_gauge!(
         TENANT_QUEUE_DEPTH,

@@ -49,4 +49,4 @@ pub use filing::{
 pub use pdscore_models::{PredictionType, RiskLevel};
 pub use pipeline::Pipeline;
 pub use policy::{ModelChoice, TenantPolicy};
-pub use ports::{AlertSink, PredictionStore, StoreError};
+pub use ports::{Admission, AlertSink, PredictionStore, SharedLimits, StoreError};

@@ -14,11 +14,12 @@ use uuid::Uuid;
 use crate::{
     config::PipelineConfig,
     error::PipelineError,
+    events,
     filing::{Committed, Filing, Trailing},
     model_pool::{self, FaultInjector, SharedRegistry},
     persist_writer::PersistWriter,
     policy::TenantPolicy,
-    ports::{AlertSink, PredictionStore},
+    ports::{Admission, AlertSink, PredictionStore, SharedLimits},
     tenant_actor::{Pending, ScoreChunk, Submit, TenantActor, TenantDeps},
     tenant_router::{CountTenants, GetTenant, TenantRouter},
 };
@@ -72,6 +73,8 @@ pub struct Pipeline {
     router: Addr<TenantRouter>,
     actors: Arc<Mutex<KnownActors>>,
     store: Arc<dyn PredictionStore>,
+    /// The fleet's rate limits (none: each tenant actor's own bucket).
+    limits: Option<Arc<dyn SharedLimits>>,
     registry: Arc<SharedRegistry>,
     faults: Arc<FaultInjector>,
     /// Tenant policies by id, with when they were read.
@@ -89,6 +92,7 @@ impl Pipeline {
         registry: Arc<SharedRegistry>,
         store: Arc<dyn PredictionStore>,
         alerts: Arc<dyn AlertSink>,
+        limits: Option<Arc<dyn SharedLimits>>,
     ) -> Self {
         let faults = Arc::new(FaultInjector::default());
         let pool = model_pool::start(config.model_workers, registry.clone(), faults.clone());
@@ -111,6 +115,7 @@ impl Pipeline {
             router,
             actors: Arc::default(),
             store,
+            limits,
             registry,
             faults,
             policies: Arc::default(),
@@ -125,13 +130,14 @@ impl Pipeline {
         if !policy.active {
             return Err(PipelineError::TenantInactive);
         }
+        let charged = self.charge(&policy, filing.source.as_str()).await?;
         self.attach_trailing(filing.tenant_id, std::slice::from_mut(&mut filing))
             .await?;
         // A tenant actor that fails drops the filings still in its mailbox (their replies with them): those
         // are submitted again, which the idempotent commit makes harmless even if one was in fact scored.
         let mut attempts = 0;
         loop {
-            let answer = self.send_to_tenant(filing.clone(), &policy).await?;
+            let answer = self.send_to_tenant(filing.clone(), &policy, charged).await?;
             match answer.await {
                 Ok(result) => return result,
                 Err(_) if attempts < 3 => {
@@ -182,6 +188,32 @@ impl Pipeline {
         Ok(results)
     }
 
+    /// Takes the filing's token from the fleet's shared bucket: `true` when taken, `false` when there is no
+    /// shared bucket or it cannot be reached (the tenant actor's own bucket decides), a refusal when empty.
+    async fn charge(&self, policy: &TenantPolicy, source: &'static str) -> Result<bool, PipelineError> {
+        let Some(limits) = &self.limits else {
+            return Ok(false);
+        };
+        match limits.take(policy).await {
+            Ok(Admission::Admitted) => Ok(true),
+            Ok(Admission::Wait(retry_after)) => {
+                let tenant = &policy.slug;
+                events::FilingsReceived {
+                    tenant,
+                    source,
+                    count: 1,
+                }
+                .emit();
+                events::TenantRateLimited { tenant, source }.emit();
+                Err(PipelineError::RateLimited { retry_after })
+            }
+            Err(error) => {
+                events::SharedLimitsUnavailable { error: &error }.emit();
+                Ok(false)
+            }
+        }
+    }
+
     /// Gives each quarterly statement that wants it ([`Filing::wants_trailing`]) its trailing twelve months,
     /// when the store has the three quarters before it (one read for all of `filings`). Filings of one
     /// batch do not see each other: a quarter counts once it is committed.
@@ -221,11 +253,13 @@ impl Pipeline {
         &self,
         filing: Filing,
         policy: &Arc<TenantPolicy>,
+        charged: bool,
     ) -> Result<oneshot::Receiver<Result<Committed, PipelineError>>, PipelineError> {
         let (reply, answer) = oneshot::channel();
         let mut submit = Submit {
             filing,
             policy: policy.clone(),
+            charged,
             reply,
         };
         // A tenant actor that just stopped (idle) refuses with Closed: ask the router again.
@@ -290,9 +324,15 @@ impl Pipeline {
         Ok(policy)
     }
 
-    /// Forgets a tenant's cached policy (after an administrator changed it).
-    pub fn invalidate_policy(&self, tenant_id: Uuid) {
-        self.lock_policies().remove(&tenant_id);
+    /// Forgets a tenant's cached policy (after an administrator changed it); `None`: every tenant's.
+    pub fn invalidate_policy(&self, tenant_id: Option<Uuid>) {
+        let mut policies = self.lock_policies();
+        match tenant_id {
+            Some(tenant_id) => {
+                policies.remove(&tenant_id);
+            }
+            None => policies.clear(),
+        }
     }
 
     pub fn registry(&self) -> &Arc<SharedRegistry> {

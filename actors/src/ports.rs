@@ -1,7 +1,7 @@
 //! The ports: what the pipeline needs from the outside world, implemented by the service (PostgreSQL
 //! repositories, the NATS alert publisher). Futures are boxed so the ports can be trait objects.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use pdscore_models::statement::{ReportingPeriod, Statement};
@@ -64,4 +64,22 @@ pub trait PredictionStore: Send + Sync + 'static {
 pub trait AlertSink: Send + Sync + 'static {
     /// Publishes committed alerts. Failures are the sink's to retry (the alert rows are an outbox).
     fn publish(&self, alerts: Vec<Alert>) -> BoxFuture<'static, ()>;
+}
+
+/// A tenant's rate limit as every instance of the service shares it: one bucket per tenant for the whole
+/// fleet, so that N instances admit the tenant's rate, not N times it.
+pub trait SharedLimits: Send + Sync + 'static {
+    /// Takes one filing's token from the bucket of `policy`'s tenant (at `policy`'s rate and burst). `Err`: the
+    /// shared bucket cannot be reached, and the tenant actor's own bucket decides instead (each instance then
+    /// admits up to the tenant's rate by itself).
+    fn take(&self, policy: &TenantPolicy) -> BoxFuture<'static, Result<Admission, StoreError>>;
+}
+
+/// A shared bucket's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// Refused: come back after this long (the next free slot, booked for this caller, so that refused callers
+    /// come back spread at the sustained rate).
+    Wait(Duration),
 }

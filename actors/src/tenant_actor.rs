@@ -1,6 +1,7 @@
 //! `TenantActor`: owns one tenant's admission (token bucket, bounded queue) and its micro-batches.
 //!
-//! A filing is admitted if the tenant's bucket has a token and its queue has room; otherwise it is refused
+//! A filing is admitted if the tenant's bucket has a token (the fleet's shared bucket, taken before the filing
+//! is sent here, or this actor's own when that one is out of reach) and its queue has room; otherwise it is refused
 //! at once (429 / Nak with delay) so one tenant's flood never sits in front of another tenant's filings.
 //! Admitted filings are dispatched in micro-batches to the model pool and then to the persist writer; a
 //! batch runs detached from the actor, so a failing actor never loses a batch in progress, and what was
@@ -57,6 +58,9 @@ pub struct Submit {
     pub filing: Filing,
     /// The tenant's policy as the submitter last read it (the actor adopts newer limits from it).
     pub policy: Arc<TenantPolicy>,
+    /// Already charged to the fleet's shared bucket ([`crate::ports::SharedLimits`]); otherwise this actor's
+    /// own bucket decides.
+    pub charged: bool,
     pub reply: Reply,
 }
 
@@ -223,7 +227,9 @@ impl Handler<Submit> for TenantActor {
             }));
             return;
         }
-        if let Err(wait) = self.bucket.try_take(now) {
+        if !submit.charged
+            && let Err(wait) = self.bucket.try_take(now)
+        {
             events::TenantRateLimited { tenant: &slug, source }.emit();
             let _ = submit.reply.send(Err(PipelineError::RateLimited { retry_after: wait }));
             return;

@@ -98,14 +98,17 @@ pub async fn ensure_streams(
     Ok(infos)
 }
 
-/// Deletes every stream of the product under `namespace` (a test's or a benchmark's); returns how many
-/// existed.
+/// Deletes every stream of the product under `namespace` (a test's or a benchmark's), the uploads' object
+/// store with them; returns how many existed.
 pub async fn delete_streams(js: &jetstream::Context, namespace: &Namespace) -> usize {
     let mut deleted = 0;
     for kind in StreamKind::ALL {
         if js.delete_stream(namespace.stream_name(kind.base_name())).await.is_ok() {
             deleted += 1;
         }
+    }
+    if js.delete_object_store(namespace.uploads_bucket()).await.is_ok() {
+        deleted += 1;
     }
     deleted
 }

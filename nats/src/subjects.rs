@@ -8,6 +8,7 @@
 //! | filings in    | `filings.<tenant>.<annual\|quarterly>`  | `FILINGS`      |
 //! | alerts out    | `alerts.<tenant>.<company>`             | `ALERTS`       |
 //! | dead letters  | `deadletter.<source>`                   | `DEAD_LETTERS` |
+//! | fleet changes | `fleet.changes`                         | none (core)    |
 //!
 //! With prefix `p1`, subjects become `p1.filings.…` and streams `P1_FILINGS`.
 
@@ -81,6 +82,18 @@ impl Namespace {
     pub fn dead_letters(&self, source: &str) -> String {
         self.subject(&format!("deadletter.{source}"))
     }
+
+    /// The JetStream Object Store bucket holding bulk uploads until their job ends (its stream is
+    /// `OBJ_<bucket>`).
+    pub fn uploads_bucket(&self) -> String {
+        self.stream_name("UPLOADS")
+    }
+
+    /// Where an instance announces a change the other instances keep copies of (core NATS: a change missed
+    /// while disconnected is caught up by the copies' expiry).
+    pub fn fleet_changes(&self) -> String {
+        self.subject("fleet.changes")
+    }
 }
 
 impl fmt::Debug for Namespace {
@@ -99,6 +112,7 @@ mod tests {
         assert_eq!(ns.filings("acme", "annual"), "filings.acme.annual");
         assert_eq!(ns.alerts("acme", "c1"), "alerts.acme.c1");
         assert_eq!(ns.dead_letters("filings"), "deadletter.filings");
+        assert_eq!(ns.fleet_changes(), "fleet.changes");
         assert_eq!(ns.stream_name("FILINGS"), "FILINGS");
     }
 
@@ -107,6 +121,7 @@ mod tests {
         let ns = Namespace::parse("t-42-x").unwrap();
         assert_eq!(ns.filings("acme", "quarterly"), "t-42-x.filings.acme.quarterly");
         assert_eq!(ns.stream_name("ALERTS"), "T_42_X_ALERTS");
+        assert_eq!(ns.uploads_bucket(), "T_42_X_UPLOADS");
     }
 
     #[test]

@@ -1,19 +1,23 @@
 //! Throttling of sign-in, token refresh and password change: fixed-window counters in Redis, shared by every
 //! instance.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
 /// Counts a hit and reads the window's remaining time atomically.
-const HIT: &str = r"
+static HIT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {n, ttl}
-";
+",
+    )
+});
 
 /// One throttled dimension: at most `limit` hits per `window`.
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +31,9 @@ pub struct Limit {
 /// before them: refused (`{1, ms left}`) when the account is past its limit (ARGV[2]) and this address tried it
 /// before, or past ten times its limit; otherwise counted (`{0, 0}`). Refused attempts are not counted, so an
 /// address cannot push an account to the ceiling by itself.
-const ATTEMPT: &str = r"
+static ATTEMPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local account = tonumber(redis.call('GET', KEYS[1]) or '0')
 local here = tonumber(redis.call('GET', KEYS[2]) or '0')
 local limit = tonumber(ARGV[2])
@@ -38,7 +44,9 @@ for _, key in ipairs(KEYS) do
   if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[1]) end
 end
 return {0, 0}
-";
+",
+    )
+});
 
 /// The limits of the throttled authentication routes.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +97,8 @@ impl AuthThrottle {
 
     /// Counts a hit of `key`; `Some(retry_after)` when past `limit` in its window.
     async fn hit(&self, key: &str, limit: Limit, what: &str) -> anyhow::Result<Option<Duration>> {
-        let mut hit = crate::cache::eval(HIT, 1);
-        hit.arg(key).arg(limit.window.as_millis() as u64);
+        let mut hit = HIT.key(key);
+        hit.arg(limit.window.as_millis() as u64);
         let (count, ttl_ms): (u64, i64) = self
             .redis
             .query(hit)
@@ -113,10 +121,9 @@ impl AuthThrottle {
         {
             return Ok(Some(wait));
         }
-        let mut attempt = crate::cache::eval(ATTEMPT, 2);
+        let mut attempt = ATTEMPT.key(self.account_key(email));
         attempt
-            .arg(self.account_key(email))
-            .arg(self.pair_key(email, address))
+            .key(self.pair_key(email, address))
             .arg(self.limits.failures_per_account.window.as_millis() as u64)
             .arg(self.limits.failures_per_account.limit);
         let (refused, ttl_ms): (u8, i64) = self

@@ -1,17 +1,20 @@
-//! Bulk scoring jobs: uploaded spreadsheets kept in the file storage until their job ends, and the runner
-//! that claims unfinished jobs (new, or interrupted by a crash or restart — on any instance) and runs each
-//! as a [`BulkJob`] actor.
+//! Bulk scoring jobs: uploaded spreadsheets kept in the JetStream Object Store until their job ends
+//! ([`store`]), and the runner that claims unfinished jobs (new, or interrupted by a crash or restart — on any
+//! instance) and runs each as a [`BulkJob`] actor.
 //!
 //! One instance runs a job at a time: the runner holds a PostgreSQL advisory lock on the job for as long as
 //! it runs it, on a connection of its own; if the instance dies, the connection closes and the lock with it,
-//! so another instance (or the restarted one) resumes the job at once from its last committed row.
+//! so another instance (or the restarted one) resumes the job at once from its last committed row, reading
+//! the file from the store. On the same connection it holds one of the tenant's slots
+//! (`bulk.max_running_jobs_per_tenant` for the fleet), so that one tenant's jobs never take every runner.
 
 pub mod file;
+pub mod store;
 pub mod upload;
 
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -29,14 +32,19 @@ use uuid::Uuid;
 use crate::{
     configuration::{BulkSettings, Settings},
     db::bulk_jobs::{self, PgBulkStore, Runnable},
+    messaging::Messaging,
 };
 use file::{FileFormat, FileRows, XlsxLimits};
+use store::{FetchError, UploadStore};
 
-/// Where uploads live and what they may weigh.
+/// Where uploads arrive and what they may weigh.
 #[derive(Debug, Clone)]
 pub struct Storage {
+    /// Scratch space (uploads arriving, files of running jobs).
     pub dir: PathBuf,
     pub max_upload_bytes: u64,
+    /// What the tenant's unfinished jobs' files may weigh together.
+    pub max_stored_bytes_per_tenant: u64,
     pub xlsx: XlsxLimits,
 }
 
@@ -45,6 +53,7 @@ impl Storage {
         Self {
             dir: settings.storage.dir.clone(),
             max_upload_bytes: settings.storage.max_upload_bytes,
+            max_stored_bytes_per_tenant: settings.bulk.max_stored_bytes_per_tenant,
             xlsx: XlsxLimits {
                 max_uncompressed_bytes: settings.bulk.max_xlsx_uncompressed_bytes,
                 max_ratio: settings.bulk.max_xlsx_compression_ratio,
@@ -52,22 +61,25 @@ impl Storage {
         }
     }
 
-    /// A job's file, relative to the storage directory (what the job row records).
-    pub fn relative_path(tenant_id: Uuid, job_id: Uuid, format: FileFormat) -> String {
+    /// A job's file in the upload store (what the job row records as its `storage_path`).
+    pub fn object_name(tenant_id: Uuid, job_id: Uuid, format: FileFormat) -> String {
         format!("{tenant_id}/{job_id}.{}", format.as_str())
     }
+}
 
-    pub fn path(&self, relative: &str) -> PathBuf {
-        self.dir.join(relative)
-    }
+/// How long an object no unfinished job names is kept (seen so at two sweeps this far apart).
+const ORPHAN_AGE: Duration = Duration::from_secs(600);
 
-    /// Removes a file; one already gone is fine.
-    pub fn remove(path: &Path) {
-        if let Err(e) = std::fs::remove_file(path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(error = %e, path = %path.display(), "cannot remove an upload");
-        }
+/// Objects of the store seen without an unfinished job, and when first.
+#[derive(Default)]
+struct Orphans {
+    seen: HashMap<String, std::time::Instant>,
+    last: Option<std::time::Instant>,
+}
+
+impl Orphans {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|last| last.elapsed() >= ORPHAN_AGE / 2)
     }
 }
 
@@ -81,6 +93,7 @@ struct Inner {
     db: PgPool,
     pipeline: Pipeline,
     storage: Storage,
+    uploads: UploadStore,
     settings: BulkSettings,
     /// Jobs claimed by this instance, with their actor once started (a job counts against
     /// `max_running_jobs` from its claim, while its rows are counted).
@@ -96,6 +109,7 @@ impl BulkRunner {
         settings: &Settings,
         db: PgPool,
         pipeline: Pipeline,
+        messaging: &Messaging,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let runner = Self {
@@ -103,6 +117,12 @@ impl BulkRunner {
                 db,
                 pipeline,
                 storage: Storage::from_settings(settings),
+                uploads: UploadStore::new(
+                    messaging.jetstream.clone(),
+                    &messaging.namespace,
+                    settings.storage.replicas,
+                    &settings.storage.dir,
+                ),
                 settings: settings.bulk.clone(),
                 running: Mutex::default(),
                 wake: Notify::new(),
@@ -114,6 +134,10 @@ impl BulkRunner {
 
     pub fn storage(&self) -> &Storage {
         &self.inner.storage
+    }
+
+    pub fn uploads(&self) -> &UploadStore {
+        &self.inner.uploads
     }
 
     /// A job was submitted: look for work now.
@@ -134,17 +158,22 @@ impl BulkRunner {
 
     async fn run(self, shutdown: CancellationToken) {
         let poll = Duration::from_millis(self.inner.settings.poll_interval_ms.max(50));
+        let mut orphans = Orphans::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
+            if orphans.due() {
+                self.sweep(&mut orphans).await;
+            }
             let free = self.inner.settings.max_running_jobs.saturating_sub(self.lock().len());
             if free == 0 {
                 continue;
             }
-            let jobs = match bulk_jobs::unfinished(&self.inner.db, 100).await {
+            let per_tenant = self.inner.settings.max_running_jobs_per_tenant as i64;
+            let jobs = match bulk_jobs::unfinished(&self.inner.db, per_tenant, 100).await {
                 Ok(jobs) => jobs,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot look for bulk jobs");
@@ -170,11 +199,47 @@ impl BulkRunner {
         tracing::info!(running = self.lock().len(), "bulk runner stopped");
     }
 
+    /// Deletes the store's objects that no unfinished job names, once they have been seen so twice
+    /// [`ORPHAN_AGE`] apart (an upload is put before its job is recorded): what a crash between the two, or a
+    /// failed delete, left behind.
+    async fn sweep(&self, orphans: &mut Orphans) {
+        let names = match self.inner.uploads.names().await {
+            Ok(names) => names,
+            Err(error) => return tracing::debug!(%error, "cannot list the upload store"),
+        };
+        let ids: Vec<Uuid> = names.iter().filter_map(|n| store::job_of(n)).collect();
+        let live: std::collections::HashSet<Uuid> = match bulk_jobs::unfinished_among(&self.inner.db, &ids).await {
+            Ok(live) => live.into_iter().collect(),
+            Err(error) => return tracing::debug!(%error, "cannot check the uploads' jobs"),
+        };
+        let now = std::time::Instant::now();
+        let mut seen = HashMap::new();
+        for name in names {
+            if store::job_of(&name).is_some_and(|id| live.contains(&id)) {
+                continue;
+            }
+            let first = orphans.seen.get(&name).copied().unwrap_or(now);
+            if now.duration_since(first) >= ORPHAN_AGE {
+                tracing::info!(name, "deleting an upload no unfinished job names");
+                self.inner.uploads.delete(&name).await;
+            } else {
+                seen.insert(name, first);
+            }
+        }
+        orphans.seen = seen;
+        orphans.last = Some(now);
+    }
+
     /// Takes a job if no other instance has it and starts it; `false` if it is taken or already over.
     async fn claim(&self, job: Runnable) -> Result<bool, sqlx::Error> {
         // A connection of its own, closed (not returned to the pool) when the job ends: the lock goes with it.
         let mut conn = self.inner.db.acquire().await?.detach();
         if !bulk_jobs::try_lock(&mut conn, job.id).await? {
+            return Ok(false);
+        }
+        // The tenant runs as many jobs as it may already (here or elsewhere): this one waits its turn.
+        let slots = self.inner.settings.max_running_jobs_per_tenant;
+        if !bulk_jobs::try_take_tenant_slot(&mut conn, job.tenant_id, slots).await? {
             return Ok(false);
         }
         // Finished meanwhile by another instance: dropping the connection releases the lock.
@@ -196,53 +261,69 @@ impl BulkRunner {
     /// Runs a claimed job to its end (or until the instance stops).
     async fn execute(&self, job: Runnable) {
         let db = &self.inner.db;
-        let path = job.storage_path.as_deref().map(|p| self.inner.storage.path(p));
-        let finish = |end: JobEnd| {
-            let path = path.clone();
+        let uploads = &self.inner.uploads;
+        let object = job.storage_path.clone();
+        let finish = |end: JobEnd, local: Option<PathBuf>| {
+            let object = object.clone();
             async move {
                 if let Err(e) = bulk_jobs::finish(db, job.tenant_id, job.id, &end).await {
                     tracing::error!(error = %e, job_id = %job.id, "cannot record the end of a bulk job");
                     return;
                 }
                 tracing::info!(job_id = %job.id, ?end, "bulk job ended");
-                if let Some(path) = &path {
-                    Storage::remove(path);
+                if let Some(object) = &object {
+                    uploads.delete(object).await;
+                }
+                if let Some(local) = &local {
+                    store::remove_local(local);
                 }
             }
         };
         if job.cancel_requested_at.is_some() {
-            return finish(JobEnd::Cancelled).await;
+            return finish(JobEnd::Cancelled, None).await;
         }
-        let (Some(path_buf), Ok(prediction_type), Some(format)) = (
-            path.clone(),
+        let (Some(object), Ok(prediction_type), Some(format)) = (
+            object.clone(),
             job.prediction_type.parse::<PredictionType>(),
             FileFormat::parse(&job.file_format),
         ) else {
-            return finish(JobEnd::Failed("the job's file is gone".into())).await;
+            return finish(JobEnd::Failed("the job's file is gone".into()), None).await;
+        };
+        let local = match uploads.fetch(&object).await {
+            Ok(local) => local,
+            Err(FetchError::Missing) => {
+                return finish(JobEnd::Failed("the job's file is gone".into()), None).await;
+            }
+            Err(e @ FetchError::Unavailable(_)) => {
+                tracing::warn!(error = %e, job_id = %job.id, "cannot read a bulk job's file; it will be tried again");
+                return;
+            }
         };
         let limits = self.inner.storage.xlsx;
         let total = job.total_rows;
+        let path = local.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let total = match total {
                 Some(total) => total,
-                None => FileRows::open(&path_buf, format, prediction_type, limits)?
+                None => FileRows::open(&path, format, prediction_type, limits)?
                     .count()
                     .map_err(|e| file::FileError::new("UNREADABLE_FILE", e.0))? as i64,
             };
-            FileRows::open(&path_buf, format, prediction_type, limits).map(|rows| (rows, total))
+            FileRows::open(&path, format, prediction_type, limits).map(|rows| (rows, total))
         })
         .await;
         let (rows, total) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(e)) => {
-                return finish(JobEnd::Failed(format!("the file cannot be read: {e}"))).await;
+                return finish(JobEnd::Failed(format!("the file cannot be read: {e}")), Some(local)).await;
             }
             Err(e) => {
-                return finish(JobEnd::Failed(format!("the file reader failed: {e}"))).await;
+                return finish(JobEnd::Failed(format!("the file reader failed: {e}")), Some(local)).await;
             }
         };
         if let Err(e) = bulk_jobs::start(db, job.tenant_id, job.id, total).await {
             tracing::warn!(error = %e, job_id = %job.id, "cannot start a bulk job; it will be tried again");
+            store::remove_local(&local);
             return;
         }
         let spec = JobSpec {
@@ -271,9 +352,13 @@ impl BulkRunner {
         let (actor, ended) = BulkJob::new(spec, config, Box::new(rows), store, self.inner.pipeline.clone());
         self.lock().insert(job.id, Some(actor.start()));
         match ended.await {
-            Ok(end) => finish(end).await,
-            // The instance is stopping: the job stays `processing` and resumes after the restart.
-            Err(_) => tracing::info!(job_id = %job.id, "bulk job interrupted"),
+            Ok(end) => finish(end, Some(local)).await,
+            // The instance is stopping: the job stays `processing` and resumes after the restart (here or on
+            // another instance, from the store).
+            Err(_) => {
+                tracing::info!(job_id = %job.id, "bulk job interrupted");
+                store::remove_local(&local);
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
-//! Taking an upload as a bulk job: the file, already received into the storage's `incoming` directory, is
-//! checked (format, header, an XLSX's expanded size) on the blocking pool, moved to its place in the storage,
-//! and the job recorded (queued) with its audit row in one transaction; then the runner is woken. The HTTP
-//! layer reads the multipart form into an [`Upload`] and answers [`UploadError`]s with their codes.
+//! Taking an upload as a bulk job: the file, already received into the scratch directory, is checked (format,
+//! header, an XLSX's expanded size) on the blocking pool, streamed into the upload store, and the job recorded
+//! (queued) with its audit row in one transaction, within the tenant's storage quota; then the runner is woken.
+//! The HTTP layer reads the multipart form into an [`Upload`] and answers [`UploadError`]s with their codes.
 
 use std::path::Path;
 
@@ -27,7 +27,8 @@ use crate::{
 /// A received file and what its form said, validated.
 pub struct Upload<'a> {
     pub id: Uuid,
-    /// Where the file was received (removed by the caller whatever happens; an accepted file is moved).
+    /// Where the file was received (removed by the caller whatever happens; an accepted file is copied to the
+    /// upload store).
     pub incoming: &'a Path,
     /// The client's name of the file, without control characters.
     pub file_name: String,
@@ -54,9 +55,12 @@ pub enum UploadError {
     File(#[from] FileError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    /// The storage failed (disk full, permissions).
+    /// The storage failed (disk full, permissions, the upload store unreachable).
     #[error("the upload could not be stored: {0}")]
     Storage(#[from] std::io::Error),
+    /// The tenant's unfinished jobs' files weigh `stored` bytes; with this one they would pass `max`.
+    #[error("the tenant's storage quota would be exceeded")]
+    QuotaExceeded { stored: u64, max: u64 },
 }
 
 /// Records the job for `upload` (queued) and wakes the runner.
@@ -71,15 +75,19 @@ pub async fn accept(db: &PgPool, runner: &BulkRunner, upload: Upload<'_>) -> Res
     };
     let format = check(storage, upload.incoming, &upload.file_name, upload.prediction_type).await?;
 
-    let relative = Storage::relative_path(organization.tenant_id, upload.id, format);
-    let target = storage.path(&relative);
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent).await?;
-    }
-    tokio::fs::rename(upload.incoming, &target).await?;
-    let recorded = record(db, &upload, &organization, format, &relative).await;
+    let object = Storage::object_name(organization.tenant_id, upload.id, format);
+    runner.uploads().put(&object, upload.incoming).await?;
+    let recorded = record(
+        db,
+        &upload,
+        &organization,
+        format,
+        &object,
+        storage.max_stored_bytes_per_tenant,
+    )
+    .await;
     if recorded.is_err() {
-        Storage::remove(&target);
+        runner.uploads().delete(&object).await;
     }
     let job = recorded?;
     runner.wake();
@@ -111,9 +119,18 @@ async fn record(
     upload: &Upload<'_>,
     organization: &organizations::Organization,
     format: FileFormat,
-    relative: &str,
+    object: &str,
+    max_stored: u64,
 ) -> Result<BulkJob, UploadError> {
     let mut tx = db.begin().await?;
+    let stored = bulk_jobs::stored_bytes_locked(&mut tx, organization.tenant_id).await?;
+    let stored = u64::try_from(stored).unwrap_or(0);
+    if stored.saturating_add(upload.size) > max_stored {
+        return Err(UploadError::QuotaExceeded {
+            stored,
+            max: max_stored,
+        });
+    }
     let job = bulk_jobs::insert(
         &mut tx,
         &NewBulkJob {
@@ -124,7 +141,7 @@ async fn record(
             prediction_type: upload.prediction_type,
             file_name: &upload.file_name,
             file_format: format.as_str(),
-            storage_path: relative,
+            storage_path: object,
             file_size: i64::try_from(upload.size).unwrap_or(i64::MAX),
             options: json!({
                 "model": upload.model.as_ref().map(ToString::to_string),

@@ -182,14 +182,65 @@ const RUNNABLE: &str = "id, tenant_id, organization_id, created_by, prediction_t
     status::text AS status, file_format::text AS file_format, storage_path, options, total_rows, last_committed_row,
     cancel_requested_at";
 
-/// Unfinished jobs of every tenant, oldest first.
+/// Unfinished jobs, oldest first, at most `per_tenant` of each tenant (its oldest): a tenant with a thousand
+/// queued jobs does not hide the next tenant's.
 #[tracing::instrument(name = "db.bulk_jobs.unfinished", level = "debug", skip_all)]
-pub async fn unfinished(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<Runnable>> {
+pub async fn unfinished(pool: &PgPool, per_tenant: i64, limit: i64) -> sqlx::Result<Vec<Runnable>> {
     sqlx::query_as(&format!(
-        "SELECT {RUNNABLE} FROM bulk_jobs WHERE status IN ('queued', 'processing') ORDER BY created_at LIMIT $1"
+        "SELECT {RUNNABLE} FROM (
+             SELECT *, row_number() OVER (PARTITION BY tenant_id ORDER BY created_at) AS tenant_rank
+             FROM bulk_jobs WHERE status IN ('queued', 'processing')
+         ) jobs
+         WHERE tenant_rank <= $1 ORDER BY created_at LIMIT $2"
     ))
+    .bind(per_tenant)
     .bind(limit)
     .fetch_all(pool)
+    .await
+}
+
+/// Which of `ids` are jobs not yet ended.
+#[tracing::instrument(name = "db.bulk_jobs.unfinished_among", level = "debug", skip_all)]
+pub async fn unfinished_among(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM bulk_jobs WHERE id = ANY($1) AND status IN ('queued', 'processing')")
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+}
+
+/// Takes one of the tenant's `slots` for running a job, on this connection (held until it closes, like the
+/// job's own lock): `false` when every slot is held, by this instance or another. Two-key advisory locks, apart
+/// from the jobs' one-key locks.
+#[tracing::instrument(name = "db.bulk_jobs.try_take_tenant_slot", level = "debug", skip_all)]
+pub async fn try_take_tenant_slot(conn: &mut PgConnection, tenant_id: Uuid, slots: usize) -> sqlx::Result<bool> {
+    for slot in 0..i32::try_from(slots).unwrap_or(i32::MAX) {
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('pdscore-bulk-tenant:' || $1::text), $2)")
+                .bind(tenant_id)
+                .bind(slot)
+                .fetch_one(&mut *conn)
+                .await?;
+        if taken {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The bytes of the tenant's unfinished jobs' files, with the tenant's uploads serialized until the end of the
+/// transaction (so that two uploads cannot both fit the last free bytes of its quota).
+#[tracing::instrument(name = "db.bulk_jobs.stored_bytes", level = "debug", skip_all)]
+pub async fn stored_bytes_locked(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<i64> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pdscore-bulk-quota:' || $1::text), 0)")
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(file_size), 0)::bigint FROM bulk_jobs
+         WHERE tenant_id = $1 AND status IN ('queued', 'processing')",
+    )
+    .bind(tenant_id)
+    .fetch_one(conn)
     .await
 }
 

@@ -19,7 +19,8 @@ use crate::{
     auth::{Permission, Principal},
     bulk::{
         Storage,
-        file::{FileError, expected_columns},
+        file::{FileError, FileFormat, expected_columns},
+        store,
         upload::{self, Upload, UploadError},
     },
     db::{
@@ -225,8 +226,8 @@ async fn submit(
             .map_err(upload_error)
     }
     .await;
-    // Whatever happened, the partial file is gone (accepted files were moved).
-    Storage::remove(&incoming);
+    // Whatever happened, the received file is gone (an accepted one is in the upload store).
+    store::remove_local(&incoming);
     Ok(taken?.into())
 }
 
@@ -236,6 +237,14 @@ fn upload_error(e: UploadError) -> ApiError {
         UploadError::File(e) => file_error(e),
         UploadError::Database(e) => e.into(),
         UploadError::Storage(e) => ApiError::internal(e),
+        UploadError::QuotaExceeded { stored, max } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "The tenant's unfinished bulk jobs hold {stored} bytes; with this file they would pass its {max} \
+                 bytes. Try again when some of them have finished."
+            ),
+        )
+        .with_details(json!({ "reason": "TENANT_STORAGE_QUOTA", "stored_bytes": stored, "max_bytes": max })),
     }
 }
 
@@ -417,6 +426,13 @@ pub async fn cancel(
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     state.bulk.cancel(id);
+    // Cancelled before any instance took it: no runner will end it, so its file goes now.
+    if job.status == "cancelled"
+        && let Some(format) = FileFormat::parse(&job.file_format)
+    {
+        let object = Storage::object_name(job.tenant_id, job.id, format);
+        state.bulk.uploads().delete(&object).await;
+    }
     Ok(envelope::ok(JobView::from(job)))
 }
 

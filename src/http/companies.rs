@@ -16,6 +16,7 @@ use crate::{
         users,
     },
     domain::{CompanyFields, CompanySymbol, market_cap, optional_text, required_text},
+    fleet::Change,
     http::AppState,
 };
 
@@ -176,7 +177,11 @@ pub async fn create(
     entry.after = snapshot(&company);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
-    state.portfolio.invalidate(company.tenant_id).await;
+    state
+        .companies_changed(Change::CompanyAdded {
+            tenant_id: company.tenant_id,
+        })
+        .await;
     Ok(envelope::created(company))
 }
 
@@ -271,8 +276,11 @@ pub async fn update(
     entry.after = snapshot(&after);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
-    state.portfolio.invalidate(after.tenant_id).await;
-    state.forget_company(after.id);
+    state
+        .companies_changed(Change::Companies {
+            tenant_id: after.tenant_id,
+        })
+        .await;
     Ok(envelope::ok(after))
 }
 
@@ -303,8 +311,11 @@ pub async fn delete(
     entry.before = snapshot(&deleted);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
-    state.portfolio.invalidate(deleted.tenant_id).await;
-    state.forget_company(deleted.id);
+    state
+        .companies_changed(Change::Companies {
+            tenant_id: deleted.tenant_id,
+        })
+        .await;
     Ok(envelope::ok(deleted))
 }
 

@@ -231,9 +231,10 @@ pub async fn delete(
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
     // Its companies went with it.
-    state.portfolio.invalidate(deleted.tenant_id).await;
     state
-        .company_symbols
-        .remove_where(|_, cached| cached.organization_id == id);
+        .companies_changed(crate::fleet::Change::Companies {
+            tenant_id: deleted.tenant_id,
+        })
+        .await;
     Ok(envelope::ok(deleted))
 }

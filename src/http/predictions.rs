@@ -444,7 +444,13 @@ async fn find_or_create_company(
                 created_by: Some(principal.user_id).filter(|_| principal.tenant_id.is_some()),
             };
             match companies::insert(&mut conn, &new).await {
-                Ok(company) => Ok(company),
+                Ok(company) => {
+                    let added = crate::fleet::Change::CompanyAdded {
+                        tenant_id: company.tenant_id,
+                    };
+                    state.changes.announce(added).await;
+                    Ok(company)
+                }
                 // Created by a concurrent request a moment ago.
                 Err(CompanyWriteError::SymbolTaken(_)) => {
                     companies::find_by_symbol(&mut conn, scope, organization.id, fields.symbol.as_str())

@@ -31,8 +31,10 @@ pub struct AppState {
     /// Cached portfolio answers; handlers that write companies invalidate their tenant's.
     pub portfolio: crate::cache::PortfolioCache,
     /// Companies by (organization, symbol) for the AccuNode scoring routes, which name the company by symbol
-    /// on every request; handlers that change or delete companies remove theirs.
+    /// on every request; dropped on the fleet's changes to the tenant's companies.
     pub company_symbols: Arc<crate::cache::LocalCache<(Uuid, String), crate::db::companies::Company>>,
+    /// Announces changes that make the instances' copies stale (theirs and this one's).
+    pub changes: crate::fleet::Changes,
     /// Bulk jobs: uploads' storage and the runner.
     pub bulk: crate::bulk::BulkRunner,
     /// For `uptime_seconds` in `/health`.
@@ -40,6 +42,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// After a write to a tenant's companies: its cached portfolio answers, and every instance's copies of its
+    /// companies, are stale.
+    pub async fn companies_changed(&self, change: crate::fleet::Change) {
+        if let Some(tenant_id) = change.tenant_id() {
+            self.portfolio.invalidate(tenant_id).await;
+        }
+        self.changes.announce(change).await;
+    }
+
     /// Drops this instance's kept copy of a company (renamed, deleted, or found gone by a commit).
     pub fn forget_company(&self, company_id: Uuid) {
         self.company_symbols.remove_where(|_, cached| cached.id == company_id);

@@ -143,6 +143,11 @@ pub async fn create(
         initial_password = generated.map(|p| secrecy::ExposeSecret::expose_secret(&p).to_owned());
     }
     tx.commit().await?;
+    // The instances' ingest may have cached its slug as unknown.
+    state
+        .changes
+        .announce(crate::fleet::Change::Tenant { tenant_id: tenant.id })
+        .await;
     Ok(envelope::created(CreatedTenant {
         tenant,
         admin: created_admin,
@@ -239,8 +244,11 @@ pub async fn update(
     entry.after = snapshot(&after);
     audit::record(&mut tx, entry).await?;
     tx.commit().await?;
-    // This instance applies the new limits and scheme at once; others within pipeline.policy_ttl_ms.
-    state.pipeline.invalidate_policy(id);
+    // Every instance applies the new limits and scheme at once (this one before answering).
+    state
+        .changes
+        .announce(crate::fleet::Change::Tenant { tenant_id: id })
+        .await;
     state.auth.sessions.revoke(&ended).await?;
     Ok(envelope::ok(after))
 }

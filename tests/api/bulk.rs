@@ -429,7 +429,7 @@ async fn bad_files_are_refused_with_their_reason_and_leave_nothing_behind() {
     assert!(left.is_empty(), "files left behind: {left:?}");
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -675,4 +675,88 @@ async fn an_annual_workbook_and_a_quarterly_csv_of_statements_are_scored() {
         .await
         .unwrap();
     assert_eq!(statement["total_assets"], 1000.0);
+}
+
+/// A tenant cannot fill the upload store (its unfinished jobs' files have a quota) nor take every runner (one
+/// job of it runs at a time here), so another tenant's job runs while its big one does.
+#[actix_web::test]
+async fn a_tenant_can_neither_fill_the_upload_store_nor_hold_every_runner() {
+    let big = annual_csv(1000, 30).into_bytes();
+    let small = annual_csv(5, 2).into_bytes();
+    let quota = (big.len() + small.len() + 10) as u64;
+    let app = spawn_app_with(|s| {
+        s.bulk.max_stored_bytes_per_tenant = quota;
+        s.bulk.max_running_jobs = 2;
+        s.bulk.max_running_jobs_per_tenant = 1;
+        s.bulk.chunk_rows = 100;
+        s.bulk.chunks_in_flight = 1;
+    })
+    .await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let a_big = submit(&app, &token, "big.csv", big, "annual").await;
+    let a_small = submit(&app, &token, "small.csv", small.clone(), "annual").await;
+    let (status, refused) = upload(
+        &app,
+        &token,
+        "/api/v1/bulk-jobs",
+        "third.csv",
+        small.clone(),
+        &[("type", "annual")],
+    )
+    .await;
+    assert_eq!(status, 413, "{refused:#}");
+    assert_eq!(refused["error"]["details"]["reason"], "TENANT_STORAGE_QUOTA");
+    assert_eq!(refused["error"]["details"]["max_bytes"], quota);
+
+    let sa = demo.token(Role::SuperAdmin).to_owned();
+    let tenant_b = app.second_tenant(&sa, "BCO").await;
+    let b_org: Uuid = sqlx::query_scalar("SELECT id FROM organizations WHERE name = 'B1'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let (status, answer) = upload(
+        &app,
+        &tenant_b.admin_token,
+        "/api/v1/bulk-jobs",
+        "b.csv",
+        small.clone(),
+        &[("type", "annual"), ("organization_id", &b_org.to_string())],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer:#}");
+    let b_job: Uuid = answer["data"]["id"].as_str().unwrap().parse().unwrap();
+
+    // While A's big job runs, A's small one waits and B's runs to its end.
+    let status_of = |id: Uuid| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status::text FROM bulk_jobs WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let (a_big, a_small): (Uuid, Uuid) = (a_big.parse().unwrap(), a_small.parse().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut b_done_while_a_ran = false;
+    loop {
+        let (big, small, b) = (status_of(a_big).await, status_of(a_small).await, status_of(b_job).await);
+        assert!(
+            !(big == "processing" && small == "processing"),
+            "two of A's jobs ran at once"
+        );
+        if big == "processing" && small == "queued" && b == "completed" {
+            b_done_while_a_ran = true;
+        }
+        if big == "completed" && small == "completed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A's jobs did not finish: {big}, {small}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(b_done_while_a_ran, "B's job did not run beside A's big one");
+    // A's files left the store with its jobs: the quota has room again.
+    submit(&app, &token, "third.csv", small, "annual").await;
 }

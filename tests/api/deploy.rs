@@ -38,7 +38,7 @@ fn volume_at<'a>(mounts: &'a [(String, String)], path: &str) -> Option<&'a str> 
 }
 
 #[test]
-fn the_service_scales_behind_the_proxy_with_one_key_and_shared_uploads() {
+fn the_service_scales_behind_the_proxy_with_one_key_and_uploads_in_the_object_store() {
     let compose = compose();
     let services = &compose["services"];
     let pdscore = &services["pdscore"];
@@ -108,8 +108,28 @@ fn the_service_scales_behind_the_proxy_with_one_key_and_shared_uploads() {
         "made once: {command}"
     );
 
-    // Uploads on a volume every replica shares, at the image's storage directory, which the image creates
-    // owned by the service user (a named volume starts with that ownership).
+    // Uploads in JetStream's Object Store, on the NATS server's persistent volume: no replica's disk holds
+    // one beyond its request or its job, so the replicas share no upload volume. The image's scratch directory
+    // is created owned by the service user (a directory the image lacks would come up root-owned).
+    let nats = &services["nats"];
+    let nats_args: Vec<&str> = nats["command"]
+        .as_array()
+        .expect("nats runs with arguments")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(nats_args.contains(&"-js"), "JetStream enabled: {nats_args:?}");
+    let store_dir = nats_args
+        .windows(2)
+        .find(|w| w[0] == "-sd")
+        .map(|w| w[1])
+        .expect("JetStream's storage directory is set");
+    let nats_mounts = mounts(nats);
+    let nats_volume = volume_at(&nats_mounts, store_dir).expect("JetStream's storage is on a volume");
+    assert!(
+        compose["volumes"].get(nats_volume).is_some(),
+        "volume {nats_volume} is declared"
+    );
     let dockerfile = dockerfile();
     let storage = dockerfile
         .lines()
@@ -118,10 +138,10 @@ fn the_service_scales_behind_the_proxy_with_one_key_and_shared_uploads() {
                 .split_once("PDSCORE__STORAGE__DIR=")
                 .map(|(_, dir)| dir.trim_end_matches(" \\"))
         })
-        .expect("the image sets its storage directory");
+        .expect("the image sets its scratch directory");
     assert!(
-        volume_at(&pdscore_mounts, storage).is_some(),
-        "uploads at {storage} are on a shared volume"
+        volume_at(&pdscore_mounts, storage).is_none(),
+        "the scratch directory {storage} needs no shared volume"
     );
     let key_dir = key.rsplit_once('/').unwrap().0;
     let created = dockerfile
@@ -134,7 +154,8 @@ fn the_service_scales_behind_the_proxy_with_one_key_and_shared_uploads() {
             "{dir} is not created owned by pdscore"
         );
     }
-    for volume in [keys_volume, volume_at(&pdscore_mounts, storage).unwrap()] {
-        assert!(compose["volumes"].get(volume).is_some(), "volume {volume} is declared");
-    }
+    assert!(
+        compose["volumes"].get(keys_volume).is_some(),
+        "volume {keys_volume} is declared"
+    );
 }

@@ -10,6 +10,7 @@ mod crash;
 mod dashboard;
 mod deploy;
 mod envelope;
+mod fleet;
 mod health;
 mod helpers;
 mod hostile;
