@@ -103,6 +103,8 @@ pub struct NatsSettings {
     pub url: SecretString,
     pub prefix: String,
     pub connect_timeout_ms: u64,
+    /// Replicas of the streams and of the uploads' bucket: 3 on a NATS cluster, 1 on a single server.
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -186,8 +188,6 @@ pub struct StorageSettings {
     /// Object Store in between).
     pub dir: PathBuf,
     pub max_upload_bytes: u64,
-    /// Replicas of the uploads' bucket (3 on a NATS cluster; 1 on a single server).
-    pub replicas: usize,
 }
 
 /// Bulk scoring jobs.
@@ -360,7 +360,7 @@ impl Settings {
                 "auth.password_change_window_secs",
                 self.auth.password_change_window_secs,
             ),
-            ("storage.replicas", self.storage.replicas as u64),
+            ("nats.replicas", self.nats.replicas as u64),
             (
                 "bulk.max_running_jobs_per_tenant",
                 self.bulk.max_running_jobs_per_tenant as u64,

@@ -32,6 +32,8 @@ pub struct Messaging {
     pub client: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub namespace: Namespace,
+    /// Replicas of the streams and the uploads' bucket (`nats.replicas`).
+    pub replicas: usize,
     /// Whether the streams are known to exist on the server we are connected to.
     streams_ready: Arc<AtomicBool>,
     /// Woken on every (re)connection, so the streams are checked at once.
@@ -83,6 +85,7 @@ impl Messaging {
             client,
             jetstream,
             namespace,
+            replicas: settings.replicas,
             streams_ready,
             connected,
         })
@@ -121,7 +124,7 @@ impl Messaging {
             const RETRY: Duration = Duration::from_secs(2);
             loop {
                 if !this.streams_ready() && this.is_connected() {
-                    match ensure_streams(&this.jetstream, &this.namespace).await {
+                    match ensure_streams(&this.jetstream, &this.namespace, this.replicas).await {
                         Ok(_) => this.streams_ready.store(true, Ordering::SeqCst),
                         Err(e) => {
                             tracing::warn!(error = ?anyhow::Error::from(e), "JetStream streams not ready; retrying")

@@ -194,7 +194,10 @@ impl Pipeline {
         let Some(limits) = &self.limits else {
             return Ok(false);
         };
-        match limits.take(policy).await {
+        match limits
+            .take(policy.tenant_id, policy.rate_per_second, policy.burst)
+            .await
+        {
             Ok(Admission::Admitted) => Ok(true),
             Ok(Admission::Wait(retry_after)) => {
                 let tenant = &policy.slug;

@@ -69,10 +69,11 @@ pub trait AlertSink: Send + Sync + 'static {
 /// A tenant's rate limit as every instance of the service shares it: one bucket per tenant for the whole
 /// fleet, so that N instances admit the tenant's rate, not N times it.
 pub trait SharedLimits: Send + Sync + 'static {
-    /// Takes one filing's token from the bucket of `policy`'s tenant (at `policy`'s rate and burst). `Err`: the
-    /// shared bucket cannot be reached, and the tenant actor's own bucket decides instead (each instance then
-    /// admits up to the tenant's rate by itself).
-    fn take(&self, policy: &TenantPolicy) -> BoxFuture<'static, Result<Admission, StoreError>>;
+    /// Takes one filing's token from the tenant's bucket (refilled at `rate` per second, holding `burst` at
+    /// most: the limits of the tenant's policy as the caller read it). `Err`: the shared bucket cannot be
+    /// reached, and the tenant actor's own bucket decides instead (each instance then admits up to the
+    /// tenant's rate by itself).
+    fn take(&self, tenant_id: Uuid, rate: f64, burst: u32) -> BoxFuture<'static, Result<Admission, StoreError>>;
 }
 
 /// A shared bucket's answer.

@@ -76,14 +76,17 @@ pub enum EnsureStreamsError {
     },
 }
 
-/// Creates every stream of the product under `namespace`, or updates it to its definition. Idempotent.
+/// Creates every stream of the product under `namespace` with `replicas` replicas (3 on a cluster, 1 on a single
+/// server), or updates it to its definition. Idempotent.
 pub async fn ensure_streams(
     js: &jetstream::Context,
     namespace: &Namespace,
+    replicas: usize,
 ) -> Result<Vec<stream::Info>, EnsureStreamsError> {
     let mut infos = Vec::with_capacity(StreamKind::ALL.len());
     for kind in StreamKind::ALL {
-        let config = kind.config(namespace)?;
+        let mut config = kind.config(namespace)?;
+        config.num_replicas = replicas.max(1);
         let name = config.name.clone();
         let info = js
             .create_or_update_stream(config)

@@ -117,12 +117,7 @@ impl BulkRunner {
                 db,
                 pipeline,
                 storage: Storage::from_settings(settings),
-                uploads: UploadStore::new(
-                    messaging.jetstream.clone(),
-                    &messaging.namespace,
-                    settings.storage.replicas,
-                    &settings.storage.dir,
-                ),
+                uploads: UploadStore::new(messaging, &settings.storage.dir),
                 settings: settings.bulk.clone(),
                 running: Mutex::default(),
                 wake: Notify::new(),

@@ -2,7 +2,7 @@
 //! job: the receiving instance's disk holds a file only while it arrives, and the running instance's while it
 //! reads it (XLSX needs random access); neither is state. Files go in and out in chunks (128 KiB), never whole
 //! in memory, with the store's SHA-256 digest checked on the way out. Where NATS is clustered, the bucket's
-//! replicas (`storage.replicas`) keep an upload through the loss of a server.
+//! replicas (`nats.replicas`) keep an upload through the loss of a server.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +11,9 @@ use async_nats::jetstream::{
     object_store::{self, ObjectStore},
     stream::StorageType,
 };
-use pdscore_nats::Namespace;
 use tokio::sync::OnceCell;
+
+use crate::messaging::Messaging;
 
 /// Why an upload could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +37,11 @@ pub struct UploadStore {
 }
 
 impl UploadStore {
-    pub fn new(jetstream: jetstream::Context, namespace: &Namespace, replicas: usize, scratch: &Path) -> Self {
+    pub fn new(messaging: &Messaging, scratch: &Path) -> Self {
         Self {
-            jetstream,
-            bucket_name: namespace.uploads_bucket(),
-            replicas: replicas.max(1),
+            jetstream: messaging.jetstream.clone(),
+            bucket_name: messaging.namespace.uploads_bucket(),
+            replicas: messaging.replicas.max(1),
             staging: scratch.join("staging"),
             bucket: OnceCell::new(),
         }

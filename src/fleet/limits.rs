@@ -17,7 +17,7 @@ use std::{
 };
 
 use futures_util::{FutureExt, future::BoxFuture};
-use pdscore_actors::{Admission, SharedLimits, StoreError, TenantPolicy};
+use pdscore_actors::{Admission, SharedLimits, StoreError};
 use uuid::Uuid;
 
 use crate::cache::Redis;
@@ -114,13 +114,12 @@ fn prefetch(rate: f64) -> u32 {
 }
 
 impl SharedLimits for RedisLimits {
-    fn take(&self, policy: &TenantPolicy) -> BoxFuture<'static, Result<Admission, StoreError>> {
-        let tenant = policy.tenant_id;
+    fn take(&self, tenant: Uuid, rate: f64, burst: u32) -> BoxFuture<'static, Result<Admission, StoreError>> {
         if Self::spend_leased(&self.leases, tenant, Instant::now()) {
             return futures_util::future::ready(Ok(Admission::Admitted)).boxed();
         }
-        let rate = policy.rate_per_second.max(f64::MIN_POSITIVE);
-        let burst = policy.burst.max(1);
+        let rate = rate.max(f64::MIN_POSITIVE);
+        let burst = burst.max(1);
         let want = prefetch(rate).min(burst);
         let mut take = TAKE.key(format!("{}:{tenant}", self.prefix));
         take.arg(rate).arg(burst).arg(want);

@@ -247,17 +247,33 @@ async fn a_tenant_flooding_three_instances_gets_its_rate_once_and_loses_nothing(
     const NATS_FILINGS: usize = 300;
     let fleet = Fleet::start("flood", &[true, true, true], &[]).await;
     let sa = fleet.login(0, Role::SuperAdmin).await;
-    // Set through instance 0; applies on every instance.
-    let limits = json!({ "rate_limit_per_second": RATE, "rate_limit_burst": BURST });
-    let path = format!("/tenants/{}", fleet.demo.tenant_id);
-    let (status, answer) = fleet.call(0, "PATCH", &path, Some(&sa), Some(&limits)).await;
-    assert_eq!(status, 200, "{answer:#}");
     let tokens = [
         fleet.login(0, Role::OrgMember).await,
         fleet.login(1, Role::OrgMember).await,
         fleet.login(2, Role::OrgMember).await,
     ];
     let acme = fleet.company("ACME").await;
+    // Every instance scores a filing first, so that each holds the tenant's policy (the default limit, far
+    // above 50/s) when the new limit is set through instance 0: the others drop theirs on the announced change,
+    // not when it expires (pipeline.policy_ttl_ms, 5 s).
+    for (i, token) in tokens.iter().enumerate() {
+        let body =
+            json!({ "type": "annual", "reporting_year": 2000, "ratios": safe(), "filing_id": format!("warm-{i}") });
+        let (status, answer) = fleet
+            .call(
+                i,
+                "POST",
+                &format!("/companies/{acme}/predictions"),
+                Some(token),
+                Some(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{answer:#}");
+    }
+    let limits = json!({ "rate_limit_per_second": RATE, "rate_limit_burst": BURST });
+    let path = format!("/tenants/{}", fleet.demo.tenant_id);
+    let (status, answer) = fleet.call(0, "PATCH", &path, Some(&sa), Some(&limits)).await;
+    assert_eq!(status, 200, "{answer:#}");
 
     let before = fleet
         .count("SELECT count(*) FROM predictions WHERE NOT is_shadow")
@@ -444,4 +460,42 @@ async fn a_bulk_job_whose_instance_is_killed_is_finished_by_another_exactly_once
         let left: Vec<_> = walk(&fleet.scratch(i));
         assert!(left.is_empty(), "instance {i} left {left:?}");
     }
+}
+
+/// The bucket two instances share: its burst once between them, then refusals told to come back one slot
+/// apart whichever instance they asked (the slots are booked in Redis, not per instance).
+#[actix_web::test]
+async fn two_instances_take_from_one_bucket_and_book_refusals_one_slot_apart() {
+    use pdscore::fleet::RedisLimits;
+    use pdscore_actors::{Admission, SharedLimits};
+    let isolation = Isolation::new();
+    let settings = base_settings();
+    let redis = pdscore::cache::connect(&settings.redis).unwrap();
+    let instances = [
+        RedisLimits::new(redis.clone(), &isolation.redis_prefix),
+        RedisLimits::new(redis, &isolation.redis_prefix),
+    ];
+    let tenant = Uuid::new_v4();
+    // 10 per second, burst 3: one token per call (what 10/s earns in 20 ms rounds down to one).
+    let mut answers = Vec::new();
+    for i in 0..7 {
+        answers.push(instances[i % 2].take(tenant, 10.0, 3).await.unwrap());
+    }
+    assert_eq!(answers[..3], [Admission::Admitted; 3], "{answers:?}");
+    let waits: Vec<f64> = answers[3..]
+        .iter()
+        .map(|a| match a {
+            Admission::Wait(wait) => wait.as_secs_f64(),
+            Admission::Admitted => panic!("admitted past the burst: {answers:?}"),
+        })
+        .collect();
+    for (wait, slot) in waits.iter().zip([0.1, 0.2, 0.3, 0.4]) {
+        assert!(
+            (wait - slot).abs() < 0.02,
+            "refusals come back one slot apart: {waits:?}"
+        );
+    }
+    // Another tenant's bucket is its own.
+    let other = instances[0].take(Uuid::new_v4(), 10.0, 3).await.unwrap();
+    assert_eq!(other, Admission::Admitted);
 }

@@ -47,8 +47,8 @@ async fn ensuring_streams_again_changes_nothing_and_keeps_messages() {
         .await
         .unwrap();
 
-    let first = ensure_streams(&js, &ns).await.unwrap();
-    let second = ensure_streams(&js, &ns).await.unwrap();
+    let first = ensure_streams(&js, &ns, 1).await.unwrap();
+    let second = ensure_streams(&js, &ns, 1).await.unwrap();
 
     for (a, b) in first.iter().zip(&second) {
         assert_eq!(a.config.name, b.config.name);
@@ -68,7 +68,7 @@ async fn a_stream_that_drifted_from_its_definition_is_put_back() {
     drifted.description = Some("edited by hand".into());
     js.update_stream(drifted).await.unwrap();
 
-    ensure_streams(&js, &ns).await.unwrap();
+    ensure_streams(&js, &ns, 1).await.unwrap();
 
     let mut stream = js.get_stream(ns.stream_name("ALERTS")).await.unwrap();
     let info = stream.info().await.unwrap();
@@ -98,7 +98,7 @@ async fn a_consumer_made_without_a_delivery_limit_gets_one_when_the_service_star
     let js = jetstream::new(client);
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let ns = Namespace::parse(&prefix).unwrap();
-    ensure_streams(&js, &ns).await.unwrap();
+    ensure_streams(&js, &ns, 1).await.unwrap();
     // As the versions before delivery limits made it.
     let stream = js.get_stream(ns.stream_name("FILINGS")).await.unwrap();
     stream
