@@ -289,6 +289,7 @@ impl BulkRunner {
             Err(FetchError::Missing) => {
                 return finish(JobEnd::Failed("the job's file is gone".into()), None).await;
             }
+            Err(e @ FetchError::Damaged(_)) => return finish(JobEnd::Failed(e.to_string()), None).await,
             Err(e @ FetchError::Unavailable(_)) => {
                 tracing::warn!(error = %e, job_id = %job.id, "cannot read a bulk job's file; it will be tried again");
                 return;

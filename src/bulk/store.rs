@@ -24,6 +24,9 @@ pub enum FetchError {
     /// The store or the local disk failed: the job is tried again later.
     #[error("the upload store is unavailable: {0}")]
     Unavailable(String),
+    /// What the store gave back is not what was put (its SHA-256 digest differs): the job cannot run.
+    #[error("the job's file is damaged in the upload store ({0})")]
+    Damaged(String),
 }
 
 /// The uploads' bucket, created on first use.
@@ -96,7 +99,11 @@ impl UploadStore {
         };
         if let Err(e) = synced {
             remove_local(&local);
-            return Err(FetchError::Unavailable(format!("cannot read the upload back: {e}")));
+            return Err(if e.kind() == std::io::ErrorKind::InvalidData {
+                FetchError::Damaged(e.to_string())
+            } else {
+                FetchError::Unavailable(format!("cannot read the upload back: {e}"))
+            });
         }
         Ok(local)
     }

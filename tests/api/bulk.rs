@@ -760,3 +760,47 @@ async fn a_tenant_can_neither_fill_the_upload_store_nor_hold_every_runner() {
     // A's files left the store with its jobs: the quota has room again.
     submit(&app, &token, "third.csv", small, "annual").await;
 }
+
+/// A file the upload store gives back damaged (its digest differs from the one stored with it) fails its job
+/// with the reason, once, and the tenant's next job runs.
+#[actix_web::test]
+async fn a_job_whose_file_is_damaged_in_the_store_fails_alone() {
+    let app = spawn_app_with(|s| {
+        s.bulk.max_running_jobs_per_tenant = 1;
+        s.bulk.chunk_rows = 100;
+        s.bulk.chunks_in_flight = 1;
+    })
+    .await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    // The first job holds the tenant's only slot while the second's stored digest is altered.
+    let first = submit(&app, &token, "big.csv", annual_csv(1000, 10).into_bytes(), "annual").await;
+    let damaged = submit(&app, &token, "small.csv", annual_csv(5, 2).into_bytes(), "annual").await;
+    let (js, ns) = app.jetstream().await;
+    let bucket = js.get_object_store(ns.uploads_bucket()).await.unwrap();
+    let name = format!("{}/{damaged}.csv", demo.setup.tenant_id);
+    let mut info = bucket.info(&name).await.unwrap();
+    info.digest = Some("SHA-256=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned());
+    let encoded = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, &name);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Rollup", "sub");
+    js.publish_with_headers(
+        format!("$O.{}.M.{encoded}", ns.uploads_bucket()),
+        headers,
+        serde_json::to_vec(&info).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let third = submit(&app, &token, "third.csv", annual_csv(5, 2).into_bytes(), "annual").await;
+
+    let job = finished(&app, &token, &damaged).await;
+    assert_eq!(job["status"], "failed");
+    let message = job["error_message"].as_str().unwrap_or_default();
+    assert!(message.contains("damaged"), "{job:#}");
+    assert_eq!(finished(&app, &token, &first).await["status"], "completed");
+    assert_eq!(finished(&app, &token, &third).await["status"], "completed");
+    // The damaged file left the store with its job.
+    assert!(bucket.get(&name).await.is_err());
+}
