@@ -98,6 +98,62 @@ pub fn market_cap(value: Option<f64>) -> Result<Option<f64>, InvalidValue> {
     }
 }
 
+/// A realised credit event: what a back-test scores a PD against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditEvent {
+    /// A missed payment past its grace period (or any default as the tenant's policy defines it).
+    Default,
+    Bankruptcy,
+    /// An exchange offer or restructuring that leaves creditors with less than promised.
+    DistressedExchange,
+}
+
+impl CreditEvent {
+    pub const ALL: [Self; 3] = [Self::Default, Self::Bankruptcy, Self::DistressedExchange];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Bankruptcy => "bankruptcy",
+            Self::DistressedExchange => "distressed_exchange",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let raw = raw.trim();
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str().eq_ignore_ascii_case(raw))
+            .ok_or_else(|| InvalidValue::new("event", "use default, bankruptcy or distressed_exchange"))
+    }
+}
+
+/// A credit event to record, validated: the one rule for the API, CSV imports and NATS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeFields {
+    pub event: CreditEvent,
+    pub event_date: chrono::NaiveDate,
+    pub source: String,
+    pub note: Option<String>,
+}
+
+impl OutcomeFields {
+    pub fn parse(event: &str, event_date: &str, source: &str, note: Option<&str>) -> Result<Self, InvalidValue> {
+        let event = CreditEvent::parse(event)?;
+        let event_date = chrono::NaiveDate::parse_from_str(event_date.trim(), "%Y-%m-%d")
+            .ok()
+            .filter(|d| (1900..=2999).contains(&chrono::Datelike::year(d)))
+            .ok_or_else(|| InvalidValue::new("event_date", "a date YYYY-MM-DD between 1900 and 2999"))?;
+        Ok(Self {
+            event,
+            event_date,
+            source: required_text("source", source, 200)?,
+            note: note.map(|n| optional_text("note", n, 2000)).transpose()?.flatten(),
+        })
+    }
+}
+
 /// A new company's fields, validated: the one rule for every path that creates a company (the API, AccuNode's
 /// routes, bulk files).
 pub struct CompanyFields {

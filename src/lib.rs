@@ -10,7 +10,8 @@
 //!   envelope, the error-code table, request ids, metrics, the dashboard's assets;
 //! - [`bulk`]: bulk jobs (file readers, the runner); [`health`]: dependency checks with latency;
 //! - [`accounts`]: sign-in, refresh, sign-out, and the operator use cases behind the CLI; [`pipeline`]: the
-//!   scoring pipeline's wiring and adapters (PostgreSQL store and directory, JetStream ingest);
+//!   scoring pipeline's wiring and adapters (PostgreSQL store and directory, JetStream ingest); [`outcomes`]:
+//!   realised credit events (recorded from the API, CSV imports and NATS);
 //! - [`alerts`]: the alert stage after the commit (publisher, outbox, the live feed behind SSE);
 //! - [`db`]: the PostgreSQL pool, migrations and repositories;
 //! - [`auth`]: passwords, roles and permissions, scopes, tokens, sessions (no database); [`fleet`]: what the
@@ -32,6 +33,7 @@ pub mod fleet;
 pub mod health;
 pub mod http;
 pub mod messaging;
+pub mod outcomes;
 pub mod pipeline;
 pub mod startup;
 pub mod telemetry;

@@ -15,6 +15,8 @@ pub enum Actor {
     User(Uuid),
     /// The operator's command line (`pdscore create-super-admin`, `pdscore demo-setup`).
     Cli,
+    /// A message from NATS (no user: the tenant's publisher).
+    Nats,
 }
 
 /// One audited mutation.
@@ -37,6 +39,7 @@ pub async fn record(conn: &mut PgConnection, entry: AuditEntry<'_>) -> sqlx::Res
     let (actor_user_id, actor_kind) = match entry.actor {
         Actor::User(id) => (Some(id), "user"),
         Actor::Cli => (None, "cli"),
+        Actor::Nats => (None, "nats"),
     };
     sqlx::query(
         "INSERT INTO audit_log (id, tenant_id, organization_id, actor_user_id, actor_kind, action, target_type,

@@ -9,6 +9,7 @@ pub mod bulk_jobs;
 pub mod companies;
 pub mod history;
 pub mod organizations;
+pub mod outcomes;
 pub mod pagination;
 pub mod portfolio;
 pub mod predictions;

@@ -37,6 +37,7 @@ pub mod middleware;
 pub mod models;
 pub mod openapi;
 pub mod organizations;
+pub mod outcomes;
 pub mod portfolio;
 pub mod predictions;
 pub mod principal;
@@ -124,6 +125,9 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(predictions::accunode_annual)
             .service(predictions::accunode_quarterly)
             .service(predictions::get)
+            .service(outcomes::record)
+            .service(outcomes::of_company)
+            .service(outcomes::import)
             .service(alerts::list)
             .service(alerts::live)
             .service(bulk_jobs::create)

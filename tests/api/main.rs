@@ -17,6 +17,7 @@ mod hostile;
 mod management;
 mod metrics;
 mod outage;
+mod outcomes;
 mod pipeline;
 mod request_id;
 mod schema;
