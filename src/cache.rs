@@ -266,6 +266,10 @@ impl<K: std::hash::Hash + Eq, V: Clone> LocalCache<K, V> {
         entries.insert(key, (value, std::time::Instant::now()));
     }
 
+    pub fn remove(&self, key: &K) {
+        self.entries().remove(key);
+    }
+
     pub fn clear(&self) {
         self.entries().clear();
     }

@@ -90,8 +90,8 @@ pub fn start(
         Some(fleet.limits.clone()),
     );
     let policies = pipeline.clone();
-    fleet.changes.on_change(move |change| match *change {
-        Change::Tenant { tenant_id } => policies.invalidate_policy(Some(tenant_id)),
+    fleet.changes.on_change(move |change| match change {
+        Change::Tenant { tenant_id } => policies.invalidate_policy(Some(*tenant_id)),
         Change::Everything => policies.invalidate_policy(None),
         Change::CompanyAdded { .. } | Change::Companies { .. } => {}
     });
@@ -199,16 +199,22 @@ impl PgDirectory {
             companies: Arc::new(LocalCache::new(DIRECTORY_TTL, DIRECTORY_ENTRIES)),
         };
         let (tenants, companies) = (directory.tenants.clone(), directory.companies.clone());
-        changes.on_change(move |change| {
-            if matches!(change, Change::Tenant { .. } | Change::Everything) {
+        changes.on_change(move |change| match change {
+            Change::Tenant { .. } => tenants.clear(),
+            Change::Everything => {
                 tenants.clear();
+                companies.clear();
             }
-            // A company found without naming its organization turns ambiguous when the symbol is added to
-            // another organization: such a copy counts as one that found nothing.
-            companies.remove_where(|(tenant, _, organization), lookup| {
-                let found = matches!(lookup, CompanyLookup::Found { .. }) && organization.is_some();
-                change.makes_stale(*tenant, found)
-            });
+            // Looked up in its organization, the symbol was unknown; without one, it may now be ambiguous.
+            Change::CompanyAdded {
+                tenant_id,
+                organization_id,
+                symbol,
+            } => {
+                companies.remove(&(*tenant_id, symbol.clone(), Some(*organization_id)));
+                companies.remove(&(*tenant_id, symbol.clone(), None));
+            }
+            Change::Companies { tenant_id } => companies.remove_where(|(tenant, _, _), _| tenant == tenant_id),
         });
         directory
     }

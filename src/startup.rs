@@ -101,9 +101,16 @@ impl Application {
         background.push(bulk_task);
         let company_symbols = Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES));
         let symbols = Arc::clone(&company_symbols);
-        fleet.changes.on_change(move |change: &Change| {
-            symbols.remove_where(|_, company: &db::companies::Company| change.makes_stale(company.tenant_id, true));
-        });
+        // Only companies found are kept: a company added makes none of them wrong.
+        fleet
+            .changes
+            .on_change(move |change: &Change| match change.tenant_id() {
+                Some(tenant_id) if change.drops_companies_of(tenant_id) => {
+                    symbols.remove_where(|_, company: &db::companies::Company| company.tenant_id == tenant_id);
+                }
+                None => symbols.clear(),
+                Some(_) => {}
+            });
         let state = AppState {
             db,
             redis,

@@ -22,13 +22,19 @@ use uuid::Uuid;
 use crate::messaging::Messaging;
 
 /// What changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
     /// A tenant's policy: limits, models, risk scheme, active flag, slug.
     Tenant { tenant_id: Uuid },
-    /// A company was added to a tenant: only copies of lookups that found nothing are stale.
-    CompanyAdded { tenant_id: Uuid },
+    /// A company was added: only the lookups of its symbol that found nothing, or did not name an organization
+    /// (the symbol may now be in two), are stale — found by key, not by a scan (the AccuNode route adds a
+    /// company per request for a new symbol).
+    CompanyAdded {
+        tenant_id: Uuid,
+        organization_id: Uuid,
+        symbol: String,
+    },
     /// A tenant's companies were renamed, moved or deleted (with their organization): every copy is stale.
     Companies { tenant_id: Uuid },
     /// Anything: changes may have been missed (this instance was cut off from NATS).
@@ -39,21 +45,20 @@ impl Change {
     /// The tenant the change is about (`None`: every tenant).
     pub fn tenant_id(&self) -> Option<Uuid> {
         match *self {
-            Self::Tenant { tenant_id } | Self::CompanyAdded { tenant_id } | Self::Companies { tenant_id } => {
+            Self::Tenant { tenant_id } | Self::CompanyAdded { tenant_id, .. } | Self::Companies { tenant_id } => {
                 Some(tenant_id)
             }
             Self::Everything => None,
         }
     }
 
-    /// Whether a copy of a lookup of `tenant_id`'s companies is stale after this change; `found`: whether the
-    /// lookup found a company.
-    pub fn makes_stale(&self, tenant_id: Uuid, found: bool) -> bool {
+    /// Whether every copy of `tenant_id`'s companies found by symbol is stale (a rename, a move, a deletion):
+    /// `false` for a company added, which makes no found company wrong.
+    pub fn drops_companies_of(&self, tenant_id: Uuid) -> bool {
         match *self {
             Self::Companies { tenant_id: changed } => changed == tenant_id,
-            Self::CompanyAdded { tenant_id: changed } => changed == tenant_id && !found,
             Self::Everything => true,
-            Self::Tenant { .. } => false,
+            Self::CompanyAdded { .. } | Self::Tenant { .. } => false,
         }
     }
 }
@@ -113,7 +118,7 @@ impl Changes {
         self.apply(&change);
         let announcement = Announcement {
             from: self.instance,
-            change,
+            change: change.clone(),
         };
         let payload = serde_json::to_vec(&announcement).expect("a change serializes");
         let subject = self.messaging.namespace.fleet_changes();
@@ -183,18 +188,17 @@ mod tests {
     #[test]
     fn a_change_names_the_copies_it_makes_stale() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        for found in [true, false] {
-            assert!(Change::Companies { tenant_id: a }.makes_stale(a, found));
-            assert!(!Change::Companies { tenant_id: a }.makes_stale(b, found));
-            assert!(!Change::Tenant { tenant_id: a }.makes_stale(a, found));
-            assert!(Change::Everything.makes_stale(b, found));
-        }
-        assert!(Change::CompanyAdded { tenant_id: a }.makes_stale(a, false));
-        assert!(
-            !Change::CompanyAdded { tenant_id: a }.makes_stale(a, true),
-            "a new company renames none"
-        );
-        assert!(!Change::CompanyAdded { tenant_id: a }.makes_stale(b, false));
+        assert!(Change::Companies { tenant_id: a }.drops_companies_of(a));
+        assert!(!Change::Companies { tenant_id: a }.drops_companies_of(b));
+        assert!(!Change::Tenant { tenant_id: a }.drops_companies_of(a));
+        assert!(Change::Everything.drops_companies_of(b));
+        let added = Change::CompanyAdded {
+            tenant_id: a,
+            organization_id: b,
+            symbol: "ACME".into(),
+        };
+        assert!(!added.drops_companies_of(a), "a new company renames none");
+        assert_eq!(added.tenant_id(), Some(a));
     }
 
     #[test]
@@ -202,10 +206,14 @@ mod tests {
         let tenant_id = Uuid::new_v4();
         let sent = Announcement {
             from: Uuid::new_v4(),
-            change: Change::Companies { tenant_id },
+            change: Change::CompanyAdded {
+                tenant_id,
+                organization_id: Uuid::new_v4(),
+                symbol: "ACME".into(),
+            },
         };
         let text = serde_json::to_string(&sent).unwrap();
-        assert!(text.contains(r#""kind":"companies""#), "{text}");
+        assert!(text.contains(r#""kind":"company_added""#), "{text}");
         let read: Announcement = serde_json::from_str(&text).unwrap();
         assert_eq!((read.from, read.change), (sent.from, sent.change));
     }

@@ -180,6 +180,8 @@ pub async fn create(
     state
         .companies_changed(Change::CompanyAdded {
             tenant_id: company.tenant_id,
+            organization_id: company.organization_id,
+            symbol: company.symbol.clone(),
         })
         .await;
     Ok(envelope::created(company))

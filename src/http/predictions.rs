@@ -447,6 +447,8 @@ async fn find_or_create_company(
                 Ok(company) => {
                     let added = crate::fleet::Change::CompanyAdded {
                         tenant_id: company.tenant_id,
+                        organization_id: company.organization_id,
+                        symbol: company.symbol.clone(),
                     };
                     state.changes.announce(added).await;
                     Ok(company)
