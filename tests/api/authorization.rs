@@ -62,6 +62,8 @@ enum Body {
     Unique(Box<dyn Fn(&str) -> Value>),
     /// A bulk upload (multipart) of a one-row annual CSV into this organization.
     Upload(Uuid),
+    /// A `text/csv` body.
+    Csv(&'static str),
 }
 
 struct Row {
@@ -101,6 +103,10 @@ impl Row {
     }
     fn unique(mut self, body: impl Fn(&str) -> Value + 'static) -> Self {
         self.body = Body::Unique(Box::new(body));
+        self
+    }
+    fn csv(mut self, text: &'static str) -> Self {
+        self.body = Body::Csv(text);
         self
     }
     fn upload(mut self, organization_id: Uuid) -> Self {
@@ -396,7 +402,7 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
                 Body::None => None,
                 Body::Json(value) => Some(value.clone()),
                 Body::Unique(make) => Some(make(&format!("m{n}c{column}"))),
-                Body::Upload(_) => None,
+                Body::Upload(_) | Body::Csv(_) => None,
             };
             let expected = match caller {
                 _ if row.public => row.expect[0],
@@ -414,6 +420,18 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
                         reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("one.csv"),
                     );
                 let mut request = app.client.post(format!("{}{path}", app.address)).multipart(form);
+                if let Some(token) = token.as_deref() {
+                    request = request.bearer_auth(token);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            } else if let Body::Csv(text) = &row.body {
+                let mut request = app
+                    .client
+                    .post(format!("{}{path}", app.address))
+                    .header("content-type", "text/csv")
+                    .body(*text);
                 if let Some(token) = token.as_deref() {
                     request = request.bearer_auth(token);
                 }
@@ -455,6 +473,14 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
         failures.join("\n")
     );
     assert!(cells >= 500, "{cells} cells");
+}
+
+/// A credit event on a day of its own for each cell (`m<row>c<column>`), so that each records one.
+fn outcome(cell: &str) -> Value {
+    let (row, column) = cell[1..].split_once('c').expect("m<row>c<column>");
+    let day = row.parse::<i64>().unwrap() * 10 + column.parse::<i64>().unwrap();
+    let date = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap() + chrono::Duration::days(day);
+    json!({ "event": "default", "event_date": date.to_string(), "source": "servicing" })
 }
 
 fn matrix(w: &World) -> Vec<Row> {
@@ -912,6 +938,60 @@ fn matrix(w: &World) -> Vec<Row> {
         .unique(move |u| json!({ "company_symbol": u, "company_name": "Via AccuNode", "reporting_year": 2024,
             "reporting_quarter": "Q3", "organization_id": a1, "sga_margin": 12.5 })),
         // Bulk jobs.
+        // Credit events: recorded by those who score, read by those who read predictions.
+        row(
+            "POST",
+            "/api/v1/companies/{company_id}/outcomes",
+            format!("/api/v1/companies/{}/outcomes", w.assigned),
+            [201, 201, 201, 201, 403],
+        )
+        .unique(outcome),
+        row(
+            "POST",
+            "/api/v1/companies/{company_id}/outcomes",
+            format!("/api/v1/companies/{}/outcomes", w.company_a2),
+            [201, 201, 404, 404, 403],
+        )
+        .unique(outcome),
+        row(
+            "POST",
+            "/api/v1/companies/{company_id}/outcomes",
+            format!("/api/v1/companies/{}/outcomes", w.company_b1),
+            [201, 404, 404, 404, 403],
+        )
+        .unique(outcome),
+        row(
+            "GET",
+            "/api/v1/companies/{company_id}/outcomes",
+            format!("/api/v1/companies/{}/outcomes", w.assigned),
+            all,
+        ),
+        row(
+            "GET",
+            "/api/v1/companies/{company_id}/outcomes",
+            format!("/api/v1/companies/{}/outcomes", w.unassigned),
+            [200, 200, 200, 200, 404],
+        ),
+        row(
+            "GET",
+            "/api/v1/companies/{company_id}/outcomes",
+            format!("/api/v1/companies/{}/outcomes", w.company_b1),
+            [200, 404, 404, 404, 404],
+        ),
+        row(
+            "POST",
+            "/api/v1/outcomes/import",
+            format!("/api/v1/outcomes/import?organization_id={a1}"),
+            [200, 200, 200, 200, 403],
+        )
+        .csv("company_symbol,event,event_date,source\nACME,default,2001-02-03,servicing\n"),
+        row(
+            "POST",
+            "/api/v1/outcomes/import",
+            format!("/api/v1/outcomes/import?organization_id={b1}"),
+            [200, 404, 404, 404, 403],
+        )
+        .csv("company_symbol,event,event_date,source\nACME,default,2001-02-03,servicing\n"),
         row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 202, 202, 202, 403]).upload(w.org_a1),
         row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 404, 404, 404, 403]).upload(w.org_b1),
         row(
