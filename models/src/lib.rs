@@ -20,6 +20,7 @@ pub mod dataset;
 pub mod explain;
 pub mod features;
 pub mod kinds;
+pub mod metrics;
 pub mod network;
 pub mod output;
 pub mod registry;

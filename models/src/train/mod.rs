@@ -6,5 +6,6 @@ pub mod boost;
 pub mod cv;
 pub mod experiment;
 pub mod fit;
-pub mod metrics;
+/// The metrics live beside the models (the service's back-tests use them too); trained models report them.
+pub use crate::metrics;
 pub mod platt;

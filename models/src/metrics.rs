@@ -1,4 +1,5 @@
-//! Discrimination and calibration metrics of probability forecasts against 0/1 outcomes.
+//! Discrimination and calibration metrics of probability forecasts against 0/1 outcomes: the model cards'
+//! (training) and the back-tests' (predictions served, against recorded credit events).
 
 use serde::Serialize;
 
@@ -67,6 +68,30 @@ pub fn average_precision(scores: &[f64], labels: &[u8]) -> Option<f64> {
         previous_recall = recall;
     }
     Some(ap)
+}
+
+/// The ROC curve: (false-positive rate, true-positive rate) from (0, 0) to (1, 1), one point per distinct score
+/// (descending: a threshold lowered past each run of equal scores). `None` when either class is absent.
+pub fn roc_curve(scores: &[f64], labels: &[u8]) -> Option<Vec<(f64, f64)>> {
+    let positives = labels.iter().filter(|&&l| l == 1).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    let (order, runs) = tied_runs(scores, true);
+    let (mut true_pos, mut false_pos) = (0.0, 0.0);
+    let mut points = vec![(0.0, 0.0)];
+    for run in runs {
+        for &k in &order[run] {
+            if labels[k] == 1 {
+                true_pos += 1.0;
+            } else {
+                false_pos += 1.0;
+            }
+        }
+        points.push((false_pos / negatives, true_pos / positives));
+    }
+    Some(points)
 }
 
 /// Mean squared error of the probabilities.
@@ -187,6 +212,23 @@ mod tests {
         assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[0, 0, 1, 1]), Some(0.75));
         assert_eq!(roc_auc(&[0.5, 0.5], &[0, 1]), Some(0.5));
         assert_eq!(roc_auc(&[0.1, 0.2], &[1, 1]), None);
+    }
+
+    #[test]
+    fn the_roc_curve_steps_through_each_score_and_its_area_is_the_auc() {
+        let (scores, labels) = ([0.1, 0.4, 0.35, 0.8, 0.4], [0, 0, 1, 1, 1]);
+        let curve = roc_curve(&scores, &labels).unwrap();
+        // Descending: 0.8 (1), 0.4 (one of each class, tied), 0.35 (1), 0.1 (0).
+        assert_eq!(
+            curve,
+            [(0.0, 0.0), (0.0, 1.0 / 3.0), (0.5, 2.0 / 3.0), (0.5, 1.0), (1.0, 1.0)]
+        );
+        let area: f64 = curve
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[0].1 + w[1].1) / 2.0)
+            .sum();
+        assert!((area - roc_auc(&scores, &labels).unwrap()).abs() < 1e-12);
+        assert_eq!(roc_curve(&[0.2], &[1]), None);
     }
 
     #[test]
