@@ -94,6 +94,34 @@ pub fn roc_curve(scores: &[f64], labels: &[u8]) -> Option<Vec<(f64, f64)>> {
     Some(points)
 }
 
+/// The Jeffreys test of a rating grade's PD, as supervisors ask for it (the ECB's instructions for reporting the
+/// validation of internal models): with `defaults` among `obligors` whose mean PD is `pd`, the p-value is the
+/// Beta(defaults + ½, obligors − defaults + ½) distribution function at `pd` — small when the realised default
+/// rate is well above the PD (the PD underestimates the risk). `None` without obligors, or for a PD outside
+/// [0, 1] or defaults above obligors.
+pub fn jeffreys_p_value(defaults: u64, obligors: u64, pd: f64) -> Option<f64> {
+    use statrs::distribution::{Beta, ContinuousCDF};
+    if obligors == 0 || defaults > obligors || !(0.0..=1.0).contains(&pd) {
+        return None;
+    }
+    let beta = Beta::new(defaults as f64 + 0.5, (obligors - defaults) as f64 + 0.5).ok()?;
+    Some(beta.cdf(pd))
+}
+
+/// The one-sided binomial test of a rating grade's PD: the probability of at least `defaults` defaults among
+/// `obligors` independent ones each defaulting with probability `pd` — small when the grade's PD is too low.
+pub fn binomial_p_value(defaults: u64, obligors: u64, pd: f64) -> Option<f64> {
+    use statrs::distribution::{Binomial, DiscreteCDF};
+    if obligors == 0 || defaults > obligors || !(0.0..=1.0).contains(&pd) {
+        return None;
+    }
+    if defaults == 0 {
+        return Some(1.0);
+    }
+    let binomial = Binomial::new(pd, obligors).ok()?;
+    Some(binomial.sf(defaults - 1))
+}
+
 /// Mean squared error of the probabilities.
 pub fn brier(probabilities: &[f64], labels: &[u8]) -> f64 {
     let n = probabilities.len().max(1) as f64;
@@ -229,6 +257,24 @@ mod tests {
             .sum();
         assert!((area - roc_auc(&scores, &labels).unwrap()).abs() < 1e-12);
         assert_eq!(roc_curve(&[0.2], &[1]), None);
+    }
+
+    #[test]
+    fn the_grade_tests_match_closed_forms() {
+        // One obligor, no default: Beta(1/2, 3/2), whose distribution function is (2/π)(asin √x + √(x(1−x))).
+        let x: f64 = 0.25;
+        let closed = 2.0 / std::f64::consts::PI * (x.sqrt().asin() + (x * (1.0 - x)).sqrt());
+        assert!((jeffreys_p_value(0, 1, x).unwrap() - closed).abs() < 1e-9);
+        // More defaults than the PD explains: a small p-value; as many as it explains: near one half.
+        assert!(jeffreys_p_value(10, 100, 0.02).unwrap() < 0.001);
+        assert!((jeffreys_p_value(20, 1000, 0.02).unwrap() - 0.5).abs() < 0.05);
+        // Two obligors at 1/2: P(X ≥ 1) = 3/4, P(X ≥ 2) = 1/4; none observed is no evidence at all.
+        assert!((binomial_p_value(1, 2, 0.5).unwrap() - 0.75).abs() < 1e-12);
+        assert!((binomial_p_value(2, 2, 0.5).unwrap() - 0.25).abs() < 1e-12);
+        assert_eq!(binomial_p_value(0, 50, 0.1), Some(1.0));
+        assert_eq!(jeffreys_p_value(1, 0, 0.1), None);
+        assert_eq!(binomial_p_value(3, 2, 0.1), None);
+        assert_eq!(jeffreys_p_value(0, 10, 1.5), None);
     }
 
     #[test]
