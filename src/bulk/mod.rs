@@ -202,15 +202,16 @@ impl BulkRunner {
             Ok(names) => names,
             Err(error) => return tracing::debug!(%error, "cannot list the upload store"),
         };
-        let ids: Vec<Uuid> = names.iter().filter_map(|n| store::job_of(n)).collect();
+        let named: Vec<(Option<Uuid>, String)> = names.into_iter().map(|n| (store::job_of(&n), n)).collect();
+        let ids: Vec<Uuid> = named.iter().filter_map(|(job, _)| *job).collect();
         let live: std::collections::HashSet<Uuid> = match bulk_jobs::unfinished_among(&self.inner.db, &ids).await {
             Ok(live) => live.into_iter().collect(),
             Err(error) => return tracing::debug!(%error, "cannot check the uploads' jobs"),
         };
         let now = std::time::Instant::now();
         let mut seen = HashMap::new();
-        for name in names {
-            if store::job_of(&name).is_some_and(|id| live.contains(&id)) {
+        for (job, name) in named {
+            if job.is_some_and(|id| live.contains(&id)) {
                 continue;
             }
             let first = orphans.seen.get(&name).copied().unwrap_or(now);
@@ -258,7 +259,7 @@ impl BulkRunner {
         let db = &self.inner.db;
         let uploads = &self.inner.uploads;
         let object = job.storage_path.clone();
-        let finish = |end: JobEnd, local: Option<PathBuf>| {
+        let finish = |end: JobEnd| {
             let object = object.clone();
             async move {
                 if let Err(e) = bulk_jobs::finish(db, job.tenant_id, job.id, &end).await {
@@ -269,27 +270,23 @@ impl BulkRunner {
                 if let Some(object) = &object {
                     uploads.delete(object).await;
                 }
-                if let Some(local) = &local {
-                    store::remove_local(local);
-                }
             }
         };
         if job.cancel_requested_at.is_some() {
-            return finish(JobEnd::Cancelled, None).await;
+            return finish(JobEnd::Cancelled).await;
         }
         let (Some(object), Ok(prediction_type), Some(format)) = (
             object.clone(),
             job.prediction_type.parse::<PredictionType>(),
             FileFormat::parse(&job.file_format),
         ) else {
-            return finish(JobEnd::Failed("the job's file is gone".into()), None).await;
+            return finish(JobEnd::Failed("the job's file is gone".into())).await;
         };
-        let local = match uploads.fetch(&object).await {
-            Ok(local) => local,
-            Err(FetchError::Missing) => {
-                return finish(JobEnd::Failed("the job's file is gone".into()), None).await;
-            }
-            Err(e @ FetchError::Damaged(_)) => return finish(JobEnd::Failed(e.to_string()), None).await,
+        // Removed from this instance's disk when `staged` is dropped, however the job ends here.
+        let staged = match uploads.fetch(&object).await {
+            Ok(staged) => staged,
+            Err(FetchError::Missing) => return finish(JobEnd::Failed("the job's file is gone".into())).await,
+            Err(e @ FetchError::Damaged(_)) => return finish(JobEnd::Failed(e.to_string())).await,
             Err(e @ FetchError::Unavailable(_)) => {
                 tracing::warn!(error = %e, job_id = %job.id, "cannot read a bulk job's file; it will be tried again");
                 return;
@@ -297,7 +294,7 @@ impl BulkRunner {
         };
         let limits = self.inner.storage.xlsx;
         let total = job.total_rows;
-        let path = local.clone();
+        let path = staged.path().to_owned();
         let opened = tokio::task::spawn_blocking(move || {
             let total = match total {
                 Some(total) => total,
@@ -311,15 +308,14 @@ impl BulkRunner {
         let (rows, total) = match opened {
             Ok(Ok(opened)) => opened,
             Ok(Err(e)) => {
-                return finish(JobEnd::Failed(format!("the file cannot be read: {e}")), Some(local)).await;
+                return finish(JobEnd::Failed(format!("the file cannot be read: {e}"))).await;
             }
             Err(e) => {
-                return finish(JobEnd::Failed(format!("the file reader failed: {e}")), Some(local)).await;
+                return finish(JobEnd::Failed(format!("the file reader failed: {e}"))).await;
             }
         };
         if let Err(e) = bulk_jobs::start(db, job.tenant_id, job.id, total).await {
             tracing::warn!(error = %e, job_id = %job.id, "cannot start a bulk job; it will be tried again");
-            store::remove_local(&local);
             return;
         }
         let spec = JobSpec {
@@ -348,13 +344,10 @@ impl BulkRunner {
         let (actor, ended) = BulkJob::new(spec, config, Box::new(rows), store, self.inner.pipeline.clone());
         self.lock().insert(job.id, Some(actor.start()));
         match ended.await {
-            Ok(end) => finish(end, Some(local)).await,
+            Ok(end) => finish(end).await,
             // The instance is stopping: the job stays `processing` and resumes after the restart (here or on
             // another instance, from the store).
-            Err(_) => {
-                tracing::info!(job_id = %job.id, "bulk job interrupted");
-                store::remove_local(&local);
-            }
+            Err(_) => tracing::info!(job_id = %job.id, "bulk job interrupted"),
         }
     }
 }

@@ -70,42 +70,38 @@ impl UploadStore {
             .await
     }
 
-    /// Streams the file at `path` into the store under `name`; its size.
-    pub async fn put(&self, name: &str, path: &Path) -> std::io::Result<u64> {
+    /// Streams the file at `path` into the store under `name`.
+    pub async fn put(&self, name: &str, path: &Path) -> std::io::Result<()> {
         let bucket = self.bucket().await.map_err(std::io::Error::other)?;
         let mut file = tokio::fs::File::open(path).await?;
-        let info = bucket
+        bucket
             .put(name, &mut file)
             .await
             .map_err(|e| std::io::Error::other(format!("cannot store the upload: {e}")))?;
-        Ok(info.size as u64)
+        Ok(())
     }
 
-    /// Reads `name` back into the staging directory; the local copy's path (the caller removes it).
-    pub async fn fetch(&self, name: &str) -> Result<PathBuf, FetchError> {
+    /// Reads `name` back into the staging directory (removed when the [`Staged`] copy is dropped).
+    pub async fn fetch(&self, name: &str) -> Result<Staged, FetchError> {
         let bucket = self.bucket().await.map_err(FetchError::Unavailable)?;
         let mut object = bucket.get(name).await.map_err(|e| match e.kind() {
             object_store::GetErrorKind::NotFound => FetchError::Missing,
             _ => FetchError::Unavailable(e.to_string()),
         })?;
-        let local = self.staging.join(staged_name(name));
         let local_error = |e: std::io::Error| FetchError::Unavailable(format!("cannot stage the upload: {e}"));
         tokio::fs::create_dir_all(&self.staging).await.map_err(local_error)?;
-        let mut file = tokio::fs::File::create(&local).await.map_err(local_error)?;
+        let staged = Staged(self.staging.join(staged_name(name)));
+        let mut file = tokio::fs::File::create(&staged.0).await.map_err(local_error)?;
         let copied = tokio::io::copy(&mut object, &mut file).await;
         let synced = match copied {
             Ok(_) => file.sync_all().await,
             Err(e) => Err(e),
         };
-        if let Err(e) = synced {
-            remove_local(&local);
-            return Err(if e.kind() == std::io::ErrorKind::InvalidData {
-                FetchError::Damaged(e.to_string())
-            } else {
-                FetchError::Unavailable(format!("cannot read the upload back: {e}"))
-            });
+        match synced {
+            Ok(()) => Ok(staged),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(FetchError::Damaged(e.to_string())),
+            Err(e) => Err(FetchError::Unavailable(format!("cannot read the upload back: {e}"))),
         }
-        Ok(local)
     }
 
     /// Deletes `name` from the store (its job ended, or it was never recorded); one already gone is fine.
@@ -121,10 +117,8 @@ impl UploadStore {
             tracing::warn!(%error, name, "cannot delete an upload from the store");
         }
     }
-}
 
-impl UploadStore {
-    /// The names of the objects in the store (none when the bucket does not exist yet).
+    /// The names of the objects in the store.
     pub async fn names(&self) -> Result<Vec<String>, String> {
         use futures_util::StreamExt;
         let bucket = self.bucket().await?;
@@ -148,6 +142,22 @@ pub fn job_of(name: &str) -> Option<uuid::Uuid> {
 /// A file name for the staged copy of object `name` (`<tenant>/<job>.<format>`): its last segment.
 fn staged_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
+}
+
+/// A job's file read back from the store, on this instance's disk until dropped (whichever way its job ends:
+/// finished, failed, or interrupted to be resumed elsewhere).
+pub struct Staged(PathBuf);
+
+impl Staged {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        remove_local(&self.0);
+    }
 }
 
 /// Removes a local file; one already gone is fine.

@@ -67,6 +67,7 @@ pub enum UploadError {
 #[tracing::instrument(name = "bulk.upload.accept", skip_all, fields(job_id = %upload.id))]
 pub async fn accept(db: &PgPool, runner: &BulkRunner, upload: Upload<'_>) -> Result<BulkJob, UploadError> {
     let storage = runner.storage();
+    let max_stored = storage.max_stored_bytes_per_tenant;
     let organization = {
         let mut conn = db.acquire().await?;
         organizations::find(&mut conn, &upload.by.scope(), upload.organization_id)
@@ -74,24 +75,28 @@ pub async fn accept(db: &PgPool, runner: &BulkRunner, upload: Upload<'_>) -> Res
             .ok_or(UploadError::OrganizationNotFound)?
     };
     let format = check(storage, upload.incoming, &upload.file_name, upload.prediction_type).await?;
+    // Before the file is streamed into the store (checked again under the tenant's lock when recorded).
+    let stored = bulk_jobs::stored_bytes(&mut *db.acquire().await?, organization.tenant_id).await?;
+    within_quota(stored, upload.size, max_stored)?;
 
     let object = Storage::object_name(organization.tenant_id, upload.id, format);
     runner.uploads().put(&object, upload.incoming).await?;
-    let recorded = record(
-        db,
-        &upload,
-        &organization,
-        format,
-        &object,
-        storage.max_stored_bytes_per_tenant,
-    )
-    .await;
+    let recorded = record(db, &upload, &organization, format, &object, max_stored).await;
     if recorded.is_err() {
         runner.uploads().delete(&object).await;
     }
     let job = recorded?;
     runner.wake();
     Ok(job)
+}
+
+/// Refuses a file of `size` bytes when the tenant's unfinished jobs' files, `stored` bytes, leave no room for it.
+fn within_quota(stored: i64, size: u64, max: u64) -> Result<(), UploadError> {
+    let stored = u64::try_from(stored).unwrap_or(0);
+    if stored.saturating_add(size) > max {
+        return Err(UploadError::QuotaExceeded { stored, max });
+    }
+    Ok(())
 }
 
 /// The file's format, once its format, header and (XLSX) expanded size are acceptable; on the blocking pool.
@@ -124,13 +129,7 @@ async fn record(
 ) -> Result<BulkJob, UploadError> {
     let mut tx = db.begin().await?;
     let stored = bulk_jobs::stored_bytes_locked(&mut tx, organization.tenant_id).await?;
-    let stored = u64::try_from(stored).unwrap_or(0);
-    if stored.saturating_add(upload.size) > max_stored {
-        return Err(UploadError::QuotaExceeded {
-            stored,
-            max: max_stored,
-        });
-    }
+    within_quota(stored, upload.size, max_stored)?;
     let job = bulk_jobs::insert(
         &mut tx,
         &NewBulkJob {

@@ -227,14 +227,20 @@ pub async fn try_take_tenant_slot(conn: &mut PgConnection, tenant_id: Uuid, slot
     Ok(false)
 }
 
-/// The bytes of the tenant's unfinished jobs' files, with the tenant's uploads serialized until the end of the
-/// transaction (so that two uploads cannot both fit the last free bytes of its quota).
-#[tracing::instrument(name = "db.bulk_jobs.stored_bytes", level = "debug", skip_all)]
+/// [`stored_bytes`], with the tenant's uploads serialized until the end of the transaction (so that two
+/// uploads cannot both fit the last free bytes of its quota).
+#[tracing::instrument(name = "db.bulk_jobs.stored_bytes_locked", level = "debug", skip_all)]
 pub async fn stored_bytes_locked(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<i64> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pdscore-bulk-quota:' || $1::text), 0)")
         .bind(tenant_id)
         .execute(&mut *conn)
         .await?;
+    stored_bytes(conn, tenant_id).await
+}
+
+/// The bytes of the tenant's unfinished jobs' files.
+#[tracing::instrument(name = "db.bulk_jobs.stored_bytes", level = "debug", skip_all)]
+pub async fn stored_bytes(conn: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT coalesce(sum(file_size), 0)::bigint FROM bulk_jobs
          WHERE tenant_id = $1 AND status IN ('queued', 'processing')",

@@ -83,6 +83,51 @@ pub async fn upload(
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// Submits `csv` as an annual bulk job to the service at `base`; the job's id.
+pub async fn submit_to(client: &reqwest::Client, base: &str, token: &str, csv: String) -> Uuid {
+    let form = reqwest::multipart::Form::new().text("type", "annual").part(
+        "file",
+        reqwest::multipart::Part::bytes(csv.into_bytes()).file_name("big.csv"),
+    );
+    let answer: Value = client
+        .post(format!("{base}/api/v1/bulk-jobs"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["data"]["id"].as_str().expect("a job").parse().unwrap()
+}
+
+/// Job `id` processed all its `total` rows, each succeeded, with exactly one filing and one prediction.
+pub async fn assert_every_row_scored_once(db: &PgPool, id: Uuid, total: i64) {
+    let (processed, succeeded, failed): (i64, i64, i64) =
+        sqlx::query_as("SELECT processed_rows, succeeded_rows, failed_rows FROM bulk_jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(db)
+            .await
+            .unwrap();
+    assert_eq!((processed, succeeded, failed), (total, total, 0));
+    let (filings, rows, predictions): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT f.bulk_row),
+                (SELECT count(*) FROM predictions p JOIN filings g ON g.tenant_id = p.tenant_id AND g.id = p.filing_id
+                 WHERE g.bulk_job_id = $1)
+         FROM filings f WHERE f.bulk_job_id = $1",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (filings, rows, predictions),
+        (total, total, total),
+        "every row scored exactly once"
+    );
+}
+
 pub async fn finished(app: &TestApp, token: &str, id: &str) -> Value {
     eventually("the job to finish", Duration::from_secs(120), || async {
         let (_, job) = app
@@ -531,21 +576,7 @@ async fn a_job_resumes_after_kill_9_without_losing_or_repeating_a_row() {
         body["data"]["access_token"].as_str().map(str::to_owned)
     })
     .await;
-    let form = reqwest::multipart::Form::new().text("type", "annual").part(
-        "file",
-        reqwest::multipart::Part::bytes(annual_csv(COMPANIES, YEARS).into_bytes()).file_name("big.csv"),
-    );
-    let answer: Value = client
-        .post(format!("{base}/api/v1/bulk-jobs"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id: Uuid = answer["data"]["id"].as_str().expect("a job").parse().unwrap();
+    let id = submit_to(&client, &base, &token, annual_csv(COMPANIES, YEARS)).await;
     let total = (COMPANIES * YEARS) as i64;
     let progress = |db: PgPool| async move {
         sqlx::query_as::<_, (i64, String)>("SELECT processed_rows, status::text FROM bulk_jobs WHERE id = $1")
@@ -584,28 +615,7 @@ async fn a_job_resumes_after_kill_9_without_losing_or_repeating_a_row() {
     service.kill().unwrap();
     service.wait().unwrap();
 
-    let (processed, succeeded, failed): (i64, i64, i64) =
-        sqlx::query_as("SELECT processed_rows, succeeded_rows, failed_rows FROM bulk_jobs WHERE id = $1")
-            .bind(id)
-            .fetch_one(&db)
-            .await
-            .unwrap();
-    assert_eq!((processed, succeeded, failed), (total, total, 0));
-    let (filings, rows, predictions): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT f.bulk_row),
-                (SELECT count(*) FROM predictions p JOIN filings g ON g.tenant_id = p.tenant_id AND g.id = p.filing_id
-                 WHERE g.bulk_job_id = $1)
-         FROM filings f WHERE f.bulk_job_id = $1",
-    )
-    .bind(id)
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(
-        (filings, rows, predictions),
-        (total, total, total),
-        "every row scored exactly once"
-    );
+    assert_every_row_scored_once(&db, id, total).await;
     db.close().await;
 }
 

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
-    bulk::{annual_csv, walk},
+    bulk::{annual_csv, assert_every_row_scored_once, submit_to, walk},
     helpers::{Isolation, base_settings, closed_port, eventually},
     pipeline::{dead_letters, message, safe},
 };
@@ -364,22 +364,7 @@ async fn a_bulk_job_whose_instance_is_killed_is_finished_by_another_exactly_once
     // Instance 0 alone takes the upload and starts the job.
     let mut fleet = Fleet::start("bulk", &[false], &[]).await;
     let token = fleet.login(0, Role::OrgMember).await;
-    let form = reqwest::multipart::Form::new().text("type", "annual").part(
-        "file",
-        reqwest::multipart::Part::bytes(annual_csv(COMPANIES, YEARS).into_bytes()).file_name("big.csv"),
-    );
-    let answer: Value = fleet
-        .client
-        .post(format!("{}/api/v1/bulk-jobs", fleet.urls[0]))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id: Uuid = answer["data"]["id"].as_str().expect("a job").parse().unwrap();
+    let id = submit_to(&fleet.client, &fleet.urls[0], &token, annual_csv(COMPANIES, YEARS)).await;
     let db = fleet.db.clone();
     let progress = || {
         let db = db.clone();
@@ -424,28 +409,7 @@ async fn a_bulk_job_whose_instance_is_killed_is_finished_by_another_exactly_once
         killed.elapsed().as_secs_f64()
     );
 
-    let (processed, succeeded, failed): (i64, i64, i64) =
-        sqlx::query_as("SELECT processed_rows, succeeded_rows, failed_rows FROM bulk_jobs WHERE id = $1")
-            .bind(id)
-            .fetch_one(&fleet.db)
-            .await
-            .unwrap();
-    assert_eq!((processed, succeeded, failed), (total, total, 0));
-    let (filings, rows, predictions): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(DISTINCT f.bulk_row),
-                (SELECT count(*) FROM predictions p JOIN filings g ON g.tenant_id = p.tenant_id AND g.id = p.filing_id
-                 WHERE g.bulk_job_id = $1 AND NOT p.is_shadow)
-         FROM filings f WHERE f.bulk_job_id = $1",
-    )
-    .bind(id)
-    .fetch_one(&fleet.db)
-    .await
-    .unwrap();
-    assert_eq!(
-        (filings, rows, predictions),
-        (total, total, total),
-        "every row scored exactly once"
-    );
+    assert_every_row_scored_once(&fleet.db, id, total).await;
 
     // The upload left the store with its job; the survivors' scratch directories hold nothing.
     let (js, ns) = fleet.jetstream().await;
