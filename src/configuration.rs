@@ -181,6 +181,13 @@ pub struct PipelineSettings {
     pub ingest_max_deliver: u32,
 }
 
+impl PipelineSettings {
+    /// The configured models for tenants that chose none, as the pipeline shares them.
+    pub fn default_models(&self) -> pdscore_actors::DefaultModels {
+        pdscore_actors::DefaultModels::new(self.annual_model.clone(), self.quarterly_model.clone())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {

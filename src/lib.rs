@@ -11,7 +11,8 @@
 //! - [`bulk`]: bulk jobs (file readers, the runner); [`health`]: dependency checks with latency;
 //! - [`accounts`]: sign-in, refresh, sign-out, and the operator use cases behind the CLI; [`pipeline`]: the
 //!   scoring pipeline's wiring and adapters (PostgreSQL store and directory, JetStream ingest); [`outcomes`]:
-//!   realised credit events (recorded from the API, CSV imports and NATS);
+//!   realised credit events (recorded from the API, CSV imports and NATS); [`validation`]: back-tests of the
+//!   models against them; [`deployment`]: model versions uploaded and activated without a restart;
 //! - [`alerts`]: the alert stage after the commit (publisher, outbox, the live feed behind SSE);
 //! - [`db`]: the PostgreSQL pool, migrations and repositories;
 //! - [`auth`]: passwords, roles and permissions, scopes, tokens, sessions (no database); [`fleet`]: what the
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod cli;
 pub mod configuration;
 pub mod db;
+pub mod deployment;
 pub mod domain;
 pub mod fleet;
 pub mod health;
@@ -37,6 +39,7 @@ pub mod outcomes;
 pub mod pipeline;
 pub mod startup;
 pub mod telemetry;
+pub mod validation;
 
 /// The service's version, as reported by `/health`, `meta.version` and `pdscore version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,8 +8,8 @@ use anyhow::Context;
 use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::domain::CompanySymbol;
 use pdscore_actors::{
-    Pipeline, PipelineConfig, PredictionStore, Scores, StoreError, TenantPolicy, model_pool::SharedRegistry,
-    ports::CommitResult,
+    DefaultModels, Pipeline, PipelineConfig, PredictionStore, Scores, StoreError, TenantPolicy,
+    model_pool::SharedRegistry, ports::CommitResult,
 };
 use pdscore_models::registry::Registry;
 use pdscore_models::statement::{ReportingPeriod, Statement};
@@ -49,6 +49,8 @@ pub fn load_registry(settings: &Settings) -> anyhow::Result<Registry> {
 /// The running pipeline and what ingest paths need.
 pub struct Started {
     pub pipeline: Pipeline,
+    /// The models of tenants that chose none (the policy reader's and the API's).
+    pub default_models: Arc<DefaultModels>,
     pub alerts: AlertFeed,
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -77,8 +79,9 @@ pub fn start(
         persist_max_in_flight: p.persist_max_in_flight,
         persist_max_rows: p.persist_max_rows,
     };
+    let default_models = Arc::new(p.default_models());
     let store = Arc::new(InvalidatingStore {
-        inner: predictions::PgPredictionStore::new(db.clone(), Arc::new(p.clone())),
+        inner: predictions::PgPredictionStore::new(db.clone(), Arc::new(p.clone()), default_models.clone()),
         portfolio,
     });
     let publisher = Arc::new(AlertPublisher::new(db.clone(), messaging.clone()));
@@ -93,7 +96,8 @@ pub fn start(
     fleet.changes.on_change(move |change| match change {
         Change::Tenant { tenant_id } => policies.invalidate_policy(Some(*tenant_id)),
         Change::Everything => policies.invalidate_policy(None),
-        Change::CompanyAdded { .. } | Change::Companies { .. } => {}
+        // The deployment drops every policy itself, once the models are loaded (`crate::deployment`).
+        Change::Models | Change::CompanyAdded { .. } | Change::Companies { .. } => {}
     });
     let alerts = AlertFeed::new();
     let mut tasks = vec![
@@ -121,6 +125,7 @@ pub fn start(
     }
     Started {
         pipeline,
+        default_models,
         alerts,
         tasks,
     }
@@ -201,6 +206,7 @@ impl PgDirectory {
         let (tenants, companies) = (directory.tenants.clone(), directory.companies.clone());
         changes.on_change(move |change| match change {
             Change::Tenant { .. } => tenants.clear(),
+            Change::Models => {}
             Change::Everything => {
                 tenants.clear();
                 companies.clear();

@@ -99,12 +99,26 @@ impl Application {
             shutdown.clone(),
         );
         background.push(bulk_task);
+        let deployment = crate::deployment::Deployment::new(
+            db.clone(),
+            started.pipeline.clone(),
+            started.default_models.clone(),
+            settings.pipeline.default_models(),
+            fleet.changes.clone(),
+        );
+        // The versions uploaded at run time, before the first filing is taken (PostgreSQL down: the shipped
+        // models answer until the next change or check).
+        if let Err(error) = deployment.sync().await {
+            tracing::warn!(error = %format!("{error:#}"), "cannot load the deployed models yet; checking again shortly");
+        }
+        background.push(tokio::spawn(deployment.clone().keep_synced(shutdown.clone())));
         let company_symbols = Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES));
         let symbols = Arc::clone(&company_symbols);
         // Only companies found are kept: a company added makes none of them wrong.
         fleet
             .changes
             .on_change(move |change: &Change| match change.tenant_id() {
+                _ if *change == Change::Models => {}
                 Some(tenant_id) if change.drops_companies_of(tenant_id) => {
                     symbols.remove_where(|_, company: &db::companies::Company| company.tenant_id == tenant_id);
                 }
@@ -119,6 +133,8 @@ impl Application {
             health: settings.health.clone().into(),
             auth: Arc::new(auth),
             pipeline: started.pipeline,
+            default_models: started.default_models,
+            deployment,
             alerts: started.alerts,
             live: crate::http::live_streams::LiveStreams::new(
                 settings.application.live_streams_per_user,

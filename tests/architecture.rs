@@ -35,7 +35,7 @@ const SERVICE_LAYERS: &[&[&str]] = &[
     &["http"],
     // use cases: bulk jobs, dependency checks, accounts, and the pipeline's adapters (its store and directory)
     &["bulk", "health"],
-    &["accounts", "pipeline", "outcomes"],
+    &["accounts", "pipeline", "outcomes", "validation", "deployment"],
     // the alert stage after the commit: publisher, outbox, the live feed for SSE
     &["alerts"],
     // the repositories

@@ -48,5 +48,5 @@ pub use filing::{
 };
 pub use pdscore_models::{PredictionType, RiskLevel};
 pub use pipeline::Pipeline;
-pub use policy::{ModelChoice, TenantPolicy};
+pub use policy::{DefaultModels, ModelChoice, TenantPolicy};
 pub use ports::{Admission, AlertSink, PredictionStore, SharedLimits, StoreError};

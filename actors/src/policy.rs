@@ -1,6 +1,9 @@
 //! A tenant's scoring policy (which models, how fast, how risk levels are drawn) and its token bucket.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::RwLock,
+    time::{Duration, Instant},
+};
 
 use pdscore_models::{PredictionType, registry::ModelId, risk::RiskScheme};
 use uuid::Uuid;
@@ -11,6 +14,44 @@ pub struct ModelChoice {
     pub default: ModelId,
     /// Scores alongside the default; stored, never returned.
     pub shadow: Option<ModelId>,
+}
+
+/// The models answering the tenants that chose none, per prediction type: the service's defaults. Shared by
+/// the policy reader and the API, so a change (an activation) applies to every tenant's next policy read.
+#[derive(Debug)]
+pub struct DefaultModels {
+    annual: RwLock<ModelId>,
+    quarterly: RwLock<ModelId>,
+}
+
+impl DefaultModels {
+    pub fn new(annual: ModelId, quarterly: ModelId) -> Self {
+        Self {
+            annual: RwLock::new(annual),
+            quarterly: RwLock::new(quarterly),
+        }
+    }
+
+    fn slot(&self, prediction_type: PredictionType) -> &RwLock<ModelId> {
+        match prediction_type {
+            PredictionType::Annual => &self.annual,
+            PredictionType::Quarterly => &self.quarterly,
+        }
+    }
+
+    pub fn get(&self, prediction_type: PredictionType) -> ModelId {
+        self.slot(prediction_type)
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set(&self, prediction_type: PredictionType, model: ModelId) {
+        *self
+            .slot(prediction_type)
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = model;
+    }
 }
 
 /// Everything the pipeline needs to know about a tenant, read from the database (and refreshed, so changes

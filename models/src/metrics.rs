@@ -199,9 +199,17 @@ pub fn reliability_deciles(probabilities: &[f64], labels: &[u8]) -> Vec<Reliabil
     let mut order: Vec<usize> = (0..probabilities.len()).collect();
     order.sort_by(|&a, &b| probabilities[a].total_cmp(&probabilities[b]));
     let n = order.len();
+    let mut start = 0;
     (0..10)
         .filter_map(|d| {
-            let members = &order[d * n / 10..(d + 1) * n / 10];
+            // A bin ends at its decile's rank, or past it while the next prediction ties with its last: equal
+            // predictions never straddle two bins, whatever the rows' order.
+            let mut end = ((d + 1) * n / 10).max(start);
+            while end > start && end < n && probabilities[order[end]] == probabilities[order[end - 1]] {
+                end += 1;
+            }
+            let members = &order[start..end];
+            start = end;
             (!members.is_empty()).then(|| {
                 let count = members.len() as f64;
                 ReliabilityBin {
@@ -299,6 +307,14 @@ mod tests {
         assert!(deciles.iter().all(|b| b.count == 10));
         assert_eq!((deciles[9].observed_rate, deciles[8].observed_rate), (1.0, 0.0));
         assert!((deciles[0].mean_predicted - 0.045).abs() < 1e-12);
+        // Ties stay in one bin: 15 equal predictions fill the first bin beyond its decile.
+        let tied: Vec<f64> = (0..100)
+            .map(|i| if i < 15 { 0.0 } else { f64::from(i) / 100.0 })
+            .collect();
+        let deciles = reliability_deciles(&tied, &labels);
+        assert_eq!(deciles[0].count, 15);
+        assert_eq!((deciles[0].lower, deciles[0].upper, deciles[1].lower), (0.0, 0.0, 0.15));
+        assert_eq!(deciles.iter().map(|b| b.count).sum::<usize>(), 100);
         let (m, sd) = mean_sd(&[1.0, 3.0]);
         assert_eq!((m, sd), (2.0, 2f64.sqrt()));
     }

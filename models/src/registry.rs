@@ -150,6 +150,9 @@ pub enum RegistryError {
     Inconsistent { id: ModelId, message: String },
 }
 
+/// How far a model's PD on a reference row of its card may be from the card's (float rounding only).
+pub const REFERENCE_TOLERANCE: f64 = 1e-9;
+
 /// The parameters of one model, ready to score (boxed: both hold tensors and are a few hundred bytes).
 #[derive(Debug)]
 pub enum Model {
@@ -190,6 +193,97 @@ pub struct LoadedModel {
 impl LoadedModel {
     pub fn id(&self) -> &ModelId {
         &self.entry.id
+    }
+
+    /// Builds the model of `entry` from its files, as `read` gives them (checksums verified by `read`); `dir`
+    /// names them in errors. Its parameters must read the entry's feature set.
+    pub fn from_files(
+        entry: ManifestEntry,
+        dir: &Path,
+        read: impl Fn(&ArtifactFile) -> Result<Vec<u8>, RegistryError>,
+        device: &Device,
+    ) -> Result<Self, RegistryError> {
+        let files = entry.files.iter().map(&read).collect::<Result<Vec<_>, _>>()?;
+        let card_path = dir.join(&entry.card.path);
+        let card: serde_json::Value = parse_json(&card_path, &read(&entry.card)?)?;
+        let malformed = |index: usize, message: String| RegistryError::Malformed {
+            path: dir.join(&entry.files[index].path),
+            message,
+        };
+        let model = match entry.kind {
+            ModelKind::Scorecard => {
+                let [spec] = files.as_slice() else {
+                    return Err(inconsistent(&entry, "a scorecard has exactly one file"));
+                };
+                let spec: ScorecardSpec = parse_json(&dir.join(&entry.files[0].path), spec)?;
+                let card = Scorecard::new(spec, device).map_err(|e| malformed(0, e.to_string()))?;
+                Model::Scorecard(Box::new(card))
+            }
+            ModelKind::Network => {
+                let [spec, record] = files.as_slice() else {
+                    return Err(inconsistent(&entry, "a network has a spec file and a record file"));
+                };
+                let network =
+                    NetworkModel::from_bytes(spec, record, device).map_err(|e| malformed(1, e.to_string()))?;
+                Model::Network(Box::new(network))
+            }
+            ModelKind::Trees => {
+                let [spec] = files.as_slice() else {
+                    return Err(inconsistent(&entry, "a tree ensemble has exactly one file"));
+                };
+                let trees = TreeModel::from_json(spec, device).map_err(|e| malformed(0, e.to_string()))?;
+                Model::Trees(Box::new(trees))
+            }
+        };
+        let names = match &model {
+            Model::Scorecard(card) => card.feature_names().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            Model::Network(network) => network.feature_names().to_vec(),
+            Model::Trees(trees) => trees.feature_names().to_vec(),
+        };
+        if names != entry.feature_set.names() {
+            return Err(inconsistent(
+                &entry,
+                "its parameters do not read the manifest's feature set",
+            ));
+        }
+        Ok(Self { entry, model, card })
+    }
+
+    /// Scores the model card's reference rows (`reference_rows: [{"features": [..], "pd": ..}]`, features in
+    /// the model's order, `null` for missing) and checks each PD within `REFERENCE_TOLERANCE`: the model
+    /// computes here what it computed where it was trained. The number of rows checked; a card without
+    /// reference rows fails.
+    pub fn self_test(&self) -> Result<usize, RegistryError> {
+        #[derive(Deserialize)]
+        struct Reference {
+            features: Vec<Option<f64>>,
+            pd: f64,
+        }
+        let fail = |message: String| inconsistent(&self.entry, &message);
+        let rows: Vec<Reference> = self
+            .card
+            .get("reference_rows")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| fail(format!("the card's reference_rows are malformed: {e}")))?
+            .unwrap_or_default();
+        if rows.is_empty() {
+            return Err(fail("the card has no reference_rows to check the model against".into()));
+        }
+        let features: Vec<Vec<Option<f64>>> = rows.iter().map(|r| r.features.clone()).collect();
+        let scored = self.score_batch(&features).map_err(|e| fail(e.to_string()))?;
+        for (i, (row, output)) in rows.iter().zip(&scored).enumerate() {
+            // NaN on either side fails too.
+            let within = (output.pd - row.pd).abs() <= REFERENCE_TOLERANCE;
+            if !within {
+                return Err(fail(format!(
+                    "reference row {i}: the card says PD {}, the model gives {}",
+                    row.pd, output.pd
+                )));
+            }
+        }
+        Ok(rows.len())
     }
 
     /// The PDs of `outputs` for a portfolio whose one-year default rate is `base_rate` (prior shift from
@@ -264,79 +358,51 @@ impl Registry {
         let manifest: Manifest = parse_json(&manifest_path, &read(&manifest_path)?)?;
         let mut models = BTreeMap::new();
         for entry in manifest.models {
-            let files = entry
-                .files
-                .iter()
-                .map(|f| read_verified(dir, f))
-                .collect::<Result<Vec<_>, _>>()?;
-            let card_path = dir.join(&entry.card.path);
-            let card: serde_json::Value = parse_json(&card_path, &read_verified(dir, &entry.card)?)?;
-            let model = match entry.kind {
-                ModelKind::Scorecard => {
-                    let [spec] = files.as_slice() else {
-                        return Err(inconsistent(&entry, "a scorecard has exactly one file"));
-                    };
-                    let path = dir.join(&entry.files[0].path);
-                    let spec: ScorecardSpec = parse_json(&path, spec)?;
-                    let card = Scorecard::new(spec, device).map_err(|e| RegistryError::Malformed {
-                        path,
-                        message: e.to_string(),
-                    })?;
-                    Model::Scorecard(Box::new(card))
-                }
-                ModelKind::Network => {
-                    let [spec, record] = files.as_slice() else {
-                        return Err(inconsistent(&entry, "a network has a spec file and a record file"));
-                    };
-                    let network =
-                        NetworkModel::from_bytes(spec, record, device).map_err(|e| RegistryError::Malformed {
-                            path: dir.join(&entry.files[1].path),
-                            message: e.to_string(),
-                        })?;
-                    Model::Network(Box::new(network))
-                }
-                ModelKind::Trees => {
-                    let [spec] = files.as_slice() else {
-                        return Err(inconsistent(&entry, "a tree ensemble has exactly one file"));
-                    };
-                    let trees = TreeModel::from_json(spec, device).map_err(|e| RegistryError::Malformed {
-                        path: dir.join(&entry.files[0].path),
-                        message: e.to_string(),
-                    })?;
-                    Model::Trees(Box::new(trees))
-                }
-            };
-            let names = match &model {
-                Model::Scorecard(card) => card.feature_names().iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-                Model::Network(network) => network.feature_names().to_vec(),
-                Model::Trees(trees) => trees.feature_names().to_vec(),
-            };
-            if names != entry.feature_set.names() {
+            let model = LoadedModel::from_files(entry, dir, |file| read_verified(dir, file), device)?;
+            if models.contains_key(model.id()) {
+                return Err(inconsistent(&model.entry, "listed twice in the manifest"));
+            }
+            models.insert(model.id().clone(), Arc::new(model));
+        }
+        let registry = Self { models };
+        for model in registry.models.values() {
+            registry.check_partners(&model.entry)?;
+        }
+        Ok(registry)
+    }
+
+    /// This registry with `extra` models added (those already in it are kept as they are: a loaded version
+    /// never changes). Each one's term-structure partners must be in the result.
+    pub fn with(&self, extra: impl IntoIterator<Item = Arc<LoadedModel>>) -> Result<Self, RegistryError> {
+        let mut models = self.models.clone();
+        let mut added = Vec::new();
+        for model in extra {
+            if !models.contains_key(model.id()) {
+                added.push(model.id().clone());
+                models.insert(model.id().clone(), model);
+            }
+        }
+        let registry = Self { models };
+        for id in &added {
+            registry.check_partners(&registry.models[id].entry)?;
+        }
+        Ok(registry)
+    }
+
+    /// Whether `entry`'s term-structure partners are here and read what it reads.
+    pub fn check_partners(&self, entry: &ManifestEntry) -> Result<(), RegistryError> {
+        for partner in entry.term_structure.values() {
+            let compatible = self.models.get(partner).is_some_and(|p| {
+                p.entry.feature_set == entry.feature_set && p.entry.prediction_type == entry.prediction_type
+            });
+            if !compatible {
                 return Err(inconsistent(
-                    &entry,
-                    "its parameters do not read the manifest's feature set",
+                    entry,
+                    &format!("term structure names {partner}, which is unknown or reads other features"),
                 ));
             }
-            if models.contains_key(&entry.id) {
-                return Err(inconsistent(&entry, "listed twice in the manifest"));
-            }
-            models.insert(entry.id.clone(), Arc::new(LoadedModel { entry, model, card }));
         }
-        for model in models.values() {
-            for partner in model.entry.term_structure.values() {
-                let compatible = models.get(partner).is_some_and(|p| {
-                    p.entry.feature_set == model.entry.feature_set
-                        && p.entry.prediction_type == model.entry.prediction_type
-                });
-                if !compatible {
-                    return Err(inconsistent(
-                        &model.entry,
-                        &format!("term structure names {partner}, which is unknown or reads other features"),
-                    ));
-                }
-            }
-        }
-        Ok(Self { models })
+        Ok(())
     }
 
     pub fn get(&self, id: &ModelId) -> Option<Arc<LoadedModel>> {

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod audit;
 pub mod bulk_jobs;
 pub mod companies;
+pub mod deployments;
 pub mod history;
 pub mod organizations;
 pub mod outcomes;
@@ -16,6 +17,7 @@ pub mod predictions;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
+pub mod validation;
 
 use std::time::Duration;
 

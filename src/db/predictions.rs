@@ -12,12 +12,11 @@ use std::{
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::{
-    Alert, Committed, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores, StoreError, Stored,
-    TenantPolicy, ports::CommitResult,
+    Alert, Committed, DefaultModels, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
+    StoreError, Stored, TenantPolicy, ports::CommitResult,
 };
 use pdscore_models::{
     explain::Contribution,
-    registry::ModelId,
     risk::RiskScheme,
     statement::{ReportingPeriod, Statement},
     term::TermStructure,
@@ -32,17 +31,20 @@ use crate::configuration::PipelineSettings;
 /// The pipeline's store on PostgreSQL.
 pub struct PgPredictionStore {
     pool: PgPool,
-    /// Defaults for tenants that set no limit, scheme or model of their own.
+    /// Defaults for tenants that set no limit or scheme of their own.
     defaults: Arc<PipelineSettings>,
+    /// … nor model.
+    default_models: Arc<DefaultModels>,
     /// Filings and predictions committed by this store (see [`super::Growth`]).
     committed: Arc<super::Growth>,
 }
 
 impl PgPredictionStore {
-    pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>) -> Self {
+    pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>, default_models: Arc<DefaultModels>) -> Self {
         Self {
             pool,
             defaults,
+            default_models,
             committed: Arc::new(super::Growth::new(20_000)),
         }
     }
@@ -82,9 +84,9 @@ impl PredictionStore for PgPredictionStore {
     }
 
     fn tenant_policy(&self, tenant_id: Uuid) -> BoxFuture<'static, Result<Option<TenantPolicy>, StoreError>> {
-        let (pool, defaults) = (self.pool.clone(), self.defaults.clone());
+        let (pool, defaults, models) = (self.pool.clone(), self.defaults.clone(), self.default_models.clone());
         async move {
-            tenant_policy(&pool, &defaults, tenant_id)
+            tenant_policy(&pool, &defaults, &models, tenant_id)
                 .await
                 .map_err(|e| super::store_error("failed to read the tenant's policy", e))
         }
@@ -164,6 +166,7 @@ struct TenantRow {
 async fn tenant_policy(
     pool: &PgPool,
     defaults: &PipelineSettings,
+    models: &DefaultModels,
     tenant_id: Uuid,
 ) -> Result<Option<TenantPolicy>, sqlx::Error> {
     let Some(tenant) = sqlx::query_as::<_, TenantRow>(
@@ -177,18 +180,18 @@ async fn tenant_policy(
     else {
         return Ok(None);
     };
-    let settings: Vec<(String, String, Option<String>)> = sqlx::query_as(
+    let settings: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT prediction_type::text, default_model, shadow_model FROM tenant_model_settings WHERE tenant_id = $1",
     )
     .bind(tenant_id)
     .fetch_all(pool)
     .await?;
-    let choice = |prediction_type: &str, default: &ModelId| {
-        let row = settings.iter().find(|(t, _, _)| t == prediction_type);
+    let choice = |prediction_type: PredictionType| {
+        let row = settings.iter().find(|(t, _, _)| t == prediction_type.as_str());
         ModelChoice {
             default: row
-                .and_then(|(_, d, _)| d.parse().ok())
-                .unwrap_or_else(|| default.clone()),
+                .and_then(|(_, d, _)| d.as_deref()?.parse().ok())
+                .unwrap_or_else(|| models.get(prediction_type)),
             shadow: row.and_then(|(_, _, s)| s.as_deref()?.parse().ok()),
         }
     };
@@ -210,8 +213,8 @@ async fn tenant_policy(
         risk_scheme,
         alert_pd_change: tenant.alert_pd_change.unwrap_or(defaults.default_alert_pd_change),
         base_rate: tenant.base_rate,
-        annual: choice("annual", &defaults.annual_model),
-        quarterly: choice("quarterly", &defaults.quarterly_model),
+        annual: choice(PredictionType::Annual),
+        quarterly: choice(PredictionType::Quarterly),
     }))
 }
 

@@ -157,3 +157,64 @@ pub async fn update(
     .fetch_optional(conn)
     .await
 }
+
+/// A tenant's own choice of models for one prediction type (`None` fields: the service default, no challenger).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ModelSettings {
+    pub default_model: Option<String>,
+    pub shadow_model: Option<String>,
+}
+
+/// The tenant's model settings for a type, locked until the transaction ends (`Default` when it has none).
+#[tracing::instrument(name = "db.tenants.model_settings_for_update", level = "debug", skip_all)]
+pub async fn model_settings_for_update(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    prediction_type: &str,
+) -> sqlx::Result<ModelSettings> {
+    // The tenant's row is locked first, so two first writers of a type cannot both find nothing to lock.
+    sqlx::query("SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE")
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_as(
+        "SELECT default_model, shadow_model FROM tenant_model_settings
+         WHERE tenant_id = $1 AND prediction_type = $2::prediction_type FOR UPDATE",
+    )
+    .bind(tenant_id)
+    .bind(prediction_type)
+    .fetch_optional(conn)
+    .await?
+    .unwrap_or_default())
+}
+
+/// Stores the tenant's model settings for a type (a row of two NULLs is removed: the service's defaults).
+#[tracing::instrument(name = "db.tenants.put_model_settings", level = "debug", skip_all)]
+pub async fn put_model_settings(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    prediction_type: &str,
+    settings: &ModelSettings,
+) -> sqlx::Result<()> {
+    if settings == &ModelSettings::default() {
+        sqlx::query("DELETE FROM tenant_model_settings WHERE tenant_id = $1 AND prediction_type = $2::prediction_type")
+            .bind(tenant_id)
+            .bind(prediction_type)
+            .execute(conn)
+            .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO tenant_model_settings (tenant_id, prediction_type, default_model, shadow_model)
+         VALUES ($1, $2::prediction_type, $3, $4)
+         ON CONFLICT (tenant_id, prediction_type)
+         DO UPDATE SET default_model = EXCLUDED.default_model, shadow_model = EXCLUDED.shadow_model",
+    )
+    .bind(tenant_id)
+    .bind(prediction_type)
+    .bind(&settings.default_model)
+    .bind(&settings.shadow_model)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,4 +1,5 @@
-//! Changes one instance makes that every instance keeps copies of: a tenant's policy, a tenant's companies.
+//! Changes one instance makes that every instance keeps copies of: a tenant's policy, a tenant's companies,
+//! the deployed models.
 //!
 //! The instance that writes calls [`Changes::announce`]: its own copies are dropped before the call returns
 //! (its next read is fresh), and the change goes out on `fleet.changes` (core NATS), on which every other
@@ -37,6 +38,8 @@ pub enum Change {
     },
     /// A tenant's companies were renamed, moved or deleted (with their organization): every copy is stale.
     Companies { tenant_id: Uuid },
+    /// The deployed models: a version uploaded, or one activated for tenants that chose none.
+    Models,
     /// Anything: changes may have been missed (this instance was cut off from NATS).
     Everything,
 }
@@ -48,7 +51,7 @@ impl Change {
             Self::Tenant { tenant_id } | Self::CompanyAdded { tenant_id, .. } | Self::Companies { tenant_id } => {
                 Some(tenant_id)
             }
-            Self::Everything => None,
+            Self::Models | Self::Everything => None,
         }
     }
 
@@ -58,7 +61,7 @@ impl Change {
         match *self {
             Self::Companies { tenant_id: changed } => changed == tenant_id,
             Self::Everything => true,
-            Self::CompanyAdded { .. } | Self::Tenant { .. } => false,
+            Self::CompanyAdded { .. } | Self::Tenant { .. } | Self::Models => false,
         }
     }
 }

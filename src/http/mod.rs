@@ -24,6 +24,7 @@ pub mod auth;
 pub mod bulk_jobs;
 pub mod companies;
 pub mod dashboard;
+pub mod deployments;
 pub mod envelope;
 pub mod error;
 pub mod error_code;
@@ -45,6 +46,7 @@ pub mod request_id;
 pub mod state;
 pub mod tenants;
 pub mod users;
+pub mod validation;
 
 use actix_web::{HttpRequest, web};
 use serde::{Deserialize, Deserializer};
@@ -120,6 +122,12 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(companies::unassign)
             .service(portfolio::list)
             .service(models::list)
+            .service(deployments::upload)
+            .service(deployments::activations)
+            .service(deployments::activate)
+            .service(models::of_tenant)
+            .service(models::set_for_tenant)
+            .service(models::promote)
             .service(predictions::create)
             .service(predictions::history)
             .service(predictions::accunode_annual)
@@ -140,6 +148,8 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(bulk_jobs::accunode_annual)
             .service(bulk_jobs::accunode_quarterly)
             .service(bulk_jobs::accunode_status)
+            .service(validation::backtest)
+            .service(validation::compare)
             .service(audit::list),
     );
 }

@@ -22,6 +22,10 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// The scoring pipeline (HTTP predictions submit here).
     pub pipeline: Pipeline,
+    /// The models of tenants that chose none.
+    pub default_models: Arc<pdscore_actors::DefaultModels>,
+    /// Model versions uploaded and activated at run time, on every instance.
+    pub deployment: crate::deployment::Deployment,
     /// Live alerts for the SSE stream.
     pub alerts: AlertFeed,
     /// The open live streams (caps, and how often they re-check their caller).

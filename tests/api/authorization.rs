@@ -548,6 +548,55 @@ fn matrix(w: &World) -> Vec<Row> {
             [200, 403, 403, 403, 403],
         )
         .body(json!({ "rate_limit_per_second": 50 })),
+        // Deployed models: uploaded and activated by a super_admin; the activations read by whoever reads
+        // predictions. (The uploads themselves: `deployments::a_model_is_verified_*`.)
+        row("POST", "/api/v1/models", "/api/v1/models".into(), [415, 403, 403, 403, 403])
+            .body(json!({ "entry": "not multipart" })),
+        row(
+            "POST",
+            "/api/v1/models/activations",
+            "/api/v1/models/activations".into(),
+            [422, 403, 403, 403, 403],
+        )
+        .body(json!({ "model": "annual-5y/polish-gbdt@1" })),
+        row("GET", "/api/v1/models/activations", "/api/v1/models/activations".into(), all),
+        // A tenant's models: read by those who read predictions, chosen (and promoted) by its admin.
+        row("GET", "/api/v1/tenants/{tenant_id}/models", format!("/api/v1/tenants/{ta}/models"), all),
+        row(
+            "GET",
+            "/api/v1/tenants/{tenant_id}/models",
+            format!("/api/v1/tenants/{tb}/models"),
+            [200, 404, 404, 404, 404],
+        ),
+        row(
+            "PUT",
+            "/api/v1/tenants/{tenant_id}/models/{prediction_type}",
+            format!("/api/v1/tenants/{ta}/models/annual"),
+            [200, 200, 403, 403, 403],
+        )
+        .body(json!({ "challenger": null })),
+        row(
+            "PUT",
+            "/api/v1/tenants/{tenant_id}/models/{prediction_type}",
+            format!("/api/v1/tenants/{tb}/models/annual"),
+            [200, 404, 403, 403, 403],
+        )
+        .body(json!({ "challenger": null })),
+        // No challenger is set: a promotion finds none to promote.
+        row(
+            "POST",
+            "/api/v1/tenants/{tenant_id}/models/{prediction_type}/promote",
+            format!("/api/v1/tenants/{ta}/models/annual/promote"),
+            [409, 409, 403, 403, 403],
+        )
+        .body(json!({ "challenger": "annual/accunode-scorecard@1" })),
+        row(
+            "POST",
+            "/api/v1/tenants/{tenant_id}/models/{prediction_type}/promote",
+            format!("/api/v1/tenants/{tb}/models/annual/promote"),
+            [409, 404, 403, 403, 403],
+        )
+        .body(json!({ "challenger": "annual/accunode-scorecard@1" })),
         // Organizations.
         row(
             "GET",
@@ -992,6 +1041,33 @@ fn matrix(w: &World) -> Vec<Row> {
             [200, 404, 404, 404, 403],
         )
         .csv("company_symbol,event,event_date,source\nACME,default,2001-02-03,servicing\n"),
+        // Back-tests: whoever reads predictions, over what they may see; another tenant's or organization's
+        // is not theirs to know about.
+        row("GET", "/api/v1/backtests", format!("/api/v1/backtests?tenant_id={}", w.tenant_a), all),
+        row(
+            "GET",
+            "/api/v1/backtests",
+            format!("/api/v1/backtests?tenant_id={}", w.tenant_b),
+            [200, 404, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            "/api/v1/backtests",
+            format!("/api/v1/backtests?tenant_id={}&organization_id={}", w.tenant_a, w.org_a2),
+            [200, 200, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            "/api/v1/comparisons",
+            format!("/api/v1/comparisons?tenant_id={}&challenger=annual/accunode-scorecard@1", w.tenant_a),
+            all,
+        ),
+        row(
+            "GET",
+            "/api/v1/comparisons",
+            format!("/api/v1/comparisons?tenant_id={}&challenger=annual/accunode-scorecard@1", w.tenant_b),
+            [200, 404, 404, 404, 404],
+        ),
         row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 202, 202, 202, 403]).upload(w.org_a1),
         row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 404, 404, 404, 403]).upload(w.org_b1),
         row(

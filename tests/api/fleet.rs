@@ -1,11 +1,16 @@
 //! Three `pdscore serve` processes on one PostgreSQL, one NATS and one Redis (each with a scratch directory of
 //! its own) behave as one service: a tenant's rate limit holds for the fleet, a token issued by one works on
 //! the others and a logout on one ends it on all, a company renamed through one is found under its new symbol
-//! by another's ingest as soon as the change is announced, and a bulk job whose instance is killed is finished
-//! by another, exactly once, from the upload store.
+//! by another's ingest as soon as the change is announced, a bulk job whose instance is killed is finished
+//! by another, exactly once, from the upload store, and a model uploaded and activated through one is used by
+//! all, with no filing lost or scored twice.
 
 use std::{
     process::Child,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -462,4 +467,134 @@ async fn two_instances_take_from_one_bucket_and_book_refusals_one_slot_apart() {
     // Another tenant's bucket is its own.
     let other = instances[0].take(Uuid::new_v4(), 10.0, 3).await.unwrap();
     assert_eq!(other, Admission::Admitted);
+}
+
+#[actix_web::test]
+async fn a_model_uploaded_on_one_instance_is_used_by_both_with_no_filing_lost_or_scored_twice() {
+    let fleet = Fleet::start(
+        "swap",
+        &[false, false],
+        &[
+            ("PDSCORE__PIPELINE__DEFAULT_RATE_PER_SECOND", "100000"),
+            ("PDSCORE__PIPELINE__DEFAULT_BURST", "100000"),
+        ],
+    )
+    .await;
+    let sa = fleet.login(0, Role::SuperAdmin).await;
+    let analyst = fleet.login(1, Role::OrgMember).await;
+    let acme = fleet.company("ACME").await;
+    let v2 = "annual/polish-gbdt@2";
+
+    // Uploaded through instance 0; instance 1 loads it from the database on the fleet's change.
+    let response = fleet
+        .client
+        .post(format!("{}/api/v1/models", fleet.urls[0]))
+        .bearer_auth(&sa)
+        .multipart(crate::deployments::gbdt_v2().form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let uploaded = Instant::now();
+    eventually("instance 1 to load the upload", Duration::from_secs(5), || async {
+        let (_, models) = fleet.call(1, "GET", "/models", Some(&analyst), None).await;
+        models["data"].as_array()?.iter().any(|m| m["id"] == v2).then_some(())
+    })
+    .await;
+    eprintln!(
+        "the upload through instance 0 was loaded by instance 1 after {:?}",
+        uploaded.elapsed()
+    );
+
+    // Filings flow to both instances, eight at a time, while the version is activated through instance 0.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, urls, analyst) = (fleet.client.clone(), fleet.urls.clone(), analyst.clone());
+            let (sent, stop) = (sent.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let n = sent.fetch_add(1, Ordering::SeqCst);
+                    let instance = (n + w) % 2;
+                    let sent_at = Instant::now();
+                    let body = json!({ "type": "annual", "reporting_year": 1950 + n % 200,
+                                       "statement": crate::validation::statement((n % 20) as i64),
+                                       "filing_id": format!("swap-{n}") });
+                    let response = client
+                        .post(format!("{}/api/v1/companies/{acme}/predictions", urls[instance]))
+                        .bearer_auth(&analyst)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let answer: Value = response.json().await.unwrap_or(Value::Null);
+                    let model = answer["data"]["model"].as_str().map(str::to_owned);
+                    answers.push((instance, sent_at, Instant::now(), status, model));
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, answer) = fleet
+        .call(
+            0,
+            "POST",
+            "/models/activations",
+            Some(&sa),
+            Some(&json!({ "model": v2 })),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer:#}");
+    let activated = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut answers = Vec::new();
+    for worker in workers {
+        answers.extend(worker.await.unwrap());
+    }
+
+    // Every filing answered, each by one version, and stored once.
+    assert!(answers.len() > 50, "{} filings", answers.len());
+    assert!(
+        answers.iter().all(|a| a.3 == 201),
+        "a filing was refused during the swap"
+    );
+    let stored = fleet
+        .count("SELECT count(*) FROM predictions p JOIN filings f ON f.id = p.filing_id WHERE f.idempotency_key LIKE 'swap-%' AND NOT p.is_shadow")
+        .await;
+    assert_eq!(stored, answers.len() as i64, "each filing scored exactly once");
+    let distinct = fleet
+        .count("SELECT count(DISTINCT p.filing_id) FROM predictions p JOIN filings f ON f.id = p.filing_id WHERE f.idempotency_key LIKE 'swap-%' AND NOT p.is_shadow")
+        .await;
+    assert_eq!(distinct, stored);
+    // Each instance switched once, for good: a filing sent after its first answer by v2 was received is
+    // answered by v2 too.
+    for instance in 0..2 {
+        let mine: Vec<_> = answers.iter().filter(|a| a.0 == instance).collect();
+        assert!(
+            mine.iter()
+                .all(|a| matches!(a.4.as_deref(), Some("annual/polish-gbdt@1" | "annual/polish-gbdt@2")))
+        );
+        let switched = mine
+            .iter()
+            .filter(|a| a.4.as_deref() == Some(v2))
+            .map(|a| a.2)
+            .min()
+            .unwrap_or_else(|| panic!("instance {instance} never used {v2}"));
+        let went_back = mine
+            .iter()
+            .filter(|a| a.1 > switched && a.4.as_deref() != Some(v2))
+            .count();
+        assert_eq!(
+            went_back, 0,
+            "instance {instance} answered with the old version after the new one"
+        );
+        let after = switched.saturating_duration_since(activated);
+        eprintln!("instance {instance} answered with {v2} {after:?} after the activation was answered");
+        assert!(after < Duration::from_secs(1), "instance {instance} took {after:?}");
+    }
 }

@@ -828,6 +828,7 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
     let store = pdscore::db::predictions::PgPredictionStore::new(
         app.db.clone(),
         std::sync::Arc::new(app.settings.pipeline.clone()),
+        std::sync::Arc::new(app.settings.pipeline.default_models()),
     );
     let policy = store.tenant_policy(tenant_id).await.unwrap().unwrap();
     let registry = pdscore::pipeline::load_registry(&app.settings).unwrap();

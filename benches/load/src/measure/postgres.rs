@@ -41,7 +41,11 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         .await?
         .with_context(|| format!("no tenant {:?}", load.tenant))?;
     // The store alone (no portfolio cache to invalidate): the ceiling measures PostgreSQL.
-    let store = PgPredictionStore::new(pool.clone(), Arc::new(settings.pipeline.clone()));
+    let store = PgPredictionStore::new(
+        pool.clone(),
+        Arc::new(settings.pipeline.clone()),
+        Arc::new(settings.pipeline.default_models()),
+    );
     let policy = store
         .tenant_policy(tenant_id)
         .await
