@@ -13,7 +13,8 @@
  *   state.js       app state: the signed-in user, permissions, the live alert stream
  *   router.js      the router and the page lifecycle (title, focus, data-ready)
  *   session.js     signing in and out, and the header of a signed-in session
- *   pages/*.js     the pages: sign-in, portfolio, company, alerts, bulk jobs, models, admin, and "not found"
+ *   pages/*.js     the pages: sign-in, portfolio, company, alerts, bulk jobs, models, validation, admin, and
+ *                  "not found"
  * This module, above them all, registers the pages with the router, tells the API client what a lost session
  * leads to, and starts the app.
  *
@@ -31,6 +32,7 @@ import { companyPage } from "./js/pages/company.js";
 import { alertsPage } from "./js/pages/alerts.js";
 import { bulkPage } from "./js/pages/bulk.js";
 import { modelsPage } from "./js/pages/models.js";
+import { validationPage } from "./js/pages/validation.js";
 import { adminPage } from "./js/pages/admin.js";
 import { notFoundPage } from "./js/pages/not-found.js";
 
@@ -41,6 +43,7 @@ registerRoutes([
   { name: "alerts", pattern: /^\/alerts$/, render: alertsPage },
   { name: "bulk", pattern: /^\/bulk$/, render: bulkPage },
   { name: "models", pattern: /^\/models$/, render: modelsPage },
+  { name: "validation", pattern: /^\/validation$/, render: validationPage },
   { name: "admin", pattern: /^\/admin$/, render: adminPage },
 ], { name: "not-found", render: notFoundPage });
 

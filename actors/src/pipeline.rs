@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use crate::{
     config::PipelineConfig,
-    error::PipelineError,
+    error::{PipelineError, Rejected},
     events,
-    filing::{Committed, Filing, Trailing},
-    model_pool::{self, FaultInjector, SharedRegistry},
+    filing::{Committed, Filing, Scores, Trailing},
+    model_pool::{self, FaultInjector, ModelWorker, ScoreBatch, SharedRegistry},
     persist_writer::PersistWriter,
     policy::TenantPolicy,
     ports::{Admission, AlertSink, PredictionStore, SharedLimits},
@@ -76,6 +76,8 @@ pub struct Pipeline {
     /// The fleet's rate limits (none: each tenant actor's own bucket).
     limits: Option<Arc<dyn SharedLimits>>,
     registry: Arc<SharedRegistry>,
+    /// The model pool, for scoring without a commit ([`Pipeline::score_only`]).
+    pool: Addr<ModelWorker>,
     faults: Arc<FaultInjector>,
     /// Tenant policies by id, with when they were read.
     policies: Arc<Mutex<PolicyCache>>,
@@ -106,7 +108,7 @@ impl Pipeline {
         let writer = PersistWriter::start_in_arbiter(&arbiter.handle(), move |_| writer);
         let deps = TenantDeps {
             config: config.clone(),
-            pool,
+            pool: pool.clone(),
             writer,
             faults: faults.clone(),
         };
@@ -117,6 +119,7 @@ impl Pipeline {
             store,
             limits,
             registry,
+            pool,
             faults,
             policies: Arc::default(),
             policy_ttl: config.policy_ttl,
@@ -186,6 +189,41 @@ impl Pipeline {
             );
         }
         Ok(results)
+    }
+
+    /// Scores filings without committing them (a replay of stored filings with another model: its caller
+    /// stores the scores): each filing's scores or refusal, in input order. Straight to the model pool, like a
+    /// tenant actor's batch, retried once if its worker fails.
+    pub async fn score_only(
+        &self,
+        tenant_id: Uuid,
+        mut filings: Vec<Filing>,
+    ) -> Result<Vec<Result<Scores, Rejected>>, PipelineError> {
+        let policy = self.policy(tenant_id).await?;
+        if !policy.active {
+            return Err(PipelineError::TenantInactive);
+        }
+        self.attach_trailing(tenant_id, &mut filings).await?;
+        let mut retried = false;
+        loop {
+            let batch = ScoreBatch {
+                policy: policy.clone(),
+                filings,
+            };
+            match self.pool.send(batch).await {
+                Ok(Ok(scores)) => return Ok(scores),
+                Ok(Err(failed)) if !retried => {
+                    retried = true;
+                    filings = failed.filings;
+                }
+                Ok(Err(failed)) => return Err(PipelineError::Unavailable(failed.reason)),
+                Err(e) => {
+                    return Err(PipelineError::Unavailable(format!(
+                        "the model pool is unavailable: {e}"
+                    )));
+                }
+            }
+        }
     }
 
     /// Takes the filing's token from the fleet's shared bucket: `true` when taken, `false` when there is no

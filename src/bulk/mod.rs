@@ -9,6 +9,7 @@
 //! (`bulk.max_running_jobs_per_tenant` for the fleet), so that one tenant's jobs never take every runner.
 
 pub mod file;
+pub mod replay;
 pub mod store;
 pub mod upload;
 
@@ -275,10 +276,17 @@ impl BulkRunner {
         if job.cancel_requested_at.is_some() {
             return finish(JobEnd::Cancelled).await;
         }
-        let (Some(object), Ok(prediction_type), Some(format)) = (
+        if job.kind == "replay" {
+            // Interrupted (the instance stopping), it stays `processing` and is resumed after its last
+            // recorded filing.
+            let end = replay::run(db, &self.inner.pipeline, &job, self.inner.settings.chunk_rows).await;
+            return finish(end).await;
+        }
+        let (Some(object), Ok(prediction_type), Some(format), Some(organization_id)) = (
             object.clone(),
             job.prediction_type.parse::<PredictionType>(),
-            FileFormat::parse(&job.file_format),
+            job.file_format.as_deref().and_then(FileFormat::parse),
+            job.organization_id,
         ) else {
             return finish(JobEnd::Failed("the job's file is gone".into())).await;
         };
@@ -321,7 +329,7 @@ impl BulkRunner {
         let spec = JobSpec {
             job_id: job.id,
             tenant_id: job.tenant_id,
-            organization_id: job.organization_id,
+            organization_id,
             prediction_type,
             model: job
                 .options

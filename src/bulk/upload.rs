@@ -153,7 +153,7 @@ async fn record(
         &mut tx,
         AuditEntry {
             tenant_id: Some(job.tenant_id),
-            organization_id: Some(job.organization_id),
+            organization_id: job.organization_id,
             actor: Actor::User(upload.by.user_id),
             action: "bulk_job.create",
             target_type: "bulk_job",

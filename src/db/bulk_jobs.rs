@@ -22,15 +22,18 @@ use crate::auth::Scope;
 pub struct BulkJob {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub organization_id: Uuid,
+    /// `null` for a replay of a whole tenant's filings.
+    pub organization_id: Option<Uuid>,
+    /// `upload` (a file's rows) or `replay` (stored filings re-scored with another model).
+    pub kind: String,
     pub created_by: Option<Uuid>,
     /// `annual` or `quarterly`.
     pub prediction_type: String,
     /// `queued`, `processing`, `completed`, `failed` or `cancelled`.
     pub status: String,
     pub file_name: String,
-    /// `csv` or `xlsx`.
-    pub file_format: String,
+    /// `csv` or `xlsx`; `null` for a replay.
+    pub file_format: Option<String>,
     pub file_size: i64,
     #[schema(value_type = Object)]
     pub options: Value,
@@ -64,7 +67,8 @@ impl BulkJob {
     }
 }
 
-const COLUMNS: &str = "j.id, j.tenant_id, j.organization_id, j.created_by, j.prediction_type::text AS prediction_type,
+const COLUMNS: &str =
+    "j.id, j.tenant_id, j.organization_id, j.kind, j.created_by, j.prediction_type::text AS prediction_type,
     j.status::text AS status, j.file_name, j.file_format::text AS file_format, j.file_size, j.options, j.total_rows,
     j.processed_rows, j.succeeded_rows, j.failed_rows, j.last_committed_row, j.error_message, j.cancel_requested_at,
     j.created_at, j.started_at, j.finished_at, j.updated_at";
@@ -166,21 +170,25 @@ pub async fn request_cancel(conn: &mut PgConnection, scope: &Scope, id: Uuid) ->
 pub struct Runnable {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub organization_id: Uuid,
+    pub organization_id: Option<Uuid>,
+    pub kind: String,
     pub created_by: Option<Uuid>,
     pub prediction_type: String,
     pub status: String,
-    pub file_format: String,
+    pub file_format: Option<String>,
     pub storage_path: Option<String>,
     pub options: Value,
     pub total_rows: Option<i64>,
     pub last_committed_row: i64,
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// A replay's last recorded filing.
+    pub resume_after_filing: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
 }
 
-const RUNNABLE: &str = "id, tenant_id, organization_id, created_by, prediction_type::text AS prediction_type,
+const RUNNABLE: &str = "id, tenant_id, organization_id, kind, created_by, prediction_type::text AS prediction_type,
     status::text AS status, file_format::text AS file_format, storage_path, options, total_rows, last_committed_row,
-    cancel_requested_at";
+    cancel_requested_at, resume_after_filing, created_at";
 
 /// Unfinished jobs, oldest first, at most `per_tenant` of each tenant (its oldest): a tenant with a thousand
 /// queued jobs does not hide the next tenant's.
@@ -271,6 +279,18 @@ pub async fn try_lock(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
 pub async fn runnable(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Option<Runnable>> {
     sqlx::query_as(&format!(
         "SELECT {RUNNABLE} FROM bulk_jobs WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'processing')"
+    ))
+    .bind(tenant_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A job as the runner sees it, finished or not.
+#[tracing::instrument(name = "db.bulk_jobs.runnable_any", level = "debug", skip_all)]
+pub async fn runnable_any(conn: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> sqlx::Result<Option<Runnable>> {
+    sqlx::query_as(&format!(
+        "SELECT {RUNNABLE} FROM bulk_jobs WHERE tenant_id = $1 AND id = $2"
     ))
     .bind(tenant_id)
     .bind(id)

@@ -14,6 +14,7 @@ pub mod outcomes;
 pub mod pagination;
 pub mod portfolio;
 pub mod predictions;
+pub mod replays;
 pub mod sessions;
 pub mod tenants;
 pub mod users;

@@ -332,6 +332,11 @@ const FILING_KEY: &str = "(tenant_id, organization_id, source, idempotency_key)"
 /// The predictions of a batch from column arrays from `$first` on (see [`PredictionRows::bind`]), those of the
 /// filings the statement inserted (`ins`).
 fn insert_predictions(first: usize) -> String {
+    format!("{} JOIN ins ON ins.id = r.filing_id", insert_prediction_rows(first))
+}
+
+/// The predictions of column arrays from `$first` on (see [`PredictionRows::bind`]).
+fn insert_prediction_rows(first: usize) -> String {
     let arrays = [
         "uuid",
         "uuid",
@@ -369,8 +374,7 @@ fn insert_predictions(first: usize) -> String {
          FROM unnest({arrays})
               AS r(id, tenant_id, organization_id, company_id, filing_id, kind, year, quarter, model_name,
                    model_version, is_shadow, probability, term_structure, level, rating, confidence, contributions,
-                   inputs, basis, created_at)
-         JOIN ins ON ins.id = r.filing_id"
+                   inputs, basis, created_at)"
     )
 }
 
@@ -573,6 +577,37 @@ struct ExistingFiling {
     company_id: Uuid,
     content_digest: Option<Vec<u8>>,
     prediction_id: Uuid,
+}
+
+/// Stores the scores of a replay: each stored filing's (`scores.filing`, whose company is in `organization_id`)
+/// score by another model, beside its answer (`is_shadow`); a filing that model scored before keeps that
+/// prediction (a resumed replay writes nothing twice). The predictions written.
+#[tracing::instrument(name = "db.predictions.insert_replayed", level = "debug", skip_all)]
+pub async fn insert_replayed(conn: &mut PgConnection, scored: &[(Uuid, Scores)]) -> Result<u64, sqlx::Error> {
+    static INSERT_REPLAYED: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "{} ON CONFLICT (tenant_id, filing_id, model_name, model_version) DO NOTHING",
+            insert_prediction_rows(1)
+        )
+    });
+    let created_at = Utc::now();
+    let mut rows = PredictionRows::default();
+    for (filing_id, scores) in scored {
+        // An id other than the answer's: stored as a shadow.
+        rows.push(
+            scores,
+            scores.filing.organization_id,
+            *filing_id,
+            Uuid::now_v7(),
+            &scores.primary,
+            created_at,
+        );
+    }
+    Ok(rows
+        .bind(sqlx::query(&INSERT_REPLAYED))
+        .execute(conn)
+        .await?
+        .rows_affected())
 }
 
 /// The persistence ceiling (`pdscore-load postgres`): the batch's filings and primary predictions written by

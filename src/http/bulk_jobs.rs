@@ -45,12 +45,17 @@ pub struct JobView {
 impl From<BulkJob> for JobView {
     fn from(job: BulkJob) -> Self {
         let base = format!("/api/v1/bulk-jobs/{}", job.id);
+        // A replay's results are its migrations.
+        let outcome = match job.kind.as_str() {
+            "replay" => format!("/api/v1/replays/{}", job.id),
+            _ => format!("{base}/results"),
+        };
         Self {
             progress_percent: (job.percent() * 10.0).round() / 10.0,
             links: json!({
                 "self": base,
                 "events": format!("{base}/events"),
-                "results": format!("{base}/results"),
+                "results": outcome,
                 "errors": format!("{base}/errors"),
                 "cancel": format!("{base}/cancel"),
             }),
@@ -420,7 +425,7 @@ pub async fn cancel(
         "bulk_job",
         job.id,
         Some(job.tenant_id),
-        Some(job.organization_id),
+        job.organization_id,
     );
     entry.after = snapshot(&job);
     audit::record(&mut tx, entry).await?;
@@ -428,7 +433,7 @@ pub async fn cancel(
     state.bulk.cancel(id);
     // Cancelled before any instance took it: no runner will end it, so its file goes now.
     if job.status == "cancelled"
-        && let Some(format) = FileFormat::parse(&job.file_format)
+        && let Some(format) = job.file_format.as_deref().and_then(FileFormat::parse)
     {
         let object = Storage::object_name(job.tenant_id, job.id, format);
         state.bulk.uploads().delete(&object).await;

@@ -42,6 +42,7 @@ pub mod outcomes;
 pub mod portfolio;
 pub mod predictions;
 pub mod principal;
+pub mod replays;
 pub mod request_id;
 pub mod state;
 pub mod tenants;
@@ -148,6 +149,8 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(bulk_jobs::accunode_annual)
             .service(bulk_jobs::accunode_quarterly)
             .service(bulk_jobs::accunode_status)
+            .service(replays::create)
+            .service(replays::get)
             .service(validation::backtest)
             .service(validation::compare)
             .service(audit::list),

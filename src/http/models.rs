@@ -144,7 +144,7 @@ pub struct SetTenantModels {
 }
 
 /// A registered model that may answer filings of `prediction_type`: a one-year model of that type.
-fn answering_model(
+pub(crate) fn answering_model(
     state: &AppState,
     raw: &str,
     field: &str,

@@ -13,6 +13,7 @@ use actix_web::{
 use utoipa::openapi::{
     OpenApi, OpenApiBuilder,
     security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    tag::{Tag, TagBuilder},
 };
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
@@ -39,6 +40,7 @@ pub fn base() -> OpenApi {
                 ))
                 .build(),
         )
+        .tags(Some(tags()))
         .build();
     let components = api.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -51,6 +53,38 @@ pub fn base() -> OpenApi {
         ),
     );
     api
+}
+
+/// The tags that need more than their routes to be understood: the model operations loop, as a credit-risk
+/// manager runs it.
+fn tags() -> Vec<Tag> {
+    [
+        (
+            "outcomes",
+            "Realised credit events (default, bankruptcy, distressed exchange) per company, recorded once each: what \
+             the back-tests score the predictions against. One by one, or a CSV import.",
+        ),
+        (
+            "validation",
+            "Evidence that the scores still work on your own portfolio. GET /backtests scores a model version's \
+             predictions (anchored at each statement's period end) against the credit events that followed within \
+             a horizon: ROC-AUC, accuracy ratio, Brier, KS, a reliability table, the Jeffreys and binomial tests per \
+             implied-rating grade, rating migrations and the PD distribution per period. GET /comparisons puts the \
+             tenant's model against its challenger on the same filings and the same events. POST /replays re-scores \
+             stored filings with another version (a bulk job) and GET /replays/{id} shows the rating migrations \
+             between the two: the evidence a model-change review asks for.",
+        ),
+        (
+            "models",
+            "The deployed models and their cards; per tenant, the model answering and a challenger scoring every \
+             filing in the shadow, promoted when the comparison supports it (audited). A super_admin uploads a \
+             verified model version and activates it on every instance without a restart; rollback is activating \
+             the version before.",
+        ),
+    ]
+    .into_iter()
+    .map(|(name, description)| TagBuilder::new().name(name).description(Some(description)).build())
+    .collect()
 }
 
 /// The routes of the document, for the 405 fallback.

@@ -45,6 +45,13 @@ pub struct Agreement {
     /// Share of filings given the same implied rating, and within one grade of it.
     pub rating_agreement: Option<f64>,
     pub within_one_grade: Option<f64>,
+    /// The rating migration matrix: counts by the model's implied rating (rows) and the challenger's
+    /// (columns), both in the order of `grades` (the master scale, best first).
+    pub grades: Vec<&'static str>,
+    pub ratings: Vec<Vec<u64>>,
+    /// Filings the challenger rates better (a higher grade) than the model, and worse.
+    pub upgrades: u64,
+    pub downgrades: u64,
     /// Challenger PD − model PD.
     pub pd_delta: Option<Delta>,
 }
@@ -75,6 +82,15 @@ pub fn agreement(pairs: &[Pair]) -> Agreement {
             )
         })
         .collect();
+    let mut ratings = vec![vec![0u64; MASTER_SCALE.len()]; MASTER_SCALE.len()];
+    let (mut upgrades, mut downgrades) = (0, 0);
+    for (from, to) in &grades {
+        if let (Some(from), Some(to)) = (from, to) {
+            ratings[*from][*to] += 1;
+            upgrades += u64::from(to < from);
+            downgrades += u64::from(to > from);
+        }
+    }
     let same_grade = grades.iter().filter(|(a, b)| a.is_some() && a == b).count();
     let near_grade = grades
         .iter()
@@ -95,6 +111,10 @@ pub fn agreement(pairs: &[Pair]) -> Agreement {
         levels,
         rating_agreement: share(same_grade),
         within_one_grade: share(near_grade),
+        grades: MASTER_SCALE.iter().map(|g| g.grade).collect(),
+        ratings,
+        upgrades,
+        downgrades,
         pd_delta,
     }
 }
@@ -160,6 +180,10 @@ mod tests {
         assert_eq!(a.rating_agreement, Some(0.25));
         // BBB→BB and B→CCC/C are one grade apart; BB→A two.
         assert_eq!(a.within_one_grade, Some(0.75));
+        // BBB→BB and B→CCC/C are downgrades, BB→A an upgrade.
+        assert_eq!((a.upgrades, a.downgrades), (1, 2));
+        assert_eq!(a.ratings[3][3], 1, "BBB stays BBB once");
+        assert_eq!(a.ratings.iter().flatten().sum::<u64>(), 4);
         let delta = a.pd_delta.unwrap();
         assert!((delta.mean - (0.001 + 0.007 + 0.25 - 0.009) / 4.0).abs() < 1e-12);
         assert_eq!(delta.p90, 0.25);

@@ -149,6 +149,10 @@ struct World {
     prediction_b1: Uuid,
     /// Finished bulk jobs: one submitted by the analyst in A1, one in B1.
     job_a1: Uuid,
+    /// Finished replays: of A1 (by the analyst), of the whole tenant A, of B1.
+    replay_a1: Uuid,
+    replay_a: Uuid,
+    replay_b1: Uuid,
     job_b1: Uuid,
     viewer: Uuid,
     analyst: Uuid,
@@ -280,8 +284,33 @@ async fn every_route_answers_every_caller_as_the_role_table_says() {
         .unwrap();
         jobs.push(job);
     }
+    let mut replays = Vec::new();
+    for (tenant, organization, by) in [
+        (tenant_a, Some(org_a1), Some(analyst)),
+        (tenant_a, None, None),
+        (tenant_b, Some(org_b1), None),
+    ] {
+        let replay = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO bulk_jobs (id, tenant_id, organization_id, kind, created_by, prediction_type, status, file_name,
+                                    file_size, total_rows, finished_at, options)
+             VALUES ($1, $2, $3, 'replay', $4, 'annual', 'completed', 'replay', 0, 0, now(),
+                     '{\"model\": \"annual/accunode-scorecard@1\"}')",
+        )
+        .bind(replay)
+        .bind(tenant)
+        .bind(organization)
+        .bind(by)
+        .execute(&app.db)
+        .await
+        .unwrap();
+        replays.push(replay);
+    }
     let world = World {
         job_a1: jobs[0],
+        replay_a1: replays[0],
+        replay_a: replays[1],
+        replay_b1: replays[2],
         job_b1: jobs[1],
         tenant_a,
         org_a1,
@@ -1085,6 +1114,16 @@ fn matrix(w: &World) -> Vec<Row> {
         )
         .upload(w.org_b1),
         row("GET", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), all),
+        // Replays: asked for by those who score, in their scope; read like bulk jobs.
+        row("POST", "/api/v1/replays", "/api/v1/replays".into(), [202, 202, 202, 202, 403])
+            .body(json!({ "model": "annual/accunode-scorecard@1", "tenant_id": w.tenant_a })),
+        row("POST", "/api/v1/replays", "/api/v1/replays".into(), [202, 404, 404, 404, 403]).body(
+            json!({ "model": "annual/accunode-scorecard@1", "tenant_id": w.tenant_b, "organization_id": w.org_b1 }),
+        ),
+        row("GET", "/api/v1/replays/{id}", format!("/api/v1/replays/{}", w.replay_a1), [200, 200, 200, 200, 404]),
+        row("GET", "/api/v1/replays/{id}", format!("/api/v1/replays/{}", w.replay_a), [200, 200, 404, 404, 404]),
+        row("GET", "/api/v1/replays/{id}", format!("/api/v1/replays/{}", w.replay_b1), [200, 404, 404, 404, 404]),
+        row("GET", "/api/v1/replays/{id}", format!("/api/v1/replays/{}", w.job_a1), [404, 404, 404, 404, 404]),
         row("GET", "/api/v1/bulk-jobs/{id}", format!("/api/v1/bulk-jobs/{}", w.job_a1), [200, 200, 200, 200, 404]),
         row("GET", "/api/v1/bulk-jobs/{id}", format!("/api/v1/bulk-jobs/{}", w.job_b1), [200, 404, 404, 404, 404]),
         row(

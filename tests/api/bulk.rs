@@ -39,7 +39,7 @@ pub fn annual_csv(companies: usize, years: usize) -> String {
 }
 
 /// Submits a file to `POST /bulk-jobs` (which must accept it); returns the job's id.
-async fn submit(app: &TestApp, token: &str, file_name: &str, bytes: Vec<u8>, prediction_type: &str) -> String {
+pub async fn submit(app: &TestApp, token: &str, file_name: &str, bytes: Vec<u8>, prediction_type: &str) -> String {
     let (status, answer) = upload(
         app,
         token,

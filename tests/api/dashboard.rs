@@ -827,3 +827,72 @@ async fn browser_a_user_sees_only_what_its_role_allows_and_stays_signed_in_when_
     browser.no_errors().await;
     browser.close().await;
 }
+
+#[actix_web::test]
+async fn browser_a_risk_manager_reads_the_backtest_and_the_champion_against_its_challenger() {
+    let app = spawn_app_with(|s| s.auth.login_attempts_per_address = 1000).await;
+    let demo = app.demo().await;
+    let admin = demo.setup.user(Role::TenantAdmin);
+    let tenant = demo.setup.tenant_id;
+    let (status, _) = app
+        .call(
+            "PUT",
+            &format!("/api/v1/tenants/{tenant}/models/annual"),
+            Some(demo.token(Role::TenantAdmin)),
+            Some(&json!({ "challenger": "annual/accunode-scorecard@1" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    crate::validation::scored_portfolio(&app, demo.token(Role::OrgMember), demo.setup.organization_id).await;
+    let (_, expected) = app
+        .call("GET", "/api/v1/backtests", Some(demo.token(Role::TenantAdmin)), None)
+        .await;
+    let observations = expected["data"]["measures"]["observations"].as_u64().unwrap();
+
+    for viewport in [Viewport::Laptop, Viewport::Phone] {
+        let browser = Browser::start(&app, viewport, "validation").await;
+        browser.sign_in(&admin.email, &admin.password).await;
+        browser.open("#/validation", "validation").await;
+        browser
+            .until(
+                "the ROC curve",
+                "document.querySelector('#roc-chart polyline.curve') !== null",
+            )
+            .await;
+        assert_eq!(browser.text("#bt-observations").await, observations.to_string());
+        let grades = browser
+            .js("return document.querySelectorAll('#grade-tests tbody tr').length")
+            .await;
+        assert!(grades.as_u64().unwrap() >= 2, "{grades}");
+        let points = browser
+            .js("return document.querySelectorAll('#reliability-chart circle.bin').length")
+            .await;
+        assert!(points.as_u64().unwrap() >= 5, "{points}");
+        browser.screenshot("backtest").await;
+        browser
+            .js("document.querySelector('#periods-heading').scrollIntoView()")
+            .await;
+        browser.screenshot("backtest-periods").await;
+        // The challenger beside the model: every filing scored by both.
+        assert_eq!(browser.text("#cmp-filings").await, "91");
+        browser
+            .js("document.querySelector('#comparison-heading').scrollIntoView()")
+            .await;
+        browser.screenshot("comparison").await;
+        // Five years: only the 2020 statements have run their course.
+        browser
+            .js("const h = document.querySelector('#bt-horizon'); h.value = '5'; h.dispatchEvent(new Event('change'))")
+            .await;
+        browser.click("#bt-run").await;
+        browser
+            .until(
+                "the five-year back-test",
+                "document.querySelector('#backtest-heading')?.innerText.includes('5-year')",
+            )
+            .await;
+        browser.ready("validation").await;
+        assert_eq!(browser.text("#bt-observations").await, "30");
+        browser.no_errors().await;
+        browser.close().await;
+    }
+}

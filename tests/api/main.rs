@@ -20,6 +20,7 @@ mod metrics;
 mod outage;
 mod outcomes;
 mod pipeline;
+mod replays;
 mod request_id;
 mod schema;
 mod streams;

@@ -87,6 +87,7 @@ function renderHeader() {
     ["bulk", "Bulk jobs"],
     ["models", "Models"],
   ];
+  if (state.me?.user?.tenant_id) links.push(["validation", "Validation"]);
   if (mayAdminister()) links.push(["admin", "Admin"]);
   const nav = el("nav", { class: "main-nav", "aria-label": "Main" },
     el("ul", {}, links.map(([page, label]) =>
