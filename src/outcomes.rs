@@ -2,6 +2,12 @@
 //! CSV import or NATS, each with its audit row in the same transaction, once per company, kind and date. They
 //! are what the back-tests score the stored predictions against.
 
+use futures_util::{FutureExt, future::BoxFuture};
+use pdscore_actors::StoreError;
+use pdscore_nats::{
+    message::Undeliverable,
+    outcomes::{OutcomeMessage, OutcomeSink, SinkError},
+};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -41,11 +47,23 @@ pub async fn record(
     channel: Channel,
     by: &RecordedBy,
 ) -> sqlx::Result<Option<(Outcome, bool)>> {
+    let ids = (company.tenant_id, company.organization_id, company.id);
+    record_for(db, ids, fields, channel, by).await
+}
+
+/// [`record`] for the company (tenant, organization, company) these ids name.
+async fn record_for(
+    db: &PgPool,
+    (tenant_id, organization_id, company_id): (Uuid, Uuid, Uuid),
+    fields: &OutcomeFields,
+    channel: Channel,
+    by: &RecordedBy,
+) -> sqlx::Result<Option<(Outcome, bool)>> {
     let mut tx = db.begin().await?;
     let new = NewOutcome {
-        tenant_id: company.tenant_id,
-        organization_id: company.organization_id,
-        company_id: company.id,
+        tenant_id,
+        organization_id,
+        company_id,
         fields,
         channel,
         recorded_by: by.user_id(),
@@ -70,6 +88,56 @@ pub async fn record(
     }
     tx.commit().await?;
     Ok(recorded)
+}
+
+/// Credit events from NATS ([`pdscore_nats::outcomes`]), recorded like the API's (audited as `nats`).
+pub struct NatsOutcomes {
+    pub db: PgPool,
+}
+
+impl OutcomeSink for NatsOutcomes {
+    fn record(
+        &self,
+        tenant_id: Uuid,
+        organization_id: Uuid,
+        company_id: Uuid,
+        message: OutcomeMessage,
+    ) -> BoxFuture<'static, Result<(), SinkError>> {
+        let db = self.db.clone();
+        async move {
+            let fields = OutcomeFields::parse(
+                &message.event,
+                &message.event_date,
+                &message.source,
+                message.note.as_deref(),
+            )
+            .map_err(|e| SinkError::Refused(Undeliverable::new("VALIDATION_ERROR", e.to_string())))?;
+            let by = RecordedBy {
+                actor: Actor::Nats,
+                request_id: None,
+            };
+            match record_for(
+                &db,
+                (tenant_id, organization_id, company_id),
+                &fields,
+                Channel::Nats,
+                &by,
+            )
+            .await
+            {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(SinkError::Refused(Undeliverable::new(
+                    "UNKNOWN_COMPANY",
+                    "the company was deleted",
+                ))),
+                Err(e) => Err(match crate::db::store_error("cannot record the credit event", e) {
+                    StoreError::Refused(reason) => SinkError::Refused(Undeliverable::new("UNSTORABLE_OUTCOME", reason)),
+                    StoreError::Unavailable(reason) => SinkError::Unavailable(reason),
+                }),
+            }
+        }
+        .boxed()
+    }
 }
 
 /// The most rows one CSV import takes (a larger history goes in several files, or over NATS).

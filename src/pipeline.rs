@@ -13,7 +13,10 @@ use pdscore_actors::{
 };
 use pdscore_models::registry::Registry;
 use pdscore_models::statement::{ReportingPeriod, Statement};
-use pdscore_nats::ingest::{CompanyLookup, Directory, DirectoryUnavailable, Ingest, IngestConfig};
+use pdscore_nats::{
+    ingest::{CompanyLookup, Directory, DirectoryUnavailable, Ingest, IngestConfig},
+    outcomes::{OutcomeIngest, OutcomeSink},
+};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -56,8 +59,8 @@ pub struct Started {
 }
 
 /// Starts the actors (admitting filings by the fleet's shared limits, their copies of tenant policies dropped
-/// on the fleet's changes), the alert outbox, the alert feed and (if enabled) the JetStream ingest. Must run
-/// inside the actix system.
+/// on the fleet's changes), the alert outbox, the alert feed and (if enabled) the JetStream ingest of filings
+/// and of credit events (recorded through `outcomes`). Must run inside the actix system.
 pub fn start(
     settings: &Settings,
     registry: Registry,
@@ -65,6 +68,7 @@ pub fn start(
     messaging: Messaging,
     portfolio: crate::cache::PortfolioCache,
     fleet: &Fleet,
+    outcomes: Arc<dyn OutcomeSink>,
     shutdown: CancellationToken,
 ) -> Started {
     let p = &settings.pipeline;
@@ -105,11 +109,28 @@ pub fn start(
         tokio::spawn(alerts.clone().follow(messaging.clone(), shutdown.clone())),
     ];
     if p.ingest_enabled {
+        let directory: Arc<PgDirectory> = Arc::new(PgDirectory::new(db, &fleet.changes));
+        let credit_events = OutcomeIngest {
+            jetstream: messaging.jetstream.clone(),
+            namespace: messaging.namespace.clone(),
+            directory: directory.clone(),
+            sink: outcomes,
+            config: IngestConfig {
+                consumer: format!("{}-outcomes", p.consumer_name),
+                max_in_flight: 32,
+                ack_wait: Duration::from_secs(p.ingest_ack_wait_secs),
+                max_deliver: p.ingest_max_deliver,
+            },
+        };
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(
+            async move { credit_events.run(stop.cancelled_owned()).await },
+        ));
         let ingest = Ingest {
             jetstream: messaging.jetstream.clone(),
             namespace: messaging.namespace.clone(),
             pipeline: pipeline.clone(),
-            directory: Arc::new(PgDirectory::new(db, &fleet.changes)),
+            directory,
             config: IngestConfig {
                 consumer: p.consumer_name.clone(),
                 max_in_flight: p.ingest_max_in_flight,

@@ -88,6 +88,7 @@ impl Application {
             messaging.clone(),
             portfolio.clone(),
             &fleet,
+            Arc::new(crate::outcomes::NatsOutcomes { db: db.clone() }),
             shutdown.clone(),
         );
         background.extend(started.tasks);

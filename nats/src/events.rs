@@ -11,8 +11,10 @@ const REFUSED_EARLY: &str = "pdscore_ingest_refused_early_total";
 const DEAD_LETTERS: &str = "pdscore_dead_letters_total";
 const ALERTS_PUBLISHED: &str = "pdscore_alerts_published_total";
 
-/// The durable consumer's state, as the server last reported it.
+/// A durable consumer's state, as the server last reported it.
 pub struct ConsumerSampled {
+    /// Which consumer: `filings`, `outcomes`.
+    pub consumer: &'static str,
     pub pending: u64,
     pub ack_pending: usize,
     pub redelivered: usize,
@@ -20,9 +22,9 @@ pub struct ConsumerSampled {
 
 impl ConsumerSampled {
     pub fn emit(self) {
-        gauge!(CONSUMER_PENDING).set(self.pending as f64);
-        gauge!(CONSUMER_ACK_PENDING).set(self.ack_pending as f64);
-        gauge!(CONSUMER_REDELIVERED).set(self.redelivered as f64);
+        gauge!(CONSUMER_PENDING, "consumer" => self.consumer).set(self.pending as f64);
+        gauge!(CONSUMER_ACK_PENDING, "consumer" => self.consumer).set(self.ack_pending as f64);
+        gauge!(CONSUMER_REDELIVERED, "consumer" => self.consumer).set(self.redelivered as f64);
     }
 }
 
@@ -78,7 +80,7 @@ impl AlertPublished {
 pub fn describe() {
     describe_gauge!(
         CONSUMER_PENDING,
-        "Messages of the FILINGS stream not yet delivered to the service's consumer"
+        "Messages not yet delivered to the service's consumer, by consumer (filings, outcomes)"
     );
     describe_gauge!(
         CONSUMER_ACK_PENDING,

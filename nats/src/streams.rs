@@ -21,11 +21,13 @@ pub enum StreamKind {
     Alerts,
     /// Messages that could not be processed, with the reason.
     DeadLetters,
+    /// Realised credit events from upstream systems, consumed by the outcomes' pull consumer.
+    Outcomes,
 }
 
 impl StreamKind {
     /// Every stream, in creation order.
-    pub const ALL: [StreamKind; 3] = [Self::Filings, Self::Alerts, Self::DeadLetters];
+    pub const ALL: [StreamKind; 4] = [Self::Filings, Self::Alerts, Self::DeadLetters, Self::Outcomes];
 
     /// The stream's name without namespace.
     pub fn base_name(self) -> &'static str {
@@ -33,6 +35,7 @@ impl StreamKind {
             Self::Filings => "FILINGS",
             Self::Alerts => "ALERTS",
             Self::DeadLetters => "DEAD_LETTERS",
+            Self::Outcomes => "OUTCOMES",
         }
     }
 
@@ -42,6 +45,7 @@ impl StreamKind {
             Self::Filings => include_str!("../streams/FILINGS.json"),
             Self::Alerts => include_str!("../streams/ALERTS.json"),
             Self::DeadLetters => include_str!("../streams/DEAD_LETTERS.json"),
+            Self::Outcomes => include_str!("../streams/OUTCOMES.json"),
         }
     }
 

@@ -73,6 +73,11 @@ impl Namespace {
         self.subject(&format!("filings.{tenant}.{prediction_type}"))
     }
 
+    /// Where a tenant's realised credit events are published.
+    pub fn outcomes(&self, tenant: &str) -> String {
+        self.subject(&format!("outcomes.{tenant}"))
+    }
+
     /// Where risk-change alerts of one company are published.
     pub fn alerts(&self, tenant: &str, company: &str) -> String {
         self.subject(&format!("alerts.{tenant}.{company}"))

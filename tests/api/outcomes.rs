@@ -143,3 +143,69 @@ async fn a_csv_of_credit_events_is_imported_row_by_row() {
     let (status, _) = import(&app, demo.token(Role::User), "text/csv", csv).await;
     assert_eq!(status, 403);
 }
+
+#[actix_web::test]
+async fn credit_events_over_nats_are_recorded_once_and_bad_ones_end_in_dead_letters_with_their_reason() {
+    let app = crate::helpers::spawn_app().await;
+    let demo = app.demo().await;
+    let analyst = demo.token(Role::OrgMember).to_owned();
+    let acme = company_id(&app, &analyst, "ACME").await;
+    let (js, ns) = app.jetstream().await;
+    let subject = ns.outcomes(&demo.setup.tenant_slug);
+    let event = json!({ "company_symbol": "acme", "event": "bankruptcy", "event_date": "2023-06-30",
+                        "source": "court register" });
+    // Twice (two upstream systems saying so): recorded once.
+    for _ in 0..2 {
+        crate::pipeline::publish(&js, subject.clone(), serde_json::to_vec(&event).unwrap()).await;
+    }
+    for (payload, _) in [
+        (
+            json!({ "company_symbol": "NOPE", "event": "default", "event_date": "2023-06-30", "source": "x" }),
+            "UNKNOWN_COMPANY",
+        ),
+        (
+            json!({ "company_symbol": "ACME", "event": "late", "event_date": "2023-06-30", "source": "x" }),
+            "VALIDATION_ERROR",
+        ),
+        (
+            json!({ "company_symbol": "ACME", "event": "default", "event_date": "2023-06-30", "source": "x", "extra": 1 }),
+            "INVALID_MESSAGE",
+        ),
+        (
+            json!({ "company_symbol": "ACME", "event": "default", "event_date": "2023-06-30", "source": "a\u{0}b" }),
+            "CONTROL_CHARACTER",
+        ),
+    ] {
+        crate::pipeline::publish(&js, subject.clone(), serde_json::to_vec(&payload).unwrap()).await;
+    }
+    crate::pipeline::publish(&js, ns.outcomes("no-such-tenant"), serde_json::to_vec(&event).unwrap()).await;
+    let mut letters: Vec<String> = crate::pipeline::dead_letters(&js, &ns, 5)
+        .await
+        .into_iter()
+        .map(|(code, _)| code)
+        .collect();
+    letters.sort();
+    assert_eq!(
+        letters,
+        [
+            "CONTROL_CHARACTER",
+            "INVALID_MESSAGE",
+            "UNKNOWN_COMPANY",
+            "UNKNOWN_TENANT",
+            "VALIDATION_ERROR"
+        ]
+    );
+    let path = format!("/api/v1/companies/{acme}/outcomes");
+    let listed = crate::helpers::eventually("the event recorded", std::time::Duration::from_secs(10), || async {
+        let (_, list) = app.call("GET", &path, Some(&analyst), None).await;
+        (list["data"]["total"] == 1).then_some(list)
+    })
+    .await;
+    assert_eq!(listed["data"]["items"][0]["channel"], "nats");
+    assert_eq!(listed["data"]["items"][0]["event"], "bankruptcy");
+    let audited: Vec<String> = sqlx::query_scalar("SELECT actor_kind FROM audit_log WHERE action = 'outcome.record'")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(audited, ["nats"], "recorded once, audited once, by NATS");
+}
