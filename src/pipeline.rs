@@ -61,7 +61,10 @@ pub struct Started {
 /// Starts the actors (admitting filings by the fleet's shared limits, their copies of tenant policies dropped
 /// on the fleet's changes), the alert outbox, the alert feed and (if enabled) the JetStream ingest of filings
 /// and of credit events (recorded through `outcomes`). Must run inside the actix system.
-#[allow(clippy::too_many_arguments, reason = "the wiring's inputs, each used once; a struct would only rename them")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the wiring's inputs, each used once; a struct would only rename them"
+)]
 pub fn start(
     settings: &Settings,
     registry: Registry,

@@ -48,6 +48,26 @@ pub enum CompanyLookup {
     Ambiguous,
 }
 
+impl CompanyLookup {
+    /// The company's (organization, id), or why a message naming `symbol` in `tenant` has none.
+    pub fn found(self, symbol: &CompanySymbol, tenant: &str) -> Result<(Uuid, Uuid), Undeliverable> {
+        match self {
+            Self::Found {
+                organization_id,
+                company_id,
+            } => Ok((organization_id, company_id)),
+            Self::Unknown => Err(Undeliverable::new(
+                "UNKNOWN_COMPANY",
+                format!("no company {symbol} in tenant {tenant}"),
+            )),
+            Self::Ambiguous => Err(Undeliverable::new(
+                "AMBIGUOUS_COMPANY",
+                format!("{symbol} exists in several organizations; set organization_id"),
+            )),
+        }
+    }
+}
+
 /// The directory could not answer (its database is down, say): the message is delayed, not refused.
 #[derive(Debug, thiserror::Error)]
 #[error("the directory is unavailable: {0}")]
@@ -143,25 +163,10 @@ impl Ingest {
             .company(tenant_id, &decoded.company_symbol, decoded.organization_id)
             .await
         {
-            Ok(CompanyLookup::Found {
-                organization_id,
-                company_id,
-            }) => (organization_id, company_id),
-            Ok(CompanyLookup::Unknown) => {
-                return Outcome::DeadLetter(Undeliverable::new(
-                    "UNKNOWN_COMPANY",
-                    format!("no company {} in tenant {}", decoded.company_symbol, decoded.tenant),
-                ));
-            }
-            Ok(CompanyLookup::Ambiguous) => {
-                return Outcome::DeadLetter(Undeliverable::new(
-                    "AMBIGUOUS_COMPANY",
-                    format!(
-                        "{} exists in several organizations; set organization_id",
-                        decoded.company_symbol
-                    ),
-                ));
-            }
+            Ok(lookup) => match lookup.found(&decoded.company_symbol, &decoded.tenant) {
+                Ok(found) => found,
+                Err(reason) => return Outcome::DeadLetter(reason),
+            },
             Err(e) => return unavailable(&e),
         };
         let key = match decoded.filing_id.clone() {

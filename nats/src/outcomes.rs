@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     StreamKind,
     consumer::{self, Durable, IngestConfig, Outcome, Process},
-    ingest::{CompanyLookup, Directory},
+    ingest::Directory,
     message::Undeliverable,
     subjects::Namespace,
 };
@@ -150,22 +150,10 @@ impl OutcomeIngest {
             .company(tenant_id, &symbol, decoded.organization_id)
             .await
         {
-            Ok(CompanyLookup::Found {
-                organization_id,
-                company_id,
-            }) => (organization_id, company_id),
-            Ok(CompanyLookup::Unknown) => {
-                return Outcome::DeadLetter(Undeliverable::new(
-                    "UNKNOWN_COMPANY",
-                    format!("no company {symbol} in tenant {tenant}"),
-                ));
-            }
-            Ok(CompanyLookup::Ambiguous) => {
-                return Outcome::DeadLetter(Undeliverable::new(
-                    "AMBIGUOUS_COMPANY",
-                    format!("{symbol} exists in several organizations; set organization_id"),
-                ));
-            }
+            Ok(lookup) => match lookup.found(&symbol, &tenant) {
+                Ok(found) => found,
+                Err(reason) => return Outcome::DeadLetter(reason),
+            },
             Err(e) => return unavailable(&e),
         };
         match self.sink.record(tenant_id, organization_id, company_id, decoded).await {

@@ -237,6 +237,16 @@ pub fn field_details(field: &str, reason: &str) -> serde_json::Value {
     serde_json::json!({ "field": field, "reason": reason })
 }
 
+/// The tenant a request acts in — the one it names (a super_admin's choice), else the caller's — and the caller's
+/// scope in it (another tenant: 404).
+pub fn tenant_scope(principal: &Principal, named: Option<Uuid>) -> Result<(Uuid, crate::auth::Scope), ApiError> {
+    let tenant_id = named.or(principal.tenant_id).ok_or_else(|| {
+        ApiError::validation("tenant_id is required for a service-wide account.")
+            .with_details(field_details("tenant_id", "required"))
+    })?;
+    Ok((tenant_id, principal.scope_in_tenant(tenant_id, "tenant")?))
+}
+
 /// A cursor request checked against its bounds.
 pub fn cursor(per_page: Option<u32>, cursor: Option<Uuid>) -> Result<crate::db::pagination::Cursor, ApiError> {
     crate::db::pagination::Cursor::new(per_page, cursor)

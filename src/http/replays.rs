@@ -56,11 +56,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     principal.authorize(Permission::PredictionManage)?;
     let body = body.into_inner();
-    let tenant_id = body.tenant_id.or(principal.tenant_id).ok_or_else(|| {
-        ApiError::validation("tenant_id is required for a service-wide account.")
-            .with_details(field_details("tenant_id", "required"))
-    })?;
-    let scope = principal.scope_in_tenant(tenant_id, "tenant")?;
+    let (tenant_id, scope) = super::tenant_scope(&principal, body.tenant_id)?;
     let prediction_type = match body.prediction_type.as_deref() {
         Some(raw) => pdscore_actors::domain::prediction_type(raw)?,
         None => PredictionType::Annual,

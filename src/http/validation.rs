@@ -79,11 +79,7 @@ struct Checked {
 
 async fn check(state: &AppState, principal: &Principal, query: &ValidationQuery) -> Result<Checked, ApiError> {
     principal.authorize(Permission::PredictionRead)?;
-    let tenant_id = query.tenant_id.or(principal.tenant_id).ok_or_else(|| {
-        ApiError::validation("tenant_id is required for a service-wide account.")
-            .with_details(field_details("tenant_id", "required"))
-    })?;
-    let scope = principal.scope_in_tenant(tenant_id, "tenant")?;
+    let (tenant_id, scope) = super::tenant_scope(principal, query.tenant_id)?;
     let prediction_type: PredictionType = match query.prediction_type.as_deref() {
         Some(raw) => pdscore_actors::domain::prediction_type(raw)?,
         None => PredictionType::Annual,
