@@ -8,7 +8,7 @@
 //!
 //! Alerts leave through NATS and come back into the same process for the SSE streams: every instance follows
 //! the stream, so a subscriber connected to one instance sees the alerts every instance found. NATS
-//! subscribers read the same stream.
+//! subscribers read the same stream. Model-drift alerts (`crate::validation::drift`) travel the same way.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -18,6 +18,7 @@ use std::{
 
 use futures_util::{FutureExt, StreamExt, future::BoxFuture};
 use pdscore_actors::{Alert, AlertSink};
+use pdscore_nats::{alerts::DriftAlert, subjects::DRIFT_TOKEN};
 use sqlx::PgPool;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -85,11 +86,38 @@ impl AlertSink for AlertPublisher {
     }
 }
 
+/// One alert of the live feed.
+#[derive(Debug, Clone)]
+pub enum LiveAlert {
+    /// A company's risk changed.
+    Risk(Alert),
+    /// A model's population drifted.
+    Drift(DriftAlert),
+}
+
+impl LiveAlert {
+    fn id(&self) -> Uuid {
+        match self {
+            Self::Risk(a) => a.id,
+            Self::Drift(a) => a.id,
+        }
+    }
+
+    /// Decodes a message of the ALERTS stream by its subject's last token.
+    fn decode(subject: &str, payload: &[u8]) -> Option<Self> {
+        if subject.rsplit('.').next() == Some(DRIFT_TOKEN) {
+            serde_json::from_slice(payload).ok().map(Self::Drift)
+        } else {
+            serde_json::from_slice(payload).ok().map(Self::Risk)
+        }
+    }
+}
+
 /// Live alerts of every tenant, as stored on the ALERTS stream (whichever instance scored them), for the
 /// SSE subscribers of this instance. Each alert is delivered once even if it was published twice.
 #[derive(Clone)]
 pub struct AlertFeed {
-    sender: broadcast::Sender<Arc<Alert>>,
+    sender: broadcast::Sender<Arc<LiveAlert>>,
 }
 
 impl AlertFeed {
@@ -99,7 +127,7 @@ impl AlertFeed {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Alert>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveAlert>> {
         self.sender.subscribe()
     }
 
@@ -124,14 +152,14 @@ impl AlertFeed {
                     message = subscription.next() => message,
                 };
                 let Some(message) = message else { break };
-                let Ok(alert) = serde_json::from_slice::<Alert>(&message.payload) else {
+                let Some(alert) = LiveAlert::decode(&message.subject, &message.payload) else {
                     tracing::warn!(subject = %message.subject, "ignoring an undecodable alert");
                     continue;
                 };
-                if !seen.0.insert(alert.id) {
+                if !seen.0.insert(alert.id()) {
                     continue;
                 }
-                seen.1.push_back(alert.id);
+                seen.1.push_back(alert.id());
                 if seen.1.len() > 10_000
                     && let Some(old) = seen.1.pop_front()
                 {

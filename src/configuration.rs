@@ -50,6 +50,7 @@ pub struct Settings {
     pub bulk: BulkSettings,
     pub health: HealthSettings,
     pub pipeline: PipelineSettings,
+    pub drift: DriftSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -219,6 +220,20 @@ pub struct BulkSettings {
     pub max_xlsx_compression_ratio: u64,
 }
 
+/// Drift monitoring of the answering models (`validation::drift`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftSettings {
+    /// Seconds between the monitor's passes; 0: this instance does not run it (another does).
+    pub every_secs: u64,
+    /// The window measured (its predictions), and the past window before it, in hours.
+    pub window_hours: u32,
+    /// PSI above which a drift alert is raised (0.25: a significant shift, by the usual reading).
+    pub threshold: f64,
+    /// Predictions a window needs before its PSI is computed (fewer give noise, not drift).
+    pub min_rows: u64,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthSettings {
@@ -380,6 +395,15 @@ impl Settings {
             if value == 0 {
                 return invalid(key, "must be at least 1".into());
             }
+        }
+        if self.drift.window_hours == 0 || self.drift.window_hours > 24 * 366 {
+            return invalid("drift.window_hours", "must be 1 to 8784 (a year)".into());
+        }
+        if !(self.drift.threshold.is_finite() && self.drift.threshold > 0.0) {
+            return invalid("drift.threshold", "must be a positive number".into());
+        }
+        if self.drift.min_rows == 0 {
+            return invalid("drift.min_rows", "must be at least 1".into());
         }
         let p = &self.pipeline;
         for (key, value) in [

@@ -113,6 +113,13 @@ impl Application {
             tracing::warn!(error = %format!("{error:#}"), "cannot load the deployed models yet; checking again shortly");
         }
         background.push(tokio::spawn(deployment.clone().keep_synced(shutdown.clone())));
+        let drift = crate::validation::drift::DriftMonitor::new(
+            db.clone(),
+            messaging.clone(),
+            started.pipeline.registry().clone(),
+            settings.drift.clone(),
+        );
+        background.push(tokio::spawn(drift.clone().run(shutdown.clone())));
         let company_symbols = Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES));
         let symbols = Arc::clone(&company_symbols);
         // Only companies found are kept: a company added makes none of them wrong.
@@ -136,6 +143,7 @@ impl Application {
             pipeline: started.pipeline,
             default_models: started.default_models,
             deployment,
+            drift,
             alerts: started.alerts,
             live: crate::http::live_streams::LiveStreams::new(
                 settings.application.live_streams_per_user,
@@ -173,6 +181,11 @@ impl Application {
     /// The scoring pipeline (tests inject failures through it).
     pub fn pipeline(&self) -> &pdscore_actors::Pipeline {
         &self.state.pipeline
+    }
+
+    /// The drift monitor (tests run its passes at the time they choose).
+    pub fn drift(&self) -> &crate::validation::drift::DriftMonitor {
+        &self.state.drift
     }
 
     /// Cancelling this token shuts the application down gracefully, like SIGTERM does.

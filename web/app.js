@@ -13,7 +13,7 @@
  *   state.js       app state: the signed-in user, permissions, the live alert stream
  *   router.js      the router and the page lifecycle (title, focus, data-ready)
  *   session.js     signing in and out, and the header of a signed-in session
- *   pages/*.js     the pages: sign-in, portfolio, company, alerts, bulk jobs, models, validation, admin, and
+ *   pages/*.js     the pages: sign-in, portfolio, company, alerts, bulk jobs, models, validation, drift, admin, and
  *                  "not found"
  * This module, above them all, registers the pages with the router, tells the API client what a lost session
  * leads to, and starts the app.
@@ -33,6 +33,7 @@ import { alertsPage } from "./js/pages/alerts.js";
 import { bulkPage } from "./js/pages/bulk.js";
 import { modelsPage } from "./js/pages/models.js";
 import { validationPage } from "./js/pages/validation.js";
+import { driftPage } from "./js/pages/drift.js";
 import { adminPage } from "./js/pages/admin.js";
 import { notFoundPage } from "./js/pages/not-found.js";
 
@@ -44,6 +45,7 @@ registerRoutes([
   { name: "bulk", pattern: /^\/bulk$/, render: bulkPage },
   { name: "models", pattern: /^\/models$/, render: modelsPage },
   { name: "validation", pattern: /^\/validation$/, render: validationPage },
+  { name: "drift", pattern: /^\/drift$/, render: driftPage },
   { name: "admin", pattern: /^\/admin$/, render: adminPage },
 ], { name: "not-found", render: notFoundPage });
 

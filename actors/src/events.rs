@@ -86,6 +86,12 @@ fn tenant_label(tenant: &str) -> SharedString {
     TENANT_LABELS.label(tenant)
 }
 
+/// The tenant's label when it has series of its own, `None` when it counts under `other`: for gauges,
+/// which cannot be summed under one label.
+pub fn named_tenant_label(tenant: &str) -> Option<SharedString> {
+    Some(tenant_label(tenant)).filter(|label| label.as_ref() != OTHER_TENANTS || tenant == OTHER_TENANTS)
+}
+
 /// Filings handed to a tenant's actor (`source`: http, nats, bulk).
 pub struct FilingsReceived<'a> {
     pub tenant: &'a str,

@@ -13,10 +13,12 @@
 //!   (score, PD only, the term structure with [`term`]);
 //! - [`risk`]: risk-level schemes and the implied-rating master scale;
 //! - [`dataset`]: the Polish bankruptcy data (ARFF) the trained models learn from;
+//! - [`drift`]: population stability of a model's inputs and PDs against its training sample or a past window;
 //! - `train` (feature `train`): cross-validation, metrics, training and evaluation, behind a cargo feature
 //!   so the service binary never compiles Burn's autodiff and optimizers.
 
 pub mod dataset;
+pub mod drift;
 pub mod explain;
 pub mod features;
 pub mod kinds;

@@ -195,6 +195,15 @@ impl LoadedModel {
         &self.entry.id
     }
 
+    /// The words for each feature (reason codes, reports), in the model's order.
+    pub fn feature_labels(&self) -> Vec<&str> {
+        match &self.model {
+            Model::Scorecard(card) => card.spec().features.iter().map(|f| f.label.as_str()).collect(),
+            Model::Network(network) => network.spec().feature_labels.iter().map(String::as_str).collect(),
+            Model::Trees(trees) => trees.spec().feature_labels.iter().map(String::as_str).collect(),
+        }
+    }
+
     /// Builds the model of `entry` from its files, as `read` gives them (checksums verified by `read`); `dir`
     /// names them in errors. Its parameters must read the entry's feature set.
     pub fn from_files(
@@ -290,13 +299,16 @@ impl LoadedModel {
     /// the model's sample rate, [`term::rebase`]); unchanged without a base rate or when the sample rate is
     /// unknown.
     pub fn portfolio_pds(&self, outputs: &[ModelOutput], base_rate: Option<f64>) -> Vec<f64> {
-        outputs
-            .iter()
-            .map(|o| match (self.entry.sample_default_rate, base_rate) {
-                (Some(sample), Some(target)) => term::rebase(o.pd, sample, target),
-                _ => o.pd,
-            })
-            .collect()
+        outputs.iter().map(|o| self.portfolio_pd(o.pd, base_rate)).collect()
+    }
+
+    /// One PD of the model for a portfolio whose one-year default rate is `base_rate` (see
+    /// [`Self::portfolio_pds`]); increasing in `pd`.
+    pub fn portfolio_pd(&self, pd: f64, base_rate: Option<f64>) -> f64 {
+        match (self.entry.sample_default_rate, base_rate) {
+            (Some(sample), Some(target)) => term::rebase(pd, sample, target),
+            _ => pd,
+        }
     }
 
     fn check_width(&self, rows: &[Vec<Option<f64>>]) -> Result<(), ScoreError> {

@@ -7,12 +7,16 @@
 //! |---------------|-----------------------------------------|----------------|
 //! | filings in    | `filings.<tenant>.<annual\|quarterly>`  | `FILINGS`      |
 //! | alerts out    | `alerts.<tenant>.<company>`             | `ALERTS`       |
+//! | drift alerts  | `alerts.<tenant>.drift`                 | `ALERTS`       |
 //! | dead letters  | `deadletter.<source>`                   | `DEAD_LETTERS` |
 //! | fleet changes | `fleet.changes`                         | none (core)    |
 //!
 //! With prefix `p1`, subjects become `p1.filings.…` and streams `P1_FILINGS`.
 
 use std::fmt;
+
+/// The last token of a drift alert's subject.
+pub const DRIFT_TOKEN: &str = "drift";
 
 /// Why a namespace prefix was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -81,6 +85,12 @@ impl Namespace {
     /// Where risk-change alerts of one company are published.
     pub fn alerts(&self, tenant: &str, company: &str) -> String {
         self.subject(&format!("alerts.{tenant}.{company}"))
+    }
+
+    /// Where a tenant's model-drift alerts are published (beside its companies' risk alerts; a company id is
+    /// a UUID, so the token cannot collide).
+    pub fn drift_alerts(&self, tenant: &str) -> String {
+        self.subject(&format!("alerts.{tenant}.{DRIFT_TOKEN}"))
     }
 
     /// Where messages that cannot be processed go, by the path they came from (e.g. `filings`).

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bulk_jobs;
 pub mod companies;
 pub mod deployments;
+pub mod drift;
 pub mod history;
 pub mod organizations;
 pub mod outcomes;

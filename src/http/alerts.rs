@@ -4,7 +4,6 @@
 use std::{collections::HashSet, sync::Arc};
 
 use actix_web::{HttpResponse, get, web};
-use pdscore_actors::Alert;
 use serde::Deserialize;
 use tokio::sync::broadcast::{Receiver, error::RecvError};
 use uuid::Uuid;
@@ -14,6 +13,7 @@ use super::{
     live::{Liveness, Standing},
 };
 use crate::{
+    alerts::LiveAlert,
     auth::{Permission, Principal, Scope},
     db::{
         alerts::{self as stored, AlertRecord},
@@ -60,15 +60,26 @@ struct Visibility {
 }
 
 impl Visibility {
-    fn allows(&self, alert: &Alert) -> bool {
-        self.scope.tenant().is_none_or(|t| t == alert.tenant_id)
-            && self.scope.organization().is_none_or(|o| o == alert.organization_id)
-            && self.assigned.as_ref().is_none_or(|a| a.contains(&alert.company_id))
+    fn allows(&self, alert: &LiveAlert) -> bool {
+        match alert {
+            LiveAlert::Risk(alert) => {
+                self.scope.tenant().is_none_or(|t| t == alert.tenant_id)
+                    && self.scope.organization().is_none_or(|o| o == alert.organization_id)
+                    && self.assigned.as_ref().is_none_or(|a| a.contains(&alert.company_id))
+            }
+            // A model's drift is measured over the whole tenant: for the accounts that see the whole tenant.
+            LiveAlert::Drift(alert) => {
+                self.scope.tenant().is_none_or(|t| t == alert.tenant_id)
+                    && self.scope.organization().is_none()
+                    && self.assigned.is_none()
+            }
+        }
     }
 }
 
-/// Live alerts as Server-Sent Events (`event: alert`, `id:` the alert id, `data:` the alert JSON), with a
-/// keep-alive comment every 15 s at most. The stream ends (`event: end` with the reason) within a few seconds
+/// Live alerts as Server-Sent Events (`event: alert`, `id:` the alert id, `data:` the alert JSON; for
+/// accounts that see the whole tenant also `event: drift`, a model-drift alert), with a keep-alive comment
+/// every 15 s at most. The stream ends (`event: end` with the reason) within a few seconds
 /// of its session ending; a `user`'s stream follows their assignments. Open streams are capped per user and
 /// instance (`RATE_LIMITED`).
 #[utoipa::path(tag = "alerts", security(("bearer" = [])),
@@ -92,7 +103,7 @@ pub async fn live(state: web::Data<AppState>, principal: Principal) -> Result<Ht
 
 /// One live stream's state.
 struct Subscriber {
-    receiver: Receiver<Arc<Alert>>,
+    receiver: Receiver<Arc<LiveAlert>>,
     visibility: Visibility,
     liveness: Liveness,
     /// The end frame was sent: the stream is over.
@@ -120,10 +131,16 @@ impl super::live::Frames for Subscriber {
                     Some(frame) => return Some(frame),
                     None => continue,
                 },
-                Ok(Ok(alert)) if self.visibility.allows(&alert) => {
-                    let data = serde_json::to_string(&*alert).ok()?;
-                    format!("id: {}\nevent: alert\ndata: {data}\n\n", alert.id)
-                }
+                Ok(Ok(alert)) if self.visibility.allows(&alert) => match &*alert {
+                    LiveAlert::Risk(alert) => {
+                        let data = serde_json::to_string(alert).ok()?;
+                        format!("id: {}\nevent: alert\ndata: {data}\n\n", alert.id)
+                    }
+                    LiveAlert::Drift(alert) => {
+                        let data = serde_json::to_string(alert).ok()?;
+                        format!("id: {}\nevent: drift\ndata: {data}\n\n", alert.id)
+                    }
+                },
                 Ok(Ok(_)) => continue,
                 Ok(Err(RecvError::Lagged(missed))) => {
                     SseAlertsMissed { missed }.emit();

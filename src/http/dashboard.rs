@@ -58,6 +58,7 @@ const FILES: &[(&str, &str, &str)] = &[
     js_module!("pages/bulk.js"),
     js_module!("pages/models.js"),
     js_module!("pages/validation.js"),
+    js_module!("pages/drift.js"),
     js_module!("pages/admin.js"),
     js_module!("pages/not-found.js"),
 ];

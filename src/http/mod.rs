@@ -153,6 +153,7 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(replays::get)
             .service(validation::backtest)
             .service(validation::compare)
+            .service(validation::drift)
             .service(audit::list),
     );
 }

@@ -72,7 +72,10 @@ fn tags() -> Vec<Tag> {
              implied-rating grade, rating migrations and the PD distribution per period. GET /comparisons puts the \
              tenant's model against its challenger on the same filings and the same events. POST /replays re-scores \
              stored filings with another version (a bulk job) and GET /replays/{id} shows the rating migrations \
-             between the two: the evidence a model-change review asks for.",
+             between the two: the evidence a model-change review asks for. GET /drift says whether the population \
+             a model scores is still the one it was built on: the population stability index of its PD and of each \
+             input, against its training sample and against the window before, over time, with the drift alerts \
+             (also on NATS `alerts.<tenant>.drift` and as `event: drift` on the alert stream).",
         ),
         (
             "models",

@@ -26,6 +26,7 @@ pub struct AppState {
     pub default_models: Arc<pdscore_actors::DefaultModels>,
     /// Model versions uploaded and activated at run time, on every instance.
     pub deployment: crate::deployment::Deployment,
+    pub drift: crate::validation::drift::DriftMonitor,
     /// Live alerts for the SSE stream.
     pub alerts: AlertFeed,
     /// The open live streams (caps, and how often they re-check their caller).

@@ -1,5 +1,5 @@
 //! Model validation for credit-risk managers: back-tests of a model version's PDs against the tenant's
-//! recorded credit events, and champion against challenger.
+//! recorded credit events, champion against challenger, and the drift of a model's population.
 
 use actix_web::{HttpResponse, get, web};
 use chrono::{NaiveDate, Utc};
@@ -17,7 +17,10 @@ use crate::{
     auth::{Permission, Principal, Scope},
     db::organizations,
     http::AppState,
-    validation::{self, Backtest, BacktestError, BacktestRequest, Comparison, MAX_HORIZON_YEARS},
+    validation::{
+        self, Backtest, BacktestError, BacktestRequest, Comparison, MAX_HORIZON_YEARS,
+        drift::{self as drift_report, DriftReport},
+    },
 };
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -191,4 +194,43 @@ pub async fn compare(
     };
     let today = Utc::now().date_naive();
     answer(validation::compare(&state.db, &checked.scope, &checked.request, &challenger, today).await)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DriftQuery {
+    /// The tenant (a super_admin's choice; others read their own).
+    pub tenant_id: Option<Uuid>,
+    /// The model version, e.g. `annual/polish-gbdt@1` (default: the tenant's most recently measured).
+    pub model: Option<String>,
+    /// Hours of history: 1 to 8784 (default 168, a week).
+    pub hours: Option<u32>,
+}
+
+/// Whether the population a model scores for the tenant is still the one it was built on: the population
+/// stability index (PSI) of its PD and of each input feature, over the last `window_hours` of the tenant's
+/// predictions, against the model's training sample and against the window before; the PSIs over time; and
+/// the drift alerts (raised when a PSI passes the threshold, resolved when every series is back under it).
+/// Recomputed continuously from the stored predictions. For the accounts that see the whole tenant.
+#[utoipa::path(tag = "validation", security(("bearer" = [])), params(DriftQuery), responses(
+    (status = 200, body = envelope::Envelope<DriftReport>), (status = 403, body = envelope::ErrorBody),
+    (status = 404, body = envelope::ErrorBody), (status = 422, body = envelope::ErrorBody)))]
+#[get("/drift")]
+#[tracing::instrument(name = "http.validation.drift", skip_all)]
+pub async fn drift(
+    state: web::Data<AppState>,
+    principal: Principal,
+    query: web::Query<DriftQuery>,
+) -> Result<HttpResponse, ApiError> {
+    principal.authorize(Permission::TenantRead)?;
+    let (tenant_id, _) = super::tenant_scope(&principal, query.tenant_id)?;
+    let hours = query.hours.unwrap_or(168);
+    if !(1..=24 * 366).contains(&hours) {
+        return Err(ApiError::validation("hours must be 1 to 8784.").with_details(field_details("hours", "1 to 8784")));
+    }
+    let model = query.model.as_deref().map(|raw| model_id(raw, "model")).transpose()?;
+    let registry = state.pipeline.registry().current();
+    let report = drift_report::report(&state.db, &registry, state.drift.settings(), tenant_id, model, hours).await?;
+    Ok(envelope::ok(report))
 }

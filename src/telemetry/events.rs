@@ -21,6 +21,8 @@ const LIVE_STREAMS_REFUSED: &str = "pdscore_live_streams_refused_total";
 const SSE_ALERTS_MISSED: &str = "pdscore_sse_alerts_missed_total";
 const PORTFOLIO_CACHE: &str = "pdscore_portfolio_cache_total";
 const PORTFOLIO_CACHE_INVALIDATION_FAILURES: &str = "pdscore_portfolio_cache_invalidation_failures_total";
+const DRIFT_PSI: &str = "pdscore_drift_psi";
+const DRIFT_ALERTS: &str = "pdscore_drift_alerts_total";
 
 /// An HTTP request was answered (`route`: the matched pattern, or one label for every unmatched path).
 pub struct HttpRequestServed<'a> {
@@ -177,6 +179,44 @@ impl PortfolioCacheNotInvalidated<'_> {
     }
 }
 
+/// A model's drift for a tenant was measured against a reference: the PSI of its PD and the largest of its
+/// features' (`series` = `pd`, `features_max`). Tenants beyond `pipeline.max_tenant_series` have no gauges
+/// (a gauge cannot be summed under `other`): their PSIs are in `GET /drift` and its alerts.
+pub struct DriftMeasured<'a> {
+    pub tenant: &'a str,
+    pub model: &'a str,
+    pub reference: &'static str,
+    pub pd: Option<f64>,
+    pub features_max: Option<f64>,
+}
+
+impl DriftMeasured<'_> {
+    pub fn emit(self) {
+        let Some(tenant) = pdscore_actors::events::named_tenant_label(self.tenant) else {
+            return;
+        };
+        for (series, value) in [("pd", self.pd), ("features_max", self.features_max)] {
+            if let Some(value) = value {
+                gauge!(DRIFT_PSI, "tenant" => tenant.clone(), "model" => self.model.to_owned(),
+                       "reference" => self.reference, "series" => series)
+                .set(value);
+            }
+        }
+    }
+}
+
+/// A drift alert was raised (`reference`: training, past).
+pub struct DriftAlertRaised {
+    pub reference: &'static str,
+}
+
+impl DriftAlertRaised {
+    pub fn emit(self) {
+        counter!(DRIFT_ALERTS, "reference" => self.reference).increment(1);
+        tracing::info!(reference = self.reference, "drift alert raised");
+    }
+}
+
 /// Registers the help text of every metric above.
 pub fn describe() {
     describe_counter!(
@@ -193,6 +233,11 @@ pub fn describe() {
         "PostgreSQL pool connections, by state (idle, in_use)"
     );
     describe_gauge!(DB_POOL_MAX, "PostgreSQL pool capacity");
+    describe_gauge!(
+        DRIFT_PSI,
+        "Population stability index of a tenant's answering model against a reference (training, past), for its PD and the largest of its features"
+    );
+    describe_counter!(DRIFT_ALERTS, "Drift alerts raised, by reference (training, past)");
     describe_gauge!(NATS_CONNECTED, "1 when the NATS connection is up");
     describe_gauge!(
         DEPENDENCY_UP,

@@ -1,8 +1,10 @@
 //! Model validation: the evidence that a model's PDs still work on a tenant's own portfolio — back-tests
-//! against recorded credit events ([`backtest`]) and champion against challenger ([`comparison`]).
+//! against recorded credit events ([`backtest`]), champion against challenger ([`comparison`]), and the
+//! population's drift away from what the model was built on ([`drift`]).
 
 pub mod backtest;
 pub mod comparison;
+pub mod drift;
 
 use chrono::NaiveDate;
 use pdscore_models::{PredictionType, registry::ModelId};

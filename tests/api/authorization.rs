@@ -1097,6 +1097,19 @@ fn matrix(w: &World) -> Vec<Row> {
             format!("/api/v1/comparisons?tenant_id={}&challenger=annual/accunode-scorecard@1", w.tenant_b),
             [200, 404, 404, 404, 404],
         ),
+        // Drift: measured over the whole tenant, for the accounts that see the whole tenant.
+        row(
+            "GET",
+            "/api/v1/drift",
+            format!("/api/v1/drift?tenant_id={}", w.tenant_a),
+            [200, 200, 403, 403, 403],
+        ),
+        row(
+            "GET",
+            "/api/v1/drift",
+            format!("/api/v1/drift?tenant_id={}", w.tenant_b),
+            [200, 404, 403, 403, 403],
+        ),
         row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 202, 202, 202, 403]).upload(w.org_a1),
         row("POST", "/api/v1/bulk-jobs", "/api/v1/bulk-jobs".into(), [202, 404, 404, 404, 403]).upload(w.org_b1),
         row(

@@ -896,3 +896,78 @@ async fn browser_a_risk_manager_reads_the_backtest_and_the_champion_against_its_
         browser.close().await;
     }
 }
+
+#[actix_web::test]
+async fn browser_a_risk_manager_reads_the_drift_of_the_model_against_its_training_sample_and_the_past() {
+    let app = spawn_app_with(|s| {
+        s.auth.login_attempts_per_address = 1000;
+        s.drift.min_rows = 20;
+    })
+    .await;
+    let demo = app.demo().await;
+    let admin = demo.setup.user(Role::TenantAdmin);
+    let tenant = demo.setup.tenant_id;
+    crate::validation::scored_portfolio(&app, demo.token(Role::OrgMember), demo.setup.organization_id).await;
+    // The 2020 statements were scored forty days ago: the past window.
+    sqlx::query(
+        "UPDATE predictions SET created_at = created_at - interval '40 days' WHERE tenant_id = $1 AND period_year = 2020",
+    )
+    .bind(tenant)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    app.drift.pass(chrono::Utc::now()).await.unwrap();
+    let (_, expected) = app
+        .call("GET", "/api/v1/drift", Some(demo.token(Role::TenantAdmin)), None)
+        .await;
+    let open = expected["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["resolved_at"].is_null())
+        .count();
+    assert_eq!(expected["data"]["latest"]["past_rows"], 30, "{expected:#}");
+
+    for viewport in [Viewport::Laptop, Viewport::Phone] {
+        let browser = Browser::start(&app, viewport, "drift").await;
+        browser.sign_in(&admin.email, &admin.password).await;
+        browser.open("#/drift", "drift").await;
+        browser
+            .until(
+                "the PD distribution",
+                "document.querySelectorAll('#drift-distribution rect.bar.current').length > 0",
+            )
+            .await;
+        assert_eq!(browser.text("#drift-open-alerts").await, open.to_string());
+        let bars = browser
+            .js("return ['expected', 'past', 'current'].map((k) => document.querySelectorAll(`#drift-distribution rect.bar.${k}`).length)")
+            .await;
+        let bins = expected["data"]["latest"]["series"][0]["bins"]["edges"]
+            .as_array()
+            .unwrap()
+            .len()
+            + 2;
+        assert_eq!(bars, json!([bins, bins, bins]));
+        let rows = browser
+            .js("return document.querySelectorAll('#drift-features tbody tr').length")
+            .await;
+        assert_eq!(rows, json!(65));
+        browser.screenshot("drift").await;
+        browser
+            .js("document.querySelector('#drift-distribution-heading').scrollIntoView()")
+            .await;
+        browser.screenshot("drift-distribution").await;
+        browser
+            .js("document.querySelector('#drift-history-heading').scrollIntoView()")
+            .await;
+        browser.screenshot("drift-history").await;
+        browser
+            .js("document.querySelector('#drift-features-heading').scrollIntoView()")
+            .await;
+        browser.screenshot("drift-inputs").await;
+        browser.click("#drift-refresh").await;
+        browser.ready("drift").await;
+        browser.no_errors().await;
+        browser.close().await;
+    }
+}

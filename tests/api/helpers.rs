@@ -181,6 +181,8 @@ pub struct TestApp {
     pub db: PgPool,
     /// The running pipeline (tests inject failures through it).
     pub pipeline: pdscore_actors::Pipeline,
+    /// The drift monitor (its passes run when a test says).
+    pub drift: pdscore::validation::drift::DriftMonitor,
     pub settings: Settings,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
@@ -206,11 +208,14 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.auth.jwt_private_key_path = SIGNING_KEY.0.clone();
     // Every test's tenants get series of their own (the tests share one process, hence one label table).
     settings.pipeline.max_tenant_series = 1_000_000;
+    // Drift passes run when a test asks (`TestApp::drift`), not on a timer.
+    settings.drift.every_secs = 0;
     customize(&mut settings);
 
     let application = Application::build(settings.clone()).await.expect("application builds");
     let port = application.port();
     let pipeline = application.pipeline().clone();
+    let drift = application.drift().clone();
     let shutdown = application.shutdown_token();
     let server = tokio::spawn(application.run_until_stopped());
     let db = pdscore::db::pool(&settings.database).expect("test pool");
@@ -218,6 +223,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         address: format!("http://127.0.0.1:{port}"),
         db,
         pipeline,
+        drift,
         settings,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))

@@ -10,6 +10,7 @@ mod crash;
 mod dashboard;
 mod deploy;
 mod deployments;
+mod drift;
 mod envelope;
 mod fleet;
 mod health;

@@ -88,6 +88,7 @@ function renderHeader() {
     ["models", "Models"],
   ];
   if (state.me?.user?.tenant_id) links.push(["validation", "Validation"]);
+  if (state.me?.user?.tenant_id && state.me.user.role === "tenant_admin") links.push(["drift", "Drift"]);
   if (mayAdminister()) links.push(["admin", "Admin"]);
   const nav = el("nav", { class: "main-nav", "aria-label": "Main" },
     el("ul", {}, links.map(([page, label]) =>

@@ -133,7 +133,10 @@ export function startAlertStream() {
     },
     onEvent(event) {
       if (event.type === "alert") receiveAlert(JSON.parse(event.data));
-      else if (event.type === "lagged") announce("Some live alerts were missed; the alert history has them all.");
+      else if (event.type === "drift") {
+        const drift = JSON.parse(event.data);
+        announce(`Drift alert: ${drift.model} has moved away from its ${drift.reference === "past" ? "past window" : "training sample"} (see Drift).`, "warning");
+      } else if (event.type === "lagged") announce("Some live alerts were missed; the alert history has them all.");
     },
   }).catch(reportBug);
 }

@@ -90,7 +90,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         writer.add_trees(&card, &spec, term_structure)?;
     }
     let manifest = writer.finish()?;
-    eprintln!("wrote {}", manifest.display());
+    let profiled = artifacts::add_training_profiles(&out, &data_dir)?;
+    eprintln!("wrote {} (training profiles of {profiled:?})", manifest.display());
     Ok(())
 }
 

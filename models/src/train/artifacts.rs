@@ -11,11 +11,13 @@ use serde_json::{Value, json};
 
 use crate::{
     PredictionType,
+    dataset::Dataset,
+    drift::Profile,
     features::FeatureSet,
     network::{Ensemble, NetworkModel, NetworkSpec},
-    registry::{ArtifactFile, Manifest, ManifestEntry, ModelId, ModelKind, sha256_hex},
+    registry::{ArtifactFile, Manifest, ManifestEntry, ModelId, ModelKind, Registry, sha256_hex},
     scorecard::{Bin, ScorecardFeature, ScorecardSpec},
-    train::experiment::Metrics,
+    train::{boost, experiment::Metrics},
     trees::TreeEnsembleSpec,
 };
 
@@ -199,6 +201,39 @@ impl ArtifactWriter {
         std::fs::write(&path, pretty(&self.manifest))?;
         Ok(path)
     }
+}
+
+/// Adds a `training_profile` ([`Profile`]) to the card of every model in `dir` whose card names its data
+/// file (`data.file`, read from `data_dir`): the served features of the statements behind the file's rows and
+/// the model's PDs on them, so the service can measure drift against the training sample. Rewrites those
+/// cards and the manifest's checksums; the ids of the models profiled.
+pub fn add_training_profiles(dir: &Path, data_dir: &Path) -> Result<Vec<ModelId>, Box<dyn std::error::Error>> {
+    let manifest_path = dir.join("manifest.json");
+    let mut manifest: Manifest = serde_json::from_slice(&std::fs::read(&manifest_path)?)?;
+    let registry = Registry::load(dir, &crate::cpu())?;
+    let mut profiled = Vec::new();
+    for entry in &mut manifest.models {
+        let model = registry.get(&entry.id).ok_or("a manifest model was not loaded")?;
+        let Some(file) = model.card["data"]["file"].as_str() else {
+            continue;
+        };
+        let data = Dataset::load(&data_dir.join(file))?;
+        let rows = boost::served_rows(&data);
+        let pds = model.predict_batch(&rows)?;
+        let sample = format!(
+            "{file}: the features the service computes from the statements behind its {} rows, and the model's PDs on them (in sample)",
+            data.len()
+        );
+        let profile = Profile::from_sample(sample, &entry.feature_set.names(), &rows, &pds);
+        let mut card = model.card.clone();
+        card["training_profile"] = serde_json::to_value(&profile)?;
+        let bytes = pretty(&card);
+        std::fs::write(dir.join(&entry.card.path), &bytes)?;
+        entry.card.sha256 = sha256_hex(&bytes);
+        profiled.push(entry.id.clone());
+    }
+    std::fs::write(&manifest_path, pretty(&manifest))?;
+    Ok(profiled)
 }
 
 fn pretty<T: Serialize>(value: &T) -> Vec<u8> {

@@ -9,7 +9,7 @@ import { card, dataTable, definitions, field, options, pageHead } from "../ui.js
 import { state } from "../state.js";
 
 /** A plot area: 4:3 for the side-by-side charts, wide and low for a chart over time. */
-function frame(id, label, wide = false) {
+export function frame(id, label, wide = false) {
   const W = Math.round(Math.min(wide ? 960 : 520, Math.max(300, mainEl.clientWidth - 64)));
   const H = Math.round(W * (wide ? (W < 560 ? 0.6 : 0.35) : 0.75));
   const M = { left: 56, right: 14, top: 12, bottom: 42 };
@@ -18,7 +18,7 @@ function frame(id, label, wide = false) {
 }
 
 /** Gridlines at 0, 0.25, …, 1 on both axes, labelled with `fmt`, and the axis titles. */
-function axes(f, xTitle, yTitle, fmtX, fmtY, yMax = 1, xMax = 1) {
+export function axes(f, xTitle, yTitle, fmtX, fmtY, yMax = 1, xMax = 1) {
   const grid = svg("g", { class: "grid", "aria-hidden": "true" });
   for (const t of [0, 0.25, 0.5, 0.75, 1]) {
     grid.append(
@@ -83,7 +83,7 @@ function periodChart(periods) {
   return f.root;
 }
 
-const legend = (...items) => el("p", { class: "chart-legend" }, items.map(([cls, text]) => el("span", { class: `key ${cls}` }, text)));
+export const legend = (...items) => el("p", { class: "chart-legend" }, items.map(([cls, text]) => el("span", { class: `key ${cls}` }, text)));
 
 function gradeTable(grades) {
   const flagged = (p) => (isNumber(p) && p < 0.05 ? el("strong", { class: "flag", text: fmtValue(p) }) : fmtValue(p));
