@@ -481,6 +481,7 @@ impl Settings {
             "models": self.models,
             "storage": self.storage,
             "bulk": self.bulk,
+            "drift": self.drift,
             "health": self.health,
             "pipeline": self.pipeline,
         })

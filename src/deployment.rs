@@ -223,6 +223,11 @@ impl Deployment {
         .map_err(|e| UploadError::Failed(e.to_string()))??;
         self.registry.current().check_partners(&model.entry)?;
         let reference_rows = model.self_test()?;
+        // A training profile, when the card has one, must fit the model (drift is measured against it).
+        pdscore_models::drift::Profile::of_model(&model).map_err(|message| RegistryError::Inconsistent {
+            id: model.entry.id.clone(),
+            message,
+        })?;
         let mut tx = self.db.begin().await?;
         let new = NewUpload {
             id: &id.to_string(),

@@ -155,6 +155,11 @@ async fn a_model_is_verified_before_it_is_deployed_then_activated_and_rolled_bac
     card["reference_rows"][1]["pd"] = json!(card["reference_rows"][1]["pd"].as_f64().unwrap() + 1e-6);
     *wrong_pd.file_mut(CARD) = serde_json::to_vec(&card).unwrap();
     wrong_pd.seal();
+    let mut bad_profile = good.clone();
+    let mut card: Value = serde_json::from_slice(bad_profile.file_mut(CARD)).unwrap();
+    card["training_profile"]["series"][3]["edges"] = json!([1.0, 0.5]);
+    *bad_profile.file_mut(CARD) = serde_json::to_vec(&card).unwrap();
+    bad_profile.seal();
     let mut other_features = good.clone();
     other_features.entry["feature_set"] = json!("accunode_annual");
     let mut missing = good.clone();
@@ -167,6 +172,7 @@ async fn a_model_is_verified_before_it_is_deployed_then_activated_and_rolled_bac
         (&altered, "checksum mismatch"),
         (&no_rows, "no reference_rows"),
         (&wrong_pd, "reference row 1"),
+        (&bad_profile, "training profile's edges"),
         (&other_features, "feature set"),
         (&missing, "not sent"),
         (&extra, "does not list it"),

@@ -23,6 +23,9 @@ use pdscore::{
     pipeline,
 };
 
+/// How long the ceiling's connections may take to open.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub struct PostgresLoad<'a> {
     pub settings: &'a Settings,
     /// The tenant whose policy (models, risk scheme) scores the rows.
@@ -34,7 +37,12 @@ pub struct PostgresLoad<'a> {
 
 pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
     let settings = load.settings;
-    let pool = db::pool(&settings.database)?;
+    // The measurement's own connections wait for PostgreSQL as long as it takes: right after the stream
+    // loads the service may still hold the server busy (vacuum, the backlog's last commits), and the
+    // service's 3 s acquire timeout made this row fail on a slow host.
+    let mut database = settings.database.clone();
+    database.acquire_timeout_ms = database.acquire_timeout_ms.max(ACQUIRE_TIMEOUT.as_millis() as u64);
+    let pool = db::pool(&database)?;
     let tenant_id: Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
         .bind(load.tenant)
         .fetch_optional(&pool)
@@ -110,6 +118,7 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         let search_path = format!("SET search_path TO {schema}, public");
         let copies = PgPoolOptions::new()
             .max_connections(in_flight as u32)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 let search_path = search_path.clone();
                 Box::pin(async move { conn.execute(search_path.as_str()).await.map(drop) })
