@@ -60,15 +60,18 @@ pub struct PredictionPoint {
     pub inputs: Json<serde_json::Map<String, Value>>,
 }
 
-/// The tenant's answering (not shadow) predictions created from `from` on, streamed.
+/// The tenant's answering (not shadow) predictions created from `from` on, streamed: a range of
+/// `predictions_org_created` per organization.
 pub fn predictions_since<'c>(
     tx: &'c mut PgConnection,
     tenant_id: Uuid,
     from: DateTime<Utc>,
 ) -> BoxStream<'c, sqlx::Result<PredictionPoint>> {
     sqlx::query_as(
-        "SELECT model_name, model_version, date_trunc('hour', created_at) AS hour, probability, inputs
-         FROM predictions WHERE tenant_id = $1 AND created_at >= $2 AND NOT is_shadow",
+        "SELECT p.model_name, p.model_version, date_trunc('hour', p.created_at) AS hour, p.probability, p.inputs
+         FROM organizations o
+         JOIN predictions p ON p.tenant_id = o.tenant_id AND p.organization_id = o.id AND p.created_at >= $2
+         WHERE o.tenant_id = $1 AND NOT p.is_shadow",
     )
     .bind(tenant_id)
     .bind(from)
