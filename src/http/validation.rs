@@ -204,7 +204,8 @@ pub struct DriftQuery {
     pub tenant_id: Option<Uuid>,
     /// The model version, e.g. `annual/polish-gbdt@1` (default: the tenant's most recently measured).
     pub model: Option<String>,
-    /// Hours of history: 1 to 8784 (default 168, a week).
+    /// Hours of history: 1 to 8784 (default 168, a week); snapshots are kept for two windows
+    /// (`drift.window_hours` × 2).
     pub hours: Option<u32>,
 }
 
