@@ -30,21 +30,36 @@ pub async fn try_lock(tx: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<bo
         .await
 }
 
-/// Up to which hour the tenant's counts are final (`None`: never counted).
-pub async fn counted_through(tx: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar("SELECT counted_through FROM drift_progress WHERE tenant_id = $1")
+/// A tenant's progress: up to which hour its counts are final, and when its last pass ran.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Progress {
+    pub counted_through: DateTime<Utc>,
+    pub passed_at: Option<DateTime<Utc>>,
+}
+
+/// The tenant's progress (`None`: never counted).
+pub async fn progress(tx: &mut PgConnection, tenant_id: Uuid) -> sqlx::Result<Option<Progress>> {
+    sqlx::query_as("SELECT counted_through, passed_at FROM drift_progress WHERE tenant_id = $1")
         .bind(tenant_id)
         .fetch_optional(tx)
         .await
 }
 
-pub async fn set_counted_through(tx: &mut PgConnection, tenant_id: Uuid, at: DateTime<Utc>) -> sqlx::Result<()> {
+/// Records a pass at `passed_at` that counted through `counted_through`.
+pub async fn set_progress(
+    tx: &mut PgConnection,
+    tenant_id: Uuid,
+    counted_through: DateTime<Utc>,
+    passed_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO drift_progress (tenant_id, counted_through) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE SET counted_through = EXCLUDED.counted_through",
+        "INSERT INTO drift_progress (tenant_id, counted_through, passed_at) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id) DO UPDATE SET counted_through = EXCLUDED.counted_through,
+                                                passed_at = EXCLUDED.passed_at",
     )
     .bind(tenant_id)
-    .bind(at)
+    .bind(counted_through)
+    .bind(passed_at)
     .execute(tx)
     .await?;
     Ok(())
@@ -280,12 +295,21 @@ pub async fn resolve(tx: &mut PgConnection, tenant_id: Uuid, id: Uuid) -> sqlx::
     Ok(())
 }
 
-/// The tenant's alerts not yet on the stream.
-pub async fn unpublished(db: &PgPool, tenant_id: Uuid) -> sqlx::Result<Vec<DriftAlertRecord>> {
+/// A drift alert not yet on the stream, with its tenant's slug (the subject's token).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Unpublished {
+    #[sqlx(flatten)]
+    pub alert: DriftAlertRecord,
+    pub tenant_slug: String,
+}
+
+/// Every tenant's alerts not yet on the stream, oldest first.
+pub async fn unpublished(db: &PgPool) -> sqlx::Result<Vec<Unpublished>> {
     sqlx::query_as(&format!(
-        "SELECT {ALERT_COLUMNS} FROM drift_alerts WHERE tenant_id = $1 AND published_at IS NULL ORDER BY raised_at"
+        "SELECT a.*, t.slug AS tenant_slug
+         FROM (SELECT {ALERT_COLUMNS} FROM drift_alerts WHERE published_at IS NULL) a
+         JOIN tenants t ON t.id = a.tenant_id ORDER BY a.raised_at"
     ))
-    .bind(tenant_id)
     .fetch_all(db)
     .await
 }

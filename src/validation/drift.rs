@@ -20,7 +20,10 @@
 //! out on the alert channels: NATS `alerts.<tenant>.drift`, and `event: drift` on the SSE stream of the
 //! accounts that see the whole tenant.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use futures_util::TryStreamExt;
@@ -35,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     configuration::DriftSettings,
-    db::drift::{self as stored, DriftAlertRecord, HourCounts, MonitoredTenant, SnapshotRow},
+    db::drift::{self as stored, HourCounts, MonitoredTenant, SnapshotRow},
     messaging::Messaging,
     telemetry::events::{DriftAlertRaised, DriftMeasured},
 };
@@ -177,17 +180,14 @@ pub fn features_max(series: &[SeriesDrift], reference: Reference) -> Option<f64>
         .max_by(f64::total_cmp)
 }
 
-/// A model's drift profile for a tenant: the PD's edges shifted to the tenant's base rate.
-pub fn tenant_profile(model: &LoadedModel, base_rate: Option<f64>) -> Result<Option<Profile>, String> {
-    let Some(mut profile) = Profile::of_model(model)? else {
-        return Ok(None);
-    };
+/// A model's drift profile for a tenant: its profile with the PD's edges shifted to the tenant's base rate.
+pub fn tenant_profile(model: &LoadedModel, mut profile: Profile, base_rate: Option<f64>) -> Profile {
     if let Some(pd) = profile.series.iter_mut().find(|s| s.name == PD_SERIES) {
         for edge in &mut pd.edges {
             *edge = model.portfolio_pd(*edge, base_rate);
         }
     }
-    Ok(Some(profile))
+    profile
 }
 
 /// A model's predictions of one hour: (model name, version, hour).
@@ -298,8 +298,10 @@ impl DriftMonitor {
     #[tracing::instrument(name = "validation.drift.pass", skip_all)]
     pub async fn pass(&self, now: DateTime<Utc>) -> sqlx::Result<PassReport> {
         let mut report = PassReport::default();
+        let registry = self.registry.current();
+        let mut profiles = Profiles::new(&registry);
         for tenant in stored::tenants(&self.db).await? {
-            match self.pass_tenant(&tenant, now).await {
+            match self.pass_tenant(&tenant, &mut profiles, now).await {
                 Ok(Some(done)) => {
                     report.tenants += 1;
                     report.snapshots += done.snapshots;
@@ -309,13 +311,19 @@ impl DriftMonitor {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(tenant = %tenant.slug, error = %e, "drift not measured for this tenant"),
             }
-            self.publish_pending(&tenant).await;
         }
+        self.publish_pending().await;
         Ok(report)
     }
 
-    /// The tenant's counts, snapshots and alerts, in one transaction; `None` when another instance holds it.
-    async fn pass_tenant(&self, tenant: &MonitoredTenant, now: DateTime<Utc>) -> sqlx::Result<Option<PassReport>> {
+    /// The tenant's counts, snapshots and alerts, in one transaction; `None` when another instance holds it,
+    /// or did it less than half an interval ago.
+    async fn pass_tenant(
+        &self,
+        tenant: &MonitoredTenant,
+        profiles: &mut Profiles<'_>,
+        now: DateTime<Utc>,
+    ) -> sqlx::Result<Option<PassReport>> {
         let hour = TimeDelta::hours(1);
         let this_hour = now.duration_trunc(hour).unwrap_or(now);
         let window = TimeDelta::hours(i64::from(self.settings.window_hours));
@@ -326,10 +334,18 @@ impl DriftMonitor {
         if !stored::try_lock(&mut tx, tenant.id).await? {
             return Ok(None);
         }
-        let registry = self.registry.current();
-        let mut profiles = Profiles::new(&registry, tenant.base_rate);
-        let from = match stored::counted_through(&mut tx, tenant.id).await? {
-            Some(through) => (through - hour).clamp(past_start, this_hour),
+        let progress = stored::progress(&mut tx, tenant.id).await?;
+        let recently = now - TimeDelta::milliseconds(i64::try_from(self.settings.every_secs * 500).unwrap_or(i64::MAX));
+        if progress.and_then(|p| p.passed_at).is_some_and(|at| at > recently) {
+            return Ok(None);
+        }
+        let mut profiles = TenantProfiles {
+            profiles,
+            base_rate: tenant.base_rate,
+            shifted: HashMap::new(),
+        };
+        let from = match progress {
+            Some(p) => (p.counted_through - hour).clamp(past_start, this_hour),
             None => past_start,
         };
         let mut counter = Counter::default();
@@ -342,10 +358,10 @@ impl DriftMonitor {
             }
         }
         stored::replace_counts(&mut tx, tenant.id, from, &counter.into_rows()).await?;
-        stored::set_counted_through(&mut tx, tenant.id, this_hour).await?;
+        stored::set_progress(&mut tx, tenant.id, this_hour, now).await?;
         stored::prune(&mut tx, tenant.id, past_start).await?;
 
-        let mut windows: BTreeMap<(String, i32), (Window, Window)> = BTreeMap::new();
+        let mut windows: BTreeMap<ModelKey, (Window, Window)> = BTreeMap::new();
         for row in stored::counts_since(&mut tx, tenant.id, past_start).await? {
             let (current, past) = windows.entry((row.model_name.clone(), row.model_version)).or_default();
             let target = if row.hour >= current_start { current } else { past };
@@ -426,10 +442,10 @@ impl DriftMonitor {
         Ok(Some(report))
     }
 
-    /// Publishes the tenant's drift alerts not yet on the stream (this pass's, and any an earlier pass could
-    /// not publish); what fails is published at the next pass.
-    async fn publish_pending(&self, tenant: &MonitoredTenant) {
-        let pending = match stored::unpublished(&self.db, tenant.id).await {
+    /// Publishes the drift alerts not yet on the stream (this pass's, and any an earlier pass could not
+    /// publish); what fails is published at the next pass.
+    async fn publish_pending(&self) {
+        let pending = match stored::unpublished(&self.db).await {
             Ok(pending) => pending,
             Err(e) => {
                 tracing::debug!(error = %e, "drift alerts not read");
@@ -437,12 +453,12 @@ impl DriftMonitor {
             }
         };
         for record in pending {
-            let alert = self.message(tenant, &record);
+            let alert = self.message(&record);
             let published =
                 pdscore_nats::alerts::publish_drift(&self.messaging.jetstream, &self.messaging.namespace, &alert).await;
             match published {
                 Ok(()) => {
-                    if let Err(e) = stored::mark_published(&self.db, tenant.id, record.id).await {
+                    if let Err(e) = stored::mark_published(&self.db, alert.tenant_id, alert.id).await {
                         tracing::warn!(error = %e, "drift alert not marked published (the stream drops a duplicate)");
                     }
                 }
@@ -451,13 +467,14 @@ impl DriftMonitor {
         }
     }
 
-    fn message(&self, tenant: &MonitoredTenant, record: &DriftAlertRecord) -> DriftAlert {
+    fn message(&self, pending: &stored::Unpublished) -> DriftAlert {
+        let record = &pending.alert;
         DriftAlert {
             kind: DriftAlert::KIND.into(),
             schema_version: DriftAlert::SCHEMA_VERSION,
             id: record.id,
-            tenant_id: tenant.id,
-            tenant_slug: tenant.slug.clone(),
+            tenant_id: record.tenant_id,
+            tenant_slug: pending.tenant_slug.clone(),
             model: format!("{}@{}", record.model_name, record.model_version),
             reference: record.reference.clone(),
             threshold: record.threshold,
@@ -490,7 +507,7 @@ pub struct DriftReport {
     /// The PD's PSIs and the largest feature PSI per hour, oldest first.
     pub history: Vec<DriftPoint>,
     /// The model's drift alerts, newest first (the last 20).
-    pub alerts: Vec<DriftAlertRecord>,
+    pub alerts: Vec<stored::DriftAlertRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -560,9 +577,9 @@ pub async fn report(
     }
     let since = Utc::now() - TimeDelta::hours(i64::from(hours));
     let key = (model.name.as_str(), model.version);
-    let snapshots = stored::snapshots(&mut conn, tenant_id, key, since).await?;
-    for row in &snapshots {
-        let series: Vec<SeriesDrift> = serde_json::from_value(row.series.0.clone()).unwrap_or_default();
+    let mut latest = None;
+    for row in stored::snapshots(&mut conn, tenant_id, key, since).await? {
+        let series: Vec<SeriesDrift> = serde_json::from_value(row.series.0).unwrap_or_default();
         let pd = series.iter().find(|s| s.name == PD_SERIES);
         report.history.push(DriftPoint {
             hour: row.hour,
@@ -571,37 +588,42 @@ pub async fn report(
             features_max_training: features_max(&series, Reference::Training),
             features_max_past: features_max(&series, Reference::Past),
         });
+        latest = Some(DriftSnapshot {
+            computed_at: row.computed_at,
+            current_rows: row.current_rows,
+            past_rows: row.past_rows,
+            series,
+        });
     }
-    report.latest = snapshots.last().map(|row| DriftSnapshot {
-        computed_at: row.computed_at,
-        current_rows: row.current_rows,
-        past_rows: row.past_rows,
-        series: serde_json::from_value(row.series.0.clone()).unwrap_or_default(),
-    });
+    report.latest = latest;
     report.alerts = stored::alerts(&mut conn, tenant_id, key, 20).await?;
     Ok(report)
 }
 
-/// The drift profiles of one tenant's models, built once per pass (`None`: a model this instance does not
+/// The models' drift profiles, read from their cards once per pass (`None`: a model this instance does not
 /// have, or one without a profile: not measured).
 struct Profiles<'r> {
     registry: &'r Registry,
-    base_rate: Option<f64>,
-    built: HashMap<(String, i32), Option<Profile>>,
+    read: HashMap<ModelKey, Option<Monitored>>,
 }
 
+/// A model as stored with its predictions: (name, version).
+type ModelKey = (String, i32);
+
+/// A model measured for drift, and its profile.
+type Monitored = (Arc<LoadedModel>, Profile);
+
 impl<'r> Profiles<'r> {
-    fn new(registry: &'r Registry, base_rate: Option<f64>) -> Self {
+    fn new(registry: &'r Registry) -> Self {
         Self {
             registry,
-            base_rate,
-            built: HashMap::new(),
+            read: HashMap::new(),
         }
     }
 
-    fn get(&mut self, name: &str, version: i32) -> Option<&Profile> {
-        let (registry, base_rate) = (self.registry, self.base_rate);
-        self.built
+    fn get(&mut self, name: &str, version: i32) -> Option<&Monitored> {
+        let registry = self.registry;
+        self.read
             .entry((name.to_owned(), version))
             .or_insert_with(|| {
                 let id = ModelId {
@@ -609,10 +631,31 @@ impl<'r> Profiles<'r> {
                     version: u32::try_from(version).ok()?,
                 };
                 let model = registry.get(&id)?;
-                tenant_profile(&model, base_rate)
+                let profile = Profile::of_model(&model)
                     .inspect_err(|e| tracing::warn!(error = %e, "model not monitored for drift"))
                     .ok()
-                    .flatten()
+                    .flatten()?;
+                Some((model, profile))
+            })
+            .as_ref()
+    }
+}
+
+/// One tenant's profiles: the pass's, shifted to its base rate when first needed.
+struct TenantProfiles<'p, 'r> {
+    profiles: &'p mut Profiles<'r>,
+    base_rate: Option<f64>,
+    shifted: HashMap<ModelKey, Option<Profile>>,
+}
+
+impl TenantProfiles<'_, '_> {
+    fn get(&mut self, name: &str, version: i32) -> Option<&Profile> {
+        let (profiles, base_rate) = (&mut *self.profiles, self.base_rate);
+        self.shifted
+            .entry((name.to_owned(), version))
+            .or_insert_with(|| {
+                let (model, profile) = profiles.get(name, version)?;
+                Some(tenant_profile(model, profile.clone(), base_rate))
             })
             .as_ref()
     }

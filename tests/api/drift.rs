@@ -313,3 +313,21 @@ async fn the_monitor_measures_on_its_own_every_few_seconds() {
     let pd = &report["latest"]["series"][0];
     assert!(pd["psi_training"].is_f64() && pd["psi_past"].is_null(), "{pd}");
 }
+
+#[actix_web::test]
+async fn a_tenant_measured_by_one_instance_is_skipped_by_the_others_for_half_an_interval() {
+    // Every hour: the timer does not fire during the test, the passes below stand for two instances'.
+    let app = spawn_app_with(|s| s.drift.every_secs = 3600).await;
+    app.demo().await;
+    let first = app.drift.pass(Utc::now()).await.unwrap();
+    assert!(first.tenants >= 1, "{first:?}");
+    let second = app.drift.pass(Utc::now()).await.unwrap();
+    assert_eq!(second.tenants, 0, "{second:?}");
+    // Half an interval later, it is due again.
+    let later = app
+        .drift
+        .pass(Utc::now() + chrono::TimeDelta::minutes(31))
+        .await
+        .unwrap();
+    assert_eq!(later.tenants, first.tenants, "{later:?}");
+}
