@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The [`DriftMonitor`] runs a pass every `drift.every_secs` on every instance; each tenant is done by one
-//! instance at a time (a transaction-scoped advisory lock), so N instances share the work. A pass recounts the
+//! instance at a time (a transaction-scoped advisory lock) and skipped by the others for half an interval after
+//! it (`drift_progress.passed_at`), so N instances share the work. A pass recounts the
 //! tenant's predictions from the previous hour on (commits that landed late in it are counted), the first
 //! pass the whole two windows; older hours are final. The measured window is the last `drift.window_hours`
 //! (this hour included), the past window the same length before it. A PD stored for a tenant with a base
