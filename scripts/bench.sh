@@ -6,7 +6,9 @@
 # Last, many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
 # Usage: scripts/bench.sh
 #   (defaults: BENCH_LEVELS=1,16,64,256 BENCH_SECONDS=10 BENCH_FILINGS=50000 BENCH_COMPANIES=10000 BENCH_ROWS=1000000
-#    BENCH_TENANTS=10000)
+#    BENCH_TENANTS=10000 BENCH_PORTFOLIO=100000)
+# The dashboard read is measured twice: after the NATS runs (about BENCH_COMPANIES companies in the account's
+# organization), and once the organization has been topped up to BENCH_PORTFOLIO companies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 levels=${BENCH_LEVELS:-1,16,64,256}
@@ -15,6 +17,7 @@ filings=${BENCH_FILINGS:-50000}
 rows=${BENCH_ROWS:-1000000}
 tenants=${BENCH_TENANTS:-10000}
 universe=${BENCH_COMPANIES:-10000}
+portfolio_size=${BENCH_PORTFOLIO:-100000}
 idle=60
 . scripts/bench-service.sh
 bench_prepare all 18180
@@ -34,9 +37,6 @@ kill "$echo_pid"; wait "$echo_pid" 2>/dev/null || true
 bench_serve
 echo "[bench] HTTP scoring"
 "$load" http "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
-echo "[bench] dashboard read: the portfolio's riskiest page, from PostgreSQL then from the Redis cache"
-"$load" portfolio "${account[@]}" --fresh --concurrency "$levels" --seconds "$seconds" --record "$records"
-"$load" portfolio "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
 echo "[bench] stream ceiling: raw JetStream"
 "$load" jetstream --count "$filings" --record "$records"
 echo "[bench] NATS ingest: $filings filings over 100 companies, then over $universe"
@@ -44,6 +44,19 @@ echo "[bench] NATS ingest: $filings filings over 100 companies, then over $unive
 "$load" nats "${account[@]}" --count "$filings" --companies "$universe" --record "$records"
 echo "[bench] persistence ceiling: batched PostgreSQL inserts"
 "$load" postgres --count "$filings" --record "$records"
+echo "[bench] alert latency: a steady NATS feed at half the ingest throughput over 1,000 companies"
+"$load" alerts "${account[@]}" --seconds "$seconds" --record "$records"
+portfolio() {
+    echo "[bench] dashboard read: the portfolio's riskiest page, from PostgreSQL then from the Redis cache"
+    "$load" portfolio "${account[@]}" --fresh --concurrency "$levels" --seconds "$seconds" --record "$records"
+    "$load" portfolio "${account[@]}" --concurrency "$levels" --seconds "$seconds" --record "$records"
+}
+portfolio
+echo "[bench] HTTP scoring, a new company per request"
+"$load" http "${account[@]}" --new-company --concurrency "$levels" --seconds "$seconds" --record "$records"
+echo "[bench] the portfolio topped up to $portfolio_size companies"
+"$load" populate "${account[@]}" --companies "$portfolio_size" --file "$work/portfolio.csv"
+portfolio
 
 echo "[bench] bulk job"
 "$load" bulk "${account[@]}" --rows "$rows" --file "$work/bulk.csv" --record "$records"
@@ -86,7 +99,7 @@ cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f", ($14 + $15) / hz }' "/pro
 results="$work/results.md"
 {
     echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') by"
-    echo "\`BENCH_LEVELS=$levels BENCH_SECONDS=$seconds BENCH_FILINGS=$filings BENCH_COMPANIES=$universe BENCH_ROWS=$rows BENCH_TENANTS=$tenants scripts/bench.sh\`."
+    echo "\`BENCH_LEVELS=$levels BENCH_SECONDS=$seconds BENCH_FILINGS=$filings BENCH_COMPANIES=$universe BENCH_ROWS=$rows BENCH_TENANTS=$tenants BENCH_PORTFOLIO=$portfolio_size scripts/bench.sh\`."
     echo
     echo "- machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, $(uname -sr)"
     echo "- services: PostgreSQL $(psql -At -h 127.0.0.1 -U postgres -d postgres -c 'SHOW server_version' | cut -d' ' -f1), Redis $(redis-server --version | awk '{ print $3 }' | tr -d 'v='), NATS $(nats-server --version 2>/dev/null | awk '{ print $NF }' || echo '?') — all on the same 2 cores as the service and the load tool"

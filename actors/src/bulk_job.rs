@@ -402,6 +402,7 @@ impl Run {
                 bulk: Some((self.spec.job_id, row)),
                 received_at: std::time::Instant::now(),
                 trailing: None,
+                new_company: None,
             });
         }
         Ok(Chunk {

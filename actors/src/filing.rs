@@ -163,6 +163,23 @@ pub struct Filing {
     /// The trailing twelve months it is scored on, when it is a quarterly statement whose three quarters
     /// before are on file (set by the pipeline, see [`Filing::wants_trailing`]; never part of its content).
     pub trailing: Option<Arc<Trailing>>,
+    /// Its company when it does not exist yet: created as `company_id` by the transaction that writes the
+    /// filing.
+    pub new_company: Option<Arc<NewCompany>>,
+}
+
+/// A company a filing names that was not found when it arrived. The commit that writes the filing creates it
+/// (under the filing's `company_id`) in the same transaction, so a new company costs no transaction of its
+/// own. If its symbol has been taken meanwhile (a concurrent filing for the same new company), nothing is
+/// created and the filing is answered as its company gone: the caller finds the company and files again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCompany {
+    pub symbol: String,
+    pub name: String,
+    pub sector: Option<String>,
+    pub market_cap: Option<f64>,
+    /// The user account whose filing created it.
+    pub created_by: Option<Uuid>,
 }
 
 /// The trailing twelve months a quarterly statement is scored on: the four latest quarters on file and

@@ -44,7 +44,7 @@ pub mod text;
 pub use config::PipelineConfig;
 pub use error::{PipelineError, RejectCode, Rejected};
 pub use filing::{
-    Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, Scores, Stored, Terms,
+    Alert, AlertReason, Committed, Filing, FilingContent, FilingSource, ModelScore, NewCompany, Scores, Stored, Terms,
 };
 pub use pdscore_models::{PredictionType, RiskLevel};
 pub use pipeline::Pipeline;

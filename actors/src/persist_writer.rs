@@ -16,6 +16,11 @@
 //! spread over 100 companies, consecutive batches share most of their companies; whole batches then
 //! committed one after the other (`pdscore-load nats`; BENCHMARKS.md).
 //!
+//! Companies are therefore dealt into lanes, one per transaction slot (by company id), and a transaction takes
+//! the filings of one lane only: a transaction never holds every company waiting, so however few companies a
+//! tenant's filings are spread over, the slots commit in parallel (with 100 companies, four transactions of
+//! about 25 companies each instead of one of 100 while the others wait for its companies).
+//!
 //! A filing fails alone. When the store refuses a transaction for what it was given
 //! ([`StoreError::Refused`]: a value it cannot hold), the culprit is not known, so each filing of it goes
 //! again in a transaction of its own: the others are committed, and only the culprit is refused (the ingest
@@ -80,6 +85,12 @@ pub struct PersistWriter {
     locked: HashMap<Company, usize>,
 }
 
+/// The lane of a company, of `lanes` (see the module's documentation): from its id's last bits, which are
+/// random in UUIDv4 and UUIDv7 alike.
+fn lane(company: &Company, lanes: usize) -> usize {
+    (company.1.as_u128() as u64 % lanes as u64) as usize
+}
+
 type Company = (Uuid, Uuid);
 
 fn company(scores: &Scores) -> Company {
@@ -106,21 +117,24 @@ impl PersistWriter {
         }
     }
 
-    /// The next transaction: waiting filings, in order, whose company no transaction in progress holds and
-    /// no earlier waiting filing is held back on (up to `max_rows`; a filing to go alone only as the first,
-    /// and then alone). The others stay waiting, in order.
+    /// The next transaction: waiting filings, in order, of the lane of the first that can go, whose company
+    /// no transaction in progress holds and no earlier waiting filing is held back on (up to `max_rows`; a
+    /// filing to go alone only as the first, and then alone). The others stay waiting, in order.
     fn next_transaction(&mut self) -> Vec<Row> {
         let mut taken: Vec<Row> = Vec::new();
+        let mut taken_lane = None;
         // Companies a filing must not touch to go now: held, or waiting behind a held one.
         let mut blocked: HashSet<Company> = HashSet::new();
         let mut kept = VecDeque::with_capacity(self.waiting.len());
         while let Some(row) = self.waiting.pop_front() {
             let company = company(&row.scores);
+            let lane = lane(&company, self.max_in_flight);
             let room = match taken.first() {
                 None => true,
-                Some(first) => !first.alone && !row.alone && taken.len() < self.max_rows,
+                Some(first) => !first.alone && !row.alone && taken.len() < self.max_rows && taken_lane == Some(lane),
             };
             if room && !self.locked.contains_key(&company) && !blocked.contains(&company) {
+                taken_lane = Some(lane);
                 taken.push(row);
             } else {
                 blocked.insert(company);
@@ -385,6 +399,7 @@ mod tests {
                 bulk: None,
                 received_at: Instant::now(),
                 trailing: None,
+                new_company: None,
             },
             prediction_id: Uuid::new_v4(),
             primary: ModelScore {
@@ -416,6 +431,17 @@ mod tests {
             .collect()
     }
 
+    /// `n` companies in one lane of [`gated_writer`]'s four.
+    fn one_lane<const N: usize>() -> [Uuid; N] {
+        let base = u128::from(rand_lane_base());
+        std::array::from_fn(|k| Uuid::from_u128((base + k as u128 + 1) << 2))
+    }
+
+    /// A different range of ids per call, so that tests never share companies.
+    fn rand_lane_base() -> u32 {
+        Uuid::new_v4().as_u128() as u32 >> 8
+    }
+
     /// A writer over a [`GatedStore`], and the transactions it asks that store for.
     fn gated_writer() -> (actix::Addr<PersistWriter>, mpsc::UnboundedReceiver<Asked>) {
         let (asked_tx, asked) = mpsc::unbounded_channel();
@@ -429,7 +455,8 @@ mod tests {
     async fn a_batch_goes_at_once_for_its_free_companies_and_waits_only_for_the_held_ones() {
         let (writer, mut asked) = gated_writer();
         let tenant = Uuid::new_v4();
-        let [c1, c2, c3] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        let [c1, c2] = one_lane();
+        let c3 = Uuid::new_v4();
 
         let first = vec![scores(tenant, c1), scores(tenant, c2)];
         let first_ids: Vec<_> = first.iter().map(|s| Some(s.prediction_id)).collect();
@@ -495,7 +522,7 @@ mod tests {
     async fn a_refused_transaction_is_committed_filing_by_filing_and_only_the_culprit_fails() {
         let (writer, mut asked) = gated_writer();
         let tenant = Uuid::new_v4();
-        let [c1, poison, c3] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        let [c1, poison, c3] = one_lane();
         let batch = vec![scores(tenant, c1), scores(tenant, poison), scores(tenant, c3)];
         let ids: Vec<_> = batch.iter().map(|s| s.prediction_id).collect();
         let answer = tokio::spawn(writer.send(Persist { rows: batch }));
@@ -525,5 +552,30 @@ mod tests {
         assert_eq!(prediction_ids(&outcomes), [Some(ids[0]), None, Some(ids[2])]);
         assert_eq!(outcomes[1], Err(StoreError::Refused("invalid byte sequence".into())));
         assert!(asked.try_recv().is_err(), "nothing more is asked");
+    }
+
+    #[actix::test]
+    async fn companies_are_dealt_into_lanes_that_commit_in_parallel() {
+        let (writer, mut asked) = gated_writer();
+        let tenant = Uuid::new_v4();
+        // Two companies in each of the four lanes, interleaved.
+        let base = rand_lane_base() as u128;
+        let companies: Vec<Uuid> = (0..8u128)
+            .map(|k| Uuid::from_u128(((base + k / 4 + 1) << 2) | (k % 4)))
+            .collect();
+        let batch: Vec<Scores> = companies.iter().map(|c| scores(tenant, *c)).collect();
+        let answer = tokio::spawn(writer.send(Persist { rows: batch }));
+        // Four transactions are asked for before any is committed, each with its lane's two companies in order.
+        let mut gates = Vec::new();
+        for lane in 0..4 {
+            let (asked_for, go) = asked.recv().await.unwrap();
+            assert_eq!(asked_for, [companies[lane], companies[lane + 4]]);
+            gates.push(go);
+        }
+        for go in gates {
+            go.send(Ok(())).unwrap();
+        }
+        let outcomes = answer.await.unwrap().unwrap();
+        assert!(prediction_ids(&outcomes).iter().all(Option::is_some));
     }
 }

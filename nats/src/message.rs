@@ -103,6 +103,7 @@ impl DecodedFiling {
             bulk: None,
             received_at: std::time::Instant::now(),
             trailing: None,
+            new_company: None,
         }
     }
 }

@@ -159,6 +159,7 @@ fn filing(job: &Runnable, stored: StoredFiling, model: &ModelId) -> Option<Filin
         bulk: None,
         received_at: std::time::Instant::now(),
         trailing: None,
+        new_company: None,
     })
 }
 

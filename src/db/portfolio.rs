@@ -5,23 +5,24 @@
 use chrono::{DateTime, Utc};
 use pdscore_actors::RiskLevel;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use super::{
     companies::{BindFilter, COLUMNS, Company, CompanyFilter, FILTER, IN_SCOPE},
+    company_risk::CompanyRisk,
     pagination::Page,
 };
 use crate::auth::Scope;
 
 /// The portfolio's sorts: the company list's, and by latest PD (unscored companies last either way).
 pub const SORTS: [(&str, &str); 6] = [
-    ("symbol", "symbol"),
-    ("name", "lower(name)"),
-    ("sector", "sector"),
-    ("market_cap", "market_cap"),
-    ("created_at", "created_at"),
-    ("probability", "latest_probability"),
+    ("symbol", "c.symbol"),
+    ("name", "lower(c.name)"),
+    ("sector", "c.sector"),
+    ("market_cap", "c.market_cap"),
+    ("created_at", "c.created_at"),
+    ("probability", "c.risk_probability"),
 ];
 
 /// A company's current risk.
@@ -78,79 +79,46 @@ pub struct PortfolioItem {
 struct Row {
     #[sqlx(flatten)]
     company: Company,
-    latest_id: Option<Uuid>,
-    latest_type: Option<String>,
-    latest_year: Option<i16>,
-    latest_quarter: Option<i16>,
-    latest_probability: Option<f64>,
-    latest_level: Option<String>,
-    latest_rating: Option<String>,
-    latest_model: Option<String>,
-    latest_created_at: Option<DateTime<Utc>>,
-    previous_probability: Option<f64>,
+    risk: Option<Json<CompanyRisk>>,
 }
 
 impl From<Row> for PortfolioItem {
     fn from(row: Row) -> Self {
-        let latest = match (row.latest_id, row.latest_type, row.latest_year, row.latest_probability) {
-            (Some(prediction_id), Some(prediction_type), Some(period_year), Some(probability)) => Some(LatestRisk {
-                prediction_id,
-                prediction_type,
-                period_year,
-                period_quarter: row.latest_quarter,
-                probability,
-                risk_level: row.latest_level.unwrap_or_default(),
-                implied_rating: row.latest_rating,
-                model: row.latest_model.unwrap_or_default(),
-                created_at: row.latest_created_at.unwrap_or_default(),
-            }),
-            _ => None,
-        };
+        let risk = row.risk.map(|r| r.0).unwrap_or_default();
+        let current = risk.current();
+        let latest = current.map(|(kind, l, _)| LatestRisk {
+            prediction_id: l.id,
+            prediction_type: kind.as_str().to_owned(),
+            period_year: l.year,
+            period_quarter: l.quarter,
+            probability: l.probability,
+            risk_level: l.level.as_str().to_owned(),
+            implied_rating: l.rating.clone(),
+            model: l.model.clone(),
+            created_at: l.created_at,
+        });
+        let previous_probability = current.and_then(|(_, _, previous)| previous);
         let trend = latest
             .as_ref()
-            .zip(row.previous_probability)
+            .zip(previous_probability)
             .map(|(l, previous)| Trend::between(previous, l.probability));
         Self {
             company: row.company,
             latest,
-            previous_probability: row.previous_probability,
+            previous_probability,
             trend,
         }
     }
 }
 
-/// The latest prediction of each type by reporting period (the history index gives each in one probe), and
-/// the one scored last of the two. Ties (rows of one transaction share its `created_at`) go to the later id:
-/// ids are UUIDv7, ordered by creation.
-const LATEST: &str = "
-    LEFT JOIN LATERAL (
-        SELECT * FROM (
-            (SELECT p.id, p.prediction_type, p.period_year, p.period_quarter, p.probability, p.risk_level,
-                    p.implied_rating, p.model_name || '@' || p.model_version AS model, p.created_at
-             FROM predictions p
-             WHERE p.tenant_id = c.tenant_id AND p.company_id = c.id AND p.prediction_type = 'annual' AND NOT p.is_shadow
-             ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC, p.id DESC LIMIT 1)
-            UNION ALL
-            (SELECT p.id, p.prediction_type, p.period_year, p.period_quarter, p.probability, p.risk_level,
-                    p.implied_rating, p.model_name || '@' || p.model_version, p.created_at
-             FROM predictions p
-             WHERE p.tenant_id = c.tenant_id AND p.company_id = c.id AND p.prediction_type = 'quarterly' AND NOT p.is_shadow
-             ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC, p.id DESC LIMIT 1)
-        ) latest ORDER BY created_at DESC, id DESC LIMIT 1
-    ) l ON true";
-
-/// The PD of the reporting period before the latest prediction's, of the same type.
-const PREVIOUS: &str = "
-    LEFT JOIN LATERAL (
-        SELECT p.probability FROM predictions p
-        WHERE p.tenant_id = c.tenant_id AND p.company_id = c.id AND p.prediction_type = l.prediction_type
-          AND NOT p.is_shadow
-          AND (p.period_year, coalesce(p.period_quarter, 0)) < (l.period_year, coalesce(l.period_quarter, 0))
-        ORDER BY p.period_year DESC, p.period_quarter DESC, p.created_at DESC, p.id DESC LIMIT 1
-    ) prev ON true";
+/// Folds a tenant's tallies into one row per (organization, level) once a reader finds more than this many.
+const FOLD_ABOVE: i64 = 256;
 
 /// One page of the caller's portfolio, and how many companies match; `risk_level` keeps the companies whose
-/// current risk is that level.
+/// current risk is that level. Each company's risk is on its row (see [`super::company_risk`]): the page is
+/// read in the order of an index where one matches (riskiest first: `companies_org_risk`,
+/// `companies_tenant_risk`), and the total, for a tenant's scope without a text or sector filter, is the sum
+/// of the tenant's tallies (`portfolio_tally`), not a count of its companies.
 #[tracing::instrument(name = "db.portfolio.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
@@ -161,27 +129,21 @@ pub async fn list(
     page: Page,
 ) -> sqlx::Result<(Vec<PortfolioItem>, i64)> {
     let level = risk_level.map(RiskLevel::as_str);
-    let condition = format!("{IN_SCOPE} AND {FILTER} AND ($8::text IS NULL OR l.risk_level::text = $8)");
-    // The count needs the latest predictions only to filter by their level (`$8` is bound either way).
-    let count = match level {
-        Some(_) => format!("SELECT count(*) FROM companies c {LATEST} WHERE {condition}"),
-        None => format!("SELECT count(*) FROM companies c WHERE {IN_SCOPE} AND {FILTER} AND $8::text IS NULL"),
+    let condition = format!("{IN_SCOPE} AND {FILTER} AND ($8::text IS NULL OR c.risk_level::text = $8)");
+    let total = match scope.tenant() {
+        Some(tenant) if scope.assigned_to().is_none() && filter.q.is_none() && filter.sector.is_none() => {
+            tallied(conn, tenant, [scope.organization(), filter.organization_id], level).await?
+        }
+        _ => {
+            sqlx::query_scalar(&format!("SELECT count(*) FROM companies c WHERE {condition}"))
+                .bind_filter(scope, filter)
+                .bind(level)
+                .fetch_one(&mut *conn)
+                .await?
+        }
     };
-    let total = sqlx::query_scalar(&count)
-        .bind_filter(scope, filter)
-        .bind(level)
-        .fetch_one(&mut *conn)
-        .await?;
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT * FROM (
-             SELECT {COLUMNS}, l.id AS latest_id, l.prediction_type::text AS latest_type, l.period_year AS latest_year,
-                    l.period_quarter AS latest_quarter, l.probability AS latest_probability,
-                    l.risk_level::text AS latest_level, l.implied_rating AS latest_rating, l.model AS latest_model,
-                    l.created_at AS latest_created_at, prev.probability AS previous_probability
-             FROM companies c {LATEST} {PREVIOUS}
-             WHERE {condition}
-         ) portfolio
-         ORDER BY {order_by} LIMIT $9 OFFSET $10"
+        "SELECT {COLUMNS}, c.risk FROM companies c WHERE {condition} ORDER BY {order_by} LIMIT $9 OFFSET $10"
     ))
     .bind_filter(scope, filter)
     .bind(level)
@@ -190,6 +152,48 @@ pub async fn list(
     .fetch_all(conn)
     .await?;
     Ok((rows.into_iter().map(PortfolioItem::from).collect(), total))
+}
+
+/// How many of a tenant's companies (in both `organizations`, where given) are at `level` (any, when `None`),
+/// from the tallies; folds the tenant's tallies when they have grown long.
+async fn tallied(
+    conn: &mut PgConnection,
+    tenant: Uuid,
+    organizations: [Option<Uuid>; 2],
+    level: Option<&str>,
+) -> sqlx::Result<i64> {
+    let (total, rows): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(delta), 0)::int8, count(*) FROM portfolio_tally
+         WHERE tenant_id = $1 AND ($2::uuid IS NULL OR organization_id = $2)
+           AND ($3::uuid IS NULL OR organization_id = $3) AND ($4::text IS NULL OR risk_level::text = $4)",
+    )
+    .bind(tenant)
+    .bind(organizations[0])
+    .bind(organizations[1])
+    .bind(level)
+    .fetch_one(&mut *conn)
+    .await?;
+    if rows > FOLD_ABOVE {
+        fold_tallies(conn, tenant).await?;
+    }
+    Ok(total)
+}
+
+/// Replaces a tenant's tallies by their sums. Rows written meanwhile by transactions not yet committed are not
+/// seen by the deletion and stay; two folds at once delete each row once (the second waits for the first).
+#[tracing::instrument(name = "db.portfolio.fold_tallies", level = "debug", skip_all)]
+pub async fn fold_tallies(conn: &mut PgConnection, tenant: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH gone AS (DELETE FROM portfolio_tally WHERE tenant_id = $1
+                       RETURNING organization_id, risk_level, delta)
+         INSERT INTO portfolio_tally (tenant_id, organization_id, risk_level, delta)
+         SELECT $1, organization_id, risk_level, sum(delta) FROM gone
+         GROUP BY organization_id, risk_level HAVING sum(delta) <> 0",
+    )
+    .bind(tenant)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,15 +5,15 @@
 //! predictions are in [`super::history`].
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, LazyLock},
 };
 
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::{
-    Alert, Committed, DefaultModels, ModelChoice, ModelScore, PredictionStore, PredictionType, RiskLevel, Scores,
-    StoreError, Stored, TenantPolicy, ports::CommitResult,
+    Alert, Committed, DefaultModels, Filing, ModelChoice, ModelScore, NewCompany, PredictionStore, PredictionType,
+    Scores, StoreError, Stored, TenantPolicy, ports::CommitResult,
 };
 use pdscore_models::{
     explain::Contribution,
@@ -25,7 +25,10 @@ use serde_json::{Map, Value};
 use sqlx::{Executor, PgConnection, PgPool, Postgres, Row, pool::PoolConnection, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
-use super::Bind;
+use super::{
+    Bind,
+    company_risk::{CompanyRisk, Scored},
+};
 use crate::configuration::PipelineSettings;
 
 /// The pipeline's store on PostgreSQL.
@@ -218,43 +221,6 @@ async fn tenant_policy(
     }))
 }
 
-/// A filing the batch's statement inserted, with its company's latest prediction of the filing's type (by
-/// reporting period) before the batch, if it has one.
-#[derive(sqlx::FromRow)]
-struct Written {
-    filing_id: Uuid,
-    previous_id: Option<Uuid>,
-    period_year: Option<i16>,
-    period_quarter: Option<i16>,
-    risk_level: Option<String>,
-    probability: Option<f64>,
-}
-
-impl Written {
-    fn previous(&self) -> Option<Current> {
-        Some(Current {
-            period: (
-                i32::from(self.period_year?),
-                i32::from(self.period_quarter.unwrap_or(0)),
-            ),
-            id: self.previous_id?,
-            level: self.risk_level.as_deref()?.parse().ok()?,
-            probability: self.probability?,
-        })
-    }
-}
-
-/// A prediction's place in its company's history: (year, quarter or 0).
-type PeriodKey = (i32, i32);
-
-/// The latest prediction of a (tenant, company, type) while the batch is walked in order.
-struct Current {
-    period: PeriodKey,
-    id: Uuid,
-    level: RiskLevel,
-    probability: f64,
-}
-
 /// A pooled connection that is closed, not returned to the pool, unless its work was released as done: a
 /// transaction cut short (an error, or its future dropped while a statement ran) never reaches the next user
 /// half-open. PostgreSQL rolls back what a closed connection left.
@@ -271,14 +237,43 @@ impl Drop for ClosedUnlessDone {
     }
 }
 
-/// A company of the batch as [`begin_and_lock`] locked it.
+/// A company of the batch as [`lock`] locked it.
 struct Locked {
     organization_id: Uuid,
     symbol: String,
     slug: String,
+    /// Its risk before the batch (see [`CompanyRisk`]).
+    risk: CompanyRisk,
 }
 
-/// `BEGIN` and the lock of the batch's companies, sent as one message (one round trip), answering the live ones:
+/// Creates the companies new with the batch's filings (each as its filing's `company_id`), those of
+/// organizations that exist and whose symbol is free: a company whose symbol was taken meanwhile is not
+/// created, and its filing is answered as its company gone (see [`NewCompany`]).
+async fn create_companies(conn: &mut PgConnection, new: &[(&Filing, &NewCompany)]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO companies (id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
+         SELECT n.id, n.tenant_id, n.organization_id, n.symbol, n.name, n.sector, n.market_cap, u.id
+         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::float8[],
+                     $8::uuid[]) AS n(id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
+         JOIN organizations o ON o.tenant_id = n.tenant_id AND o.id = n.organization_id
+         LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.created_by
+         ON CONFLICT (tenant_id, organization_id, symbol) DO NOTHING",
+    )
+    .bind(new.iter().map(|(f, _)| f.company_id).collect::<Vec<_>>())
+    .bind(new.iter().map(|(f, _)| f.tenant_id).collect::<Vec<_>>())
+    .bind(new.iter().map(|(f, _)| f.organization_id).collect::<Vec<_>>())
+    .bind(new.iter().map(|(_, n)| n.symbol.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|(_, n)| n.name.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|(_, n)| n.sector.as_deref()).collect::<Vec<_>>())
+    .bind(new.iter().map(|(_, n)| n.market_cap).collect::<Vec<_>>())
+    .bind(new.iter().map(|(_, n)| n.created_by).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// `BEGIN` (unless `begin` is false: the transaction has begun) and the lock of the batch's companies, sent as
+/// one message (one round trip), answering the live ones:
 /// a company deleted meanwhile is not returned, and none can be deleted until the commit. `conn` is then in the
 /// transaction: the caller commits, or closes the connection. The lock takes the companies in one global order,
 /// so concurrent batches never deadlock and risk-change decisions for one company are serialized across
@@ -288,17 +283,19 @@ struct Locked {
 /// The simple-query protocol that allows two statements has no parameters, so the ids are written into the
 /// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. Both key columns as `= ANY`, so the
 /// plan is the primary key's index whatever the statistics say.
-async fn begin_and_lock(
+async fn lock(
     conn: &mut PgConnection,
+    begin: bool,
     keys: &[(Uuid, Uuid)],
 ) -> Result<HashMap<(Uuid, Uuid), Locked>, sqlx::Error> {
     let list = |id: fn(&(Uuid, Uuid)) -> Uuid| keys.iter().map(|k| id(k).to_string()).collect::<Vec<_>>().join(",");
     let (tenants, companies) = (list(|k| k.0), list(|k| k.1));
     let text = format!(
-        "BEGIN; SELECT c.tenant_id, c.id, c.organization_id, c.symbol, t.slug FROM companies c
+        "{}SELECT c.tenant_id, c.id, c.organization_id, c.symbol, c.risk, t.slug FROM companies c
          JOIN tenants t ON t.id = c.tenant_id
          WHERE c.tenant_id = ANY('{{{tenants}}}'::uuid[]) AND c.id = ANY('{{{companies}}}'::uuid[])
-         ORDER BY c.tenant_id, c.id FOR UPDATE OF c"
+         ORDER BY c.tenant_id, c.id FOR UPDATE OF c",
+        if begin { "BEGIN; " } else { "" }
     );
     let rows: Vec<PgRow> = conn.fetch_all(text.as_str()).await?;
     rows.iter()
@@ -309,6 +306,10 @@ async fn begin_and_lock(
                     organization_id: row.try_get("organization_id")?,
                     symbol: row.try_get("symbol")?,
                     slug: row.try_get("slug")?,
+                    risk: row
+                        .try_get::<Option<Json<CompanyRisk>>, _>("risk")?
+                        .map(|r| r.0)
+                        .unwrap_or_default(),
                 },
             ))
         })
@@ -378,32 +379,32 @@ fn insert_prediction_rows(first: usize) -> String {
     )
 }
 
-/// The batch's writes and reads after the lock, in one statement: the filings inserted (a key seen before, or
-/// twice in the batch, is skipped) with their predictions, and for each filing inserted its company's latest
-/// prediction of its type before the batch (the statement does not see its own inserts). Filings `$1`…`$15`
+/// The batch's writes after the lock, in one statement: the filings inserted (a key seen before, or twice in
+/// the batch, is skipped) with their predictions; answers the ids of the filings inserted. Filings `$1`…`$15`
 /// (of live companies only), predictions `$16`….
 static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ins AS (
              {INSERT_FILINGS}
              ON CONFLICT {FILING_KEY} DO NOTHING
-             RETURNING id, tenant_id, company_id, prediction_type),
+             RETURNING id),
          written AS ({predictions})
-         SELECT ins.id AS filing_id, p.id AS previous_id, p.period_year, p.period_quarter,
-                p.risk_level::text AS risk_level, p.probability
-         FROM ins
-         LEFT JOIN LATERAL (
-             SELECT id, period_year, period_quarter, risk_level, probability FROM predictions
-             WHERE tenant_id = ins.tenant_id AND company_id = ins.company_id
-               AND prediction_type = ins.prediction_type AND NOT is_shadow
-             ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1) p ON true",
+         SELECT id FROM ins",
         predictions = insert_predictions(16),
     )
 });
 
-/// One transaction for the whole batch (see [`PredictionStore::commit`]) in three round trips whatever its size:
-/// [`begin_and_lock`], [`WRITE_BATCH`] and the commit; the risk-change alerts decided from what it read cost one
-/// more when there are any, and filings not inserted one more (the prediction of a key seen before).
+/// The new risk of the batch's companies (see [`CompanyRisk`]), written under the batch's lock: `$1` tenants,
+/// `$2` companies, `$3` states, `$4` current PDs, `$5` current levels.
+const UPDATE_RISK: &str = "UPDATE companies c SET risk = u.risk, risk_probability = u.probability,
+                                  risk_level = u.level::risk_level
+     FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::float8[], $5::text[]) AS u(tenant_id, id, risk, probability, level)
+     WHERE c.tenant_id = u.tenant_id AND c.id = u.id";
+
+/// One transaction for the whole batch (see [`PredictionStore::commit`]) in four round trips whatever its size:
+/// [`lock`] (which reads the companies' risk), [`WRITE_BATCH`], [`UPDATE_RISK`] and the commit; the
+/// risk-change alerts decided from the companies' risk cost one more when there are any, and filings not
+/// inserted one more (the prediction of a key seen before).
 async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResult>, sqlx::Error> {
     let mut keys: Vec<(Uuid, Uuid)> = batch
         .iter()
@@ -415,7 +416,16 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         conn: pool.acquire().await?,
         done: false,
     };
-    let locked = begin_and_lock(&mut conn.conn, &keys).await?;
+    // Companies new with their filings are created first, in the same transaction, then locked with the others.
+    let new_companies: Vec<(&Filing, &NewCompany)> = batch
+        .iter()
+        .filter_map(|s| s.filing.new_company.as_deref().map(|new| (&s.filing, new)))
+        .collect();
+    if !new_companies.is_empty() {
+        conn.conn.execute("BEGIN").await?;
+        create_companies(&mut conn.conn, &new_companies).await?;
+    }
+    let locked = lock(&mut conn.conn, new_companies.is_empty(), &keys).await?;
 
     let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     // The batch's predictions carry one timestamp (at the database's precision), returned to the callers.
@@ -435,40 +445,42 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
             rows.push(scores, organization_id, *filing_id, Uuid::now_v7(), shadow, created_at);
         }
     }
-    let query = bind_filings(sqlx::query_as::<_, Written>(&WRITE_BATCH), &live, &live_ids);
-    let written: HashMap<Uuid, Written> = rows
-        .bind(query)
-        .fetch_all(&mut *conn.conn)
-        .await?
-        .into_iter()
-        .map(|w| (w.filing_id, w))
-        .collect();
+    let query = bind_filings(sqlx::query_scalar::<_, Uuid>(&WRITE_BATCH), &live, &live_ids);
+    let written: HashSet<Uuid> = rows.bind(query).fetch_all(&mut *conn.conn).await?.into_iter().collect();
 
     // Filings not written are answered after the alerts: a key seen before, or a company gone.
     let mut results: Vec<CommitResult> = batch.iter().map(|_| CommitResult::CompanyGone).collect();
-    let mut current: HashMap<(Uuid, Uuid, PredictionType), Option<Current>> = HashMap::new();
+    let mut risks: HashMap<(Uuid, Uuid), CompanyRisk> = HashMap::new();
     let mut alerts = Vec::new();
     let mut unwritten = Vec::new();
     for (index, (scores, filing_id)) in batch.iter().zip(&filing_ids).enumerate() {
         let f = &scores.filing;
-        let (Some(company), Some(locked)) = (written.get(filing_id), locked.get(&(f.tenant_id, f.company_id))) else {
+        let company = (f.tenant_id, f.company_id);
+        let (true, Some(locked)) = (written.contains(filing_id), locked.get(&company)) else {
             unwritten.push(index);
             continue;
         };
+        let risk = risks.entry(company).or_insert_with(|| locked.risk.clone());
+        let new = Scored {
+            id: scores.prediction_id,
+            year: year(&f.content.period),
+            quarter: f.content.period.quarter.map(i16::from),
+            probability: scores.primary.probability,
+            level: scores.primary.risk_level,
+            rating: Some(scores.primary.implied_rating.to_owned()),
+            model: scores.primary.model.to_string(),
+            created_at,
+        };
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
-        let period = (
-            i32::from(f.content.period.year),
-            i32::from(f.content.period.quarter.unwrap_or(0)),
-        );
-        let previous = current
-            .entry((f.tenant_id, f.company_id, f.prediction_type))
-            .or_insert_with(|| company.previous());
-        if previous.as_ref().is_some_and(|p| period < p.period) {
+        let previous = risk.latest(f.prediction_type).cloned();
+        let late = previous.as_ref().is_some_and(|p| new.period() < p.period());
+        risk.apply(f.prediction_type, new);
+        if late {
             results[index] = created(scores, *filing_id, created_at, None);
             continue;
         }
-        let alert = previous.as_ref().and_then(|p| {
+        let alert = previous.and_then(|p| {
             let reason = Alert::decide(
                 p.level,
                 p.probability,
@@ -497,17 +509,12 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
                 created_at: Utc::now(),
             })
         });
-        *previous = Some(Current {
-            period,
-            id: scores.prediction_id,
-            level: scores.primary.risk_level,
-            probability: scores.primary.probability,
-        });
         if let Some(alert) = &alert {
             alerts.push(alert.clone());
         }
         results[index] = created(scores, *filing_id, created_at, alert);
     }
+    update_risk(&mut conn.conn, &risks).await?;
     super::alerts::insert(&mut conn.conn, &alerts).await?;
 
     // A filing not written whose key names a filing (seen before, or earlier in this batch) of the same company
@@ -562,6 +569,35 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     conn.conn.execute("COMMIT").await?;
     conn.done = true;
     Ok(results)
+}
+
+/// Writes the batch's companies' new risk ([`UPDATE_RISK`]).
+async fn update_risk(conn: &mut PgConnection, risks: &HashMap<(Uuid, Uuid), CompanyRisk>) -> Result<(), sqlx::Error> {
+    if risks.is_empty() {
+        return Ok(());
+    }
+    fn current(risk: &CompanyRisk) -> Option<&Scored> {
+        risk.current().map(|(_, latest, _)| latest)
+    }
+    sqlx::query(UPDATE_RISK)
+        .bind(risks.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(risks.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(risks.values().map(Json).collect::<Vec<_>>())
+        .bind(
+            risks
+                .values()
+                .map(|r| current(r).map(|l| l.probability))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            risks
+                .values()
+                .map(|r| current(r).map(|l| l.level.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// A filing's key: tenant, organization, source, key.

@@ -1,7 +1,7 @@
 //! Predictions: score a company's filing through the pipeline (201 once committed), read the history, and
 //! AccuNode's own endpoints with its request body, so its clients switch by changing the base URL.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use pdscore_actors::{
@@ -105,6 +105,7 @@ async fn score(
         bulk: None,
         received_at: filing.received_at,
         trailing: None,
+        new_company: None,
     };
     let committed = state.pipeline.submit(filing).await?;
     if let Committed::Created {
@@ -195,6 +196,7 @@ pub async fn create(
         bulk: None,
         received_at: std::time::Instant::now(),
         trailing: None,
+        new_company: None,
     };
     let (committed, prediction) = score(&state, &principal, filing, &company.symbol).await?;
     Ok(match committed {
@@ -366,43 +368,130 @@ async fn accunode(
     })?;
     let scope = principal.scope();
     let key = (organization_id, fields.symbol.as_str().to_owned());
-    let company = match state.company_symbols.get(&key) {
-        Some(company) if scope.covers(company.tenant_id, company.organization_id) => company,
-        _ => {
-            let company = find_or_create_company(state, principal, &scope, organization_id, &fields).await?;
-            state.company_symbols.insert(key, company.clone());
-            company
+    let period = content.period;
+    let filing = |company_id: Uuid,
+                  tenant_id: Uuid,
+                  content: FilingContent,
+                  new_company: Option<Arc<pdscore_actors::NewCompany>>| {
+        Filing {
+            tenant_id,
+            organization_id,
+            company_id,
+            // One prediction per company and period, as AccuNode enforced.
+            idempotency_key: format!(
+                "accunode:{company_id}:{prediction_type}:{}:{}",
+                period.year,
+                period.quarter.unwrap_or(0)
+            ),
+            source: FilingSource::Http,
+            prediction_type,
+            content,
+            terms: Terms::Accunode,
+            raw: raw.clone(),
+            bulk: None,
+            received_at: std::time::Instant::now(),
+            trailing: None,
+            new_company,
         }
     };
-    let period = content.period;
-    let filing = Filing {
-        tenant_id: company.tenant_id,
-        organization_id: company.organization_id,
-        company_id: company.id,
-        // One prediction per company and period, as AccuNode enforced.
-        idempotency_key: format!(
-            "accunode:{}:{prediction_type}:{}:{}",
-            company.id,
-            period.year,
-            period.quarter.unwrap_or(0)
-        ),
-        source: FilingSource::Http,
-        prediction_type,
-        content,
-        terms: Terms::Accunode,
-        raw,
-        bulk: None,
-        received_at: std::time::Instant::now(),
-        trailing: None,
+    let cached = state
+        .company_symbols
+        .get(&key)
+        .filter(|company| scope.covers(company.tenant_id, company.organization_id));
+    let company = match cached {
+        Some(company) => Some(company),
+        None => {
+            let mut conn = state.db.acquire().await?;
+            companies::find_by_symbol(&mut conn, &scope, organization_id, fields.symbol.as_str()).await?
+        }
     };
-    let (committed, mut prediction) = score(state, principal, filing, &company.symbol)
-        .await
-        .inspect_err(|e| {
-            if e.code() == ErrorCode::NotFound {
-                // Deleted since it was cached (through another instance).
-                state.forget_company(company.id);
+    // A company not found is created by the filing's own transaction, when the caller's tenant is known and
+    // the organization in its scope as far as the token tells (the transaction checks it exists in the
+    // tenant); else, and when the symbol was taken meanwhile, here first.
+    let tenant = principal
+        .tenant_id
+        .filter(|_| scope.organization().is_none_or(|own| own == organization_id));
+    let (company, outcome) = match (company, tenant) {
+        (Some(company), _) => {
+            state.company_symbols.insert(key, company.clone());
+            let outcome = score(
+                state,
+                principal,
+                filing(company.id, company.tenant_id, content, None),
+                &company.symbol,
+            )
+            .await;
+            (company, outcome)
+        }
+        (None, Some(tenant_id)) => {
+            let new = Arc::new(pdscore_actors::NewCompany {
+                symbol: fields.symbol.as_str().to_owned(),
+                name: fields.name.clone(),
+                sector: fields.sector.clone(),
+                market_cap: fields.market_cap,
+                created_by: Some(principal.user_id),
+            });
+            let company_id = Uuid::now_v7();
+            let first = filing(company_id, tenant_id, content.clone(), Some(new.clone()));
+            match score(state, principal, first, &new.symbol).await {
+                Err(e) if e.code() == ErrorCode::NotFound => {
+                    let company = find_or_create_company(state, principal, &scope, organization_id, &fields).await?;
+                    state.company_symbols.insert(key, company.clone());
+                    let outcome = score(
+                        state,
+                        principal,
+                        filing(company.id, company.tenant_id, content, None),
+                        &company.symbol,
+                    )
+                    .await;
+                    (company, outcome)
+                }
+                outcome => {
+                    let now = chrono::Utc::now();
+                    let company = companies::Company {
+                        id: company_id,
+                        tenant_id,
+                        organization_id,
+                        symbol: new.symbol.clone(),
+                        name: new.name.clone(),
+                        sector: new.sector.clone(),
+                        market_cap: new.market_cap,
+                        created_by: new.created_by,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    if outcome.is_ok() {
+                        state.company_symbols.insert(key, company.clone());
+                        let added = crate::fleet::Change::CompanyAdded {
+                            tenant_id,
+                            organization_id,
+                            symbol: company.symbol.clone(),
+                        };
+                        state.changes.announce(added).await;
+                    }
+                    (company, outcome)
+                }
             }
-        })?;
+        }
+        (None, None) => {
+            let company = find_or_create_company(state, principal, &scope, organization_id, &fields).await?;
+            state.company_symbols.insert(key, company.clone());
+            let outcome = score(
+                state,
+                principal,
+                filing(company.id, company.tenant_id, content, None),
+                &company.symbol,
+            )
+            .await;
+            (company, outcome)
+        }
+    };
+    let (committed, mut prediction) = outcome.inspect_err(|e| {
+        if e.code() == ErrorCode::NotFound {
+            // Deleted since it was cached (through another instance).
+            state.forget_company(company.id);
+        }
+    })?;
     // AccuNode answered its levels in capitals.
     prediction.risk_level.make_ascii_uppercase();
     match committed {

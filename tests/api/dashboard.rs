@@ -106,6 +106,157 @@ fn symbols(answer: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The portfolio's read model — each company's risk on its row, kept by the commits that score it — says
+/// what the history says (the latest prediction of the latest period, of the type scored last, and the PD of
+/// the period before), after filings of both types arriving out of order, late, and the same period scored
+/// again, several of one company in one batch; the migration that built the model from the history agrees
+/// with the commits; and the tallies count the companies by level.
+#[actix_web::test]
+async fn the_portfolio_read_model_is_what_the_history_says() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let admin = demo.token(Role::TenantAdmin);
+    let quarterly = |sga: f64| {
+        json!({ "total_debt_to_ebitda": 2.0, "sga_margin": sga, "long_term_debt_to_total_capital": 30.0,
+                "return_on_capital": 5.0 })
+    };
+    // (symbol, year, quarter, ratios) for three companies, in a fixed shuffled order.
+    let mut plan = Vec::new();
+    for symbol in ["ACME", "GLOBEX", "INITECH"] {
+        for year in 2018..=2023u16 {
+            plan.push((symbol, year, None, if year % 3 == 0 { risky() } else { safe() }));
+        }
+        for (year, quarter) in [(2022, 3), (2022, 4), (2023, 1), (2023, 2)] {
+            plan.push((symbol, year, Some(quarter), quarterly(f64::from(quarter) * 17.0)));
+        }
+        // The same periods scored again, with other ratios.
+        plan.push((symbol, 2023, None, risky()));
+        plan.push((symbol, 2021, None, risky()));
+        plan.push((symbol, 2023, Some(1), quarterly(70.0)));
+    }
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in (1..plan.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        plan.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    let (js, ns) = app.jetstream().await;
+    let filings = plan.len() as i64;
+    for (n, (symbol, year, quarter, ratios)) in plan.into_iter().enumerate() {
+        let mut filing: Value = serde_json::from_slice(&message(&format!("rm-{n}"), symbol, year, ratios)).unwrap();
+        let kind = match quarter {
+            Some(q) => {
+                filing["reporting_quarter"] = json!(format!("Q{q}"));
+                "quarterly"
+            }
+            None => "annual",
+        };
+        publish(
+            &js,
+            ns.filings(&demo.setup.tenant_slug, kind),
+            serde_json::to_vec(&filing).unwrap(),
+        )
+        .await;
+    }
+    eventually("every filing scored", Duration::from_secs(30), || async {
+        let scored: i64 = sqlx::query_scalar("SELECT count(*) FROM predictions WHERE NOT is_shadow")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        (scored == filings).then_some(())
+    })
+    .await;
+
+    // The history's answer, read the way the portfolio read it before it had a model.
+    let expected: Vec<(String, Option<Uuid>, Option<f64>)> = sqlx::query_as(
+        "SELECT c.symbol, l.id, prev.probability FROM companies c
+         LEFT JOIN LATERAL (
+             SELECT * FROM (
+                 (SELECT id, prediction_type, period_year, period_quarter, created_at FROM predictions p
+                  WHERE p.company_id = c.id AND p.prediction_type = 'annual' AND NOT p.is_shadow
+                  ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1)
+                 UNION ALL
+                 (SELECT id, prediction_type, period_year, period_quarter, created_at FROM predictions p
+                  WHERE p.company_id = c.id AND p.prediction_type = 'quarterly' AND NOT p.is_shadow
+                  ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1)
+             ) latest ORDER BY created_at DESC, id DESC LIMIT 1) l ON true
+         LEFT JOIN LATERAL (
+             SELECT probability FROM predictions p
+             WHERE p.company_id = c.id AND p.prediction_type = l.prediction_type AND NOT p.is_shadow
+               AND (p.period_year, coalesce(p.period_quarter, 0)) < (l.period_year, coalesce(l.period_quarter, 0))
+             ORDER BY period_year DESC, period_quarter DESC, created_at DESC, id DESC LIMIT 1) prev ON true
+         WHERE c.tenant_id = $1 ORDER BY c.symbol",
+    )
+    .bind(demo.setup.tenant_id)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let (status, portfolio) = app
+        .call("GET", "/api/v1/portfolio?sort=symbol", Some(admin), None)
+        .await;
+    assert_eq!(status, 200, "{portfolio:#}");
+    let served: Vec<(String, Option<Uuid>, Option<f64>)> = items(&portfolio)
+        .iter()
+        .map(|i| {
+            (
+                i["company"]["symbol"].as_str().unwrap().to_owned(),
+                i["latest"]["prediction_id"].as_str().map(|id| id.parse().unwrap()),
+                i["previous_probability"].as_f64(),
+            )
+        })
+        .collect();
+    assert_eq!(served, expected);
+    assert!(
+        expected
+            .iter()
+            .all(|(_, latest, previous)| latest.is_some() && previous.is_some())
+    );
+
+    // The migration's statement that built the model from the history gives what the commits kept.
+    let kept: Vec<(Uuid, Value, Option<f64>, Option<String>)> =
+        sqlx::query_as("SELECT id, risk, risk_probability, risk_level::text FROM companies ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let migration = include_str!("../../migrations/20261209000001_portfolio_read_model.sql");
+    let start = migration.find("WITH ranked AS").unwrap();
+    let end = start + migration[start..].find(';').unwrap();
+    sqlx::query("UPDATE companies SET risk = NULL, risk_probability = NULL, risk_level = NULL")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query(&migration[start..end]).execute(&app.db).await.unwrap();
+    let rebuilt: Vec<(Uuid, Value, Option<f64>, Option<String>)> =
+        sqlx::query_as("SELECT id, risk, risk_probability, risk_level::text FROM companies ORDER BY id")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    let risk = |v: &Value| serde_json::from_value::<pdscore::db::company_risk::CompanyRisk>(v.clone()).unwrap();
+    assert_eq!(kept.len(), rebuilt.len());
+    for (kept, rebuilt) in kept.iter().zip(&rebuilt) {
+        assert_eq!(
+            (kept.0, risk(&kept.1), kept.2, &kept.3),
+            (rebuilt.0, risk(&rebuilt.1), rebuilt.2, &rebuilt.3)
+        );
+    }
+
+    // The tallies say how many companies are at each level.
+    let tallied: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT risk_level::text, sum(delta)::int8 FROM portfolio_tally GROUP BY 1 HAVING sum(delta) <> 0 ORDER BY 1",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    let counted: Vec<(Option<String>, i64)> =
+        sqlx::query_as("SELECT risk_level::text, count(*) FROM companies GROUP BY 1 ORDER BY 1")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(tallied, counted);
+    assert_eq!(portfolio["data"]["total"], counted.iter().map(|(_, n)| n).sum::<i64>());
+}
+
 #[actix_web::test]
 async fn the_portfolio_gives_each_visible_company_its_latest_risk_and_trend() {
     let app = spawn_app().await;

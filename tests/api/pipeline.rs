@@ -808,6 +808,45 @@ async fn accunode_symbols_follow_renames_and_deletions_and_stay_in_their_tenant(
     );
 }
 
+/// A company the AccuNode route has not seen is created by its filing's transaction. Eight requests for the
+/// same new company and year at once: one company, one prediction (201), the others answered as that
+/// prediction (409), whichever request's transaction created the company.
+#[actix_web::test]
+async fn a_new_company_is_created_once_with_its_first_filing() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let body = json!({ "company_symbol": "FRESH", "company_name": "Fresh Co", "sector": "Energy",
+                       "market_cap": 5.0e8, "reporting_year": 2024, "return_on_assets": 4.2 });
+    let requests = (0..8).map(|_| app.call("POST", "/api/v1/predictions/annual", Some(&token), Some(&body)));
+    let answers = futures_util::future::join_all(requests).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409], "{answers:#?}");
+    let created = answers.iter().find(|(status, _)| *status == 201).unwrap();
+    let company = created.1["data"]["company_id"].as_str().unwrap().to_owned();
+    let prediction = created.1["data"]["id"].clone();
+    for (_, answer) in answers.iter().filter(|(status, _)| *status == 409) {
+        assert_eq!(answer["error"]["details"]["prediction_id"], prediction, "{answer:#}");
+    }
+    let (companies, name, sector, created_by_member): (i64, String, Option<String>, bool) = sqlx::query_as(
+        "SELECT count(*) OVER (), name, sector, created_by IS NOT NULL FROM companies WHERE symbol = 'FRESH'",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (companies, name.as_str(), sector.as_deref(), created_by_member),
+        (1, "Fresh Co", Some("Energy"), true)
+    );
+    let sql = format!("SELECT count(*) FROM predictions WHERE company_id = '{company}'");
+    assert_eq!(count(&app, &sql).await, 1);
+    // The portfolio counts it, with its risk.
+    let (status, portfolio) = app.call("GET", "/api/v1/portfolio?q=FRESH", Some(&token), None).await;
+    assert_eq!(status, 200, "{portfolio:#}");
+    assert_eq!(portfolio["data"]["items"][0]["latest"]["prediction_id"], prediction);
+}
+
 /// The store's commit on its own, with one batch holding each case a filing can be in: new, its key twice in
 /// the batch, a key committed before, a company gone, an earlier period than the company's latest, and two
 /// risk changes in a row (the second one's previous prediction is the first, from the same batch).

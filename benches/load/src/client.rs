@@ -176,8 +176,15 @@ pub async fn submit(s: Submission<'_>) -> anyhow::Result<Value> {
 }
 
 /// Writes `rows` rows of AccuNode's spreadsheet format for `prediction_type` to `out` (a fixed seed, so
-/// the same arguments give the same file): companies of `periods` consecutive periods each.
-pub fn sample(out: &Path, prediction_type: PredictionType, rows: u64, periods: u64) -> anyhow::Result<()> {
+/// the same arguments give the same file): companies `<prefix>0000000`, `<prefix>0000001`, … of `periods`
+/// consecutive periods each.
+pub fn sample(
+    out: &Path,
+    prediction_type: PredictionType,
+    rows: u64,
+    periods: u64,
+    prefix: &str,
+) -> anyhow::Result<()> {
     let file = std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let ratios: &[&str] = match prediction_type {
@@ -230,7 +237,7 @@ pub fn sample(out: &Path, prediction_type: PredictionType, rows: u64, periods: u
         };
         write!(
             out,
-            "S{company:07},Sample Company {company},{:.0},{},{year},Q{quarter}",
+            "{prefix}{company:07},Sample Company {prefix}{company},{:.0},{},{year},Q{quarter}",
             1e6 + next() * 1e9,
             SECTORS[(company % 6) as usize]
         )?;

@@ -93,6 +93,10 @@ enum Command {
         /// An account with an organization of its own (org_member or org_admin).
         #[command(flatten)]
         account: Account,
+        /// Every request for a company the service has not seen (created by the request; recorded as
+        /// `http-new-company`) instead of 300 fiscal years per company.
+        #[arg(long)]
+        new_company: bool,
         #[command(flatten)]
         levels: Levels,
         #[command(flatten)]
@@ -144,6 +148,33 @@ enum Command {
         /// The service's durable consumer (`pipeline.consumer_name`).
         #[arg(long, default_value = "scoring")]
         consumer: String,
+        #[command(flatten)]
+        recording: Recording,
+    },
+    /// Alert latency: a steady (open-loop) feed of filings on NATS, a fifth of them moving their company's PD
+    /// past the alert threshold; times each alert from its filing's publication to its arrival on NATS and on
+    /// the SSE stream. Recorded as `alerts-nats` and `alerts-sse`.
+    Alerts {
+        #[command(flatten)]
+        account: Account,
+        #[arg(long, env = "PDSCORE__NATS__URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// The service's `nats.prefix`.
+        #[arg(long, env = "PDSCORE__NATS__PREFIX", default_value = "")]
+        prefix: String,
+        /// The account's tenant (slug).
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        /// Filings per second; default: half the throughput of the first `nats` measurement in the --record
+        /// file.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of feed.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Companies the filings are spread over (each files one year after another).
+        #[arg(long, default_value_t = 1000)]
+        companies: u64,
         #[command(flatten)]
         recording: Recording,
     },
@@ -216,6 +247,17 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Tops the account's organization up to COMPANIES scored companies (one fiscal year each, uploaded as a
+    /// bulk job), for the dashboard read at that size.
+    Populate {
+        #[command(flatten)]
+        account: Account,
+        #[arg(long)]
+        companies: u64,
+        /// Where the generated file is written.
+        #[arg(long)]
+        file: PathBuf,
+    },
     /// Write a sample file in AccuNode's spreadsheet format (fixed seed).
     Sample {
         #[arg(long = "type")]
@@ -280,6 +322,7 @@ async fn run(command: Command, config: Option<&std::path::Path>) -> anyhow::Resu
     match command {
         Command::Http {
             account,
+            new_company,
             levels,
             recording,
         } => {
@@ -287,6 +330,7 @@ async fn run(command: Command, config: Option<&std::path::Path>) -> anyhow::Resu
             let target = measure::http::Target::Service {
                 email: &account.email,
                 password: &password,
+                new_company,
             };
             http_load(&account.url, target, &levels, &recording).await
         }
@@ -332,6 +376,36 @@ async fn run(command: Command, config: Option<&std::path::Path>) -> anyhow::Resu
             })
             .await
             .map(drop)
+        }
+        Command::Alerts {
+            account,
+            nats_url,
+            prefix,
+            tenant,
+            rate,
+            seconds,
+            companies,
+            recording,
+        } => {
+            let password = account.password()?;
+            let rate = match (rate, recording.record.as_deref()) {
+                (Some(rate), _) => rate,
+                (None, Some(records)) => measure::alerts::half_of_nats(records)?,
+                (None, None) => anyhow::bail!("pass --rate, or --record with a nats measurement in it"),
+            };
+            measure::alerts::run(measure::alerts::AlertLoad {
+                url: &account.url,
+                email: &account.email,
+                password: &password,
+                nats_url: &nats_url,
+                prefix: &prefix,
+                tenant: &tenant,
+                rate,
+                duration: std::time::Duration::from_secs(seconds.max(1)),
+                companies,
+                record: recording.record.as_deref(),
+            })
+            .await
         }
         Command::Tenants {
             nats_url,
@@ -429,13 +503,58 @@ async fn run(command: Command, config: Option<&std::path::Path>) -> anyhow::Resu
             .await
             .map(drop)
         }
+        Command::Populate {
+            account,
+            companies,
+            file,
+        } => {
+            let password = account.password()?;
+            let base = account.url.trim_end_matches('/');
+            let client = reqwest::Client::new();
+            let token = client::sign_in(&client, base, &account.email, &password).await?.access;
+            let read = client
+                .get(format!("{base}/api/v1/portfolio?per_page=1"))
+                .header(reqwest::header::CACHE_CONTROL, "no-cache")
+                .bearer_auth(&token);
+            let total = client::call(read, "read the portfolio").await?["total"]
+                .as_u64()
+                .context("no total in the portfolio")?;
+            if total >= companies {
+                println!("the portfolio has {total} companies already");
+                return Ok(());
+            }
+            let prefix = format!("P{}", measure::run_tag());
+            client::sample(
+                &file,
+                pdscore_actors::PredictionType::Annual,
+                companies - total,
+                1,
+                &prefix,
+            )?;
+            let job = client::submit(client::Submission {
+                url: &account.url,
+                email: &account.email,
+                password: &password,
+                file: &file,
+                prediction_type: pdscore_actors::PredictionType::Annual,
+                organization_id: None,
+                model: None,
+                wait: true,
+            })
+            .await?;
+            println!(
+                "the portfolio had {total} companies; {} added",
+                job["succeeded_rows"].as_u64().unwrap_or(0)
+            );
+            Ok(())
+        }
         Command::Sample {
             prediction_type,
             rows,
             periods,
             out,
         } => {
-            client::sample(&out, prediction_type, rows, periods)?;
+            client::sample(&out, prediction_type, rows, periods, "S")?;
             println!("wrote {rows} {prediction_type} rows to {}", out.display());
             Ok(())
         }

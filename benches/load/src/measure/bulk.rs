@@ -21,7 +21,7 @@ pub struct BulkLoad<'a> {
 
 pub async fn run(load: BulkLoad<'_>) -> anyhow::Result<Record> {
     if !load.file.exists() {
-        sample(load.file, PredictionType::Annual, load.rows, 10)?;
+        sample(load.file, PredictionType::Annual, load.rows, 10, "S")?;
     }
     let cpu = CpuMeter::start();
     let started = Instant::now();

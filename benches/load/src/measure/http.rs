@@ -21,8 +21,13 @@ use crate::client::sign_in;
 
 /// Where the requests go.
 pub enum Target<'a> {
-    /// The scoring service, signed in with this account (one with an organization of its own).
-    Service { email: &'a str, password: &'a str },
+    /// The scoring service, signed in with this account (one with an organization of its own); with
+    /// `new_company`, every request names a company the service has not seen (created with its filing).
+    Service {
+        email: &'a str,
+        password: &'a str,
+        new_company: bool,
+    },
     /// The bare echo server (`pdscore-load echo-server`).
     Echo,
     /// The portfolio's first page, riskiest first, as this account sees it; `fresh` asks for answers from
@@ -48,22 +53,42 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
     let max = load.concurrency.iter().copied().max().unwrap_or(1);
     let client = reqwest::Client::builder().pool_max_idle_per_host(max).build()?;
     let (path, url, token, request) = match load.target {
-        Target::Service { email, password } => {
+        Target::Service {
+            email,
+            password,
+            new_company,
+        } => {
             let token = sign_in(&client, &base, email, password).await?.access;
             (
-                "http",
+                if new_company { "http-new-company" } else { "http" },
                 format!("{base}/api/v1/predictions/annual"),
                 Some(token),
-                Request::Filing,
+                Request::Filing { new_company },
             )
         }
-        Target::Echo => ("echo", format!("{base}/echo"), None, Request::Filing),
+        Target::Echo => (
+            "echo",
+            format!("{base}/echo"),
+            None,
+            Request::Filing { new_company: false },
+        ),
         Target::Portfolio { email, password, fresh } => {
             let token = sign_in(&client, &base, email, password).await?.access;
             let url = format!("{base}/api/v1/portfolio?sort=-probability&per_page=50");
             let path = if fresh { "portfolio-fresh" } else { "portfolio" };
             (path, url, Some(token), Request::Read { fresh })
         }
+    };
+    // A read says how many companies it ranges over.
+    let companies = match request {
+        Request::Read { .. } => {
+            let mut read = client.get(&url).header(reqwest::header::CACHE_CONTROL, "no-cache");
+            if let Some(token) = &token {
+                read = read.bearer_auth(token);
+            }
+            crate::client::call(read, "read the portfolio").await?["total"].as_u64()
+        }
+        Request::Filing { .. } => None,
     };
     let token = Arc::new(token);
     let run = run_tag();
@@ -79,7 +104,8 @@ pub async fn run(load: HttpLoad<'_>) -> anyhow::Result<Vec<Record>> {
         };
         // Warm-up: connections opened, the tenant's actor and caches in place.
         drive(&endpoint, path, concurrency, Duration::from_secs(1), 0).await?;
-        let record = drive(&endpoint, path, concurrency, load.duration, 1).await?;
+        let mut record = drive(&endpoint, path, concurrency, load.duration, 1).await?;
+        record.companies = companies;
         record.emit(load.record)?;
         records.push(record);
     }
@@ -99,8 +125,9 @@ struct Endpoint {
 /// What each request is.
 #[derive(Clone, Copy)]
 enum Request {
-    /// POST a new filing.
-    Filing,
+    /// POST a new filing; `new_company`: of a company never seen before (else a company takes 300 fiscal
+    /// years, then the next one).
+    Filing { new_company: bool },
     /// GET the URL; `fresh`: with `Cache-Control: no-cache`.
     Read { fresh: bool },
 }
@@ -130,9 +157,9 @@ async fn drive(
                         .client
                         .get(&endpoint.url)
                         .header(reqwest::header::CACHE_CONTROL, "no-cache"),
-                    Request::Filing => {
-                        // A company takes 300 fiscal years (1900..2199), then the next one.
-                        let symbol = format!("L{}{phase}W{worker}C{}", endpoint.run, sequence / 300);
+                    Request::Filing { new_company } => {
+                        let company = if new_company { sequence } else { sequence / 300 };
+                        let symbol = format!("L{}{phase}W{worker}C{company}", endpoint.run);
                         let body = filing(&symbol, 1900 + (sequence % 300) as u16, sequence);
                         sequence += 1;
                         endpoint.client.post(&endpoint.url).json(&body)

@@ -4,7 +4,9 @@
 //! - [`http`]: single persisted predictions at fixed concurrency;
 //! - [`stream`]: filings published to JetStream at full speed, timed from publish to the service's ack (sent
 //!   after the commit);
-//! - [`bulk`]: a generated CSV uploaded as a bulk job, timed from upload to the job's completion.
+//! - [`bulk`]: a generated CSV uploaded as a bulk job, timed from upload to the job's completion;
+//! - [`alerts`]: a steady feed of filings on NATS, timed from a filing's publication to the alert it raises,
+//!   on NATS and on the SSE stream.
 //!
 //! Ceilings, on the same machine and payloads: a bare actix-web JSON echo ([`echo`], driven by [`http`]),
 //! raw JetStream publish + consume ([`stream`]), and the store's own batched inserts of the same rows
@@ -13,6 +15,7 @@
 //! Each measurement prints a table row and, with `--record FILE`, appends a [`Record`] (one JSON line);
 //! [`report`] turns a run's records into the results table of BENCHMARKS.md.
 
+pub mod alerts;
 pub mod bulk;
 pub mod cpu;
 pub mod echo;

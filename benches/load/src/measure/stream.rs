@@ -56,30 +56,7 @@ pub async fn service(load: ServiceLoad<'_>) -> anyhow::Result<Record> {
     let token = sign_in(&client, base, load.email, load.password).await?.access;
     let run = run_tag();
     let companies = load.companies.max(1);
-    let me = call(
-        client.get(format!("{base}/api/v1/auth/me")).bearer_auth(&token),
-        "who am I",
-    )
-    .await?;
-    let organization = me["user"]["organization_id"]
-        .as_str()
-        .context("the account has no organization of its own (use an org_member or org_admin)")?;
-    // Created 16 at a time: a universe of 10,000 companies one after the other took longer than the load.
-    let created = futures_util::stream::iter(0..companies)
-        .map(|c| {
-            let symbol = format!("N{run}C{c}");
-            call(
-                client
-                    .post(format!("{base}/api/v1/organizations/{organization}/companies"))
-                    .bearer_auth(&token)
-                    .json(
-                        &json!({ "symbol": symbol, "name": format!("Stream load {symbol}"), "sector": "Industrials" }),
-                    ),
-                "create a company",
-            )
-        })
-        .buffer_unordered(16);
-    created.try_for_each(|_| async { Ok(()) }).await?;
+    create_companies(&client, base, &token, &run, companies).await?;
     let namespace = Namespace::parse(load.prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
     let subject = namespace.filings(load.tenant, "annual");
     let mut record = through_service(load.nats_url, &namespace, load.consumer, load.count, |i| {
@@ -90,6 +67,43 @@ pub async fn service(load: ServiceLoad<'_>) -> anyhow::Result<Record> {
     record.companies = Some(companies);
     record.emit(load.record)?;
     Ok(record)
+}
+
+/// Creates the companies `N<run>C0` … `N<run>C<count - 1>` in the signed-in account's organization; answers
+/// the organization's id.
+pub async fn create_companies(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    run: &str,
+    count: u64,
+) -> anyhow::Result<String> {
+    let me = call(
+        client.get(format!("{base}/api/v1/auth/me")).bearer_auth(token),
+        "who am I",
+    )
+    .await?;
+    let organization = me["user"]["organization_id"]
+        .as_str()
+        .context("the account has no organization of its own (use an org_member or org_admin)")?
+        .to_owned();
+    // Created 16 at a time: a universe of 10,000 companies one after the other took longer than the load.
+    let created = futures_util::stream::iter(0..count)
+        .map(|c| {
+            let symbol = format!("N{run}C{c}");
+            call(
+                client
+                    .post(format!("{base}/api/v1/organizations/{organization}/companies"))
+                    .bearer_auth(token)
+                    .json(
+                        &json!({ "symbol": symbol, "name": format!("Stream load {symbol}"), "sector": "Industrials" }),
+                    ),
+                "create a company",
+            )
+        })
+        .buffer_unordered(16);
+    created.try_for_each(|_| async { Ok(()) }).await?;
+    Ok(organization)
 }
 
 /// Many tenants sending a little: one filing for each of the tenants `scale-1` … `scale-<count>` (each with
@@ -251,12 +265,23 @@ pub fn spread_filing(run: &str, i: u64, companies: u64) -> Vec<u8> {
 
 /// A schema-1 filing message for `symbol` and `year`, its ratios varying with `i`.
 fn filing_message(run: &str, i: u64, symbol: &str, year: u16) -> Vec<u8> {
+    ratios_message(run, i, symbol, year, &annual_ratios(i))
+}
+
+/// A schema-1 filing message (id `load-<run>-<i>`) of these AccuNode ratios.
+pub fn ratios_message(
+    run: &str,
+    i: u64,
+    symbol: &str,
+    year: u16,
+    ratios: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<u8> {
     let message = json!({
         "schema_version": 1,
         "filing_id": format!("load-{run}-{i}"),
         "company_symbol": symbol,
         "reporting_year": year,
-        "ratios": annual_ratios(i),
+        "ratios": ratios,
     });
     serde_json::to_vec(&message).expect("JSON values serialize")
 }
