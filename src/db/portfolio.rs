@@ -179,6 +179,24 @@ async fn tallied(
     Ok(total)
 }
 
+/// Folds the tallies of every tenant that has more than a few rows per organization and level (see
+/// [`fold_tallies`]), in one statement.
+#[tracing::instrument(name = "db.portfolio.fold_all_tallies", level = "debug", skip_all)]
+pub async fn fold_all_tallies(pool: &sqlx::PgPool) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH long AS (SELECT tenant_id FROM portfolio_tally GROUP BY tenant_id
+                       HAVING count(*) > 2 * count(DISTINCT (organization_id, risk_level))),
+              gone AS (DELETE FROM portfolio_tally t USING long WHERE t.tenant_id = long.tenant_id
+                       RETURNING t.tenant_id, t.organization_id, t.risk_level, t.delta)
+         INSERT INTO portfolio_tally (tenant_id, organization_id, risk_level, delta)
+         SELECT tenant_id, organization_id, risk_level, sum(delta) FROM gone
+         GROUP BY tenant_id, organization_id, risk_level HAVING sum(delta) <> 0",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Replaces a tenant's tallies by their sums. Rows written meanwhile by transactions not yet committed are not
 /// seen by the deletion and stay; two folds at once delete each row once (the second waits for the first).
 #[tracing::instrument(name = "db.portfolio.fold_tallies", level = "debug", skip_all)]

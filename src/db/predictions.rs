@@ -6,7 +6,10 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, LazyLock},
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -40,7 +43,13 @@ pub struct PgPredictionStore {
     default_models: Arc<DefaultModels>,
     /// Filings and predictions committed by this store (see [`super::Growth`]).
     committed: Arc<super::Growth>,
+    /// Transactions committed by this store, for folding the portfolio's tallies now and then.
+    commits: Arc<AtomicU64>,
 }
+
+/// The portfolio's tallies are folded after this many of the store's commits, whether or not anyone reads the
+/// portfolio (a reader folds them too).
+const FOLD_TALLIES_EVERY: u64 = 512;
 
 impl PgPredictionStore {
     pub fn new(pool: PgPool, defaults: Arc<PipelineSettings>, default_models: Arc<DefaultModels>) -> Self {
@@ -49,6 +58,7 @@ impl PgPredictionStore {
             defaults,
             default_models,
             committed: Arc::new(super::Growth::new(20_000)),
+            commits: Arc::default(),
         }
     }
 }
@@ -57,12 +67,21 @@ impl PredictionStore for PgPredictionStore {
     fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
         let pool = self.pool.clone();
         let committed = self.committed.clone();
+        let commits = self.commits.clone();
         async move {
             // A deadlock or serialization failure between two writers is retried; anything else is reported.
             let mut attempt = 0;
             loop {
                 match commit_batch(&pool, &batch).await {
                     Ok(results) => {
+                        if (commits.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(FOLD_TALLIES_EVERY) {
+                            let pool = pool.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = super::portfolio::fold_all_tallies(&pool).await {
+                                    tracing::warn!(error = %e, "folding the portfolio's tallies failed");
+                                }
+                            });
+                        }
                         if committed.grew(batch.len() as u64) {
                             // Companies too: they are created for the filings (one by one by the AccuNode route), and
                             // the foreign-key checks of every prediction read them.

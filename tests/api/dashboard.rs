@@ -255,6 +255,20 @@ async fn the_portfolio_read_model_is_what_the_history_says() {
             .unwrap();
     assert_eq!(tallied, counted);
     assert_eq!(portfolio["data"]["total"], counted.iter().map(|(_, n)| n).sum::<i64>());
+    // Folded, they say the same in one row per organization and level.
+    let rows = "SELECT count(*) FROM portfolio_tally";
+    let before: i64 = sqlx::query_scalar(rows).fetch_one(&app.db).await.unwrap();
+    pdscore::db::portfolio::fold_all_tallies(&app.db).await.unwrap();
+    let after: i64 = sqlx::query_scalar(rows).fetch_one(&app.db).await.unwrap();
+    assert!(
+        after < before && after <= counted.len() as i64,
+        "{before} → {after} rows"
+    );
+    // Another sort: not a cached answer.
+    let (_, again) = app
+        .call("GET", "/api/v1/portfolio?sort=-symbol", Some(admin), None)
+        .await;
+    assert_eq!(again["data"]["total"], portfolio["data"]["total"]);
 }
 
 #[actix_web::test]
