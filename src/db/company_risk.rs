@@ -1,4 +1,4 @@
-//! A company's current risk, kept on its own row (`companies.risk`, with `risk_probability` and `risk_level`
+//! A company's current risk, kept in a row of its own (`company_risk.risk`, with `probability` and `level`
 //! beside it for the portfolio's sort and filter) by the commit that scores it, under the company's row lock:
 //! the portfolio reads one row per company of its page instead of probing the history of every company.
 //!
@@ -16,7 +16,7 @@ use uuid::Uuid;
 /// A prediction's place in its company's history of one type: (year, quarter or 0), creation time, id.
 type HistoryKey = ((i16, i16), DateTime<Utc>, Uuid);
 
-/// A company's risk state (`companies.risk`): what each type of prediction last said.
+/// A company's risk state (`company_risk.risk`): what each type of prediction last said.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CompanyRisk {
     #[serde(default, skip_serializing_if = "Option::is_none")]

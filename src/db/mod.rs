@@ -218,7 +218,10 @@ impl Analyzed {
                               period_quarter, model_name, model_version, is_shadow, probability, risk_level,
                               implied_rating, confidence, created_at)"
             }
-            Self::Companies => "companies",
+            // With their risk rows: the portfolio's riskiest page reads them in index order only when the
+            // planner knows how many an organization has (with a count from the table's first rows it sorted
+            // every company of the organization: 18 ms per page at 10,000 companies).
+            Self::Companies => "companies, company_risk",
         }
     }
 }

@@ -22,7 +22,7 @@ pub const SORTS: [(&str, &str); 6] = [
     ("sector", "c.sector"),
     ("market_cap", "c.market_cap"),
     ("created_at", "c.created_at"),
-    ("probability", "c.risk_probability"),
+    ("probability", "r.probability"),
 ];
 
 /// A company's current risk.
@@ -111,14 +111,17 @@ impl From<Row> for PortfolioItem {
     }
 }
 
+/// Each company's risk row (every company has one).
+const RISK: &str = "JOIN company_risk r ON r.tenant_id = c.tenant_id AND r.company_id = c.id";
+
 /// Folds a tenant's tallies into one row per (organization, level) once a reader finds more than this many.
 const FOLD_ABOVE: i64 = 256;
 
 /// One page of the caller's portfolio, and how many companies match; `risk_level` keeps the companies whose
-/// current risk is that level. Each company's risk is on its row (see [`super::company_risk`]): the page is
-/// read in the order of an index where one matches (riskiest first: `companies_org_risk`,
-/// `companies_tenant_risk`), and the total, for a tenant's scope without a text or sector filter, is the sum
-/// of the tenant's tallies (`portfolio_tally`), not a count of its companies.
+/// current risk is that level. Each company's risk is a row of `company_risk` (see [`super::company_risk`]):
+/// the page is read in the order of an index where one matches (riskiest first: `company_risk_org`,
+/// `company_risk_tenant`), and the total, for a tenant's scope without a text or sector filter, is the sum of
+/// the tenant's tallies (`portfolio_tally`), not a count of its companies.
 #[tracing::instrument(name = "db.portfolio.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
@@ -129,22 +132,31 @@ pub async fn list(
     page: Page,
 ) -> sqlx::Result<(Vec<PortfolioItem>, i64)> {
     let level = risk_level.map(RiskLevel::as_str);
-    let condition = format!("{IN_SCOPE} AND {FILTER} AND ($8::text IS NULL OR c.risk_level::text = $8)");
+    // The organization conditions again on the risk rows, so that their index can lead the riskiest-first read.
+    let condition = format!(
+        "{IN_SCOPE} AND {FILTER} AND ($2::uuid IS NULL OR r.organization_id = $2)
+         AND ($4::uuid IS NULL OR r.organization_id = $4) AND ($8::text IS NULL OR r.level::text = $8)"
+    );
     let total = match scope.tenant() {
         Some(tenant) if scope.assigned_to().is_none() && filter.q.is_none() && filter.sector.is_none() => {
             tallied(conn, tenant, [scope.organization(), filter.organization_id], level).await?
         }
         _ => {
-            sqlx::query_scalar(&format!("SELECT count(*) FROM companies c WHERE {condition}"))
+            sqlx::query_scalar(&format!("SELECT count(*) FROM companies c {RISK} WHERE {condition}"))
+                .persistent(false)
                 .bind_filter(scope, filter)
                 .bind(level)
                 .fetch_one(&mut *conn)
                 .await?
         }
     };
+    // Planned for its parameters each time (an unnamed statement): a plan cached for the statement would be
+    // made for any scope and filter, whose `$n IS NULL OR …` conditions no index can serve; the plan made for
+    // the caller's organization reads the riskiest page in index order (0.3 ms at 100,000 companies).
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, c.risk FROM companies c WHERE {condition} ORDER BY {order_by} LIMIT $9 OFFSET $10"
+        "SELECT {COLUMNS}, r.risk FROM companies c {RISK} WHERE {condition} ORDER BY {order_by} LIMIT $9 OFFSET $10"
     ))
+    .persistent(false)
     .bind_filter(scope, filter)
     .bind(level)
     .bind(page.limit())

@@ -261,8 +261,9 @@ struct Locked {
     organization_id: Uuid,
     symbol: String,
     slug: String,
-    /// Its risk before the batch (see [`CompanyRisk`]).
+    /// Its risk before the batch (see [`CompanyRisk`]), and its current level as the tallies count it.
     risk: CompanyRisk,
+    level: Option<String>,
 }
 
 /// Creates the companies new with the batch's filings (each as its filing's `company_id`), those of
@@ -310,8 +311,10 @@ async fn lock(
     let list = |id: fn(&(Uuid, Uuid)) -> Uuid| keys.iter().map(|k| id(k).to_string()).collect::<Vec<_>>().join(",");
     let (tenants, companies) = (list(|k| k.0), list(|k| k.1));
     let text = format!(
-        "{}SELECT c.tenant_id, c.id, c.organization_id, c.symbol, c.risk, t.slug FROM companies c
+        "{}SELECT c.tenant_id, c.id, c.organization_id, c.symbol, r.risk, r.level::text AS level, t.slug
+         FROM companies c
          JOIN tenants t ON t.id = c.tenant_id
+         LEFT JOIN company_risk r ON r.tenant_id = c.tenant_id AND r.company_id = c.id
          WHERE c.tenant_id = ANY('{{{tenants}}}'::uuid[]) AND c.id = ANY('{{{companies}}}'::uuid[])
          ORDER BY c.tenant_id, c.id FOR UPDATE OF c",
         if begin { "BEGIN; " } else { "" }
@@ -329,6 +332,7 @@ async fn lock(
                         .try_get::<Option<Json<CompanyRisk>>, _>("risk")?
                         .map(|r| r.0)
                         .unwrap_or_default(),
+                    level: row.try_get("level")?,
                 },
             ))
         })
@@ -414,11 +418,16 @@ static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The new risk of the batch's companies (see [`CompanyRisk`]), written under the batch's lock: `$1` tenants,
-/// `$2` companies, `$3` states, `$4` current PDs, `$5` current levels.
-const UPDATE_RISK: &str = "UPDATE companies c SET risk = u.risk, risk_probability = u.probability,
-                                  risk_level = u.level::risk_level
-     FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::float8[], $5::text[]) AS u(tenant_id, id, risk, probability, level)
-     WHERE c.tenant_id = u.tenant_id AND c.id = u.id";
+/// `$2` companies, `$3` states, `$4` current PDs, `$5` current levels; and the moves between levels this makes
+/// in the portfolio's tallies, `$6` tenants, `$7` organizations, `$8` levels (null: unscored), `$9` deltas.
+const UPDATE_RISK: &str = "WITH moves AS (
+         INSERT INTO portfolio_tally (tenant_id, organization_id, risk_level, delta)
+         SELECT tenant_id, organization_id, level::risk_level, delta
+         FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::int8[]) AS m(tenant_id, organization_id, level, delta))
+     UPDATE company_risk r SET risk = u.risk, probability = u.probability, level = u.level::risk_level
+     FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::float8[], $5::text[])
+          AS u(tenant_id, company_id, risk, probability, level)
+     WHERE r.tenant_id = u.tenant_id AND r.company_id = u.company_id";
 
 /// One transaction for the whole batch (see [`PredictionStore::commit`]) in four round trips whatever its size:
 /// [`lock`] (which reads the companies' risk), [`WRITE_BATCH`], [`UPDATE_RISK`] and the commit; the
@@ -533,7 +542,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         }
         results[index] = created(scores, *filing_id, created_at, alert);
     }
-    update_risk(&mut conn.conn, &risks).await?;
+    update_risk(&mut conn.conn, &locked, &risks).await?;
     super::alerts::insert(&mut conn.conn, &alerts).await?;
 
     // A filing not written whose key names a filing (seen before, or earlier in this batch) of the same company
@@ -590,14 +599,29 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     Ok(results)
 }
 
-/// Writes the batch's companies' new risk ([`UPDATE_RISK`]).
-async fn update_risk(conn: &mut PgConnection, risks: &HashMap<(Uuid, Uuid), CompanyRisk>) -> Result<(), sqlx::Error> {
-    if risks.is_empty() {
-        return Ok(());
-    }
+/// Writes the batch's companies' new risk, and the tallies' moves between levels ([`UPDATE_RISK`]).
+async fn update_risk(
+    conn: &mut PgConnection,
+    locked: &HashMap<(Uuid, Uuid), Locked>,
+    risks: &HashMap<(Uuid, Uuid), CompanyRisk>,
+) -> Result<(), sqlx::Error> {
     fn current(risk: &CompanyRisk) -> Option<&Scored> {
         risk.current().map(|(_, latest, _)| latest)
     }
+    if risks.is_empty() {
+        return Ok(());
+    }
+    // (tenant, organization, level) → companies moved in (+) or out (−).
+    let mut moves: HashMap<(Uuid, Uuid, Option<&str>), i64> = HashMap::new();
+    for (key, risk) in risks {
+        let Some(company) = locked.get(key) else { continue };
+        let (before, after) = (company.level.as_deref(), current(risk).map(|l| l.level.as_str()));
+        if before != after {
+            *moves.entry((key.0, company.organization_id, before)).or_default() -= 1;
+            *moves.entry((key.0, company.organization_id, after)).or_default() += 1;
+        }
+    }
+    moves.retain(|_, delta| *delta != 0);
     sqlx::query(UPDATE_RISK)
         .bind(risks.keys().map(|k| k.0).collect::<Vec<_>>())
         .bind(risks.keys().map(|k| k.1).collect::<Vec<_>>())
@@ -614,6 +638,10 @@ async fn update_risk(conn: &mut PgConnection, risks: &HashMap<(Uuid, Uuid), Comp
                 .map(|r| current(r).map(|l| l.level.as_str()))
                 .collect::<Vec<_>>(),
         )
+        .bind(moves.keys().map(|m| m.0).collect::<Vec<_>>())
+        .bind(moves.keys().map(|m| m.1).collect::<Vec<_>>())
+        .bind(moves.keys().map(|m| m.2).collect::<Vec<_>>())
+        .bind(moves.values().copied().collect::<Vec<_>>())
         .execute(conn)
         .await?;
     Ok(())

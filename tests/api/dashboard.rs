@@ -215,20 +215,20 @@ async fn the_portfolio_read_model_is_what_the_history_says() {
 
     // The migration's statement that built the model from the history gives what the commits kept.
     let kept: Vec<(Uuid, Value, Option<f64>, Option<String>)> =
-        sqlx::query_as("SELECT id, risk, risk_probability, risk_level::text FROM companies ORDER BY id")
+        sqlx::query_as("SELECT company_id, risk, probability, level::text FROM company_risk ORDER BY company_id")
             .fetch_all(&app.db)
             .await
             .unwrap();
     let migration = include_str!("../../migrations/20261209000001_portfolio_read_model.sql");
     let start = migration.find("WITH ranked AS").unwrap();
     let end = start + migration[start..].find(';').unwrap();
-    sqlx::query("UPDATE companies SET risk = NULL, risk_probability = NULL, risk_level = NULL")
+    sqlx::query("UPDATE company_risk SET risk = NULL, probability = NULL, level = NULL")
         .execute(&app.db)
         .await
         .unwrap();
     sqlx::query(&migration[start..end]).execute(&app.db).await.unwrap();
     let rebuilt: Vec<(Uuid, Value, Option<f64>, Option<String>)> =
-        sqlx::query_as("SELECT id, risk, risk_probability, risk_level::text FROM companies ORDER BY id")
+        sqlx::query_as("SELECT company_id, risk, probability, level::text FROM company_risk ORDER BY company_id")
             .fetch_all(&app.db)
             .await
             .unwrap();
@@ -249,7 +249,7 @@ async fn the_portfolio_read_model_is_what_the_history_says() {
     .await
     .unwrap();
     let counted: Vec<(Option<String>, i64)> =
-        sqlx::query_as("SELECT risk_level::text, count(*) FROM companies GROUP BY 1 ORDER BY 1")
+        sqlx::query_as("SELECT level::text, count(*) FROM company_risk GROUP BY 1 ORDER BY 1")
             .fetch_all(&app.db)
             .await
             .unwrap();
