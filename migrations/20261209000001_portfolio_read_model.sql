@@ -66,8 +66,9 @@ UPDATE company_risk r SET risk = s.risk, probability = s.probability, level = s.
 FROM per_company s
 WHERE r.tenant_id = s.tenant_id AND r.company_id = s.company_id;
 
--- The portfolio's riskiest-first pages: of one organization (its id is unique, so it leads), and of a tenant.
-CREATE INDEX company_risk_org ON company_risk (organization_id, probability DESC NULLS LAST, company_id DESC);
+-- The portfolio's riskiest-first pages: of one organization, and of a tenant.
+CREATE INDEX company_risk_org ON company_risk (tenant_id, organization_id, probability DESC NULLS LAST,
+                                               company_id DESC);
 CREATE INDEX company_risk_tenant ON company_risk (tenant_id, probability DESC NULLS LAST, company_id DESC);
 
 -- A company's row is created with it, and deleted with it (as its history is, by the trigger of
@@ -102,11 +103,12 @@ $$;
 -- them (src/db/predictions.rs). Readers sum the rows, and fold them into one per level now and then
 -- (src/db/portfolio.rs). No foreign keys: the rows of a deleted organization sum to zero and are folded away.
 CREATE TABLE portfolio_tally (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant_id        uuid NOT NULL,
+    id               bigint GENERATED ALWAYS AS IDENTITY,
     organization_id  uuid NOT NULL,
     risk_level       risk_level,
-    delta            bigint NOT NULL
+    delta            bigint NOT NULL,
+    PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX portfolio_tally_scope ON portfolio_tally (tenant_id, organization_id);
 
