@@ -446,6 +446,14 @@ mod tests {
         std::array::from_fn(|k| Uuid::from_u128((base + k as u128 + 1) << 2))
     }
 
+    /// Two companies in each of [`gated_writer`]'s four lanes, interleaved: lanes 0, 1, 2, 3, 0, 1, 2, 3.
+    fn two_per_lane() -> Vec<Uuid> {
+        let base = u128::from(rand_lane_base());
+        (0..8u128)
+            .map(|k| Uuid::from_u128(((base + k / 4 + 1) << 2) | (k % 4)))
+            .collect()
+    }
+
     /// A different range of ids per call, so that tests never share companies.
     fn rand_lane_base() -> u32 {
         Uuid::new_v4().as_u128() as u32 >> 8
@@ -576,11 +584,7 @@ mod tests {
         // Eight filings waiting, four per transaction at most: a backlog.
         let (writer, mut asked) = gated_writer_of(4);
         let tenant = Uuid::new_v4();
-        // Two companies in each of the four lanes, interleaved.
-        let base = rand_lane_base() as u128;
-        let companies: Vec<Uuid> = (0..8u128)
-            .map(|k| Uuid::from_u128(((base + k / 4 + 1) << 2) | (k % 4)))
-            .collect();
+        let companies = two_per_lane();
         let batch: Vec<Scores> = companies.iter().map(|c| scores(tenant, *c)).collect();
         let answer = tokio::spawn(writer.send(Persist { rows: batch }));
         // Transactions are asked for before any is committed: lane 0's two companies, lane 1's, and then, the
@@ -603,10 +607,7 @@ mod tests {
     async fn without_a_backlog_one_transaction_takes_every_company_that_can_go() {
         let (writer, mut asked) = gated_writer();
         let tenant = Uuid::new_v4();
-        let base = rand_lane_base() as u128;
-        let companies: Vec<Uuid> = (0..8u128)
-            .map(|k| Uuid::from_u128(((base + k / 4 + 1) << 2) | (k % 4)))
-            .collect();
+        let companies = two_per_lane();
         let batch: Vec<Scores> = companies.iter().map(|c| scores(tenant, *c)).collect();
         let answer = tokio::spawn(writer.send(Persist { rows: batch }));
         let (asked_for, go) = asked.recv().await.unwrap();

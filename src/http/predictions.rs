@@ -411,18 +411,8 @@ async fn accunode(
     let tenant = principal
         .tenant_id
         .filter(|_| scope.organization().is_none_or(|own| own == organization_id));
-    let (company, outcome) = match (company, tenant) {
-        (Some(company), _) => {
-            state.company_symbols.insert(key, company.clone());
-            let outcome = score(
-                state,
-                principal,
-                filing(company.id, company.tenant_id, content, None),
-                &company.symbol,
-            )
-            .await;
-            (company, outcome)
-        }
+    // Filed with a new company: `None` when its symbol was taken meanwhile (filed again below, for that company).
+    let created = match (&company, tenant) {
         (None, Some(tenant_id)) => {
             let new = Arc::new(pdscore_actors::NewCompany {
                 symbol: fields.symbol.as_str().to_owned(),
@@ -434,18 +424,7 @@ async fn accunode(
             let company_id = Uuid::now_v7();
             let first = filing(company_id, tenant_id, content.clone(), Some(new.clone()));
             match score(state, principal, first, &new.symbol).await {
-                Err(e) if e.code() == ErrorCode::NotFound => {
-                    let company = find_or_create_company(state, principal, &scope, organization_id, &fields).await?;
-                    state.company_symbols.insert(key, company.clone());
-                    let outcome = score(
-                        state,
-                        principal,
-                        filing(company.id, company.tenant_id, content, None),
-                        &company.symbol,
-                    )
-                    .await;
-                    (company, outcome)
-                }
+                Err(e) if e.code() == ErrorCode::NotFound => None,
                 outcome => {
                     let now = chrono::Utc::now();
                     let company = companies::Company {
@@ -461,7 +440,7 @@ async fn accunode(
                         updated_at: now,
                     };
                     if outcome.is_ok() {
-                        state.company_symbols.insert(key, company.clone());
+                        state.company_symbols.insert(key.clone(), company.clone());
                         let added = crate::fleet::Change::CompanyAdded {
                             tenant_id,
                             organization_id,
@@ -469,20 +448,22 @@ async fn accunode(
                         };
                         state.changes.announce(added).await;
                     }
-                    (company, outcome)
+                    Some((company, outcome))
                 }
             }
         }
-        (None, None) => {
-            let company = find_or_create_company(state, principal, &scope, organization_id, &fields).await?;
+        _ => None,
+    };
+    let (company, outcome) = match created {
+        Some(done) => done,
+        None => {
+            let company = match company {
+                Some(company) => company,
+                None => find_or_create_company(state, principal, &scope, organization_id, &fields).await?,
+            };
             state.company_symbols.insert(key, company.clone());
-            let outcome = score(
-                state,
-                principal,
-                filing(company.id, company.tenant_id, content, None),
-                &company.symbol,
-            )
-            .await;
+            let filed = filing(company.id, company.tenant_id, content, None);
+            let outcome = score(state, principal, filed, &company.symbol).await;
             (company, outcome)
         }
     };
