@@ -39,17 +39,24 @@ impl AlertPublisher {
         Self { db, messaging }
     }
 
+    /// Sends the alerts in order, then waits for the stream's acknowledgements together.
     async fn publish_all(&self, alerts: Vec<Alert>) {
-        let mut published = Vec::with_capacity(alerts.len());
+        let (jetstream, namespace) = (&self.messaging.jetstream, &self.messaging.namespace);
+        let mut sent = Vec::with_capacity(alerts.len());
         for alert in &alerts {
-            match pdscore_nats::alerts::publish(&self.messaging.jetstream, &self.messaging.namespace, alert).await {
+            match pdscore_nats::alerts::send(jetstream, namespace, alert).await {
+                Ok(ack) => sent.push(ack.map(move |ack| (alert, ack))),
+                Err(e) => not_published(alert, &e),
+            }
+        }
+        let mut published = Vec::with_capacity(sent.len());
+        for (alert, ack) in futures_util::future::join_all(sent).await {
+            match ack {
                 Ok(()) => {
                     pdscore_nats::events::AlertPublished.emit();
                     published.push((alert.tenant_id, alert.id));
                 }
-                Err(e) => {
-                    tracing::warn!(alert_id = %alert.id, error = %e, "alert not published yet; the outbox retries")
-                }
+                Err(e) => not_published(alert, &e),
             }
         }
         if !published.is_empty()
@@ -77,6 +84,10 @@ impl AlertPublisher {
             }
         }
     }
+}
+
+fn not_published(alert: &Alert, error: &pdscore_nats::alerts::AlertNotPublished) {
+    tracing::warn!(alert_id = %alert.id, %error, "alert not published yet; the outbox retries")
 }
 
 impl AlertSink for AlertPublisher {

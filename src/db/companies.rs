@@ -133,11 +133,42 @@ pub struct CompanyFilter {
     pub sector: Option<String>,
 }
 
-/// The [`CompanyFilter`]'s condition ($4-$7), after [`IN_SCOPE`]; both bound by [`BindFilter::bind_filter`].
-pub(crate) const FILTER: &str = "($4::uuid IS NULL OR c.organization_id = $4)
-    AND ($5::text IS NULL OR c.symbol LIKE $6 OR c.name ILIKE $5) AND ($7::text IS NULL OR c.sector ILIKE $7)";
+/// `{IN_SCOPE}` and the [`CompanyFilter`]'s condition with only the tests whose values are given, on the same
+/// parameters (`$1`-`$7`, bound by [`BindFilter::bind_filter`]; the others are bound and not read). A list
+/// query is written once per shape of scope and filter instead of once with `$n IS NULL OR …` tests, so that
+/// each shape keeps one prepared statement whose cached (generic) plan can use the index its tests allow: a
+/// statement written for every shape could not, and would be planned again on every request.
+pub(crate) fn filtered(scope: &Scope, filter: &CompanyFilter) -> String {
+    let tests = [
+        (scope.tenant().is_some(), "c.tenant_id = $1"),
+        (scope.organization().is_some(), "c.organization_id = $2"),
+        (
+            scope.assigned_to().is_some(),
+            "EXISTS (SELECT 1 FROM company_assignments a
+                     WHERE a.tenant_id = c.tenant_id AND a.company_id = c.id AND a.user_id = $3)",
+        ),
+        (filter.organization_id.is_some(), "c.organization_id = $4"),
+        (filter.q.is_some(), "(c.symbol LIKE $6 OR c.name ILIKE $5)"),
+        (filter.sector.is_some(), "c.sector ILIKE $7"),
+    ];
+    conjunction(tests)
+}
 
-/// Binds a scope and a [`CompanyFilter`] as `$1`-`$7`, for `{IN_SCOPE} AND {FILTER}`.
+/// The tests that apply, joined by AND (`TRUE` when none does).
+pub(crate) fn conjunction<'a>(tests: impl IntoIterator<Item = (bool, &'a str)>) -> String {
+    let applying: Vec<&str> = tests
+        .into_iter()
+        .filter(|(applies, _)| *applies)
+        .map(|(_, test)| test)
+        .collect();
+    if applying.is_empty() {
+        "TRUE".to_owned()
+    } else {
+        applying.join(" AND ")
+    }
+}
+
+/// Binds a scope and a [`CompanyFilter`] as `$1`-`$7`, for [`filtered`].
 pub(crate) trait BindFilter: BindScope {
     fn bind_filter(self, scope: &Scope, filter: &CompanyFilter) -> Self;
 }
@@ -169,18 +200,16 @@ pub async fn list(
     order_by: &str,
     page: Page,
 ) -> sqlx::Result<(Vec<Company>, i64)> {
-    let total = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM companies c WHERE {IN_SCOPE} AND {FILTER}"
-    ))
-    .bind_filter(scope, filter)
-    .fetch_one(&mut *conn)
-    .await?;
+    let condition = filtered(scope, filter);
+    let total = sqlx::query_scalar(&format!("SELECT count(*) FROM companies c WHERE {condition}"))
+        .bind_filter(scope, filter)
+        .fetch_one(&mut *conn)
+        .await?;
     let items = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND {FILTER} ORDER BY {order_by} LIMIT $8 OFFSET $9"
+        "SELECT {COLUMNS} FROM companies c WHERE {condition} ORDER BY {order_by} {}",
+        page.literal()
     ))
     .bind_filter(scope, filter)
-    .bind(page.limit())
-    .bind(page.offset())
     .fetch_all(conn)
     .await?;
     Ok((items, total))
@@ -318,4 +347,28 @@ pub async fn unassign(conn: &mut PgConnection, company: &Company, user_id: Uuid)
             .execute(conn)
             .await?;
     Ok(deleted.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_condition_tests_only_what_the_scope_and_filter_give() {
+        let tenant = Uuid::now_v7();
+        assert_eq!(
+            filtered(&Scope::service(tenant), &CompanyFilter::default()),
+            "c.tenant_id = $1"
+        );
+        let filter = CompanyFilter {
+            organization_id: Some(Uuid::now_v7()),
+            q: Some("acme".into()),
+            sector: None,
+        };
+        assert_eq!(
+            filtered(&Scope::service(tenant), &filter),
+            "c.tenant_id = $1 AND c.organization_id = $4 AND (c.symbol LIKE $6 OR c.name ILIKE $5)"
+        );
+        assert_eq!(conjunction([(false, "a"), (false, "b")]), "TRUE");
+    }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::{
-    PgPool, Postgres,
+    Connection, PgPool, Postgres,
     migrate::{MigrateDatabase, Migrator},
     postgres::{PgArguments, PgPoolOptions},
     query::{Query, QueryAs, QueryScalar},
@@ -92,6 +92,9 @@ impl<'q, Q: Bind<'q>> BindScope for Q {
 /// The schema's migrations, embedded in the binary (`sqlx migrate run` applies the same directory).
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// How long a pooled connection may sit idle and still be handed out unchecked.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// A pool that connects lazily: the service starts (and reports the database down in `/health`) even while
 /// PostgreSQL is unreachable, and recovers by itself when it returns.
 pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
@@ -99,6 +102,19 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout())
+        // sqlx checks every connection when it comes back (a round trip that also ends what an interrupted
+        // query left), and by default again when it is taken: a second round trip per acquire, on every
+        // commit and every read. Only a connection that sat idle (through a database restart, say) is
+        // checked again; a broken one that was not is dropped when it comes back, after its error.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= CHECK_IDLE_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(settings.connect_options().context("Invalid database.url")?))
 }
 

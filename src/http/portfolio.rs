@@ -89,11 +89,15 @@ pub async fn list(
     let (items, total) = portfolio::list(&mut conn, &scope, &filter, risk_level, &order, page).await?;
     drop(conn);
     let answer = Paginated::new(items, page, total);
-    if let Some((tenant, Lookup::Miss { generation }, digest)) = &cached {
-        let json = serde_json::to_string(&answer).map_err(ApiError::internal)?;
-        state.portfolio.put(*tenant, generation, digest, &json).await;
+    match &cached {
+        // Encoded once: the cached copy is the answer's text.
+        Some((tenant, Lookup::Miss { generation }, digest)) => {
+            let json = serde_json::value::to_raw_value(&answer).map_err(ApiError::internal)?;
+            state.portfolio.put(*tenant, generation, digest, json.get()).await;
+            Ok(envelope::ok(json))
+        }
+        _ => Ok(envelope::ok(answer)),
     }
-    Ok(envelope::ok(answer))
 }
 
 /// What makes two portfolio answers the same: the caller's scope and every parameter, as a digest.
