@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole benchmark in one run: the service's paths (HTTP scoring, NATS ingest, a bulk job) and, on the
-# same machine and payloads, their ceilings (actix-web JSON echo, raw JetStream, the store's batched
-# inserts). Writes the machine, the commands and the results tables into BENCHMARKS.md between its
-# "results" markers (the rest of the file is prose and is kept).
+# same machine and payloads, their ceilings (actix-web JSON echo, the session check in Redis, raw JetStream,
+# the default models' scoring, the store's batched inserts). Writes the machine, the commands and the results
+# tables into BENCHMARKS.md between its "results" markers (the rest of the file is prose and is kept).
 # Last, many tenants sending a little: BENCH_TENANTS tenants, one filing each, then idle until their actors stop.
 # Usage: scripts/bench.sh
 #   (defaults: BENCH_LEVELS=1,16,64,256 BENCH_SECONDS=10 BENCH_FILINGS=50000 BENCH_COMPANIES=10000 BENCH_ROWS=1000000
@@ -33,6 +33,8 @@ echo_pid=$!
 for _ in $(seq 1 50); do curl -fs http://127.0.0.1:18190/health/live >/dev/null 2>&1 && break; sleep 0.1; done
 "$load" echo --url http://127.0.0.1:18190 --concurrency "$levels" --seconds "$seconds" --record "$records"
 kill "$echo_pid"; wait "$echo_pid" 2>/dev/null || true
+echo "[bench] session-check ceiling: the Redis GET of every authenticated request"
+"$load" redis --concurrency "$levels" --seconds "$seconds" --record "$records"
 
 bench_serve
 echo "[bench] HTTP scoring"

@@ -92,7 +92,14 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
     .service(metrics::metrics)
     .service(auth::jwks)
     .service(
+        // The hottest routes first: a request is tried against the routes in order, and each pattern with a
+        // parameter is a regular expression run on its path (6 % of the service's samples on HTTP scoring, when
+        // the AccuNode route came after forty others: benches/flamegraphs/).
         scope::scope("/api/v1")
+            .service(predictions::accunode_annual)
+            .service(predictions::accunode_quarterly)
+            .service(portfolio::list)
+            .service(predictions::create)
             .service(auth::login)
             .service(auth::refresh)
             .service(auth::logout)
@@ -121,7 +128,6 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(companies::assignments)
             .service(companies::assign)
             .service(companies::unassign)
-            .service(portfolio::list)
             .service(models::list)
             .service(deployments::upload)
             .service(deployments::activations)
@@ -129,10 +135,7 @@ pub fn configure(cfg: &mut ServiceConfig, max_json_body_bytes: usize) {
             .service(models::of_tenant)
             .service(models::set_for_tenant)
             .service(models::promote)
-            .service(predictions::create)
             .service(predictions::history)
-            .service(predictions::accunode_annual)
-            .service(predictions::accunode_quarterly)
             .service(predictions::get)
             .service(outcomes::record)
             .service(outcomes::of_company)

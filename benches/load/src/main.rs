@@ -214,6 +214,14 @@ enum Command {
         #[command(flatten)]
         recording: Recording,
     },
+    /// The session-check ceiling: the Redis GET every authenticated request makes (is its session live?), by
+    /// the service's own session store, at fixed concurrency (the service's configuration applies).
+    Redis {
+        #[command(flatten)]
+        levels: Levels,
+        #[command(flatten)]
+        recording: Recording,
+    },
     /// A generated AccuNode annual CSV scored as a bulk job, timed from upload to completion.
     Bulk {
         #[command(flatten)]
@@ -443,6 +451,19 @@ async fn run(command: Command, config: Option<&std::path::Path>) -> anyhow::Resu
                 tenant: &tenant,
                 count,
                 companies,
+                record: recording.record.as_deref(),
+            })
+            .await
+            .map(drop)
+        }
+        Command::Redis { levels, recording } => {
+            let duration = levels.check()?;
+            let settings = pdscore::configuration::Settings::load(config)?;
+            println!("{}", measure::Record::HEADER);
+            measure::redis::ceiling(measure::redis::RedisLoad {
+                settings: &settings,
+                concurrency: &levels.concurrency,
+                duration,
                 record: recording.record.as_deref(),
             })
             .await

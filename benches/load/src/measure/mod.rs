@@ -9,8 +9,9 @@
 //!   on NATS and on the SSE stream.
 //!
 //! Ceilings, on the same machine and payloads: a bare actix-web JSON echo ([`echo`], driven by [`http`]),
-//! raw JetStream publish + consume ([`stream`]), and the store's own batched inserts of the same rows
-//! without the pipeline ([`postgres`]).
+//! raw JetStream publish + consume ([`stream`]), the default models' scoring of the same rows and the store's
+//! own batched inserts of them without the pipeline ([`postgres`]), and the session check every request makes
+//! in Redis ([`redis`]).
 //!
 //! Each measurement prints a table row and, with `--record FILE`, appends a [`Record`] (one JSON line);
 //! [`report`] turns a run's records into the results table of BENCHMARKS.md.
@@ -21,6 +22,7 @@ pub mod cpu;
 pub mod echo;
 pub mod http;
 pub mod postgres;
+pub mod redis;
 pub mod report;
 pub mod stream;
 

@@ -2,7 +2,8 @@
 //! inserted by the store's own inserts (one statement per batch), batched as the pipeline batches them, with as
 //! many transactions in flight — but without the pipeline, the company locks, the previous-prediction read or the
 //! alerts. The tables are copies of `filings` and `predictions` (same columns, defaults and indexes) in a
-//! schema of their own, dropped afterwards.
+//! schema of their own, dropped afterwards. Scoring the rows beforehand is measured too (the `scoring` ceiling:
+//! the tenant's default models on the pipeline's batches).
 
 use std::{
     path::Path,
@@ -85,9 +86,13 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
             key,
         ));
     }
+    // Scoring them is a ceiling of its own: the tenant's default models on the pipeline's batches, one core.
     let batch = settings.pipeline.max_batch.max(1);
     let mut batches = Vec::new();
+    let rows = filings.len() as u64;
     let mut rest = filings.into_iter();
+    let cpu = CpuMeter::start();
+    let started = Instant::now();
     loop {
         let chunk: Vec<Filing> = rest.by_ref().take(batch).collect();
         if chunk.is_empty() {
@@ -100,6 +105,8 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
             .map_err(|e| anyhow::anyhow!("a row was not scored: {e}"))?;
         batches.push(scored);
     }
+    let scoring = Record::throughput_only("scoring", rows, started.elapsed()).with_cpu(cpu.stop());
+    scoring.emit(load.record)?;
 
     let schema = format!("load_ceiling_{}", run.to_lowercase());
     pool.execute(

@@ -59,6 +59,7 @@ pub fn markdown(records: &[Record]) -> String {
             .find(|r| r.path == path && (concurrency.is_none() || r.concurrency == concurrency))
     };
     let postgres = find("postgres", None);
+    let scoring = find("scoring", None);
     let busy = |r: &Record| {
         r.cpu_busy
             .map_or_else(|| "–".to_owned(), |b| format!("{:.0} %", b * 100.0))
@@ -66,8 +67,15 @@ pub fn markdown(records: &[Record]) -> String {
     let full = |r: &Record| r.cpu_busy.is_some_and(|b| b >= FULL_MACHINE);
     for http in records.iter().filter(|r| r.path == "http") {
         let echo = find("echo", http.concurrency);
+        let redis = find("redis", http.concurrency).or_else(|| find("redis", None));
         let c = http.concurrency.unwrap_or(0);
-        let Some((ratio, bound)) = bound(http, [("echo", echo), ("PostgreSQL", postgres)]) else {
+        let parts = [
+            ("echo", echo),
+            ("session check", redis),
+            ("scoring", scoring),
+            ("PostgreSQL", postgres),
+        ];
+        let Some((ratio, bound)) = bound(http, &parts) else {
             continue;
         };
         let (target, met) = if c == HTTP_TARGET_CONCURRENCY {
@@ -103,7 +111,8 @@ pub fn markdown(records: &[Record]) -> String {
     }
     let jetstream = find("jetstream", None);
     for nats in records.iter().filter(|r| r.path == "nats") {
-        let Some((ratio, bound)) = bound(nats, [("JetStream", jetstream), ("PostgreSQL", postgres)]) else {
+        let parts = [("JetStream", jetstream), ("scoring", scoring), ("PostgreSQL", postgres)];
+        let Some((ratio, bound)) = bound(nats, &parts) else {
             continue;
         };
         let _ = writeln!(
@@ -171,10 +180,10 @@ pub fn markdown(records: &[Record]) -> String {
 /// `parts` (ceilings measured on the same machine; each does part of the path's work, so the path costs at
 /// least their sum): the cores divided by that sum. The path's throughput as a share of it, and the bound
 /// spelled out, with the path's own CPU per operation so that what it spends beyond its ceilings shows.
-fn bound(path: &Record, parts: [(&str, Option<&Record>); 2]) -> Option<(f64, String)> {
+fn bound(path: &Record, parts: &[(&str, Option<&Record>)]) -> Option<(f64, String)> {
     let mut sum = 0.0;
     let mut terms = Vec::new();
-    for (name, part) in parts {
+    for &(name, part) in parts {
         let cost = part?.cpu_us_per_op?;
         sum += cost;
         terms.push(format!("{name} {cost:.0}"));
@@ -208,6 +217,8 @@ fn describe(path: &str) -> &str {
         "nats" => "NATS ingest (publish → committed, acked)",
         "jetstream" => "ceiling: raw JetStream publish + consume",
         "postgres" => "ceiling: batched PostgreSQL insert (rows; latency per batch)",
+        "scoring" => "ceiling: the default models' scoring of the same rows (batches of 256, one core)",
+        "redis" => "ceiling: the session check in Redis (one GET per request)",
         "bulk" => "bulk job (CSV upload → completed)",
         "tenants" => "NATS ingest, one filing for each of many tenants",
         "portfolio" => "dashboard read: portfolio page, riskiest first (Redis cache)",
@@ -249,22 +260,26 @@ mod tests {
             measured("jetstream", None, 80_000.0, 20.0),
             measured("nats", None, 5_100.0, 360.0),
             nats_wide,
-            measured("postgres", Some(4), 30_000.0, 55.0),
+            measured("postgres", Some(4), 30_000.0, 45.0),
+            measured("scoring", None, 100_000.0, 5.0),
+            measured("redis", Some(64), 50_000.0, 10.0),
+            measured("redis", Some(16), 40_000.0, 12.0),
         ];
         let table = markdown(&records);
         let row = |prefix: &str| table.lines().find(|l| l.starts_with(prefix)).unwrap().to_owned();
-        // Two cores over 45 + 55 µs: 20,000/s, of which 2,000/s is 10 %.
+        // Two cores over 45 + 10 + 5 + 45 µs (the session check at the same concurrency): 19,048/s, of which
+        // 2,000/s is 10.5 %.
         assert_eq!(
             row("| HTTP scoring, 64 concurrent"),
-            "| HTTP scoring, 64 concurrent | 20000/s (echo 45 + PostgreSQL 55 = 100 µs per op; this path 900 µs) | 10.0 % | 90 % | ≥ 70 %, p99 ≤ 20 ms (p99 inf ms), busy ≥ 90 % | **no** |",
+            "| HTTP scoring, 64 concurrent | 19048/s (echo 45 + session check 10 + scoring 5 + PostgreSQL 45 = 105 µs per op; this path 900 µs) | 10.5 % | 90 % | ≥ 70 %, p99 ≤ 20 ms (p99 inf ms), busy ≥ 90 % | **no** |",
         );
-        // Two cores over 20 + 55 µs: 26,667/s; each stream run with its companies.
+        // Two cores over 20 + 5 + 45 µs: 28,571/s; each stream run with its companies.
         assert_eq!(
             row("| NATS ingest |"),
-            "| NATS ingest | 26667/s (JetStream 20 + PostgreSQL 55 = 75 µs per op; this path 360 µs) | 19.1 % | 90 % | ≥ 70 %, busy ≥ 90 % | **no** |"
+            "| NATS ingest | 28571/s (JetStream 20 + scoring 5 + PostgreSQL 45 = 70 µs per op; this path 360 µs) | 17.8 % | 90 % | ≥ 70 %, busy ≥ 90 % | **no** |"
         );
         assert!(
-            row("| NATS ingest, 10000 companies |").contains("| 22.9 % |"),
+            row("| NATS ingest, 10000 companies |").contains("| 21.4 % |"),
             "{table}"
         );
         assert!(table.contains("| NATS ingest (publish → committed, acked), 10000 companies | – | 1000 | 6100 |"));
