@@ -279,7 +279,7 @@ mod tests {
             "| NATS ingest | 28571/s (JetStream 20 + scoring 5 + PostgreSQL 45 = 70 µs per op; this path 360 µs) | 17.8 % | 90 % | ≥ 70 %, busy ≥ 90 % | **no** |"
         );
         assert!(
-            row("| NATS ingest, 10000 companies |").contains("| 21.4 % |"),
+            row("| NATS ingest, 10000 companies |").contains("| 21.3 % |"),
             "{table}"
         );
         assert!(table.contains("| NATS ingest (publish → committed, acked), 10000 companies | – | 1000 | 6100 |"));
