@@ -50,5 +50,8 @@ bench_cleanup() {
     [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     "$load" drop-streams >/dev/null 2>&1 || true
     psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+    # The run's sessions, cached answers and counters in Redis.
+    redis-cli -h 127.0.0.1 --scan --pattern "$PDSCORE__REDIS__KEY_PREFIX:*" 2>/dev/null |
+        xargs -r redis-cli -h 127.0.0.1 del >/dev/null 2>&1 || true
     rm -rf "$work"
 }

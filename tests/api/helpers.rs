@@ -53,6 +53,7 @@ pub struct Isolation {
     /// The real servers (a test may point the application elsewhere; cleanup still goes here).
     server_database_url: String,
     server_nats_url: String,
+    server_redis_url: String,
 }
 
 impl Isolation {
@@ -69,6 +70,7 @@ impl Isolation {
             storage_dir: std::env::temp_dir().join(format!("pdscore-test-{id}")),
             server_database_url,
             server_nats_url: settings.nats.url.expose_secret().to_owned(),
+            server_redis_url: settings.redis.url.expose_secret().to_owned(),
         }
     }
 
@@ -98,8 +100,10 @@ impl Isolation {
         ])
     }
 
-    async fn cleanup(db_name: String, server_database_url: String, nats_url: String, nats_prefix: String) {
-        let maintenance = with_database(&server_database_url, "postgres");
+    async fn cleanup(&self) {
+        let (db_name, server_database_url) = (&self.db_name, &self.server_database_url);
+        let (nats_url, nats_prefix) = (&self.server_nats_url, &self.nats_prefix);
+        let maintenance = with_database(server_database_url, "postgres");
         if let Ok(mut conn) = PgConnection::connect(&maintenance).await {
             let _ = conn
                 .execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str())
@@ -107,8 +111,32 @@ impl Isolation {
         }
         if let Ok(client) = async_nats::connect(nats_url).await {
             let js = async_nats::jetstream::new(client);
-            let ns = pdscore_nats::Namespace::parse(&nats_prefix).expect("valid test prefix");
+            let ns = pdscore_nats::Namespace::parse(nats_prefix).expect("valid test prefix");
             pdscore_nats::delete_streams(&js, &ns).await;
+        }
+        // The test's sessions, signing keys, cached answers and counters.
+        if let Ok(client) = redis::Client::open(self.server_redis_url.as_str())
+            && let Ok(mut redis) = client.get_multiplexed_async_connection().await
+        {
+            let pattern = format!("{}:*", self.redis_prefix);
+            let mut cursor = 0u64;
+            while let Ok((next, keys)) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async::<(u64, Vec<String>)>(&mut redis)
+                .await
+            {
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
         }
     }
 }
@@ -144,21 +172,18 @@ impl Isolation {
 impl Drop for Isolation {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.storage_dir);
-        let args = (
-            self.db_name.clone(),
-            self.server_database_url.clone(),
-            self.server_nats_url.clone(),
-            self.nats_prefix.clone(),
-        );
         // Drop cannot await, and the test's runtime may be gone: clean up on a runtime of our own.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime")
-                .block_on(Self::cleanup(args.0, args.1, args.2, args.3));
-        })
-        .join();
+        std::thread::scope(|scope| {
+            let _ = scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("cleanup runtime")
+                        .block_on(self.cleanup());
+                })
+                .join();
+        });
     }
 }
 
