@@ -101,41 +101,29 @@ impl Isolation {
     }
 
     async fn cleanup(&self) {
-        let (db_name, server_database_url) = (&self.db_name, &self.server_database_url);
-        let (nats_url, nats_prefix) = (&self.server_nats_url, &self.nats_prefix);
-        let maintenance = with_database(server_database_url, "postgres");
+        let maintenance = with_database(&self.server_database_url, "postgres");
         if let Ok(mut conn) = PgConnection::connect(&maintenance).await {
             let _ = conn
-                .execute(format!(r#"DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)"#).as_str())
+                .execute(format!(r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#, self.db_name).as_str())
                 .await;
         }
-        if let Ok(client) = async_nats::connect(nats_url).await {
+        if let Ok(client) = async_nats::connect(&self.server_nats_url).await {
             let js = async_nats::jetstream::new(client);
-            let ns = pdscore_nats::Namespace::parse(nats_prefix).expect("valid test prefix");
+            let ns = pdscore_nats::Namespace::parse(&self.nats_prefix).expect("valid test prefix");
             pdscore_nats::delete_streams(&js, &ns).await;
         }
         // The test's sessions, signing keys, cached answers and counters.
         if let Ok(client) = redis::Client::open(self.server_redis_url.as_str())
             && let Ok(mut redis) = client.get_multiplexed_async_connection().await
         {
-            let pattern = format!("{}:*", self.redis_prefix);
-            let mut cursor = 0u64;
-            while let Ok((next, keys)) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async::<(u64, Vec<String>)>(&mut redis)
-                .await
-            {
-                if !keys.is_empty() {
-                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
+            use futures_util::StreamExt;
+            use redis::AsyncCommands;
+            let keys: Vec<String> = match redis.scan_match(format!("{}:*", self.redis_prefix)).await {
+                Ok(keys) => keys.filter_map(|key| async move { key.ok() }).collect().await,
+                Err(_) => Vec::new(),
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis.del(keys).await;
             }
         }
     }
