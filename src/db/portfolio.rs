@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use pdscore_actors::RiskLevel;
 use serde::Serialize;
-use sqlx::{PgConnection, types::Json};
+use sqlx::{FromRow, PgConnection, Row as _, postgres::PgRow, types::Json};
 use uuid::Uuid;
 
 use super::{
@@ -117,11 +117,34 @@ const RISK: &str = "JOIN company_risk r ON r.tenant_id = c.tenant_id AND r.compa
 /// Folds a tenant's tallies into one row per (organization, level) once a reader finds more than this many.
 const FOLD_ABOVE: i64 = 256;
 
+/// A row of the page's statement: the total (and, when it is the tallies' sum, how many tally rows were summed)
+/// beside each company of the page; one row without a company when the page is empty.
+struct PageRow {
+    total: i64,
+    tally_rows: i64,
+    item: Option<Row>,
+}
+
+impl<'r> FromRow<'r, PgRow> for PageRow {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        let item = match row.try_get::<Option<Uuid>, _>("id")? {
+            Some(_) => Some(Row::from_row(row)?),
+            None => None,
+        };
+        Ok(Self {
+            total: row.try_get("total")?,
+            tally_rows: row.try_get("tally_rows")?,
+            item,
+        })
+    }
+}
+
 /// One page of the caller's portfolio, and how many companies match; `risk_level` keeps the companies whose
 /// current risk is that level. Each company's risk is a row of `company_risk` (see [`super::company_risk`]):
 /// the page is read in the order of an index where one matches (riskiest first: `company_risk_org`,
 /// `company_risk_tenant`), and the total, for a tenant's scope without a text or sector filter, is the sum of
-/// the tenant's tallies (`portfolio_tally`), not a count of its companies.
+/// the tenant's tallies (`portfolio_tally`), not a count of its companies. Total and page in one statement
+/// (one round trip); the tallies are folded after it when the reader found them long.
 #[tracing::instrument(name = "db.portfolio.list", level = "debug", skip_all)]
 pub async fn list(
     conn: &mut PgConnection,
@@ -142,58 +165,47 @@ pub async fn list(
             (level.is_some(), "r.level::text = $8"),
         ])
     );
-    let total = match scope.tenant() {
-        Some(tenant) if scope.assigned_to().is_none() && filter.q.is_none() && filter.sector.is_none() => {
-            tallied(conn, tenant, [scope.organization(), filter.organization_id], level).await?
-        }
-        _ => {
-            sqlx::query_scalar(&format!("SELECT count(*) FROM companies c {RISK} WHERE {condition}"))
-                .bind_filter(scope, filter)
-                .bind(level)
-                .fetch_one(&mut *conn)
-                .await?
-        }
+    // The tallies' parameters are the page's: tenant $1, the scope's organization $2, the filter's $4, level $8.
+    let tallied = scope
+        .tenant()
+        .filter(|_| scope.assigned_to().is_none() && filter.q.is_none() && filter.sector.is_none());
+    let total = match tallied {
+        Some(_) => format!(
+            "SELECT coalesce(sum(t.delta), 0)::int8 AS total, count(*) AS tally_rows FROM portfolio_tally t WHERE {}",
+            conjunction([
+                (true, "t.tenant_id = $1"),
+                (scope.organization().is_some(), "t.organization_id = $2"),
+                (filter.organization_id.is_some(), "t.organization_id = $4"),
+                (level.is_some(), "t.risk_level::text = $8"),
+            ])
+        ),
+        None => format!("SELECT count(*) AS total, 0::int8 AS tally_rows FROM companies c {RISK} WHERE {condition}"),
     };
     // One statement per shape (see `filtered`), prepared once per connection: its cached plan for the caller's
     // organization reads the riskiest page in the order of `company_risk_org`.
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, r.risk FROM companies c {RISK} WHERE {condition} ORDER BY {order_by} {}",
+    let rows: Vec<PageRow> = sqlx::query_as(&format!(
+        "WITH total AS ({total})
+         SELECT total.total, total.tally_rows, page.*
+         FROM total LEFT JOIN LATERAL (
+             SELECT {COLUMNS}, r.risk FROM companies c {RISK} WHERE {condition} ORDER BY {order_by} {}
+         ) AS page ON TRUE",
         page.literal()
     ))
     .bind_filter(scope, filter)
     .bind(level)
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok((rows.into_iter().map(PortfolioItem::from).collect(), total))
-}
-
-/// How many of a tenant's companies (in both `organizations`, where given) are at `level` (any, when `None`),
-/// from the tallies; folds the tenant's tallies when they have grown long.
-async fn tallied(
-    conn: &mut PgConnection,
-    tenant: Uuid,
-    organizations: [Option<Uuid>; 2],
-    level: Option<&str>,
-) -> sqlx::Result<i64> {
-    let condition = conjunction([
-        (true, "tenant_id = $1"),
-        (organizations[0].is_some(), "organization_id = $2"),
-        (organizations[1].is_some(), "organization_id = $3"),
-        (level.is_some(), "risk_level::text = $4"),
-    ]);
-    let (total, rows): (i64, i64) = sqlx::query_as(&format!(
-        "SELECT coalesce(sum(delta), 0)::int8, count(*) FROM portfolio_tally WHERE {condition}"
-    ))
-    .bind(tenant)
-    .bind(organizations[0])
-    .bind(organizations[1])
-    .bind(level)
-    .fetch_one(&mut *conn)
-    .await?;
-    if rows > FOLD_ABOVE {
+    let (total, tally_rows) = rows.first().map_or((0, 0), |r| (r.total, r.tally_rows));
+    if let Some(tenant) = tallied
+        && tally_rows > FOLD_ABOVE
+    {
         fold_tallies(conn, tenant).await?;
     }
-    Ok(total)
+    let items = rows
+        .into_iter()
+        .filter_map(|r| r.item.map(PortfolioItem::from))
+        .collect();
+    Ok((items, total))
 }
 
 /// Folds the tallies of every tenant that has more than a few rows per organization and level (see

@@ -256,87 +256,93 @@ impl Drop for ClosedUnlessDone {
     }
 }
 
-/// A company of the batch as [`lock`] locked it.
+/// A company of the batch as [`lock`] locked it (or as the batch creates it).
 struct Locked {
     organization_id: Uuid,
     symbol: String,
-    slug: String,
     /// Its risk before the batch (see [`CompanyRisk`]), and its current level as the tallies count it.
     risk: CompanyRisk,
     level: Option<String>,
 }
 
-/// Creates the companies new with the batch's filings (each as its filing's `company_id`), those of
-/// organizations that exist and whose symbol is free: a company whose symbol was taken meanwhile is not
-/// created, and its filing is answered as its company gone (see [`NewCompany`]).
-async fn create_companies(conn: &mut PgConnection, new: &[(&Filing, &NewCompany)]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO companies (id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
-         SELECT n.id, n.tenant_id, n.organization_id, n.symbol, n.name, n.sector, n.market_cap, u.id
-         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::float8[],
-                     $8::uuid[]) AS n(id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
-         JOIN organizations o ON o.tenant_id = n.tenant_id AND o.id = n.organization_id
-         LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.created_by
-         ON CONFLICT (tenant_id, organization_id, symbol) DO NOTHING",
-    )
-    .bind(new.iter().map(|(f, _)| f.company_id).collect::<Vec<_>>())
-    .bind(new.iter().map(|(f, _)| f.tenant_id).collect::<Vec<_>>())
-    .bind(new.iter().map(|(f, _)| f.organization_id).collect::<Vec<_>>())
-    .bind(new.iter().map(|(_, n)| n.symbol.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|(_, n)| n.name.as_str()).collect::<Vec<_>>())
-    .bind(new.iter().map(|(_, n)| n.sector.as_deref()).collect::<Vec<_>>())
-    .bind(new.iter().map(|(_, n)| n.market_cap).collect::<Vec<_>>())
-    .bind(new.iter().map(|(_, n)| n.created_by).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+/// What [`lock`] answers: the live companies of the batch, locked, and the slugs of its tenants.
+struct Lock {
+    companies: HashMap<(Uuid, Uuid), Locked>,
+    slugs: HashMap<Uuid, String>,
 }
 
-/// `BEGIN` (unless `begin` is false: the transaction has begun) and the lock of the batch's companies, sent as
-/// one message (one round trip), answering the live ones:
-/// a company deleted meanwhile is not returned, and none can be deleted until the commit. `conn` is then in the
-/// transaction: the caller commits, or closes the connection. The lock takes the companies in one global order,
-/// so concurrent batches never deadlock and risk-change decisions for one company are serialized across
-/// instances; the next statement starts after it, so its snapshot holds everything committed by the
-/// transactions that held these companies before.
+/// `BEGIN` and the lock of the batch's companies (`lock_companies`, migration 20261210000002), sent as one
+/// message (one round trip), answering the live ones — a company deleted meanwhile is not returned, and none can
+/// be deleted until the commit — and the tenants' slugs. `conn` is then in the transaction: the caller commits,
+/// or closes the connection. The lock takes the companies in one global order, so concurrent batches never
+/// deadlock and risk-change decisions for one company are serialized across instances; the next statement
+/// starts after it, so its snapshot holds everything committed by the transactions that held these companies
+/// before.
 ///
 /// The simple-query protocol that allows two statements has no parameters, so the ids are written into the
-/// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. Both key columns as `= ANY`, so the
-/// plan is the primary key's index whatever the statistics say.
-async fn lock(
-    conn: &mut PgConnection,
-    begin: bool,
-    keys: &[(Uuid, Uuid)],
-) -> Result<HashMap<(Uuid, Uuid), Locked>, sqlx::Error> {
-    let list = |id: fn(&(Uuid, Uuid)) -> Uuid| keys.iter().map(|k| id(k).to_string()).collect::<Vec<_>>().join(",");
-    let (tenants, companies) = (list(|k| k.0), list(|k| k.1));
+/// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. The function's query is planned
+/// once per connection (PostgreSQL keeps the plans of PL/pgSQL's statements); this text, a call, costs little
+/// to plan.
+async fn lock(conn: &mut PgConnection, tenants: &[Uuid], companies: &[Uuid]) -> Result<Lock, sqlx::Error> {
+    let list = |ids: &[Uuid]| ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
     let text = format!(
-        "{}SELECT c.tenant_id, c.id, c.organization_id, c.symbol, r.risk, r.level::text AS level, t.slug
-         FROM companies c
-         JOIN tenants t ON t.id = c.tenant_id
-         LEFT JOIN company_risk r ON r.tenant_id = c.tenant_id AND r.company_id = c.id
-         WHERE c.tenant_id = ANY('{{{tenants}}}'::uuid[]) AND c.id = ANY('{{{companies}}}'::uuid[])
-         ORDER BY c.tenant_id, c.id FOR UPDATE OF c",
-        if begin { "BEGIN; " } else { "" }
+        "BEGIN; SELECT * FROM lock_companies('{{{}}}'::uuid[], '{{{}}}'::uuid[])",
+        list(tenants),
+        list(companies)
     );
     let rows: Vec<PgRow> = conn.fetch_all(text.as_str()).await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                (row.try_get("tenant_id")?, row.try_get("id")?),
-                Locked {
+    let mut lock = Lock {
+        companies: HashMap::with_capacity(rows.len()),
+        slugs: HashMap::with_capacity(tenants.len()),
+    };
+    for row in &rows {
+        let tenant_id: Uuid = row.try_get("tenant_id")?;
+        match row.try_get::<Option<Uuid>, _>("id")? {
+            Some(id) => {
+                let locked = Locked {
                     organization_id: row.try_get("organization_id")?,
                     symbol: row.try_get("symbol")?,
-                    slug: row.try_get("slug")?,
                     risk: row
                         .try_get::<Option<Json<CompanyRisk>>, _>("risk")?
                         .map(|r| r.0)
                         .unwrap_or_default(),
                     level: row.try_get("level")?,
-                },
-            ))
-        })
-        .collect()
+                };
+                lock.companies.insert((tenant_id, id), locked);
+            }
+            None => {
+                lock.slugs.insert(tenant_id, row.try_get("slug")?);
+            }
+        }
+    }
+    Ok(lock)
+}
+
+/// The companies new with a batch's filings (each as its filing's `company_id`) from column arrays `$45`…`$52`
+/// (see [`bind_new_companies`]): those of organizations that exist and whose symbol is free. A company whose
+/// symbol was taken meanwhile is not created, and its filing is not written: it is answered as its company
+/// gone (see [`NewCompany`]). Unseen by other transactions until the commit, a created company needs no lock.
+const CREATE_COMPANIES: &str =
+    "INSERT INTO companies (id, tenant_id, organization_id, symbol, name, sector, market_cap,
+                            created_by)
+     SELECT n.id, n.tenant_id, n.organization_id, n.symbol, n.name, n.sector, n.market_cap, u.id
+     FROM unnest($45::uuid[], $46::uuid[], $47::uuid[], $48::text[], $49::text[], $50::text[], $51::float8[],
+                 $52::uuid[]) AS n(id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
+     JOIN organizations o ON o.tenant_id = n.tenant_id AND o.id = n.organization_id
+     LEFT JOIN users u ON u.tenant_id = n.tenant_id AND u.id = n.created_by
+     ON CONFLICT (tenant_id, organization_id, symbol) DO NOTHING";
+
+/// Binds the new companies' column arrays `$45`…`$52` of [`CREATE_COMPANIES`].
+fn bind_new_companies<'q, Q: Bind<'q>>(query: Q, new: &[(&'q Filing, &'q NewCompany)]) -> Q {
+    query
+        .bind_value(new.iter().map(|(f, _)| f.company_id).collect::<Vec<_>>())
+        .bind_value(new.iter().map(|(f, _)| f.tenant_id).collect::<Vec<_>>())
+        .bind_value(new.iter().map(|(f, _)| f.organization_id).collect::<Vec<_>>())
+        .bind_value(new.iter().map(|(_, n)| n.symbol.as_str()).collect::<Vec<_>>())
+        .bind_value(new.iter().map(|(_, n)| n.name.as_str()).collect::<Vec<_>>())
+        .bind_value(new.iter().map(|(_, n)| n.sector.as_deref()).collect::<Vec<_>>())
+        .bind_value(new.iter().map(|(_, n)| n.market_cap).collect::<Vec<_>>())
+        .bind_value(new.iter().map(|(_, n)| n.created_by).collect::<Vec<_>>())
 }
 
 /// The filings of a batch from column arrays `$1`…`$15` (see [`bind_filings`]), as `f`.
@@ -402,58 +408,125 @@ fn insert_prediction_rows(first: usize) -> String {
     )
 }
 
+/// The risk a batch gives its locked companies (see [`CompanyRisk`]), as common table expressions from column
+/// arrays `$first`…: tenants, companies, states (their JSON text: the column is `json`), current PDs and current
+/// levels ([`bind_risk_update`]); and the moves between levels this makes in the portfolio's tallies (tenants,
+/// organizations, levels — null: unscored —, deltas).
+fn risk_update(first: usize) -> String {
+    let p = |i: usize| format!("${}", first + i);
+    format!(
+        "moves AS (
+             INSERT INTO portfolio_tally (tenant_id, organization_id, risk_level, delta)
+             SELECT tenant_id, organization_id, level::risk_level, delta
+             FROM unnest({}::uuid[], {}::uuid[], {}::text[], {}::int8[]) AS m(tenant_id, organization_id, level, delta)),
+         risk AS (
+             UPDATE company_risk r SET risk = u.risk::json, probability = u.probability, level = u.level::risk_level
+             FROM unnest({}::uuid[], {}::uuid[], {}::text[], {}::float8[], {}::text[])
+                  AS u(tenant_id, company_id, risk, probability, level)
+             WHERE r.tenant_id = u.tenant_id AND r.company_id = u.company_id)",
+        p(5),
+        p(6),
+        p(7),
+        p(8),
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    )
+}
+
 /// The batch's writes after the lock, in one statement: the filings inserted (a key seen before, or twice in
-/// the batch, is skipped) with their predictions; answers the ids of the filings inserted. Filings `$1`…`$15`
-/// (of live companies only), predictions `$16`….
+/// the batch, is skipped) with their predictions, and the risk of the batch's companies as the batch leaves it
+/// if every filing is written ([`risk_update`]: the commit corrects it after when one is not). Filings
+/// `$1`…`$15` (of live companies only), predictions `$16`…`$35`, the companies' risk `$36`…`$44`. Answers the
+/// ids of the filings inserted.
 static WRITE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ins AS (
              {INSERT_FILINGS}
              ON CONFLICT {FILING_KEY} DO NOTHING
              RETURNING id),
-         written AS ({predictions})
-         SELECT id FROM ins",
+         written AS ({predictions}),
+         {risk}
+         SELECT id, FALSE AS created FROM ins",
         predictions = insert_predictions(16),
+        risk = risk_update(36),
     )
 });
 
-/// The new risk of the batch's companies (see [`CompanyRisk`]), written under the batch's lock: `$1` tenants,
-/// `$2` companies, `$3` states, `$4` current PDs, `$5` current levels; and the moves between levels this makes
-/// in the portfolio's tallies, `$6` tenants, `$7` organizations, `$8` levels (null: unscored), `$9` deltas.
-const UPDATE_RISK: &str = "WITH moves AS (
-         INSERT INTO portfolio_tally (tenant_id, organization_id, risk_level, delta)
-         SELECT tenant_id, organization_id, level::risk_level, delta
-         FROM unnest($6::uuid[], $7::uuid[], $8::text[], $9::int8[]) AS m(tenant_id, organization_id, level, delta))
-     UPDATE company_risk r SET risk = u.risk, probability = u.probability, level = u.level::risk_level
-     FROM unnest($1::uuid[], $2::uuid[], $3::jsonb[], $4::float8[], $5::text[])
-          AS u(tenant_id, company_id, risk, probability, level)
-     WHERE r.tenant_id = u.tenant_id AND r.company_id = u.company_id";
+/// [`WRITE_BATCH`] for a batch with new companies: they are created first in the same statement
+/// ([`CREATE_COMPANIES`], `$45`…`$52`) with their risk rows (`$53` companies, `$54` states, `$55` current PDs,
+/// `$56` current levels: what their filings in the batch make them), and the filings of those not created are
+/// not written. Answers the ids of the filings inserted, then (`created`) those of the companies created.
+static WRITE_BATCH_CREATING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH created AS ({CREATE_COMPANIES} RETURNING id, tenant_id, organization_id),
+         created_risk AS (
+             INSERT INTO company_risk (tenant_id, company_id, organization_id, risk, probability, level)
+             SELECT c.tenant_id, c.id, c.organization_id, n.risk::json, n.probability, n.level::risk_level
+             FROM created c
+             JOIN unnest($53::uuid[], $54::text[], $55::float8[], $56::text[]) AS n(id, risk, probability, level)
+                  ON n.id = c.id),
+         ins AS (
+             {INSERT_FILINGS}
+             WHERE f.company_id <> ALL($45::uuid[]) OR f.company_id IN (SELECT id FROM created)
+             ON CONFLICT {FILING_KEY} DO NOTHING
+             RETURNING id),
+         written AS ({predictions}),
+         {risk}
+         SELECT id, FALSE AS created FROM ins UNION ALL SELECT id, TRUE FROM created",
+        predictions = insert_predictions(16),
+        risk = risk_update(36),
+    )
+});
 
-/// One transaction for the whole batch (see [`PredictionStore::commit`]) in four round trips whatever its size:
-/// [`lock`] (which reads the companies' risk), [`WRITE_BATCH`], [`UPDATE_RISK`] and the commit; the
-/// risk-change alerts decided from the companies' risk cost one more when there are any, and filings not
-/// inserted one more (the prediction of a key seen before).
+/// The companies' risk when the batch's write left it otherwise than expected (a filing whose key was seen
+/// before is not written): [`risk_update`] from `$1`.
+static CORRECT_RISK: LazyLock<String> = LazyLock::new(|| format!("WITH {} SELECT 1", risk_update(1)));
+
+/// One transaction for the whole batch (see [`PredictionStore::commit`]) in three round trips whatever its
+/// size: [`lock`] (which reads the companies' risk), [`WRITE_BATCH`] (which creates the new companies first and
+/// writes the companies' new risk) and the commit; the risk-change alerts decided from the companies' risk cost
+/// one more when there are any, and filings not inserted two more (the prediction of a key seen before, and
+/// the correction of their companies' risk).
 async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResult>, sqlx::Error> {
-    let mut keys: Vec<(Uuid, Uuid)> = batch
+    // Companies new with their filings are created by the batch's write (each once); the others are locked.
+    let mut new_companies: Vec<(&Filing, &NewCompany)> = batch
         .iter()
-        .map(|s| (s.filing.tenant_id, s.filing.company_id))
+        .filter_map(|s| s.filing.new_company.as_deref().map(|new| (&s.filing, new)))
         .collect();
-    keys.sort_unstable();
-    keys.dedup();
+    new_companies.sort_by_key(|(f, _)| f.company_id);
+    new_companies.dedup_by_key(|(f, _)| f.company_id);
+    let mut tenants: Vec<Uuid> = batch.iter().map(|s| s.filing.tenant_id).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let mut companies: Vec<Uuid> = batch
+        .iter()
+        .filter(|s| s.filing.new_company.is_none())
+        .map(|s| s.filing.company_id)
+        .collect();
+    companies.sort_unstable();
+    companies.dedup();
     let mut conn = ClosedUnlessDone {
         conn: pool.acquire().await?,
         done: false,
     };
-    // Companies new with their filings are created first, in the same transaction, then locked with the others.
-    let new_companies: Vec<(&Filing, &NewCompany)> = batch
-        .iter()
-        .filter_map(|s| s.filing.new_company.as_deref().map(|new| (&s.filing, new)))
-        .collect();
-    if !new_companies.is_empty() {
-        conn.conn.execute("BEGIN").await?;
-        create_companies(&mut conn.conn, &new_companies).await?;
+    let Lock {
+        companies: mut locked,
+        slugs,
+    } = lock(&mut conn.conn, &tenants, &companies).await?;
+    // As they will be if the write creates them (else their filings are not written).
+    for (filing, new) in &new_companies {
+        locked
+            .entry((filing.tenant_id, filing.company_id))
+            .or_insert_with(|| Locked {
+                organization_id: filing.organization_id,
+                symbol: new.symbol.clone(),
+                risk: CompanyRisk::default(),
+                level: None,
+            });
     }
-    let locked = lock(&mut conn.conn, new_companies.is_empty(), &keys).await?;
 
     let filing_ids: Vec<Uuid> = batch.iter().map(|_| Uuid::now_v7()).collect();
     // The batch's predictions carry one timestamp (at the database's precision), returned to the callers.
@@ -473,8 +546,45 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
             rows.push(scores, organization_id, *filing_id, Uuid::now_v7(), shadow, created_at);
         }
     }
-    let query = bind_filings(sqlx::query_scalar::<_, Uuid>(&WRITE_BATCH), &live, &live_ids);
-    let written: HashSet<Uuid> = rows.bind(query).fetch_all(&mut *conn.conn).await?.into_iter().collect();
+    // The risk the batch gives its companies if every filing is written (they are, but for a key seen before):
+    // written by the batch's write — a new company's row created with it, not empty and then updated — and
+    // corrected after it where a filing was not written.
+    let (mut expected, mut expected_new) = (HashMap::new(), HashMap::new());
+    for scores in &live {
+        let f = &scores.filing;
+        let key = (f.tenant_id, f.company_id);
+        let risk = match f.new_company {
+            Some(_) => expected_new.entry(key).or_default(),
+            None => expected
+                .entry(key)
+                .or_insert_with(|| locked.get(&key).map(|l| l.risk.clone()).unwrap_or_default()),
+        };
+        risk.apply(f.prediction_type, scored(scores, created_at));
+    }
+    let query = |text| bind_filings(sqlx::query_as::<_, (Uuid, bool)>(text), &live, &live_ids);
+    let answered: Vec<(Uuid, bool)> = if new_companies.is_empty() {
+        bind_risk_update(rows.bind(query(&WRITE_BATCH)), &locked, &expected)?
+            .fetch_all(&mut *conn.conn)
+            .await?
+    } else {
+        let write = bind_risk_update(rows.bind(query(&WRITE_BATCH_CREATING)), &locked, &expected)?;
+        bind_risks(bind_new_companies(write, &new_companies), &expected_new)?
+            .fetch_all(&mut *conn.conn)
+            .await?
+    };
+    let (mut written, mut new_created) = (HashSet::new(), HashSet::new());
+    for (id, company) in answered {
+        match company {
+            true => new_created.insert(id),
+            false => written.insert(id),
+        };
+    }
+    // The tallies now count the companies at the level of the risk they were written with.
+    for (key, risk) in expected.iter().chain(&expected_new) {
+        if let Some(company) = locked.get_mut(key) {
+            company.level = current(risk).map(|l| l.level.as_str().to_owned());
+        }
+    }
 
     // Filings not written are answered after the alerts: a key seen before, or a company gone.
     let mut results: Vec<CommitResult> = batch.iter().map(|_| CommitResult::CompanyGone).collect();
@@ -489,16 +599,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
             continue;
         };
         let risk = risks.entry(company).or_insert_with(|| locked.risk.clone());
-        let new = Scored {
-            id: scores.prediction_id,
-            year: year(&f.content.period),
-            quarter: f.content.period.quarter.map(i16::from),
-            probability: scores.primary.probability,
-            level: scores.primary.risk_level,
-            rating: Some(scores.primary.implied_rating.to_owned()),
-            model: scores.primary.model.to_string(),
-            created_at,
-        };
+        let new = scored(scores, created_at);
         // Only a prediction for the company's latest period changes its current risk; a late filing for an
         // earlier period is stored without an alert.
         let previous = risk.latest(f.prediction_type).cloned();
@@ -520,7 +621,7 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
                 schema_version: Alert::SCHEMA_VERSION,
                 id: Uuid::now_v7(),
                 tenant_id: f.tenant_id,
-                tenant_slug: locked.slug.clone(),
+                tenant_slug: slugs.get(&f.tenant_id).cloned().unwrap_or_default(),
                 organization_id: locked.organization_id,
                 company_id: f.company_id,
                 company_symbol: locked.symbol.clone(),
@@ -542,7 +643,21 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
         }
         results[index] = created(scores, *filing_id, created_at, alert);
     }
-    update_risk(&mut conn.conn, &locked, &risks).await?;
+    // Where a filing was not written, its company's risk is corrected (a new company's, if it was created).
+    let mut corrections = HashMap::new();
+    let created_risk = expected_new.iter().filter(|(key, _)| new_created.contains(&key.1));
+    for (key, expected) in expected.iter().chain(created_risk) {
+        let before = locked.get(key).map(|l| &l.risk);
+        let actual = risks.get(key).or(before);
+        if actual != Some(expected) {
+            corrections.insert(*key, actual.cloned().unwrap_or_default());
+        }
+    }
+    if !corrections.is_empty() {
+        bind_risk_update(sqlx::query(&CORRECT_RISK), &locked, &corrections)?
+            .execute(&mut *conn.conn)
+            .await?;
+    }
     super::alerts::insert(&mut conn.conn, &alerts).await?;
 
     // A filing not written whose key names a filing (seen before, or earlier in this batch) of the same company
@@ -599,52 +714,79 @@ async fn commit_batch(pool: &PgPool, batch: &[Scores]) -> Result<Vec<CommitResul
     Ok(results)
 }
 
-/// Writes the batch's companies' new risk, and the tallies' moves between levels ([`UPDATE_RISK`]).
-async fn update_risk(
-    conn: &mut PgConnection,
+/// Binds [`risk_update`]'s arrays: the companies' new `risks`, and the moves between levels this makes in the
+/// tallies, from the level each company of `locked` is counted at.
+fn bind_risk_update<'q, Q: Bind<'q>>(
+    query: Q,
     locked: &HashMap<(Uuid, Uuid), Locked>,
     risks: &HashMap<(Uuid, Uuid), CompanyRisk>,
-) -> Result<(), sqlx::Error> {
-    fn current(risk: &CompanyRisk) -> Option<&Scored> {
-        risk.current().map(|(_, latest, _)| latest)
-    }
-    if risks.is_empty() {
-        return Ok(());
-    }
+) -> Result<Q, sqlx::Error> {
     // (tenant, organization, level) → companies moved in (+) or out (−).
-    let mut moves: HashMap<(Uuid, Uuid, Option<&str>), i64> = HashMap::new();
+    let mut moves: HashMap<(Uuid, Uuid, Option<String>), i64> = HashMap::new();
     for (key, risk) in risks {
         let Some(company) = locked.get(key) else { continue };
-        let (before, after) = (company.level.as_deref(), current(risk).map(|l| l.level.as_str()));
-        if before != after {
-            *moves.entry((key.0, company.organization_id, before)).or_default() -= 1;
-            *moves.entry((key.0, company.organization_id, after)).or_default() += 1;
+        let after = current(risk).map(|l| l.level.as_str());
+        if company.level.as_deref() != after {
+            *moves
+                .entry((key.0, company.organization_id, company.level.clone()))
+                .or_default() -= 1;
+            *moves
+                .entry((key.0, company.organization_id, after.map(str::to_owned)))
+                .or_default() += 1;
         }
     }
     moves.retain(|_, delta| *delta != 0);
-    sqlx::query(UPDATE_RISK)
-        .bind(risks.keys().map(|k| k.0).collect::<Vec<_>>())
-        .bind(risks.keys().map(|k| k.1).collect::<Vec<_>>())
-        .bind(risks.values().map(Json).collect::<Vec<_>>())
-        .bind(
+    let query = query.bind_value(risks.keys().map(|k| k.0).collect::<Vec<_>>());
+    Ok(bind_risks(query, risks)?
+        .bind_value(moves.keys().map(|m| m.0).collect::<Vec<_>>())
+        .bind_value(moves.keys().map(|m| m.1).collect::<Vec<_>>())
+        .bind_value(moves.keys().map(|m| m.2.clone()).collect::<Vec<_>>())
+        .bind_value(moves.values().copied().collect::<Vec<_>>()))
+}
+
+/// The current prediction of a risk state.
+fn current(risk: &CompanyRisk) -> Option<&Scored> {
+    risk.current().map(|(_, latest, _)| latest)
+}
+
+/// A filing's prediction as its company's risk state holds it.
+fn scored(scores: &Scores, created_at: DateTime<Utc>) -> Scored {
+    let period = &scores.filing.content.period;
+    Scored {
+        id: scores.prediction_id,
+        year: year(period),
+        quarter: period.quarter.map(i16::from),
+        probability: scores.primary.probability,
+        level: scores.primary.risk_level,
+        rating: Some(scores.primary.implied_rating.to_owned()),
+        model: scores.primary.model.to_string(),
+        created_at,
+    }
+}
+
+/// Binds companies' risk as four column arrays: the companies (of `(tenant, company)` keys), their states (as
+/// JSON text: the column is `json`), their current PDs and levels.
+fn bind_risks<'q, Q: Bind<'q>>(query: Q, risks: &HashMap<(Uuid, Uuid), CompanyRisk>) -> Result<Q, sqlx::Error> {
+    let states = risks
+        .values()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| sqlx::Error::Encode(e.into()))?;
+    Ok(query
+        .bind_value(risks.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind_value(states)
+        .bind_value(
             risks
                 .values()
                 .map(|r| current(r).map(|l| l.probability))
                 .collect::<Vec<_>>(),
         )
-        .bind(
+        .bind_value(
             risks
                 .values()
-                .map(|r| current(r).map(|l| l.level.as_str()))
+                .map(|r| current(r).map(|l| l.level.as_str().to_owned()))
                 .collect::<Vec<_>>(),
-        )
-        .bind(moves.keys().map(|m| m.0).collect::<Vec<_>>())
-        .bind(moves.keys().map(|m| m.1).collect::<Vec<_>>())
-        .bind(moves.keys().map(|m| m.2).collect::<Vec<_>>())
-        .bind(moves.values().copied().collect::<Vec<_>>())
-        .execute(conn)
-        .await?;
-    Ok(())
+        ))
 }
 
 /// A filing's key: tenant, organization, source, key.

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     bulk::annual_csv,
-    helpers::{Demo, TestApp, eventually, spawn_app, spawn_app_with},
+    helpers::{Demo, TestApp, eventually, spawn_app, spawn_app_with, tallied_and_counted},
     pipeline::{message, publish, risky, safe},
 };
 
@@ -242,17 +242,7 @@ async fn the_portfolio_read_model_is_what_the_history_says() {
     }
 
     // The tallies say how many companies are at each level.
-    let tallied: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT risk_level::text, sum(delta)::int8 FROM portfolio_tally GROUP BY 1 HAVING sum(delta) <> 0 ORDER BY 1",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    let counted: Vec<(Option<String>, i64)> =
-        sqlx::query_as("SELECT level::text, count(*) FROM company_risk GROUP BY 1 ORDER BY 1")
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
+    let [tallied, counted] = tallied_and_counted(&app.db).await;
     assert_eq!(tallied, counted);
     assert_eq!(portfolio["data"]["total"], counted.iter().map(|(_, n)| n).sum::<i64>());
     // Folded, they say the same in one row per organization and level.

@@ -519,3 +519,19 @@ pub async fn data(app: &TestApp, method: &str, path: &str, token: &str, body: Va
 pub fn id(value: &Value) -> Uuid {
     value["id"].as_str().unwrap().parse().unwrap()
 }
+
+/// How many companies are at each current risk level (`None`: not scored yet), as the portfolio's tallies sum
+/// them and as the risk rows count them: the two must agree.
+pub async fn tallied_and_counted(db: &sqlx::PgPool) -> [Vec<(Option<String>, i64)>; 2] {
+    let tallied = sqlx::query_as(
+        "SELECT risk_level::text, sum(delta)::int8 FROM portfolio_tally GROUP BY 1 HAVING sum(delta) <> 0 ORDER BY 1",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    let counted = sqlx::query_as("SELECT level::text, count(*) FROM company_risk GROUP BY 1 ORDER BY 1")
+        .fetch_all(db)
+        .await
+        .unwrap();
+    [tallied, counted]
+}

@@ -8,7 +8,7 @@ use pdscore::auth::Role;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, eventually, spawn_app, spawn_app_with, tallied_and_counted};
 
 /// Ratios of the annual AccuNode scorecard: PD 1.93 % (LOW under AccuNode's scheme) and 4.12 % (MEDIUM).
 pub fn safe() -> Value {
@@ -965,6 +965,76 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
             .unwrap();
     assert_eq!(alerts, [(p2024, Some(p2023)), (p2025, Some(p2024))]);
 
+    // Companies new with their filings are created by the batch's write: the second filing of one sees the first
+    // as its previous prediction (its alert names the tenant); one whose symbol is taken, or whose organization
+    // does not exist, is not created, and its filing is answered as its company gone; one whose filing reuses a
+    // key is created without a risk.
+    let new = |key: &str, company: Uuid, year: u16, ratios: Value, symbol: &str| {
+        let mut filing = filing(key, company, year, ratios);
+        filing.new_company = Some(std::sync::Arc::new(pdscore_actors::NewCompany {
+            symbol: symbol.to_owned(),
+            name: format!("{symbol} Co"),
+            sector: None,
+            market_cap: None,
+            created_by: None,
+        }));
+        filing
+    };
+    let (fresh, keyed) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut orphan = new("orphan", Uuid::now_v7(), 2024, safe(), "ORPHAN");
+    orphan.organization_id = Uuid::now_v7();
+    let results = commit(vec![
+        new("fresh-2023", fresh, 2023, safe(), "FRESH"),
+        new("fresh-2024", fresh, 2024, risky(), "FRESH"),
+        new("taken", Uuid::now_v7(), 2024, safe(), "ACME"),
+        orphan,
+        new("y2023", keyed, 2023, safe(), "KEYED"),
+    ])
+    .await
+    .unwrap();
+    let (fresh_2023, alert) = created(&results[0]);
+    assert!(alert.is_none(), "a new company's first prediction is no change");
+    let (fresh_2024, alert) = created(&results[1]);
+    let alert = alert.expect("a risk change in the batch that created the company");
+    assert_eq!(
+        (
+            alert.tenant_slug.as_str(),
+            alert.company_symbol.as_str(),
+            alert.company_id,
+            alert.previous_prediction_id
+        ),
+        (demo.setup.tenant_slug.as_str(), "FRESH", fresh, Some(fresh_2023))
+    );
+    assert!(matches!(results[2], CommitResult::CompanyGone), "{:?}", results[2]);
+    assert!(matches!(results[3], CommitResult::CompanyGone), "{:?}", results[3]);
+    assert_eq!(results[4], CommitResult::KeyReused("y2023".into()));
+    let created_companies: Vec<(Uuid, String, Option<Uuid>, Option<String>)> = sqlx::query_as(
+        "SELECT c.id, c.symbol, (r.risk -> 'annual' -> 'latest' ->> 'id')::uuid, r.level::text
+         FROM companies c JOIN company_risk r ON r.tenant_id = c.tenant_id AND r.company_id = c.id
+         WHERE c.symbol IN ('FRESH', 'ORPHAN', 'KEYED') OR c.id = $1
+         ORDER BY c.symbol",
+    )
+    .bind(fresh)
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        created_companies,
+        [
+            (
+                fresh,
+                "FRESH".to_owned(),
+                Some(fresh_2024),
+                Some(alert.new_level.as_str().to_owned())
+            ),
+            (keyed, "KEYED".to_owned(), None, None)
+        ]
+    );
+    // The tallies count each company once, at its level.
+    let [tallied, counted] = tallied_and_counted(&app.db).await;
+    assert_eq!(tallied, counted);
+    assert_eq!(count(&app, "SELECT count(*) FROM filings").await, 6);
+
     // A value PostgreSQL cannot hold (past every decoder, U+0000 in text) refuses the transaction as such: the
     // writer then commits its filings one by one, so that only this one fails.
     let mut poison = filing("poison", acme, 2026, safe());
@@ -976,7 +1046,7 @@ async fn one_commit_answers_each_filing_of_its_batch_by_its_case() {
     );
     assert_eq!(
         count(&app, "SELECT count(*) FROM filings").await,
-        4,
+        6,
         "nothing of it was written"
     );
 
