@@ -61,7 +61,8 @@ fn symbol_taken(e: sqlx::Error, symbol: &str) -> CompanyWriteError {
 #[tracing::instrument(name = "db.companies.find", level = "debug", skip_all)]
 pub async fn find(conn: &mut PgConnection, scope: &Scope, id: Uuid) -> sqlx::Result<Option<Company>> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND c.id = $4"
+        "SELECT {COLUMNS} FROM companies c WHERE {} AND c.id = $4",
+        scoped(scope)
     ))
     .bind_scope(scope)
     .bind(id)
@@ -78,7 +79,8 @@ pub async fn find_by_symbol(
     symbol: &str,
 ) -> sqlx::Result<Option<Company>> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM companies c WHERE {IN_SCOPE} AND c.organization_id = $4 AND c.symbol = $5"
+        "SELECT {COLUMNS} FROM companies c WHERE {} AND c.organization_id = $4 AND c.symbol = $5",
+        scoped(scope)
     ))
     .bind_scope(scope)
     .bind(organization_id)
@@ -139,7 +141,24 @@ pub struct CompanyFilter {
 /// each shape keeps one prepared statement whose cached (generic) plan can use the index its tests allow: a
 /// statement written for every shape could not, and would be planned again on every request.
 pub(crate) fn filtered(scope: &Scope, filter: &CompanyFilter) -> String {
-    let tests = [
+    let tests = scope_tests(scope).into_iter().chain([
+        (filter.organization_id.is_some(), "c.organization_id = $4"),
+        (filter.q.is_some(), "(c.symbol LIKE $6 OR c.name ILIKE $5)"),
+        (filter.sector.is_some(), "c.sector ILIKE $7"),
+    ]);
+    conjunction(tests)
+}
+
+/// `{IN_SCOPE}` with only the tests whose values are given, on the same parameters (`$1`-`$3`, bound by
+/// [`BindScope::bind_scope`]): one statement per shape of scope, whose generic plan is the index's (see
+/// [`filtered`]). With `$n IS NULL OR …` tests, PostgreSQL planned a company lookup on every call, six times
+/// its execution (`pg_stat_statements`: 0.064 ms planning, 0.010 ms executing).
+pub(crate) fn scoped(scope: &Scope) -> String {
+    conjunction(scope_tests(scope))
+}
+
+fn scope_tests(scope: &Scope) -> [(bool, &'static str); 3] {
+    [
         (scope.tenant().is_some(), "c.tenant_id = $1"),
         (scope.organization().is_some(), "c.organization_id = $2"),
         (
@@ -147,11 +166,7 @@ pub(crate) fn filtered(scope: &Scope, filter: &CompanyFilter) -> String {
             "EXISTS (SELECT 1 FROM company_assignments a
                      WHERE a.tenant_id = c.tenant_id AND a.company_id = c.id AND a.user_id = $3)",
         ),
-        (filter.organization_id.is_some(), "c.organization_id = $4"),
-        (filter.q.is_some(), "(c.symbol LIKE $6 OR c.name ILIKE $5)"),
-        (filter.sector.is_some(), "c.sector ILIKE $7"),
-    ];
-    conjunction(tests)
+    ]
 }
 
 /// The tests that apply, joined by AND (`TRUE` when none does).
