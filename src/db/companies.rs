@@ -98,9 +98,12 @@ pub async fn find_ids_by_symbol(
     symbol: &CompanySymbol,
     organization: Option<Uuid>,
 ) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+    let condition = conjunction(scope_tests(scope).into_iter().chain([
+        (true, "c.symbol = $4"),
+        (organization.is_some(), "c.organization_id = $5"),
+    ]));
     sqlx::query_as(&format!(
-        "SELECT c.organization_id, c.id FROM companies c
-         WHERE {IN_SCOPE} AND c.symbol = $4 AND ($5::uuid IS NULL OR c.organization_id = $5) LIMIT 2"
+        "SELECT c.organization_id, c.id FROM companies c WHERE {condition} LIMIT 2"
     ))
     .bind_scope(scope)
     .bind(symbol.as_str())
