@@ -367,7 +367,7 @@ fn insert_predictions(first: usize) -> String {
 
 /// The predictions of column arrays from `$first` on (see [`PredictionRows::bind`]).
 fn insert_prediction_rows(first: usize) -> String {
-    let arrays = [
+    let arrays: [&str; 20] = [
         "uuid",
         "uuid",
         "uuid",
@@ -388,12 +388,8 @@ fn insert_prediction_rows(first: usize) -> String {
         "jsonb",
         "jsonb",
         "timestamptz",
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, kind)| format!("${}::{kind}[]", first + i))
-    .collect::<Vec<_>>()
-    .join(", ");
+    ];
+    let arrays = column_arrays(first, &arrays);
     format!(
         "INSERT INTO predictions (id, tenant_id, organization_id, company_id, filing_id, prediction_type, period_year,
                                   period_quarter, model_name, model_version, is_shadow, probability, term_structure,
@@ -413,27 +409,28 @@ fn insert_prediction_rows(first: usize) -> String {
 /// levels ([`bind_risk_update`]); and the moves between levels this makes in the portfolio's tallies (tenants,
 /// organizations, levels — null: unscored —, deltas).
 fn risk_update(first: usize) -> String {
-    let p = |i: usize| format!("${}", first + i);
+    let risk = column_arrays(first, &["uuid", "uuid", "text", "float8", "text"]);
+    let moves = column_arrays(first + 5, &["uuid", "uuid", "text", "int8"]);
     format!(
         "moves AS (
              INSERT INTO portfolio_tally (tenant_id, organization_id, risk_level, delta)
              SELECT tenant_id, organization_id, level::risk_level, delta
-             FROM unnest({}::uuid[], {}::uuid[], {}::text[], {}::int8[]) AS m(tenant_id, organization_id, level, delta)),
+             FROM unnest({moves}) AS m(tenant_id, organization_id, level, delta)),
          risk AS (
              UPDATE company_risk r SET risk = u.risk::json, probability = u.probability, level = u.level::risk_level
-             FROM unnest({}::uuid[], {}::uuid[], {}::text[], {}::float8[], {}::text[])
-                  AS u(tenant_id, company_id, risk, probability, level)
-             WHERE r.tenant_id = u.tenant_id AND r.company_id = u.company_id)",
-        p(5),
-        p(6),
-        p(7),
-        p(8),
-        p(0),
-        p(1),
-        p(2),
-        p(3),
-        p(4)
+             FROM unnest({risk}) AS u(tenant_id, company_id, risk, probability, level)
+             WHERE r.tenant_id = u.tenant_id AND r.company_id = u.company_id)"
     )
+}
+
+/// Parameters `$first`… as arrays of these element types, for `unnest`: `$16::uuid[], $17::text[], …`.
+fn column_arrays(first: usize, kinds: &[&str]) -> String {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| format!("${}::{kind}[]", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The batch's writes after the lock, in one statement: the filings inserted (a key seen before, or twice in
