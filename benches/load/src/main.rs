@@ -200,16 +200,18 @@ enum Command {
         #[command(flatten)]
         recording: Recording,
     },
-    /// The persistence ceiling: the stream load's rows, scored beforehand, inserted by the store's own
-    /// statements in the pipeline's batches into copies of the tables (the service's configuration and
-    /// DATABASE_URL apply).
+    /// The persistence ceilings: the stream load's rows, scored beforehand, inserted by the store's own
+    /// statements in the pipeline's batches into copies of the tables, then committed by the store's own
+    /// commit for a tenant of its own (the service's configuration and DATABASE_URL apply).
     Postgres {
         /// The tenant whose models score the rows.
         #[arg(long, default_value = "demo")]
         tenant: String,
         #[arg(long, default_value_t = 50_000)]
         count: u64,
-        #[arg(long, default_value_t = 100)]
+        /// Companies of the commit ceiling's tenant (more than a batch times the transactions in flight, so
+        /// that no two transactions in flight share a company, as in the pipeline).
+        #[arg(long, default_value_t = 10_000)]
         companies: u64,
         #[command(flatten)]
         recording: Recording,

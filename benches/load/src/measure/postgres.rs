@@ -1,9 +1,18 @@
-//! The persistence ceiling: the rows the pipeline writes for the stream load's filings (filing + prediction),
-//! inserted by the store's own inserts (one statement per batch), batched as the pipeline batches them, with as
-//! many transactions in flight — but without the pipeline, the company locks, the previous-prediction read or the
-//! alerts. The tables are copies of `filings` and `predictions` (same columns, defaults and indexes) in a
-//! schema of their own, dropped afterwards. Scoring the rows beforehand is measured too (the `scoring` ceiling:
-//! the tenant's default models on the pipeline's batches).
+//! The persistence ceilings, on the rows the pipeline writes for the stream load's filings (filing + prediction),
+//! batched as the pipeline batches them, with as many transactions in flight:
+//! - `postgres`: inserted by the store's own inserts (one statement per batch) — without the pipeline, the
+//!   company locks, the companies' risk (the portfolio's read model) or the alerts. The tables are copies of
+//!   `filings` and `predictions` (same columns, defaults and indexes) in a schema of their own, dropped
+//!   afterwards.
+//! - `postgres-commit`: committed by the store's own commit, as the persist writer commits a batch (the
+//!   companies' lock, the filings, their predictions, the companies' risk and tallies, the alerts' outbox) into
+//!   the real tables, for companies of a tenant of its own (created for the run with its companies, deleted
+//!   afterwards with everything written for it) — without the pipeline (no HTTP, NATS or actor), and with no
+//!   two transactions in flight over one company (the persist writer's rule): each batch's companies are
+//!   consecutive, and `companies` should exceed a batch times the transactions in flight.
+//!
+//! Scoring the rows beforehand is measured too (the `scoring` ceiling: the tenant's default models on the
+//! pipeline's batches).
 
 use std::{
     path::Path,
@@ -13,7 +22,10 @@ use std::{
 
 use anyhow::Context;
 use futures_util::{StreamExt, stream};
-use pdscore_actors::{Filing, PredictionStore, domain::FilingKey, scoring};
+use pdscore_actors::{
+    Committed, Filing, PredictionStore, Scores, TenantPolicy, domain::FilingKey, ports::CommitResult, scoring,
+};
+use pdscore_models::registry::Registry;
 use sqlx::{Executor, postgres::PgPoolOptions};
 use uuid::Uuid;
 
@@ -61,17 +73,95 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .context("the tenant disappeared")?;
     let registry = pipeline::load_registry(settings)?;
-
-    // The rows, scored before the clock starts: the stream load's messages, decoded as ingest decodes them.
     let run = run_tag();
+    let ceiling = CeilingTenant::create(&pool, &run, load.companies.max(1)).await?;
+    let outcome = measure(&load, &pool, &store, &policy, &registry, &run, &ceiling).await;
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(300), ceiling.delete(&pool)).await {
+        eprintln!(
+            "warning: could not delete the ceiling's tenant {}: {e}",
+            ceiling.tenant_id
+        );
+    }
+    outcome
+}
+
+/// A tenant of the commit ceiling's own, with its organization and companies (their risk rows are created by
+/// the companies' trigger, as for any company).
+struct CeilingTenant {
+    tenant_id: Uuid,
+    organization_id: Uuid,
+    companies: Vec<Uuid>,
+}
+
+impl CeilingTenant {
+    async fn create(pool: &sqlx::PgPool, run: &str, companies: u64) -> anyhow::Result<Self> {
+        let ceiling = Self {
+            tenant_id: Uuid::now_v7(),
+            organization_id: Uuid::now_v7(),
+            companies: (0..companies).map(|_| Uuid::now_v7()).collect(),
+        };
+        let mut tx = pool.begin().await?;
+        sqlx::query("INSERT INTO tenants (id, slug, name) VALUES ($1, $2, 'Persistence ceiling')")
+            .bind(ceiling.tenant_id)
+            .bind(format!("ceiling-{}", run.to_lowercase()))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO organizations (id, tenant_id, name) VALUES ($1, $2, 'Persistence ceiling')")
+            .bind(ceiling.organization_id)
+            .bind(ceiling.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO companies (id, tenant_id, organization_id, symbol, name)
+             SELECT c.id, $2, $3, 'C' || c.n, 'Ceiling company ' || c.n
+             FROM unnest($1::uuid[]) WITH ORDINALITY AS c(id, n)",
+        )
+        .bind(&ceiling.companies)
+        .bind(ceiling.tenant_id)
+        .bind(ceiling.organization_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.context("create the commit ceiling's tenant")?;
+        sqlx::query("ANALYZE companies, company_risk").execute(pool).await?;
+        Ok(ceiling)
+    }
+
+    /// Deletes the tenant and everything written for it (its history first, in bulk, rather than company by
+    /// company through the companies' trigger).
+    async fn delete(&self, pool: &sqlx::PgPool) -> anyhow::Result<()> {
+        let mut tx = pool.begin().await?;
+        for statement in [
+            "DELETE FROM predictions WHERE tenant_id = $1",
+            "DELETE FROM filings WHERE tenant_id = $1",
+            "DELETE FROM tenants WHERE id = $1",
+        ] {
+            sqlx::query(statement).bind(self.tenant_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn measure(
+    load: &PostgresLoad<'_>,
+    pool: &sqlx::PgPool,
+    store: &PgPredictionStore,
+    policy: &TenantPolicy,
+    registry: &Registry,
+    run: &str,
+    ceiling: &CeilingTenant,
+) -> anyhow::Result<Record> {
+    let settings = load.settings;
+
+    // The rows, scored before the clock starts: the stream load's messages, decoded as ingest decodes them,
+    // for the ceiling tenant's companies (in order: a batch's companies are consecutive).
     let prefix = settings.nats.prefix.as_str();
     let namespace = pdscore_nats::Namespace::parse(prefix).map_err(|e| anyhow::anyhow!("{e}"))?;
     let subject = namespace.filings(load.tenant, "annual");
-    let companies: Vec<Uuid> = (0..load.companies.max(1)).map(|_| Uuid::now_v7()).collect();
-    let organization_id = Uuid::now_v7();
+    let companies = &ceiling.companies;
     let mut filings = Vec::with_capacity(load.count as usize);
     for i in 0..load.count {
-        let payload = spread_filing(&run, i, companies.len() as u64);
+        let payload = spread_filing(run, i, companies.len() as u64);
         let decoded = pdscore_nats::message::decode(prefix, &subject, &payload)
             .map_err(|e| anyhow::anyhow!("{}: {}", e.code, e.message))?;
         let key = decoded
@@ -80,8 +170,8 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
             .map(FilingKey::into_string)
             .unwrap_or_default();
         filings.push(decoded.into_filing(
-            tenant_id,
-            organization_id,
+            ceiling.tenant_id,
+            ceiling.organization_id,
             companies[(i % companies.len() as u64) as usize],
             key,
         ));
@@ -98,8 +188,8 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         if chunk.is_empty() {
             break;
         }
-        let scores = scoring::score_rows(&registry, &policy, &chunk);
-        let scored = scoring::attach(&policy, chunk, scores)
+        let scores = scoring::score_rows(registry, policy, &chunk);
+        let scored = scoring::attach(policy, chunk, scores)
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| anyhow::anyhow!("a row was not scored: {e}"))?;
@@ -135,12 +225,12 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
         let rows: u64 = batches.iter().map(|b| b.len() as u64).sum();
         let cpu = CpuMeter::start();
         let started = Instant::now();
-        let mut commits = stream::iter(batches)
+        let mut commits = stream::iter(&batches)
             .map(|batch| {
                 let copies = copies.clone();
                 async move {
                     let begun = Instant::now();
-                    db::predictions::insert_rows(&copies, &batch).await.map(|()| begun)
+                    db::predictions::insert_rows(&copies, batch).await.map(|()| begun)
                 }
             })
             .buffer_unordered(in_flight);
@@ -168,5 +258,46 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
     }
     let record = outcome?;
     record.emit(load.record)?;
+    let committed = commit_ceiling(store, batches, in_flight, ceiling.companies.len() as u64).await?;
+    committed.emit(load.record)?;
     Ok(record)
+}
+
+/// The same batches committed by the store's own commit (see the module's documentation).
+async fn commit_ceiling(
+    store: &PgPredictionStore,
+    batches: Vec<Vec<Scores>>,
+    in_flight: usize,
+    companies: u64,
+) -> anyhow::Result<Record> {
+    let rows: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let cpu = CpuMeter::start();
+    let started = Instant::now();
+    let mut commits = stream::iter(batches)
+        .map(|batch| async move {
+            let begun = Instant::now();
+            let results = store
+                .commit(Arc::new(batch))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match results
+                .iter()
+                .find(|r| !matches!(r, CommitResult::Committed(c) if matches!(**c, Committed::Created { .. })))
+            {
+                Some(other) => anyhow::bail!("a filing was not written: {other:?}"),
+                None => Ok(begun),
+            }
+        })
+        .buffered(in_flight);
+    let mut latency = histogram();
+    while let Some(committed) = commits.next().await {
+        record_since(&mut latency, committed.context("commit a batch")?);
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu.stop();
+    let mut record = Record::new("postgres-commit", Some(in_flight), elapsed, &latency);
+    record.count = rows;
+    record.throughput = rows as f64 / elapsed.as_secs_f64().max(1e-9);
+    record.companies = Some(companies);
+    Ok(record.with_cpu(cpu))
 }
