@@ -265,6 +265,12 @@ struct Locked {
     level: Option<String>,
 }
 
+/// The planner's cost of a random page read in a commit's transaction (see [`lock`]): the pages it reads by key
+/// are those of rows it has just locked or will write, in memory. With 10,000 companies, a batch of 256: the lock
+/// 2.9 ms and the risk update 4.1 ms with the default cost (both tables read whole, hash joins), 2.3 and 2.5 ms
+/// with this one (index probes; `EXPLAIN ANALYZE`, one client).
+const COMMIT_RANDOM_PAGE_COST: f64 = 1.1;
+
 /// What [`lock`] answers: the live companies of the batch, locked, and the slugs of its tenants.
 struct Lock {
     companies: HashMap<(Uuid, Uuid), Locked>,
@@ -279,14 +285,20 @@ struct Lock {
 /// starts after it, so its snapshot holds everything committed by the transactions that held these companies
 /// before.
 ///
-/// The simple-query protocol that allows two statements has no parameters, so the ids are written into the
+/// The simple-query protocol that allows several statements has no parameters, so the ids are written into the
 /// text: they are `Uuid`s, whose text is hexadecimal digits and dashes only. The function's query is planned
 /// once per connection (PostgreSQL keeps the plans of PL/pgSQL's statements); this text, a call, costs little
 /// to plan.
+///
+/// The transaction plans with a random page read costed as in memory ([`COMMIT_RANDOM_PAGE_COST`]): its
+/// statements read and update a batch's rows of the companies and their risk by key, and with the default cost
+/// (4, a spinning disk's) PostgreSQL read both tables whole for a batch of 64 companies or more — O(companies)
+/// per commit.
 async fn lock(conn: &mut PgConnection, tenants: &[Uuid], companies: &[Uuid]) -> Result<Lock, sqlx::Error> {
     let list = |ids: &[Uuid]| ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
     let text = format!(
-        "BEGIN; SELECT * FROM lock_companies('{{{}}}'::uuid[], '{{{}}}'::uuid[])",
+        "BEGIN; SET LOCAL random_page_cost = {COMMIT_RANDOM_PAGE_COST};
+         SELECT * FROM lock_companies('{{{}}}'::uuid[], '{{{}}}'::uuid[])",
         list(tenants),
         list(companies)
     );
