@@ -150,6 +150,8 @@ pub struct PipelineSettings {
     /// Filings per micro-batch at most.
     pub max_batch: usize,
     pub max_batches_in_flight_per_tenant: usize,
+    /// Filings a batch needs to start beside another batch of its tenant's in flight (fewer wait for it).
+    pub min_concurrent_batch: usize,
     /// Filings a tenant may have admitted and unanswered; beyond, 429 / Nak.
     pub max_queued_per_tenant: usize,
     pub mailbox_capacity: usize,
@@ -413,6 +415,7 @@ impl Settings {
                 "pipeline.max_batches_in_flight_per_tenant",
                 p.max_batches_in_flight_per_tenant,
             ),
+            ("pipeline.min_concurrent_batch", p.min_concurrent_batch),
             ("pipeline.max_queued_per_tenant", p.max_queued_per_tenant),
             ("pipeline.mailbox_capacity", p.mailbox_capacity),
             ("pipeline.persist_max_in_flight", p.persist_max_in_flight),

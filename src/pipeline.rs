@@ -80,6 +80,7 @@ pub fn start(
         model_workers: p.model_workers,
         max_batch: p.max_batch,
         max_batches_in_flight_per_tenant: p.max_batches_in_flight_per_tenant,
+        min_concurrent_batch: p.min_concurrent_batch,
         max_queued_per_tenant: p.max_queued_per_tenant,
         mailbox_capacity: p.mailbox_capacity,
         idle_timeout: Duration::from_secs(p.idle_timeout_secs),

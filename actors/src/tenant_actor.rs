@@ -137,7 +137,11 @@ impl TenantActor {
 
     /// Sends queued filings to the model pool, a micro-batch per free slot.
     fn dispatch(&mut self, ctx: &mut Context<Self>) {
-        while self.batches_in_flight < self.deps.config.max_batches_in_flight_per_tenant && !self.queue.is_empty() {
+        while self
+            .deps
+            .config
+            .may_start_batch(self.batches_in_flight, self.queue.len())
+        {
             let take = self.queue.len().min(self.deps.config.max_batch);
             let batch: Vec<Pending> = self.queue.drain(..take).collect();
             self.run_batch(ctx, self.policy.clone(), batch);
