@@ -2,17 +2,20 @@
 //! transaction by `db::alerts`: the outbox):
 //!
 //! ```text
-//! commit ─► AlertPublisher ─► ALERTS stream (NATS; deduplicated by alert id) ─► AlertFeed ─► SSE subscribers
+//! commit ─► AlertPublisher ─┬─► ALERTS stream (NATS; deduplicated by alert id) ─► AlertFeed ─► SSE subscribers
+//!              │            └──────────────── (this instance's own alerts) ──────────┘
 //!              └─ outbox: what was not published is published again from PostgreSQL
 //! ```
 //!
-//! Alerts leave through NATS and come back into the same process for the SSE streams: every instance follows
-//! the stream, so a subscriber connected to one instance sees the alerts every instance found. NATS
-//! subscribers read the same stream. Model-drift alerts (`crate::validation::drift`) travel the same way.
+//! Every instance follows the stream, so a subscriber connected to one instance sees the alerts every instance
+//! found; NATS subscribers read the same stream. An instance's own alerts also go straight from its publisher
+//! to its feed, once committed and before the stream has them: its subscribers do not wait for the round trip
+//! through NATS (the feed delivers each alert once, whichever copy comes first). Model-drift alerts
+//! (`crate::validation::drift`) travel through the stream only.
 
 use std::{
     collections::{HashSet, VecDeque},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -32,14 +35,17 @@ use crate::{db::alerts as stored, messaging::Messaging};
 pub struct AlertPublisher {
     db: PgPool,
     messaging: Messaging,
+    /// This instance's live feed, which gets its alerts first.
+    feed: AlertFeed,
 }
 
 impl AlertPublisher {
-    pub fn new(db: PgPool, messaging: Messaging) -> Self {
-        Self { db, messaging }
+    pub fn new(db: PgPool, messaging: Messaging, feed: AlertFeed) -> Self {
+        Self { db, messaging, feed }
     }
 
-    /// Sends the alerts in order, then waits for the stream's acknowledgements together.
+    /// Sends the alerts in order, hands them to this instance's feed while the stream acknowledges them, then
+    /// waits for the acknowledgements together.
     async fn publish_all(&self, alerts: Vec<Alert>) {
         let (jetstream, namespace) = (&self.messaging.jetstream, &self.messaging.namespace);
         let mut sent = Vec::with_capacity(alerts.len());
@@ -48,6 +54,9 @@ impl AlertPublisher {
                 Ok(ack) => sent.push(ack.map(move |ack| (alert, ack))),
                 Err(e) => not_published(alert, &e),
             }
+        }
+        for alert in &alerts {
+            self.feed.deliver(LiveAlert::Risk(alert.clone()));
         }
         let mut published = Vec::with_capacity(sent.len());
         for (alert, ack) in futures_util::future::join_all(sent).await {
@@ -124,17 +133,45 @@ impl LiveAlert {
     }
 }
 
-/// Live alerts of every tenant, as stored on the ALERTS stream (whichever instance scored them), for the
-/// SSE subscribers of this instance. Each alert is delivered once even if it was published twice.
+/// Live alerts of every tenant, as stored on the ALERTS stream (whichever instance scored them), and this
+/// instance's own from its publisher, for the SSE subscribers of this instance. Each alert is delivered once
+/// even if it was published twice, or arrives from the publisher and from the stream.
 #[derive(Clone)]
 pub struct AlertFeed {
     sender: broadcast::Sender<Arc<LiveAlert>>,
+    delivered: Arc<Mutex<Delivered>>,
+}
+
+/// The ids of the last alerts delivered, to deliver each once.
+#[derive(Default)]
+struct Delivered {
+    ids: HashSet<Uuid>,
+    order: VecDeque<Uuid>,
+}
+
+impl Delivered {
+    const KEPT: usize = 10_000;
+
+    /// Whether `id` is new (it is then remembered).
+    fn first(&mut self, id: Uuid) -> bool {
+        if !self.ids.insert(id) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > Self::KEPT
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        true
+    }
 }
 
 impl AlertFeed {
     pub fn new() -> Self {
         Self {
             sender: broadcast::channel(4096).0,
+            delivered: Arc::default(),
         }
     }
 
@@ -142,10 +179,21 @@ impl AlertFeed {
         self.sender.subscribe()
     }
 
+    /// Gives `alert` to this instance's subscribers, unless it was given them already.
+    pub fn deliver(&self, alert: LiveAlert) {
+        let first = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first(alert.id());
+        if first {
+            let _ = self.sender.send(Arc::new(alert));
+        }
+    }
+
     /// Follows `alerts.>` on NATS until `shutdown`, resubscribing after errors.
     pub async fn follow(self, messaging: Messaging, shutdown: CancellationToken) {
         let subject = messaging.namespace.subject("alerts.>");
-        let mut seen: (HashSet<Uuid>, VecDeque<Uuid>) = Default::default();
         loop {
             let mut subscription = match messaging.client.subscribe(subject.clone()).await {
                 Ok(s) => s,
@@ -167,16 +215,7 @@ impl AlertFeed {
                     tracing::warn!(subject = %message.subject, "ignoring an undecodable alert");
                     continue;
                 };
-                if !seen.0.insert(alert.id()) {
-                    continue;
-                }
-                seen.1.push_back(alert.id());
-                if seen.1.len() > 10_000
-                    && let Some(old) = seen.1.pop_front()
-                {
-                    seen.0.remove(&old);
-                }
-                let _ = self.sender.send(Arc::new(alert));
+                self.deliver(alert);
             }
         }
     }
@@ -185,5 +224,55 @@ impl AlertFeed {
 impl Default for AlertFeed {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drift(id: Uuid) -> LiveAlert {
+        LiveAlert::Drift(DriftAlert {
+            kind: DRIFT_TOKEN.to_owned(),
+            schema_version: 1,
+            id,
+            tenant_id: Uuid::nil(),
+            tenant_slug: "demo".to_owned(),
+            model: "annual/polish-gbdt@1".to_owned(),
+            reference: "training".to_owned(),
+            threshold: 0.25,
+            series: Vec::new(),
+            window_hours: 24,
+            raised_at: chrono::Utc::now(),
+        })
+    }
+
+    #[test]
+    fn each_alert_reaches_the_subscribers_once_whichever_copy_comes_first() {
+        let feed = AlertFeed::new();
+        let mut subscriber = feed.subscribe();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        // From the publisher, then from the stream; another; the first again.
+        for id in [a, a, b, a] {
+            feed.deliver(drift(id));
+        }
+        let mut got = Vec::new();
+        while let Ok(alert) = subscriber.try_recv() {
+            got.push(alert.id());
+        }
+        assert_eq!(got, vec![a, b]);
+    }
+
+    #[test]
+    fn the_feed_remembers_the_last_alerts_only() {
+        let mut delivered = Delivered::default();
+        let first = Uuid::now_v7();
+        assert!(delivered.first(first));
+        for _ in 0..Delivered::KEPT {
+            assert!(delivered.first(Uuid::now_v7()));
+        }
+        // Forgotten after KEPT others: a copy that late is delivered again.
+        assert!(delivered.first(first));
+        assert_eq!(delivered.ids.len(), Delivered::KEPT);
     }
 }

@@ -93,7 +93,8 @@ pub fn start(
         inner: predictions::PgPredictionStore::new(db.clone(), Arc::new(p.clone()), default_models.clone()),
         portfolio,
     });
-    let publisher = Arc::new(AlertPublisher::new(db.clone(), messaging.clone()));
+    let alerts = AlertFeed::new();
+    let publisher = Arc::new(AlertPublisher::new(db.clone(), messaging.clone(), alerts.clone()));
     let pipeline = Pipeline::start(
         config,
         Arc::new(SharedRegistry::new(registry)),
@@ -108,7 +109,6 @@ pub fn start(
         // The deployment drops every policy itself, once the models are loaded (`crate::deployment`).
         Change::Models | Change::CompanyAdded { .. } | Change::Companies { .. } => {}
     });
-    let alerts = AlertFeed::new();
     let mut tasks = vec![
         tokio::spawn(publisher.run_outbox(shutdown.clone())),
         tokio::spawn(alerts.clone().follow(messaging.clone(), shutdown.clone())),
