@@ -238,14 +238,9 @@ async fn measure(
         while let Some(committed) = commits.next().await {
             record_since(&mut latency, committed.context("insert a batch")?);
         }
-        let elapsed = started.elapsed();
-        let cpu = cpu.stop();
+        let record = rows_record("postgres", in_flight, rows, started, &latency).with_cpu(cpu.stop());
         copies.close().await;
-        // Latency is per batch commit; the count and throughput are rows.
-        let mut record = Record::new("postgres", Some(in_flight), elapsed, &latency);
-        record.count = rows;
-        record.throughput = rows as f64 / elapsed.as_secs_f64().max(1e-9);
-        Ok::<_, anyhow::Error>(record.with_cpu(cpu))
+        Ok::<_, anyhow::Error>(record)
     }
     .await;
     let dropped = tokio::time::timeout(
@@ -293,11 +288,22 @@ async fn commit_ceiling(
     while let Some(committed) = commits.next().await {
         record_since(&mut latency, committed.context("commit a batch")?);
     }
+    let mut record = rows_record("postgres-commit", in_flight, rows, started, &latency).with_cpu(cpu.stop());
+    record.companies = Some(companies);
+    Ok(record)
+}
+
+/// A ceiling's record: its latency per batch commit, its count and throughput in rows, since `started`.
+fn rows_record(
+    path: &str,
+    in_flight: usize,
+    rows: u64,
+    started: Instant,
+    latency: &hdrhistogram::Histogram<u64>,
+) -> Record {
     let elapsed = started.elapsed();
-    let cpu = cpu.stop();
-    let mut record = Record::new("postgres-commit", Some(in_flight), elapsed, &latency);
+    let mut record = Record::new(path, Some(in_flight), elapsed, latency);
     record.count = rows;
     record.throughput = rows as f64 / elapsed.as_secs_f64().max(1e-9);
-    record.companies = Some(companies);
-    Ok(record.with_cpu(cpu))
+    record
 }
