@@ -35,7 +35,7 @@ use crate::{db::alerts as stored, messaging::Messaging};
 pub struct AlertPublisher {
     db: PgPool,
     messaging: Messaging,
-    /// This instance's live feed, which gets its alerts first.
+    /// This instance's live feed, which gets its alerts while the stream acknowledges them.
     feed: AlertFeed,
 }
 
