@@ -52,11 +52,9 @@ impl PipelineConfig {
     /// for it and go together in the next transaction, rather than in one of their own (a transaction's fixed
     /// cost paid for three filings; BENCHMARKS.md), and a backlog still fills every slot.
     pub fn may_start_batch(&self, in_flight: usize, queued: usize) -> bool {
-        match in_flight {
-            _ if queued == 0 => false,
-            0 => true,
-            n => n < self.max_batches_in_flight_per_tenant && queued >= self.min_concurrent_batch,
-        }
+        queued > 0
+            && (in_flight == 0
+                || (in_flight < self.max_batches_in_flight_per_tenant && queued >= self.min_concurrent_batch))
     }
 }
 

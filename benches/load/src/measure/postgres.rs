@@ -33,6 +33,7 @@ use super::{Record, cpu::CpuMeter, histogram, record_since, run_tag, stream::spr
 use pdscore::{
     configuration::Settings,
     db::{self, predictions::PgPredictionStore},
+    domain::TenantSlug,
     pipeline,
 };
 
@@ -76,11 +77,16 @@ pub async fn ceiling(load: PostgresLoad<'_>) -> anyhow::Result<Record> {
     let run = run_tag();
     let ceiling = CeilingTenant::create(&pool, &run, load.companies.max(1)).await?;
     let outcome = measure(&load, &pool, &store, &policy, &registry, &run, &ceiling).await;
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(300), ceiling.delete(&pool)).await {
-        eprintln!(
+    match tokio::time::timeout(Duration::from_secs(300), ceiling.delete(&pool)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!(
+            "warning: could not delete the ceiling's tenant {}: {e:#}",
+            ceiling.tenant_id
+        ),
+        Err(e) => eprintln!(
             "warning: could not delete the ceiling's tenant {}: {e}",
             ceiling.tenant_id
-        );
+        ),
     }
     outcome
 }
@@ -95,22 +101,16 @@ struct CeilingTenant {
 
 impl CeilingTenant {
     async fn create(pool: &sqlx::PgPool, run: &str, companies: u64) -> anyhow::Result<Self> {
+        const NAME: &str = "Persistence ceiling";
+        let slug = TenantSlug::parse(&format!("ceiling-{}", run.to_lowercase())).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut tx = pool.begin().await?;
+        let tenant = db::tenants::insert(&mut tx, &slug, NAME).await?;
+        let organization = db::organizations::insert(&mut tx, tenant.id, NAME, None).await?;
         let ceiling = Self {
-            tenant_id: Uuid::now_v7(),
-            organization_id: Uuid::now_v7(),
+            tenant_id: tenant.id,
+            organization_id: organization.id,
             companies: (0..companies).map(|_| Uuid::now_v7()).collect(),
         };
-        let mut tx = pool.begin().await?;
-        sqlx::query("INSERT INTO tenants (id, slug, name) VALUES ($1, $2, 'Persistence ceiling')")
-            .bind(ceiling.tenant_id)
-            .bind(format!("ceiling-{}", run.to_lowercase()))
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO organizations (id, tenant_id, name) VALUES ($1, $2, 'Persistence ceiling')")
-            .bind(ceiling.organization_id)
-            .bind(ceiling.tenant_id)
-            .execute(&mut *tx)
-            .await?;
         sqlx::query(
             "INSERT INTO companies (id, tenant_id, organization_id, symbol, name)
              SELECT c.id, $2, $3, 'C' || c.n, 'Ceiling company ' || c.n
