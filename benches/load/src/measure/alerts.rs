@@ -6,6 +6,10 @@
 //! Each company files one fiscal year after another with healthy ratios, except every tenth year, which is
 //! distressed: the distressed year and the healthy year after it each move the PD past the tenant's
 //! `alert_pd_change`, so a fifth of the filings (after each company's first) raise an alert, known in advance.
+//! The companies' distressed years are staggered (company `c` is distressed in the years `k` with
+//! `(k + c) % 10 == 9`), so that a fifth of every round of the companies' filings raises an alert, a steady
+//! stream of alerts like the feed: with the same year distressed for every company, the alerts came in waves
+//! (every filing of two rounds in ten, none between), and the latency measured was the waves' queue.
 
 use std::{
     collections::HashMap,
@@ -74,14 +78,14 @@ fn ratios(debt_to_capital: f64, debt_to_ebitda: f64, margin: f64, coverage: f64,
     }
 }
 
-/// Year `k` of a company: distressed every tenth year.
-fn is_distressed(k: u64) -> bool {
-    k % 10 == 9
+/// Year `k` of company `company`: distressed every tenth year, staggered by company.
+fn is_distressed(company: u64, k: u64) -> bool {
+    (k + company) % 10 == 9
 }
 
-/// Whether year `k` raises an alert: it moves into or out of distress.
-fn raises_alert(k: u64) -> bool {
-    k > 0 && is_distressed(k) != is_distressed(k - 1)
+/// Whether year `k` of company `company` raises an alert: it moves into or out of distress.
+fn raises_alert(company: u64, k: u64) -> bool {
+    k > 0 && is_distressed(company, k) != is_distressed(company, k - 1)
 }
 
 pub async fn run(load: AlertLoad<'_>) -> anyhow::Result<()> {
@@ -159,7 +163,11 @@ pub async fn run(load: AlertLoad<'_>) -> anyhow::Result<()> {
             let (company, k) = (i % companies, i / companies);
             let symbol = format!("N{run}C{company}");
             let year = 1900 + u16::try_from(k).context("too many filings per company: use more --companies")?;
-            let ratios = if is_distressed(k) { &distressed } else { &healthy };
+            let ratios = if is_distressed(company, k) {
+                &distressed
+            } else {
+                &healthy
+            };
             let payload = ratios_message(&run, i, &symbol, year, ratios);
             let sent = Instant::now();
             let ack = js
@@ -172,7 +180,7 @@ pub async fn run(load: AlertLoad<'_>) -> anyhow::Result<()> {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             });
-            if raises_alert(k) {
+            if raises_alert(company, k) {
                 expected += 1;
                 published.insert((symbol, year), sent);
             }
@@ -236,7 +244,17 @@ mod tests {
 
     #[test]
     fn a_fifth_of_the_years_after_the_first_raise_an_alert() {
-        let alerts: Vec<u64> = (0..30).filter(|&k| raises_alert(k)).collect();
+        let alerts: Vec<u64> = (0..30).filter(|&k| raises_alert(0, k)).collect();
         assert_eq!(alerts, [9, 10, 19, 20, 29]);
+        let alerts: Vec<u64> = (0..30).filter(|&k| raises_alert(3, k)).collect();
+        assert_eq!(alerts, [6, 7, 16, 17, 26, 27]);
+    }
+
+    #[test]
+    fn every_round_of_the_companies_raises_a_fifth_of_its_alerts() {
+        for k in 1..25 {
+            let raising = (0..1000).filter(|&company| raises_alert(company, k)).count();
+            assert_eq!(raising, 200, "year {k}");
+        }
     }
 }

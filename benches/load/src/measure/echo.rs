@@ -18,6 +18,8 @@ pub async fn serve(listen: &str, workers: usize) -> anyhow::Result<()> {
             .route("/echo", web::post().to(echo))
             .route("/health/live", web::get().to(|| async { "ok" }))
     })
+    // As the service's server.
+    .tcp_nodelay(true)
     .bind(listen)?;
     if workers > 0 {
         server = server.workers(workers);
