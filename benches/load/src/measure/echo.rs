@@ -18,7 +18,7 @@ pub async fn serve(listen: &str, workers: usize) -> anyhow::Result<()> {
             .route("/echo", web::post().to(echo))
             .route("/health/live", web::get().to(|| async { "ok" }))
     })
-    // As the service's server.
+    // TCP_NODELAY, as the service's server (src/startup.rs).
     .tcp_nodelay(true)
     .bind(listen)?;
     if workers > 0 {
