@@ -244,3 +244,66 @@ async fn an_assignment_cannot_name_another_tenants_user() {
     let error = result.expect_err("tenant A's company assigned to tenant B's user must be refused");
     assert_eq!(error.as_database_error().unwrap().code().as_deref(), Some("23503"));
 }
+
+/// The writers' `ANALYZE` (`pdscore::db::analyze`) takes PostgreSQL's word for what is stale: a table that has
+/// doubled since its last analysis — whoever ran it: this writer, another instance, autovacuum or an operator.
+#[actix_web::test]
+async fn a_writer_analyzes_only_the_tables_that_doubled_since_their_last_analysis() {
+    use pdscore::db::{Analyzed, analyze};
+    let app = spawn_app().await;
+    // Nothing but this test analyzes these tables of its own database.
+    sqlx::raw_sql(
+        "ALTER TABLE companies SET (autovacuum_enabled = false);
+         ALTER TABLE company_risk SET (autovacuum_enabled = false);",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let (tenant, org) = tenant_with_org(&app.db, "bank-a").await;
+    let add_companies = |prefix: &'static str, count: i32| {
+        let db = app.db.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO companies (id, tenant_id, organization_id, symbol, name)
+                 SELECT gen_random_uuid(), $1, $2, $3 || n, 'Company ' || n FROM generate_series(1, $4) AS n",
+            )
+            .bind(tenant)
+            .bind(org)
+            .bind(prefix)
+            .bind(count)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+    };
+    add_companies("A", 100).await;
+    sqlx::raw_sql("ANALYZE companies, company_risk")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert!(
+        analyze(&app.db, &[Analyzed::Companies]).await.is_empty(),
+        "just analyzed"
+    );
+
+    add_companies("B", 5_000).await;
+    assert_eq!(
+        analyze(&app.db, &[Analyzed::Companies]).await,
+        ["companies", "company_risk"],
+        "grown 50-fold"
+    );
+    assert!(
+        analyze(&app.db, &[Analyzed::Companies]).await.is_empty(),
+        "analyzed by the call before"
+    );
+
+    add_companies("C", 10_000).await;
+    // Someone else (an operator, another instance) analyzes one of them first.
+    sqlx::raw_sql("ANALYZE companies").execute(&app.db).await.unwrap();
+    assert_eq!(analyze(&app.db, &[Analyzed::Companies]).await, ["company_risk"]);
+    add_companies("D", 1_000).await;
+    assert!(
+        analyze(&app.db, &[Analyzed::Companies]).await.is_empty(),
+        "grown by a tenth only"
+    );
+}
