@@ -201,7 +201,8 @@ impl Growth {
 /// most of a second at 100,000s of rows, taken from the scoring. A failure only costs plan quality, so it is
 /// logged; the tables analyzed are returned.
 pub async fn analyze(pool: &PgPool, tables: &[Analyzed]) -> Vec<&'static str> {
-    let names: Vec<&str> = tables.iter().flat_map(|t| t.tables()).map(|(name, _)| *name).collect();
+    let all: Vec<(&'static str, &'static str)> = tables.iter().flat_map(|t| t.tables()).copied().collect();
+    let names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
     // `relpages` and `reltuples` are the last analysis's (or vacuum's); the file's size is now's.
     let grown: Vec<String> = match sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c
@@ -219,11 +220,9 @@ pub async fn analyze(pool: &PgPool, tables: &[Analyzed]) -> Vec<&'static str> {
             return Vec::new();
         }
     };
-    let chosen: Vec<(&'static str, &'static str)> = tables
-        .iter()
-        .flat_map(|t| t.tables())
+    let chosen: Vec<(&'static str, &'static str)> = all
+        .into_iter()
         .filter(|(name, _)| grown.iter().any(|g| g == name))
-        .copied()
         .collect();
     if chosen.is_empty() {
         return Vec::new();
