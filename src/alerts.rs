@@ -4,6 +4,7 @@
 //! ```text
 //! commit ─► AlertPublisher ─┬─► ALERTS stream (NATS; deduplicated by alert id) ─► AlertFeed ─► SSE subscribers
 //!              │            └──────────────── (this instance's own alerts) ──────────┘
+//!              ├─ marks what the stream acknowledged as published: one UPDATE per second at most (PublishedMarks)
 //!              └─ outbox: what was not published is published again from PostgreSQL
 //! ```
 //!
@@ -23,7 +24,8 @@ use futures_util::{FutureExt, StreamExt, future::BoxFuture};
 use pdscore_actors::{Alert, AlertSink};
 use pdscore_nats::{alerts::DriftAlert, subjects::DRIFT_TOKEN};
 use sqlx::PgPool;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -37,11 +39,25 @@ pub struct AlertPublisher {
     messaging: Messaging,
     /// This instance's live feed, which gets its alerts while the stream acknowledges them.
     feed: AlertFeed,
+    /// The (tenant, alert) ids the stream acknowledged, for [`PublishedMarks`] to record.
+    published: mpsc::Sender<(Uuid, Uuid)>,
 }
 
 impl AlertPublisher {
-    pub fn new(db: PgPool, messaging: Messaging, feed: AlertFeed) -> Self {
-        Self { db, messaging, feed }
+    /// The publisher, and the task that records what it published (run it beside the publisher).
+    pub fn new(db: PgPool, messaging: Messaging, feed: AlertFeed) -> (Self, PublishedMarks) {
+        let (published, received) = mpsc::channel(PublishedMarks::QUEUED);
+        let marks = PublishedMarks {
+            db: db.clone(),
+            received,
+        };
+        let publisher = Self {
+            db,
+            messaging,
+            feed,
+            published,
+        };
+        (publisher, marks)
     }
 
     /// Sends the alerts in order, hands them to this instance's feed while the stream acknowledges them, then
@@ -58,20 +74,16 @@ impl AlertPublisher {
         for alert in &alerts {
             self.feed.deliver(LiveAlert::Risk(alert.clone()));
         }
-        let mut published = Vec::with_capacity(sent.len());
         for (alert, ack) in futures_util::future::join_all(sent).await {
             match ack {
                 Ok(()) => {
                     pdscore_nats::events::AlertPublished.emit();
-                    published.push((alert.tenant_id, alert.id));
+                    if let Err(e) = self.published.try_send((alert.tenant_id, alert.id)) {
+                        tracing::warn!(alert_id = %alert.id, error = %e, "alert published but not marked so: the outbox publishes it again, the stream drops the copy");
+                    }
                 }
                 Err(e) => not_published(alert, &e),
             }
-        }
-        if !published.is_empty()
-            && let Err(e) = stored::mark_published(&self.db, &published).await
-        {
-            tracing::warn!(error = %e, "could not mark alerts published (they may be published twice; the stream drops duplicates)");
         }
     }
 
@@ -92,6 +104,61 @@ impl AlertPublisher {
                 Err(e) => tracing::debug!(error = %e, "outbox check failed"),
             }
         }
+    }
+}
+
+/// Records in PostgreSQL which alerts the stream acknowledged, so that the outbox leaves them alone: the marks
+/// of a second (or of [`Self::MAX`] alerts) in one `UPDATE`, rather than one per commit that found alerts.
+///
+/// Each mark is an update of the alert's row (a new row version, and its indexes' entries), plus a transaction
+/// and its WAL flush: per commit, that doubled the transactions of a feed where most commits find an alert, on
+/// the same cores and disk as the commits the subscribers wait for. The outbox publishes again only alerts
+/// unmarked for [`AlertPublisher::run_outbox`]'s 10 s, far longer than a mark waits here; a mark lost (the
+/// process stopped within its second, the database unreachable) makes the outbox publish that alert a second
+/// time, which the stream drops as a duplicate (its window is 2 minutes) — as when an `UPDATE` fails.
+pub struct PublishedMarks {
+    db: PgPool,
+    received: mpsc::Receiver<(Uuid, Uuid)>,
+}
+
+impl PublishedMarks {
+    /// How long the first mark of a batch waits for others.
+    const LINGER: Duration = Duration::from_secs(1);
+    /// Marks per `UPDATE`.
+    const MAX: usize = 5_000;
+    /// Marks waiting at most; beyond, a mark is dropped (and its alert published again by the outbox).
+    const QUEUED: usize = 50_000;
+
+    /// Records the marks until `drained` (fired once nothing publishes any more), then those already received.
+    pub async fn run(self, drained: CancellationToken) {
+        let mut received = ReceiverStream::new(self.received);
+        let mut rest = {
+            let batches = tokio_stream::StreamExt::chunks_timeout(&mut received, Self::MAX, Self::LINGER);
+            let mut batches = std::pin::pin!(batches);
+            loop {
+                let batch = tokio::select! {
+                    _ = drained.cancelled() => break batches.as_mut().into_remainder(),
+                    batch = batches.next() => batch,
+                };
+                let Some(batch) = batch else { return };
+                mark(&self.db, &batch).await;
+            }
+        };
+        // What was received before, without waiting for more.
+        let mut receiver = received.into_inner();
+        receiver.close();
+        while let Ok(published) = receiver.try_recv() {
+            rest.push(published);
+        }
+        for batch in rest.chunks(Self::MAX) {
+            mark(&self.db, batch).await;
+        }
+    }
+}
+
+async fn mark(db: &PgPool, published: &[(Uuid, Uuid)]) {
+    if let Err(e) = stored::mark_published(db, published).await {
+        tracing::warn!(error = %e, alerts = published.len(), "could not mark alerts published (the outbox publishes them again; the stream drops the copies)");
     }
 }
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    alerts::{AlertFeed, AlertPublisher},
+    alerts::{AlertFeed, AlertPublisher, PublishedMarks},
     auth::Scope,
     cache::LocalCache,
     configuration::Settings,
@@ -56,6 +56,8 @@ pub struct Started {
     pub default_models: Arc<DefaultModels>,
     pub alerts: AlertFeed,
     pub tasks: Vec<JoinHandle<()>>,
+    /// Records which alerts were published: to run until every other task has drained (its marks with it).
+    pub published: PublishedMarks,
 }
 
 /// Starts the actors (admitting filings by the fleet's shared limits, their copies of tenant policies dropped
@@ -94,7 +96,8 @@ pub fn start(
         portfolio,
     });
     let alerts = AlertFeed::new();
-    let publisher = Arc::new(AlertPublisher::new(db.clone(), messaging.clone(), alerts.clone()));
+    let (publisher, published) = AlertPublisher::new(db.clone(), messaging.clone(), alerts.clone());
+    let publisher = Arc::new(publisher);
     let pipeline = Pipeline::start(
         config,
         Arc::new(SharedRegistry::new(registry)),
@@ -154,6 +157,7 @@ pub fn start(
         default_models,
         alerts,
         tasks,
+        published,
     }
 }
 

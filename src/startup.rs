@@ -39,6 +39,10 @@ pub struct Application {
     /// Cancelled to start a graceful shutdown; background tasks stop when it fires.
     shutdown: CancellationToken,
     background: Vec<JoinHandle<()>>,
+    /// Records which alerts were published until `drained` fires: after the server and every background task
+    /// have finished, so that the alerts of the last commits are marked too.
+    published: JoinHandle<()>,
+    drained: CancellationToken,
     shutdown_timeout: Duration,
 }
 
@@ -92,6 +96,8 @@ impl Application {
             shutdown.clone(),
         );
         background.extend(started.tasks);
+        let drained = CancellationToken::new();
+        let published = tokio::spawn(started.published.run(drained.clone()));
         let (bulk, bulk_task) = crate::bulk::BulkRunner::start(
             &settings,
             db.clone(),
@@ -169,6 +175,8 @@ impl Application {
             state,
             shutdown,
             background,
+            published,
+            drained,
             shutdown_timeout: Duration::from_secs(settings.application.shutdown_timeout_secs),
         })
     }
@@ -199,6 +207,8 @@ impl Application {
             state,
             shutdown,
             background,
+            published,
+            drained,
             shutdown_timeout,
             ..
         } = self;
@@ -228,6 +238,8 @@ impl Application {
             for task in background {
                 let _ = task.await;
             }
+            drained.cancel();
+            let _ = published.await;
             if let Err(e) = state.messaging.client.flush().await {
                 tracing::warn!(error = %e, "could not flush NATS on shutdown");
             }

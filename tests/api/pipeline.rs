@@ -522,6 +522,18 @@ async fn subscribers_get_exactly_one_alert_per_risk_change() {
         );
     }
     assert_eq!(nats_alerts, vec![2021, 2023]);
+    // The stream acknowledged both: they are marked published (with the marks of their second), and the
+    // outbox leaves them alone.
+    eventually("the alerts marked published", Duration::from_secs(20), || async {
+        let unmarked: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM alerts WHERE tenant_id = $1 AND published_at IS NULL")
+                .bind(tenant_id)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        (unmarked == 0).then_some(())
+    })
+    .await;
 
     let mut text = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);
