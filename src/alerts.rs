@@ -115,7 +115,7 @@ impl AlertPublisher {
 /// the same cores and disk as the commits the subscribers wait for. The outbox publishes again only alerts
 /// unmarked for [`AlertPublisher::run_outbox`]'s 10 s, far longer than a mark waits here; a mark lost (the
 /// process stopped within its second, the database unreachable) makes the outbox publish that alert a second
-/// time, which the stream drops as a duplicate (its window is 2 minutes) — as when an `UPDATE` fails.
+/// time, which the stream drops as a duplicate (its window is 10 minutes) — as when an `UPDATE` fails.
 pub struct PublishedMarks {
     db: PgPool,
     received: mpsc::Receiver<(Uuid, Uuid)>,

@@ -250,7 +250,10 @@ impl PgDirectory {
                 companies.remove(&(*tenant_id, symbol.clone(), Some(*organization_id)));
                 companies.remove(&(*tenant_id, symbol.clone(), None));
             }
-            Change::Companies { tenant_id } => companies.remove_where(|(tenant, _, _), _| tenant == tenant_id),
+            Change::Companies { tenant_id } => {
+                let tenant_id = *tenant_id;
+                companies.remove_where(move |(tenant, _, _), _| *tenant == tenant_id)
+            }
         });
         directory
     }

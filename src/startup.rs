@@ -134,7 +134,7 @@ impl Application {
             .on_change(move |change: &Change| match change.tenant_id() {
                 _ if *change == Change::Models => {}
                 Some(tenant_id) if change.drops_companies_of(tenant_id) => {
-                    symbols.remove_where(|_, company: &db::companies::Company| company.tenant_id == tenant_id);
+                    symbols.remove_where(move |_, company: &db::companies::Company| company.tenant_id == tenant_id);
                 }
                 None => symbols.clear(),
                 Some(_) => {}

@@ -58,6 +58,7 @@ impl AppState {
 
     /// Drops this instance's kept copy of a company (renamed, deleted, or found gone by a commit).
     pub fn forget_company(&self, company_id: Uuid) {
-        self.company_symbols.remove_where(|_, cached| cached.id == company_id);
+        self.company_symbols
+            .remove_where(move |_, cached| cached.id == company_id);
     }
 }
