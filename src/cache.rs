@@ -250,6 +250,17 @@ impl<K: std::hash::Hash, V> moka::Expiry<K, V> for Jittered {
         let share = 0.5 + (draw % 1024) as f64 / 2048.0;
         Some(self.ttl.mul_f64(share))
     }
+
+    /// A value stored again under its key lives a new lifetime from then, as a new entry would.
+    fn expire_after_update(
+        &self,
+        key: &K,
+        value: &V,
+        updated_at: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        self.expire_after_create(key, value, updated_at)
+    }
 }
 
 impl<K, V> LocalCache<K, V>
@@ -304,7 +315,8 @@ mod local_cache_tests {
 
     #[test]
     fn entries_expire_within_their_ttl_and_are_removed() {
-        let cache = LocalCache::new(Duration::from_millis(50), 100);
+        // Each entry lives 100 to 200 ms.
+        let cache = LocalCache::new(Duration::from_millis(200), 100);
         cache.insert("a", 1);
         cache.insert("b", 2);
         assert_eq!((cache.get("a"), cache.get("b")), (Some(1), Some(2)));
@@ -316,8 +328,21 @@ mod local_cache_tests {
         cache.clear();
         assert_eq!(cache.get("c"), None);
         cache.insert("d", 4);
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(210));
         assert_eq!(cache.get("d"), None);
+    }
+
+    #[test]
+    fn a_value_stored_again_lives_a_new_lifetime() {
+        let expiry = Jittered {
+            ttl: Duration::from_secs(10),
+            draws: Default::default(),
+        };
+        let now = std::time::Instant::now();
+        // Whatever was left of the one before (here 1 ms).
+        let life =
+            moka::Expiry::<&str, i32>::expire_after_update(&expiry, &"e", &6, now, Some(Duration::from_millis(1)));
+        assert!(life.is_some_and(|l| l >= Duration::from_secs(5)), "{life:?}");
     }
 
     #[test]
