@@ -243,6 +243,15 @@ struct Jittered {
     draws: std::collections::hash_map::RandomState,
 }
 
+impl Jittered {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            draws: Default::default(),
+        }
+    }
+}
+
 impl<K: std::hash::Hash, V> moka::Expiry<K, V> for Jittered {
     fn expire_after_create(&self, key: &K, _: &V, created_at: std::time::Instant) -> Option<Duration> {
         use std::hash::BuildHasher;
@@ -271,10 +280,7 @@ where
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_entries as u64)
-            .expire_after(Jittered {
-                ttl,
-                draws: Default::default(),
-            })
+            .expire_after(Jittered::new(ttl))
             .support_invalidation_closures()
             .build();
         Self { entries }
@@ -334,10 +340,7 @@ mod local_cache_tests {
 
     #[test]
     fn a_value_stored_again_lives_a_new_lifetime() {
-        let expiry = Jittered {
-            ttl: Duration::from_secs(10),
-            draws: Default::default(),
-        };
+        let expiry = Jittered::new(Duration::from_secs(10));
         let now = std::time::Instant::now();
         // Whatever was left of the one before (here 1 ms).
         let life =
@@ -347,10 +350,7 @@ mod local_cache_tests {
 
     #[test]
     fn entries_made_together_expire_spread_over_the_second_half_of_their_ttl() {
-        let expiry = Jittered {
-            ttl: Duration::from_secs(10),
-            draws: Default::default(),
-        };
+        let expiry = Jittered::new(Duration::from_secs(10));
         let now = std::time::Instant::now();
         let lives: Vec<Duration> = (0..1000)
             .map(|key| moka::Expiry::<i32, ()>::expire_after_create(&expiry, &key, &(), now).unwrap())
