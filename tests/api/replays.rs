@@ -1,14 +1,16 @@
 //! Point-in-time replays: 10,000 stored filings re-scored with another model as a bulk job, their rating
-//! migrations reported, and nothing of the filings' answers, alerts or portfolio changed.
+//! migrations reported, and nothing of the filings' answers, alerts or portfolio changed; a replay cancelled
+//! midway, and one resumed after `kill -9`, each filing scored once.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, time::Duration};
 
 use pdscore::auth::Role;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::{
-    bulk::{finished, submit},
-    helpers::{TestApp, spawn_app_with},
+    bulk::{finished, submit, submit_to},
+    helpers::{Isolation, TestApp, closed_port, eventually, spawn_app_with},
 };
 
 /// `companies` × `years` annual statements of varying health, as a bulk file.
@@ -211,4 +213,159 @@ async fn a_replay_of_ten_thousand_stored_filings_reports_its_migrations_and_chan
         .await;
     assert_eq!(second["data"]["migrations"]["ratings"], migrations["ratings"]);
     let _: Value = second;
+}
+
+/// The replay's counts and status, and the scorecard's stored answers (each filing's at most once: the table's
+/// key), as (processed, succeeded, status, stored).
+async fn replay_state(db: &sqlx::PgPool, id: Uuid) -> (i64, i64, String, i64) {
+    let (processed, succeeded, status): (i64, i64, String) = sqlx::query_as(
+        "SELECT processed_rows, succeeded_rows, status::text FROM bulk_jobs WHERE id = $1 AND kind = 'replay'",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM predictions WHERE is_shadow AND model_name = 'annual/accunode-scorecard'",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    (processed, succeeded, status, stored)
+}
+
+#[actix_web::test]
+async fn a_replay_cancelled_midway_keeps_what_it_scored_and_the_next_one_scores_the_rest() {
+    const FILINGS: i64 = 2_000;
+    let app = spawn_app_with(|s| {
+        s.bulk.chunk_rows = 10;
+        s.bulk.chunks_in_flight = 1;
+    })
+    .await;
+    let demo = app.demo().await;
+    let analyst = demo.token(Role::OrgMember).to_owned();
+    let id = submit(
+        &app,
+        &analyst,
+        "statements.csv",
+        statements_csv(500, 4).into_bytes(),
+        "annual",
+    )
+    .await;
+    assert_eq!(finished(&app, &analyst, &id).await["succeeded_rows"], FILINGS);
+
+    let body = json!({ "model": "annual/accunode-scorecard@1" });
+    let (status, created) = app.call("POST", "/api/v1/replays", Some(&analyst), Some(&body)).await;
+    assert_eq!(status, 202, "{created:#}");
+    let replay: Uuid = created["data"]["id"].as_str().unwrap().parse().unwrap();
+    eventually("the replay's progress", Duration::from_secs(60), || async {
+        (replay_state(&app.db, replay).await.0 > 0).then_some(())
+    })
+    .await;
+    let (status, _) = app
+        .call(
+            "POST",
+            &format!("/api/v1/bulk-jobs/{replay}/cancel"),
+            Some(&analyst),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let job = finished(&app, &analyst, &replay.to_string()).await;
+    assert_eq!(job["status"], "cancelled", "{job:#}");
+    let (processed, succeeded, _, stored) = replay_state(&app.db, replay).await;
+    assert!(processed < FILINGS, "stopped midway: {processed}");
+    assert_eq!(stored, succeeded, "what the replay counted is what it stored");
+
+    // The next replay goes over every filing; the ones scored before stay as they were, once each.
+    let (_, created) = app.call("POST", "/api/v1/replays", Some(&analyst), Some(&body)).await;
+    let again: Uuid = created["data"]["id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        finished(&app, &analyst, &again.to_string()).await["status"],
+        "completed"
+    );
+    let (processed, succeeded, _, stored) = replay_state(&app.db, again).await;
+    assert_eq!(processed, FILINGS);
+    assert_eq!(stored, succeeded);
+}
+
+#[actix_web::test]
+async fn a_replay_resumes_after_kill_9_after_its_last_recorded_filing() {
+    const FILINGS: i64 = 6_000;
+    let isolation = Isolation::new();
+    isolation.migrate();
+    let db = sqlx::PgPool::connect(&isolation.database_url).await.unwrap();
+    let demo = pdscore::accounts::demo_setup(&db).await.unwrap();
+    let analyst = demo.user(Role::OrgMember).clone();
+    let port = closed_port().await;
+    let env = [
+        ("PDSCORE__PIPELINE__INGEST_ENABLED", "false"),
+        ("PDSCORE__BULK__CHUNK_ROWS", "10"),
+    ];
+    let mut service = isolation.serve(port, "pdscore-replay-crash-1.log", &env);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let token = eventually("the service to start", Duration::from_secs(60), || async {
+        let answer = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({ "email": analyst.email, "password": analyst.password }))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = answer.json().await.ok()?;
+        body["data"]["access_token"].as_str().map(str::to_owned)
+    })
+    .await;
+    let upload = submit_to(&client, &base, &token, statements_csv(1_500, 4)).await;
+    let on_file = eventually("the statements to be on file", Duration::from_secs(180), || async {
+        let (status, succeeded): (String, i64) =
+            sqlx::query_as("SELECT status::text, succeeded_rows FROM bulk_jobs WHERE id = $1")
+                .bind(upload)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        (status == "completed").then_some(succeeded)
+    })
+    .await;
+    assert_eq!(on_file, FILINGS);
+
+    let created: Value = client
+        .post(format!("{base}/api/v1/replays"))
+        .bearer_auth(&token)
+        .json(&json!({ "model": "annual/accunode-scorecard@1" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let replay: Uuid = created["data"]["id"].as_str().expect("a replay").parse().unwrap();
+    eventually("a third of the filings", Duration::from_secs(120), || async {
+        (replay_state(&db, replay).await.0 >= FILINGS / 3).then_some(())
+    })
+    .await;
+    service.kill().unwrap();
+    service.wait().unwrap();
+    let at_kill = replay_state(&db, replay).await;
+    assert_eq!(at_kill.2, "processing");
+    assert!(at_kill.0 < FILINGS, "killed midway: {at_kill:?}");
+
+    let mut service = isolation.serve(port, "pdscore-replay-crash-2.log", &env);
+    let done = eventually(
+        "the replay to complete after the restart",
+        Duration::from_secs(180),
+        || async {
+            let state = replay_state(&db, replay).await;
+            (state.2 == "completed").then_some(state)
+        },
+    )
+    .await;
+    service.kill().unwrap();
+    service.wait().unwrap();
+    eprintln!("replay resumed at {} of {FILINGS} filings: {done:?}", at_kill.0);
+    // Every filing once: none skipped (processed), none scored again after the restart (a chunk scored twice
+    // would be counted twice but stored once).
+    assert_eq!(done.0, FILINGS);
+    assert_eq!(done.1, done.3);
+    db.close().await;
 }
