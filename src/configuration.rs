@@ -159,7 +159,10 @@ pub struct PipelineSettings {
     pub idle_timeout_secs: u64,
     /// How long a tenant's policy (limits, models, scheme) is cached before being read again.
     pub policy_ttl_ms: u64,
-    /// Tenants with metric series of their own in this process; the others share `tenant="other"`.
+    /// How long a tenant found by slug or a company found by symbol is kept, at most (fleet changes drop it at
+    /// once; this bounds a change whose announcement was lost).
+    pub lookup_ttl_ms: u64,
+    /// Tenants with metric series of their own in this process; the others share `tenant="_other"`.
     pub max_tenant_series: usize,
     /// Concurrent commit transactions and rows per transaction.
     pub persist_max_in_flight: usize,

@@ -99,6 +99,17 @@ impl Messaging {
         self.streams_ready.load(Ordering::SeqCst)
     }
 
+    /// Waits until the streams are in place, for at most `limit` (NATS unreachable: the consumers then keep
+    /// retrying on their own), so that they do not start by finding no stream.
+    pub async fn streams_in_place(&self, limit: Duration) -> bool {
+        let placed = async {
+            while !self.streams_ready() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(limit, placed).await.is_ok()
+    }
+
     /// Asks the server for every stream (JetStream API round trips). A missing stream marks the streams as
     /// not ready, so the upkeep task puts them back.
     pub async fn check_streams(&self) -> anyhow::Result<()> {

@@ -117,7 +117,11 @@ pub fn start(
         tokio::spawn(alerts.clone().follow(messaging.clone(), shutdown.clone())),
     ];
     if p.ingest_enabled {
-        let directory: Arc<PgDirectory> = Arc::new(PgDirectory::new(db, &fleet.changes));
+        let directory: Arc<PgDirectory> = Arc::new(PgDirectory::new(
+            db,
+            Duration::from_millis(p.lookup_ttl_ms),
+            &fleet.changes,
+        ));
         let credit_events = OutcomeIngest {
             jetstream: messaging.jetstream.clone(),
             namespace: messaging.namespace.clone(),
@@ -223,15 +227,14 @@ struct PgDirectory {
 /// Tenant, symbol, organization.
 type CompanyKey = (Uuid, String, Option<Uuid>);
 
-const DIRECTORY_TTL: Duration = Duration::from_secs(10);
 const DIRECTORY_ENTRIES: usize = 100_000;
 
 impl PgDirectory {
-    fn new(db: PgPool, changes: &crate::fleet::Changes) -> Self {
+    fn new(db: PgPool, ttl: Duration, changes: &crate::fleet::Changes) -> Self {
         let directory = Self {
             db,
-            tenants: Arc::new(LocalCache::new(DIRECTORY_TTL, DIRECTORY_ENTRIES)),
-            companies: Arc::new(LocalCache::new(DIRECTORY_TTL, DIRECTORY_ENTRIES)),
+            tenants: Arc::new(LocalCache::new(ttl, DIRECTORY_ENTRIES)),
+            companies: Arc::new(LocalCache::new(ttl, DIRECTORY_ENTRIES)),
         };
         let (tenants, companies) = (directory.tenants.clone(), directory.companies.clone());
         changes.on_change(move |change| match change {

@@ -26,10 +26,6 @@ use crate::{
     pipeline, telemetry,
 };
 
-/// How long this instance answers AccuNode requests from its own copy of a company found by symbol, at most (a
-/// rename or deletion made through another instance drops it as soon as the fleet hears of it; this bounds a
-/// change missed while NATS was unreachable; see [`AppState::company_symbols`]).
-const COMPANY_SYMBOLS_TTL: Duration = Duration::from_secs(10);
 const COMPANY_SYMBOLS_ENTRIES: usize = 100_000;
 
 pub struct Application {
@@ -82,6 +78,9 @@ impl Application {
             telemetry::spawn_metrics_upkeep(metrics.clone(), shutdown.clone()),
             tokio::spawn(keep_listed(signers, joined, shutdown.clone())),
         ];
+        if !messaging.streams_in_place(Duration::from_secs(2)).await {
+            tracing::warn!("JetStream streams not in place yet; the consumers start and retry");
+        }
         let portfolio = cache::PortfolioCache::new(redis.clone(), &settings.redis);
         let fleet = Fleet::new(messaging.clone(), redis.clone(), &settings.redis.key_prefix);
         background.push(tokio::spawn(fleet.changes.clone().follow(shutdown.clone())));
@@ -103,6 +102,7 @@ impl Application {
             db.clone(),
             started.pipeline.clone(),
             &messaging,
+            fleet.changes.clone(),
             shutdown.clone(),
         );
         background.push(bulk_task);
@@ -126,7 +126,10 @@ impl Application {
             settings.drift.clone(),
         );
         background.push(tokio::spawn(drift.clone().run(shutdown.clone())));
-        let company_symbols = Arc::new(cache::LocalCache::new(COMPANY_SYMBOLS_TTL, COMPANY_SYMBOLS_ENTRIES));
+        let company_symbols = Arc::new(cache::LocalCache::new(
+            Duration::from_millis(settings.pipeline.lookup_ttl_ms),
+            COMPANY_SYMBOLS_ENTRIES,
+        ));
         let symbols = Arc::clone(&company_symbols);
         // Only companies found are kept: a company added makes none of them wrong.
         fleet

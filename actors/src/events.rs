@@ -40,9 +40,10 @@ const BULK_ROWS: &str = "pdscore_bulk_rows_total";
 pub const SIZE_HISTOGRAMS: [&str; 2] = [MODEL_BATCH_SIZE, PERSIST_BATCH_ROWS];
 
 /// The `tenant` label of the per-tenant series: the slug of the first [`limit_tenant_series`] tenants this
-/// process reports on, `other` for the rest, so that 10,000 tenants do not mean 10,000 series per metric and
-/// instance (the fleet's totals stay exact: every filing counts under one label or the other).
-pub const OTHER_TENANTS: &str = "other";
+/// process reports on, `_other` for the rest, so that 10,000 tenants do not mean 10,000 series per metric and
+/// instance (the fleet's totals stay exact: every filing counts under one label or the other). No tenant's
+/// slug starts with `_`, so none is mistaken for the pool.
+pub const OTHER_TENANTS: &str = "_other";
 
 static TENANT_LABELS: LazyLock<TenantLabels> = LazyLock::new(|| TenantLabels::new(100));
 
@@ -86,10 +87,10 @@ fn tenant_label(tenant: &str) -> SharedString {
     TENANT_LABELS.label(tenant)
 }
 
-/// The tenant's label when it has series of its own, `None` when it counts under `other`: for gauges,
+/// The tenant's label when it has series of its own, `None` when it counts under `_other`: for gauges,
 /// which cannot be summed under one label.
 pub fn named_tenant_label(tenant: &str) -> Option<SharedString> {
-    Some(tenant_label(tenant)).filter(|label| label.as_ref() != OTHER_TENANTS || tenant == OTHER_TENANTS)
+    Some(tenant_label(tenant)).filter(|label| label.as_ref() != OTHER_TENANTS)
 }
 
 /// Filings handed to a tenant's actor (`source`: http, nats, bulk).
@@ -143,7 +144,7 @@ impl SharedLimitsUnavailable<'_> {
 }
 
 /// Filings a tenant's actor holds (queued and being scored); 0 when it stops. Reported as changes, so that the
-/// tenants sharing the `other` series add up.
+/// tenants sharing the `_other` series add up.
 #[derive(Debug, Default)]
 pub struct TenantQueueDepth {
     /// The label and depth last reported.

@@ -21,9 +21,10 @@ use std::{
 };
 
 use actix::{Actor, Addr};
+use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::{
-    Pipeline, PredictionType, Terms,
-    bulk_job::{BulkConfig, BulkJob, Cancel, JobEnd, JobSpec},
+    Pipeline, PredictionType, StoreError, Terms,
+    bulk_job::{BulkConfig, BulkJob, BulkStore, Cancel, CompanyRow, JobEnd, JobSpec, Progress},
 };
 use sqlx::PgPool;
 use tokio::{sync::Notify, task::JoinHandle};
@@ -33,6 +34,7 @@ use uuid::Uuid;
 use crate::{
     configuration::{BulkSettings, Settings},
     db::bulk_jobs::{self, PgBulkStore, Runnable},
+    fleet::{Change, Changes},
     messaging::Messaging,
 };
 use file::{FileFormat, FileRows, XlsxLimits};
@@ -93,6 +95,8 @@ pub struct BulkRunner {
 struct Inner {
     db: PgPool,
     pipeline: Pipeline,
+    /// Where the companies a job creates are announced.
+    changes: Changes,
     storage: Storage,
     uploads: UploadStore,
     settings: BulkSettings,
@@ -111,12 +115,14 @@ impl BulkRunner {
         db: PgPool,
         pipeline: Pipeline,
         messaging: &Messaging,
+        changes: Changes,
         shutdown: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let runner = Self {
             inner: Arc::new(Inner {
                 db,
                 pipeline,
+                changes,
                 storage: Storage::from_settings(settings),
                 uploads: UploadStore::new(messaging, &settings.storage.dir),
                 settings: settings.bulk.clone(),
@@ -348,7 +354,10 @@ impl BulkRunner {
             chunks_in_flight: self.inner.settings.chunks_in_flight,
             ..BulkConfig::default()
         };
-        let store = Arc::new(PgBulkStore::new(db.clone(), job.created_by));
+        let store = Arc::new(AnnouncingStore {
+            inner: PgBulkStore::new(db.clone(), job.created_by),
+            changes: self.inner.changes.clone(),
+        });
         let (actor, ended) = BulkJob::new(spec, config, Box::new(rows), store, self.inner.pipeline.clone());
         self.lock().insert(job.id, Some(actor.start()));
         match ended.await {
@@ -357,5 +366,48 @@ impl BulkRunner {
             // another instance, from the store).
             Err(_) => tracing::info!(job_id = %job.id, "bulk job interrupted"),
         }
+    }
+}
+
+/// A job's store, with the companies it creates announced to the fleet: a symbol some instance looked up before
+/// the job created it (and kept as unknown) is found at once, here and on every instance.
+struct AnnouncingStore {
+    inner: PgBulkStore,
+    changes: Changes,
+}
+
+/// Companies created at once beyond which the tenant's every kept lookup is dropped, not one symbol's at a time.
+const ANNOUNCED_ONE_BY_ONE: usize = 16;
+
+impl BulkStore for AnnouncingStore {
+    fn companies(
+        &self,
+        job: &JobSpec,
+        companies: Vec<CompanyRow>,
+    ) -> BoxFuture<'static, Result<HashMap<String, Uuid>, StoreError>> {
+        let resolving = self.inner.resolve(job, companies);
+        let (changes, tenant_id, organization_id) = (self.changes.clone(), job.tenant_id, job.organization_id);
+        async move {
+            let resolved = resolving.await?;
+            if resolved.created.len() > ANNOUNCED_ONE_BY_ONE {
+                changes.announce(Change::Companies { tenant_id }).await;
+            } else {
+                for symbol in resolved.created {
+                    changes
+                        .announce(Change::CompanyAdded {
+                            tenant_id,
+                            organization_id,
+                            symbol,
+                        })
+                        .await;
+                }
+            }
+            Ok(resolved.ids)
+        }
+        .boxed()
+    }
+
+    fn progress(&self, job: &JobSpec, progress: Progress) -> BoxFuture<'static, Result<bool, StoreError>> {
+        self.inner.progress(job, progress)
     }
 }

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use futures_util::{FutureExt, future::BoxFuture};
+use futures_util::{FutureExt, TryFutureExt, future::BoxFuture};
 use pdscore_actors::{
     PredictionType, StoreError,
     bulk_job::{BulkStore, CompanyRow, JobEnd, JobSpec, Progress},
@@ -442,23 +442,31 @@ impl PgBulkStore {
     }
 }
 
-impl BulkStore for PgBulkStore {
-    fn companies(
+/// A job's companies by symbol, and the symbols the lookup created.
+pub struct ResolvedCompanies {
+    pub ids: HashMap<String, Uuid>,
+    pub created: Vec<String>,
+}
+
+impl PgBulkStore {
+    /// The ids of these companies in the job's organization, created if new; by symbol, with the ones created.
+    pub fn resolve(
         &self,
         job: &JobSpec,
         companies: Vec<CompanyRow>,
-    ) -> BoxFuture<'static, Result<HashMap<String, Uuid>, StoreError>> {
+    ) -> BoxFuture<'static, Result<ResolvedCompanies, StoreError>> {
         let (pool, created_by, tenant_id, organization_id) =
             (self.pool.clone(), self.created_by, job.tenant_id, job.organization_id);
         let growth = self.new_companies.clone();
         async move {
             let symbols: Vec<&str> = companies.iter().map(|c| c.symbol.as_str()).collect();
-            let created = sqlx::query(
+            let created: Vec<String> = sqlx::query_scalar(
                 "INSERT INTO companies (id, tenant_id, organization_id, symbol, name, sector, market_cap, created_by)
                  SELECT id, $2, $3, symbol, name, sector, market_cap, $4
                  FROM unnest($1::uuid[], $5::text[], $6::text[], $7::text[], $8::float8[])
                       AS t(id, symbol, name, sector, market_cap)
-                 ON CONFLICT (tenant_id, organization_id, symbol) DO NOTHING",
+                 ON CONFLICT (tenant_id, organization_id, symbol) DO NOTHING
+                 RETURNING symbol",
             )
             .bind(companies.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
             .bind(tenant_id)
@@ -468,11 +476,10 @@ impl BulkStore for PgBulkStore {
             .bind(companies.iter().map(|c| c.name.as_str()).collect::<Vec<_>>())
             .bind(companies.iter().map(|c| c.sector.as_deref()).collect::<Vec<_>>())
             .bind(companies.iter().map(|c| c.market_cap).collect::<Vec<_>>())
-            .execute(&pool)
+            .fetch_all(&pool)
             .await
-            .map_err(store_error)?
-            .rows_affected();
-            if growth.grew(created) {
+            .map_err(store_error)?;
+            if growth.grew(created.len() as u64) {
                 super::analyze(&pool, &[super::Analyzed::Companies]).await;
             }
             let found: Vec<(String, Uuid)> = sqlx::query_as(
@@ -484,9 +491,22 @@ impl BulkStore for PgBulkStore {
             .fetch_all(&pool)
             .await
             .map_err(store_error)?;
-            Ok(found.into_iter().collect())
+            Ok(ResolvedCompanies {
+                ids: found.into_iter().collect(),
+                created,
+            })
         }
         .boxed()
+    }
+}
+
+impl BulkStore for PgBulkStore {
+    fn companies(
+        &self,
+        job: &JobSpec,
+        companies: Vec<CompanyRow>,
+    ) -> BoxFuture<'static, Result<HashMap<String, Uuid>, StoreError>> {
+        self.resolve(job, companies).map_ok(|resolved| resolved.ids).boxed()
     }
 
     fn progress(&self, job: &JobSpec, progress: Progress) -> BoxFuture<'static, Result<bool, StoreError>> {

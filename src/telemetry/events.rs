@@ -181,7 +181,7 @@ impl PortfolioCacheNotInvalidated<'_> {
 
 /// A model's drift for a tenant was measured against a reference: the PSI of its PD and the largest of its
 /// features' (`series` = `pd`, `features_max`). Tenants beyond `pipeline.max_tenant_series` have no gauges
-/// (a gauge cannot be summed under `other`): their PSIs are in `GET /drift` and its alerts.
+/// (a gauge cannot be summed under `_other`): their PSIs are in `GET /drift` and its alerts.
 pub struct DriftMeasured<'a> {
     pub tenant: &'a str,
     pub model: &'a str,

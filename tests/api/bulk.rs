@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{Isolation, TestApp, closed_port, eventually, spawn_app, spawn_app_with};
+use crate::{
+    helpers::{Isolation, TestApp, closed_port, eventually, spawn_app, spawn_app_with},
+    pipeline::{dead_letters, message, publish, safe},
+};
 
 pub const ANNUAL_HEADER: &str = "company_symbol,company_name,market_cap,sector,reporting_year,reporting_quarter,\
     long_term_debt_to_total_capital,total_debt_to_ebitda,net_income_margin,ebit_to_interest_expense,return_on_assets";
@@ -813,4 +816,47 @@ async fn a_job_whose_file_is_damaged_in_the_store_fails_alone() {
     assert_eq!(finished(&app, &token, &third).await["status"], "completed");
     // The damaged file left the store with its job.
     assert!(bucket.get(&name).await.is_err());
+}
+
+#[actix_web::test]
+async fn a_company_a_job_creates_is_found_at_once_by_the_ingest_that_looked_for_it_before() {
+    // The ingest keeps what it found for a symbol (here: nothing) for an hour: only the job's announcement of the
+    // company it created can end that copy.
+    let app = spawn_app_with(|s| s.pipeline.lookup_ttl_ms = 3_600_000).await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let (js, ns) = app.jetstream().await;
+    let subject = ns.filings(&demo.setup.tenant_slug, "annual");
+    publish(&js, subject.clone(), message("before-job", "C00000", 2010, safe())).await;
+    let letters = dead_letters(&js, &ns, 1).await;
+    assert_eq!(
+        letters.first().map(|l| l.0.as_str()),
+        Some("UNKNOWN_COMPANY"),
+        "{letters:?}"
+    );
+
+    let id = submit(&app, &token, "one.csv", annual_csv(1, 1).into_bytes(), "annual").await;
+    let job = finished(&app, &token, &id).await;
+    assert_eq!(job["status"], "completed", "{job:#}");
+
+    publish(&js, subject, message("after-job", "C00000", 2011, safe())).await;
+    let scored: i64 = eventually(
+        "the filing after the job to be scored",
+        Duration::from_secs(30),
+        || async {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM filings f JOIN companies c ON c.tenant_id = f.tenant_id AND c.id = f.company_id
+             WHERE f.idempotency_key = 'after-job' AND c.symbol = 'C00000'",
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            (n > 0).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(scored, 1);
+    // Nothing else went to the dead letters (the filing was not refused and then retried).
+    let mut dead = js.get_stream(ns.stream_name("DEAD_LETTERS")).await.unwrap();
+    assert_eq!(dead.info().await.unwrap().state.messages, 1);
 }
