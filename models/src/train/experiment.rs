@@ -312,6 +312,19 @@ pub fn repeated_metrics(results: &[CvResult], data: &Dataset) -> Metrics {
     }
 }
 
+/// The ROC-AUC of the pooled out-of-fold scores on `rows` only, averaged over the repetitions.
+pub fn pooled_auc_on(results: &[CvResult], labels: &[u8], rows: &[usize]) -> f64 {
+    let each: Vec<f64> = results
+        .iter()
+        .map(|r| {
+            let scores: Vec<f64> = rows.iter().map(|&i| r.raw[i]).collect();
+            let labels: Vec<u8> = rows.iter().map(|&i| labels[i]).collect();
+            metrics::roc_auc(&scores, &labels).unwrap_or(f64::NAN)
+        })
+        .collect();
+    round(each.iter().sum::<f64>() / each.len() as f64)
+}
+
 /// Metrics are reported to 4 decimals, so that a re-run compares equal where the computation does.
 fn round(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
