@@ -8,8 +8,8 @@
 //! PLE + MLP network (a full `FitConfig` in JSON) with the comparison models instead, without the cards.
 //! `--trees '[{BoostConfig},…]'` cross-validates only gradient-boosted trees on that grid (nested selection
 //! when it has several), scored as the service does (unknown marginalised), `--repeats N` times.
-//! `--complete` cross-validates the served trees, the same trees reading the data's missingness and the
-//! logistic regression (`--repeats N` times, on the same folds) and reports each one's ROC-AUC on all rows and
+//! `--complete` cross-validates the served trees (those of `--trees`, if given), the same trees reading the
+//! data's missingness and the logistic regression (`--repeats N` times, on the same folds) and reports each one's ROC-AUC on all rows and
 //! on the rows that report every attribute: where no item is missing, what is reading missingness worth?
 
 use std::{path::PathBuf, process::ExitCode};
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
             experiment::FOLDS
         );
         if complete {
-            compare_on_complete_rows(&data, repeats);
+            compare_on_complete_rows(&data, repeats, trees.clone());
             continue;
         }
         if let Some(grid) = &trees {
@@ -151,7 +151,8 @@ fn main() -> ExitCode {
 }
 
 /// Each comparison model's ROC-AUC (pooled out of fold) on all rows and on the rows reporting every attribute.
-fn compare_on_complete_rows(data: &Dataset, repeats: usize) {
+/// The served trees are those of `grid` (`--trees`), else the committed configurations'.
+fn compare_on_complete_rows(data: &Dataset, repeats: usize, grid: Option<Vec<BoostConfig>>) {
     let complete: Vec<usize> = (0..data.len())
         .filter(|&i| data.rows[i].iter().all(Option::is_some))
         .collect();
@@ -164,7 +165,7 @@ fn compare_on_complete_rows(data: &Dataset, repeats: usize) {
     let candidates = [
         Candidate::Trees {
             name: experiment::TREES.into(),
-            grid: pdscore_models::train::boost::grid(),
+            grid: grid.unwrap_or_else(pdscore_models::train::boost::grid),
         },
         Candidate::TreesReadingMissingness {
             name: "same trees reading the data's missingness".into(),
