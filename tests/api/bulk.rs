@@ -105,6 +105,21 @@ pub async fn submit_to(client: &reqwest::Client, base: &str, token: &str, csv: S
     answer["data"]["id"].as_str().expect("a job").parse().unwrap()
 }
 
+/// An access token of `user` from the service process at `base`, once it answers.
+pub async fn signed_in(client: &reqwest::Client, base: &str, user: &pdscore::accounts::DemoUser) -> String {
+    eventually("the service to start", Duration::from_secs(60), || async {
+        let answer = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({ "email": user.email, "password": user.password }))
+            .send()
+            .await
+            .ok()?;
+        let body: Value = answer.json().await.ok()?;
+        body["data"]["access_token"].as_str().map(str::to_owned)
+    })
+    .await
+}
+
 /// Job `id` processed all its `total` rows, each succeeded, with exactly one filing and one prediction.
 pub async fn assert_every_row_scored_once(db: &PgPool, id: Uuid, total: i64) {
     let (processed, succeeded, failed): (i64, i64, i64) =
@@ -568,17 +583,7 @@ async fn a_job_resumes_after_kill_9_without_losing_or_repeating_a_row() {
     );
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let token = eventually("the service to start", Duration::from_secs(60), || async {
-        let answer = client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({ "email": analyst.email, "password": analyst.password }))
-            .send()
-            .await
-            .ok()?;
-        let body: Value = answer.json().await.ok()?;
-        body["data"]["access_token"].as_str().map(str::to_owned)
-    })
-    .await;
+    let token = signed_in(&client, &base, &analyst).await;
     let id = submit_to(&client, &base, &token, annual_csv(COMPANIES, YEARS)).await;
     let total = (COMPANIES * YEARS) as i64;
     let progress = |db: PgPool| async move {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    bulk::{finished, submit, submit_to},
+    bulk::{finished, signed_in, submit, submit_to},
     helpers::{Isolation, TestApp, closed_port, eventually, spawn_app_with},
 };
 
@@ -305,17 +305,7 @@ async fn a_replay_resumes_after_kill_9_after_its_last_recorded_filing() {
     let mut service = isolation.serve(port, "pdscore-replay-crash-1.log", &env);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let token = eventually("the service to start", Duration::from_secs(60), || async {
-        let answer = client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({ "email": analyst.email, "password": analyst.password }))
-            .send()
-            .await
-            .ok()?;
-        let body: Value = answer.json().await.ok()?;
-        body["data"]["access_token"].as_str().map(str::to_owned)
-    })
-    .await;
+    let token = signed_in(&client, &base, &analyst).await;
     let upload = submit_to(&client, &base, &token, statements_csv(1_500, 4)).await;
     let on_file = eventually("the statements to be on file", Duration::from_secs(180), || async {
         let (status, succeeded): (String, i64) =
