@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build of the pdscore service: a Rust build stage, then a slim runtime that runs as a non-root user.
-# (There is no Docker engine on the development machines: the build stages were checked by running their cargo-chef
-# and cargo commands in a copy of the repository.)
+# (There is no Docker engine on the development machines. The build stages' commands were run in a copy of the
+# repository: `cargo chef prepare`, then `cargo chef cook --no-build` on the recipe alone, then the release build
+# of that skeleton, which resolved every manifest and target and began compiling the dependencies.)
 
 # The dependencies are built from a recipe of the workspace's manifests and lock file (cargo-chef, made for this
 # layer caching): code changes do not rebuild them, and no list of the workspace's targets is kept here by hand.
