@@ -9,7 +9,7 @@ use super::{
     BindScope,
     pagination::{Page, contains_pattern, escape_like},
 };
-use crate::{auth::Scope, domain::CompanySymbol};
+use crate::auth::Scope;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Company {
@@ -89,24 +89,24 @@ pub async fn find_by_symbol(
     .await
 }
 
-/// The (organization, company) ids of the companies with this symbol in the scope (in `organization`, when
-/// given): at most two, enough to tell one from several.
-#[tracing::instrument(name = "db.companies.find_ids_by_symbol", level = "debug", skip_all)]
-pub async fn find_ids_by_symbol(
+/// The companies with these symbols in the scope (in `organization`, when given), as (symbol, organization,
+/// company): a symbol listed twice is in several organizations.
+#[tracing::instrument(name = "db.companies.find_ids_by_symbols", level = "debug", skip_all, fields(symbols = symbols.len()))]
+pub async fn find_ids_by_symbols(
     conn: &mut PgConnection,
     scope: &Scope,
-    symbol: &CompanySymbol,
+    symbols: &[&str],
     organization: Option<Uuid>,
-) -> sqlx::Result<Vec<(Uuid, Uuid)>> {
+) -> sqlx::Result<Vec<(String, Uuid, Uuid)>> {
     let condition = conjunction(scope_tests(scope).into_iter().chain([
-        (true, "c.symbol = $4"),
+        (true, "c.symbol = ANY($4)"),
         (organization.is_some(), "c.organization_id = $5"),
     ]));
     sqlx::query_as(&format!(
-        "SELECT c.organization_id, c.id FROM companies c WHERE {condition} LIMIT 2"
+        "SELECT c.symbol, c.organization_id, c.id FROM companies c WHERE {condition}"
     ))
     .bind_scope(scope)
-    .bind(symbol.as_str())
+    .bind(symbols)
     .bind(organization)
     .fetch_all(conn)
     .await

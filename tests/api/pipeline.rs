@@ -266,6 +266,103 @@ async fn bad_filings_end_in_dead_letters_with_their_reason_and_nothing_is_lost()
 }
 
 #[actix_web::test]
+async fn companies_looked_up_together_are_each_found_unknown_or_ambiguous_as_alone() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let admin = demo.token(Role::TenantAdmin).to_owned();
+    let tenant = demo.setup.tenant_id;
+    // 40 companies of the demo organization, and ACME in a second organization too.
+    for i in 0..40 {
+        let (status, body) = app
+            .call(
+                "POST",
+                &format!("/api/v1/organizations/{}/companies", demo.setup.organization_id),
+                Some(&admin),
+                Some(&json!({ "symbol": format!("LK{i:02}"), "name": format!("Lookup {i}") })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body:#}");
+    }
+    let (status, second) = app
+        .call(
+            "POST",
+            &format!("/api/v1/tenants/{tenant}/organizations"),
+            Some(&admin),
+            Some(&json!({ "name": "Second book" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{second:#}");
+    let second = second["data"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/api/v1/organizations/{second}/companies"),
+            Some(&admin),
+            Some(&json!({ "symbol": "ACME", "name": "Acme (second book)" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body:#}");
+
+    // All published at once, so that their lookups meet in the directory's queries: the 40, an unknown symbol,
+    // ACME without an organization (in two) and ACME in each of its organizations.
+    let (js, ns) = app.jetstream().await;
+    let subject = ns.filings(&demo.setup.tenant_slug, "annual");
+    let in_organization = |key: &str, organization: &str| {
+        serde_json::to_vec(&json!({
+            "schema_version": 1, "filing_id": key, "company_symbol": "ACME", "organization_id": organization,
+            "reporting_year": 2024, "ratios": safe()
+        }))
+        .unwrap()
+    };
+    let mut payloads: Vec<Vec<u8>> = (0..40)
+        .map(|i| message(&format!("lk-{i}"), &format!("LK{i:02}"), 2024, safe()))
+        .collect();
+    payloads.push(message("lk-unknown", "NOSUCH", 2024, safe()));
+    payloads.push(message("lk-ambiguous", "ACME", 2024, safe()));
+    payloads.push(in_organization("lk-acme-demo", &demo.setup.organization_id.to_string()));
+    payloads.push(in_organization("lk-acme-second", &second));
+    let acks =
+        futures_util::future::join_all(payloads.into_iter().map(|p| js.publish(subject.clone(), p.into()))).await;
+    for ack in acks {
+        ack.unwrap().await.unwrap();
+    }
+
+    let mut letters: Vec<String> = dead_letters(&js, &ns, 2)
+        .await
+        .into_iter()
+        .map(|(code, _)| code)
+        .collect();
+    letters.sort();
+    assert_eq!(letters, ["AMBIGUOUS_COMPANY", "UNKNOWN_COMPANY"]);
+    let scored = eventually("the 42 filings of found companies", Duration::from_secs(30), || async {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT f.idempotency_key, c.symbol, c.organization_id::text FROM filings f
+             JOIN companies c ON c.tenant_id = f.tenant_id AND c.id = f.company_id
+             WHERE f.idempotency_key LIKE 'lk-%' ORDER BY f.idempotency_key",
+        )
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+        (rows.len() >= 42).then_some(rows)
+    })
+    .await;
+    assert_eq!(scored.len(), 42, "{scored:?}");
+    for (key, symbol, organization) in &scored {
+        match key.as_str() {
+            "lk-acme-demo" => assert_eq!(
+                (symbol.as_str(), organization.clone()),
+                ("ACME", demo.setup.organization_id.to_string())
+            ),
+            "lk-acme-second" => assert_eq!((symbol.as_str(), organization.as_str()), ("ACME", second.as_str())),
+            other => assert_eq!(
+                format!("lk-{}", symbol.trim_start_matches("LK").parse::<u32>().unwrap()),
+                *other
+            ),
+        }
+    }
+}
+
+#[actix_web::test]
 async fn bad_http_filings_get_a_4xx_with_a_stable_code() {
     let app = spawn_app().await;
     let demo = app.demo().await;
