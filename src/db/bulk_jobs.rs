@@ -4,10 +4,10 @@
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use futures_util::{FutureExt, TryFutureExt, future::BoxFuture};
+use futures_util::{FutureExt, future::BoxFuture};
 use pdscore_actors::{
     PredictionType, StoreError,
-    bulk_job::{BulkStore, CompanyRow, JobEnd, JobSpec, Progress},
+    bulk_job::{CompanyRow, JobEnd, JobSpec, Progress},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -422,7 +422,14 @@ pub async fn results_page(
     Ok(rows.into_iter().map(|r| (r.row_number, r)).collect())
 }
 
-/// The `BulkStore` port on PostgreSQL.
+/// A job's companies by symbol, and the symbols the lookup created.
+pub struct ResolvedCompanies {
+    pub ids: HashMap<String, Uuid>,
+    pub created: Vec<String>,
+}
+
+/// What a running bulk job reads and writes in PostgreSQL (the `BulkStore` port, with the companies it creates
+/// announced to the fleet, is `crate::bulk`'s).
 pub struct PgBulkStore {
     pool: PgPool,
     /// Who submitted the job (companies it creates are theirs).
@@ -440,15 +447,7 @@ impl PgBulkStore {
             committed_rows: Arc::new(super::Growth::new(20_000)),
         }
     }
-}
 
-/// A job's companies by symbol, and the symbols the lookup created.
-pub struct ResolvedCompanies {
-    pub ids: HashMap<String, Uuid>,
-    pub created: Vec<String>,
-}
-
-impl PgBulkStore {
     /// The ids of these companies in the job's organization, created if new; by symbol, with the ones created.
     pub fn resolve(
         &self,
@@ -498,18 +497,9 @@ impl PgBulkStore {
         }
         .boxed()
     }
-}
 
-impl BulkStore for PgBulkStore {
-    fn companies(
-        &self,
-        job: &JobSpec,
-        companies: Vec<CompanyRow>,
-    ) -> BoxFuture<'static, Result<HashMap<String, Uuid>, StoreError>> {
-        self.resolve(job, companies).map_ok(|resolved| resolved.ids).boxed()
-    }
-
-    fn progress(&self, job: &JobSpec, progress: Progress) -> BoxFuture<'static, Result<bool, StoreError>> {
+    /// Records a chunk's outcome (in one transaction); returns whether a cancel has been requested.
+    pub fn progress(&self, job: &JobSpec, progress: Progress) -> BoxFuture<'static, Result<bool, StoreError>> {
         let (pool, tenant_id, job_id) = (self.pool.clone(), job.tenant_id, job.job_id);
         let growth = self.committed_rows.clone();
         async move {
