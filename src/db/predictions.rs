@@ -43,6 +43,12 @@ pub struct PgPredictionStore {
     default_models: Arc<DefaultModels>,
     /// Filings and predictions committed by this store (see [`super::Growth`]).
     committed: Arc<super::Growth>,
+    /// Companies created with their filings (the AccuNode routes' new symbols): checked far more often than the
+    /// filings, since a tenant filing for new companies grows `companies` from nothing by one per filing. Its
+    /// statistics then stayed those of its first rows until the next 20,000 filings, and a plan made for a table
+    /// of a few pages (a sequential scan) served the lookups by symbol of every request while it grew to 10,000s
+    /// of rows: a new company per request cost 1.5–1.9 ms of the machine instead of 0.6 (BENCHMARKS.md).
+    created: Arc<super::Growth>,
     /// Transactions committed by this store, for folding the portfolio's tallies now and then.
     commits: Arc<AtomicU64>,
 }
@@ -58,6 +64,7 @@ impl PgPredictionStore {
             defaults,
             default_models,
             committed: Arc::new(super::Growth::new(20_000)),
+            created: Arc::new(super::Growth::new(1_000)),
             commits: Arc::default(),
         }
     }
@@ -66,7 +73,7 @@ impl PgPredictionStore {
 impl PredictionStore for PgPredictionStore {
     fn commit(&self, batch: Arc<Vec<Scores>>) -> BoxFuture<'static, Result<Vec<CommitResult>, StoreError>> {
         let pool = self.pool.clone();
-        let committed = self.committed.clone();
+        let (committed, created) = (self.committed.clone(), self.created.clone());
         let commits = self.commits.clone();
         async move {
             // A deadlock or serialization failure between two writers is retried; anything else is reported.
@@ -82,12 +89,22 @@ impl PredictionStore for PgPredictionStore {
                                 }
                             });
                         }
-                        if committed.grew(batch.len() as u64) {
-                            // Companies too: they are created for the filings (one by one by the AccuNode route), and
-                            // the foreign-key checks of every prediction read them.
+                        use super::Analyzed::*;
+                        let new_companies = batch.iter().filter(|s| s.filing.new_company.is_some()).count() as u64;
+                        // Companies too: they are created for the filings (one by one by the AccuNode route), and
+                        // the foreign-key checks of every prediction read them.
+                        let filings_grew = committed.grew(batch.len() as u64);
+                        let companies_grew = new_companies > 0 && created.grew(new_companies);
+                        let grown: &'static [super::Analyzed] = if filings_grew {
+                            &[Filings, Predictions, Companies]
+                        } else if companies_grew {
+                            &[Companies]
+                        } else {
+                            &[]
+                        };
+                        if !grown.is_empty() {
                             tokio::spawn(async move {
-                                use super::Analyzed::*;
-                                super::analyze(&pool, &[Filings, Predictions, Companies]).await;
+                                super::analyze(&pool, grown).await;
                             });
                         }
                         return Ok(results);
