@@ -18,10 +18,7 @@ use pdscore_nats::{
     outcomes::{OutcomeIngest, OutcomeSink},
 };
 use sqlx::PgPool;
-use tokio::{
-    sync::{mpsc, oneshot},
-    task::JoinHandle,
-};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -30,7 +27,7 @@ use crate::{
     auth::Scope,
     cache::LocalCache,
     configuration::Settings,
-    db::{companies, predictions, tenants},
+    db::{company_lookups::CompanyLookups, predictions, tenants},
     domain::TenantSlug,
     fleet::{Change, Fleet},
     messaging::Messaging,
@@ -61,6 +58,8 @@ pub struct Started {
     pub tasks: Vec<JoinHandle<()>>,
     /// Records which alerts were published: to run until every other task has drained (its marks with it).
     pub published: PublishedMarks,
+    /// Companies looked up by symbol together: the NATS ingest's and the AccuNode routes'.
+    pub lookups: CompanyLookups,
 }
 
 /// Starts the actors (admitting filings by the fleet's shared limits, their copies of tenant policies dropped
@@ -94,6 +93,7 @@ pub fn start(
         persist_max_rows: p.persist_max_rows,
     };
     let default_models = Arc::new(p.default_models());
+    let lookups = CompanyLookups::start(db.clone());
     let store = Arc::new(InvalidatingStore {
         inner: predictions::PgPredictionStore::new(db.clone(), Arc::new(p.clone()), default_models.clone()),
         portfolio,
@@ -122,6 +122,7 @@ pub fn start(
     if p.ingest_enabled {
         let directory: Arc<PgDirectory> = Arc::new(PgDirectory::new(
             db,
+            lookups.clone(),
             Duration::from_millis(p.lookup_ttl_ms),
             &fleet.changes,
         ));
@@ -165,6 +166,7 @@ pub fn start(
         alerts,
         tasks,
         published,
+        lookups,
     }
 }
 
@@ -220,12 +222,13 @@ impl<S: PredictionStore> PredictionStore for InvalidatingStore<S> {
 
 /// Tenants by slug and companies by symbol, for the NATS ingest, cached briefly and dropped on the fleet's
 /// changes (a company created or renamed through any instance is found under its symbol as soon as the change
-/// arrives; see [`crate::fleet::changes`]). Companies not in the cache are looked up together ([`Lookups`]).
+/// arrives; see [`crate::fleet::changes`]). Companies not in the cache are looked up together
+/// ([`CompanyLookups`]).
 struct PgDirectory {
     db: PgPool,
     tenants: Arc<LocalCache<String, Option<Uuid>>>,
     companies: Arc<LocalCache<CompanyKey, CompanyLookup>>,
-    lookups: mpsc::Sender<Lookup>,
+    lookups: CompanyLookups,
 }
 
 /// Tenant, symbol, organization.
@@ -234,16 +237,8 @@ type CompanyKey = (Uuid, String, Option<Uuid>);
 const DIRECTORY_ENTRIES: usize = 100_000;
 
 impl PgDirectory {
-    fn new(db: PgPool, ttl: Duration, changes: &crate::fleet::Changes) -> Self {
+    fn new(db: PgPool, lookups: CompanyLookups, ttl: Duration, changes: &crate::fleet::Changes) -> Self {
         let companies = Arc::new(LocalCache::new(ttl, DIRECTORY_ENTRIES));
-        let (lookups, waiting) = mpsc::channel(Lookups::MAX);
-        tokio::spawn(
-            Lookups {
-                db: db.clone(),
-                cache: Arc::clone(&companies),
-            }
-            .run(waiting),
-        );
         let directory = Self {
             db,
             tenants: Arc::new(LocalCache::new(ttl, DIRECTORY_ENTRIES)),
@@ -273,84 +268,6 @@ impl PgDirectory {
             }
         });
         directory
-    }
-}
-
-/// A company looked up by symbol, waiting for the next query.
-struct Lookup {
-    key: CompanyKey,
-    reply: oneshot::Sender<Result<CompanyLookup, String>>,
-}
-
-/// Answers the lookups the cache missed together: those that arrive while a query runs wait for the next one,
-/// which asks for all of their symbols at once (one query per tenant and organization filter). A broad universe
-/// of companies coming into the ingest costs a few queries per moment, not one per company; a lone lookup
-/// waits for no one.
-struct Lookups {
-    db: PgPool,
-    cache: Arc<LocalCache<CompanyKey, CompanyLookup>>,
-}
-
-impl Lookups {
-    /// Lookups taken into one round of queries at most (and waiting beyond it).
-    const MAX: usize = 1024;
-
-    async fn run(self, mut waiting: mpsc::Receiver<Lookup>) {
-        let mut taken = Vec::with_capacity(Self::MAX);
-        while waiting.recv_many(&mut taken, Self::MAX).await > 0 {
-            let mut groups: std::collections::HashMap<(Uuid, Option<Uuid>), Vec<Lookup>> =
-                std::collections::HashMap::new();
-            for lookup in taken.drain(..) {
-                let (tenant_id, _, organization) = lookup.key;
-                groups.entry((tenant_id, organization)).or_default().push(lookup);
-            }
-            futures_util::future::join_all(
-                groups
-                    .into_iter()
-                    .map(|((tenant_id, organization), lookups)| self.answer(tenant_id, organization, lookups)),
-            )
-            .await;
-        }
-    }
-
-    async fn answer(&self, tenant_id: Uuid, organization: Option<Uuid>, lookups: Vec<Lookup>) {
-        let mut symbols: Vec<&str> = lookups.iter().map(|l| l.key.1.as_str()).collect();
-        symbols.sort_unstable();
-        symbols.dedup();
-        let found = async {
-            let mut conn = self.db.acquire().await?;
-            companies::find_ids_by_symbols(&mut conn, &Scope::service(tenant_id), &symbols, organization).await
-        }
-        .await;
-        let rows = match found {
-            Ok(rows) => rows,
-            Err(e) => {
-                let reason = e.to_string();
-                for lookup in lookups {
-                    let _ = lookup.reply.send(Err(reason.clone()));
-                }
-                return;
-            }
-        };
-        let mut by_symbol: std::collections::HashMap<&str, Vec<(Uuid, Uuid)>> = std::collections::HashMap::new();
-        for (symbol, organization_id, company_id) in &rows {
-            by_symbol
-                .entry(symbol.as_str())
-                .or_default()
-                .push((*organization_id, *company_id));
-        }
-        for lookup in lookups {
-            let answer = match by_symbol.get(lookup.key.1.as_str()).map(Vec::as_slice) {
-                Some([(organization_id, company_id)]) => CompanyLookup::Found {
-                    organization_id: *organization_id,
-                    company_id: *company_id,
-                },
-                None | Some([]) => CompanyLookup::Unknown,
-                Some(_) => CompanyLookup::Ambiguous,
-            };
-            self.cache.insert(lookup.key, answer);
-            let _ = lookup.reply.send(Ok(answer));
-        }
     }
 }
 
@@ -390,16 +307,22 @@ impl Directory for PgDirectory {
         if let Some(hit) = self.companies.get(&key) {
             return futures_util::future::ready(Ok(hit)).boxed();
         }
-        let (reply, answer) = oneshot::channel();
-        let lookups = self.lookups.clone();
+        let (lookups, cache) = (self.lookups.clone(), self.companies.clone());
         async move {
-            let stopped = || DirectoryUnavailable("the company lookups have stopped".into());
-            lookups.send(Lookup { key, reply }).await.map_err(|_| stopped())?;
-            match answer.await {
-                Ok(Ok(lookup)) => Ok(lookup),
-                Ok(Err(reason)) => Err(DirectoryUnavailable(reason.into())),
-                Err(_) => Err(stopped()),
-            }
+            let found = lookups
+                .find(Scope::service(tenant_id), organization, &key.1)
+                .await
+                .map_err(|e| DirectoryUnavailable(Box::new(e)))?;
+            let lookup = match found.as_slice() {
+                [company] => CompanyLookup::Found {
+                    organization_id: company.organization_id,
+                    company_id: company.id,
+                },
+                [] => CompanyLookup::Unknown,
+                _ => CompanyLookup::Ambiguous,
+            };
+            cache.insert(key, lookup);
+            Ok(lookup)
         }
         .boxed()
     }

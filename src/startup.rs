@@ -162,6 +162,7 @@ impl Application {
             job_progress: Default::default(),
             portfolio,
             company_symbols,
+            company_lookups: started.lookups,
             changes: fleet.changes,
             bulk,
             started_at: std::time::Instant::now(),

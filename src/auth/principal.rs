@@ -75,7 +75,7 @@ impl Principal {
 }
 
 /// Which tenant data a query may touch. Fields are private: only this module makes scopes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Scope {
     /// `None`: every tenant (super_admin).
     tenant: Option<Uuid>,

@@ -89,27 +89,25 @@ pub async fn find_by_symbol(
     .await
 }
 
-/// The companies with these symbols in the scope (in `organization`, when given), as (symbol, organization,
-/// company): a symbol listed twice is in several organizations.
-#[tracing::instrument(name = "db.companies.find_ids_by_symbols", level = "debug", skip_all, fields(symbols = symbols.len()))]
-pub async fn find_ids_by_symbols(
+/// The companies with these symbols in the scope (in `organization`, when given): a symbol listed twice is in
+/// several organizations. See [`super::company_lookups`], which asks for many symbols at once.
+#[tracing::instrument(name = "db.companies.find_by_symbols", level = "debug", skip_all, fields(symbols = symbols.len()))]
+pub async fn find_by_symbols(
     conn: &mut PgConnection,
     scope: &Scope,
     symbols: &[&str],
     organization: Option<Uuid>,
-) -> sqlx::Result<Vec<(String, Uuid, Uuid)>> {
+) -> sqlx::Result<Vec<Company>> {
     let condition = conjunction(scope_tests(scope).into_iter().chain([
         (true, "c.symbol = ANY($4)"),
         (organization.is_some(), "c.organization_id = $5"),
     ]));
-    sqlx::query_as(&format!(
-        "SELECT c.symbol, c.organization_id, c.id FROM companies c WHERE {condition}"
-    ))
-    .bind_scope(scope)
-    .bind(symbols)
-    .bind(organization)
-    .fetch_all(conn)
-    .await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM companies c WHERE {condition}"))
+        .bind_scope(scope)
+        .bind(symbols)
+        .bind(organization)
+        .fetch_all(conn)
+        .await
 }
 
 /// The companies assigned to a `user` account.

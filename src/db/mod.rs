@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod audit;
 pub mod bulk_jobs;
 pub mod companies;
+pub mod company_lookups;
 pub mod company_risk;
 pub mod deployments;
 pub mod drift;

@@ -109,6 +109,16 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::db::company_lookups::LookupFailed> for ApiError {
+    fn from(failed: crate::db::company_lookups::LookupFailed) -> Self {
+        use crate::db::company_lookups::LookupFailed;
+        match failed {
+            LookupFailed::Database(e) if matches!(*e, sqlx::Error::PoolTimedOut) => sqlx::Error::PoolTimedOut.into(),
+            failed => Self::internal(failed),
+        }
+    }
+}
+
 impl From<crate::domain::InvalidValue> for ApiError {
     fn from(e: crate::domain::InvalidValue) -> Self {
         Self::validation(e.to_string()).with_details(serde_json::json!({ "field": e.field, "reason": e.reason }))

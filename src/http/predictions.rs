@@ -400,10 +400,13 @@ async fn accunode(
         .filter(|company| scope.covers(company.tenant_id, company.organization_id));
     let company = match cached {
         Some(company) => Some(company),
-        None => {
-            let mut conn = state.db.acquire().await?;
-            companies::find_by_symbol(&mut conn, &scope, organization_id, fields.symbol.as_str()).await?
-        }
+        // Looked up with the other requests' (and the NATS ingest's) symbols of the moment.
+        None => state
+            .company_lookups
+            .find(scope, Some(organization_id), fields.symbol.as_str())
+            .await?
+            .into_iter()
+            .next(),
     };
     // A company not found is created by the filing's own transaction, when the caller's tenant is known and
     // the organization in its scope as far as the token tells (the transaction checks it exists in the

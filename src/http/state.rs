@@ -38,6 +38,8 @@ pub struct AppState {
     /// Companies by (organization, symbol) for the AccuNode scoring routes, which name the company by symbol
     /// on every request; dropped on the fleet's changes to the tenant's companies.
     pub company_symbols: Arc<crate::cache::LocalCache<(Uuid, String), crate::db::companies::Company>>,
+    /// What `company_symbols` misses, looked up together with the other requests' and the NATS ingest's.
+    pub company_lookups: crate::db::company_lookups::CompanyLookups,
     /// Announces changes that make the instances' copies stale (theirs and this one's).
     pub changes: crate::fleet::Changes,
     /// Bulk jobs: uploads' storage and the runner.

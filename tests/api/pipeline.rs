@@ -956,6 +956,127 @@ async fn a_new_company_is_created_once_with_its_first_filing() {
     assert_eq!(portfolio["data"]["items"][0]["latest"]["prediction_id"], prediction);
 }
 
+/// AccuNode requests sent at once look their companies up together (with scopes of two roles in one round):
+/// each finds its own company as it would alone, a new symbol is created once, and a company of another
+/// organization stays invisible to a member of the first.
+#[actix_web::test]
+async fn accunode_requests_at_once_find_their_companies_as_alone() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let admin = demo.token(Role::TenantAdmin).to_owned();
+    let member = demo.token(Role::OrgMember).to_owned();
+    let tenant = demo.setup.tenant_id;
+    let organization = demo.setup.organization_id;
+    let mut known = Vec::new();
+    for i in 0..30 {
+        let (status, body) = app
+            .call(
+                "POST",
+                &format!("/api/v1/organizations/{organization}/companies"),
+                Some(&admin),
+                Some(&json!({ "symbol": format!("AT{i:02}"), "name": format!("At once {i}") })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body:#}");
+        known.push(body["data"]["id"].as_str().unwrap().to_owned());
+    }
+    let (status, second) = app
+        .call(
+            "POST",
+            &format!("/api/v1/tenants/{tenant}/organizations"),
+            Some(&admin),
+            Some(&json!({ "name": "Second book" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{second:#}");
+    let second = second["data"]["id"].as_str().unwrap().to_owned();
+    let (status, other) = app
+        .call(
+            "POST",
+            &format!("/api/v1/organizations/{second}/companies"),
+            Some(&admin),
+            Some(&json!({ "symbol": "OTHER", "name": "Other book's company" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{other:#}");
+    let other = other["data"]["id"].as_str().unwrap().to_owned();
+    let before: i64 = count(&app, "SELECT count(*) FROM companies").await;
+
+    let filing = |symbol: &str, organization: Option<&str>| {
+        let mut body = json!({ "company_symbol": symbol, "company_name": format!("Company {symbol}"),
+                               "reporting_year": 2024, "return_on_assets": 4.2 });
+        if let Some(organization) = organization {
+            body["organization_id"] = json!(organization);
+        }
+        body
+    };
+    let mut requests: Vec<(&str, Value)> = (0..30)
+        .map(|i| (member.as_str(), filing(&format!("AT{i:02}"), None)))
+        .collect();
+    requests.extend((0..10).map(|i| (member.as_str(), filing(&format!("NEW{i:02}"), None))));
+    requests.push((member.as_str(), filing("OTHER", Some(&second))));
+    requests.push((admin.as_str(), filing("OTHER", Some(&second))));
+    let answers = futures_util::future::join_all(
+        requests
+            .iter()
+            .map(|(token, body)| app.call("POST", "/api/v1/predictions/annual", Some(*token), Some(body))),
+    )
+    .await;
+
+    for (i, (status, answer)) in answers[..30].iter().enumerate() {
+        assert_eq!(*status, 201, "AT{i:02}: {answer:#}");
+        assert_eq!(answer["data"]["company_id"], json!(known[i]), "AT{i:02}: {answer:#}");
+    }
+    for (i, (status, answer)) in answers[30..40].iter().enumerate() {
+        assert_eq!(*status, 201, "NEW{i:02}: {answer:#}");
+    }
+    let (status, answer) = &answers[40];
+    assert_eq!(
+        *status, 404,
+        "a member does not see another organization's company: {answer:#}"
+    );
+    let (status, answer) = &answers[41];
+    assert_eq!(*status, 201, "{answer:#}");
+    assert_eq!(answer["data"]["company_id"], json!(other), "{answer:#}");
+    // Only the ten new symbols were created, each once.
+    assert_eq!(count(&app, "SELECT count(*) FROM companies").await, before + 10);
+    let created = "SELECT count(DISTINCT symbol) FROM companies WHERE symbol LIKE 'NEW%'";
+    assert_eq!(count(&app, created).await, 10);
+}
+
+/// A tenant filing for new companies grows `companies` by one per filing: the store has it analyzed as it grows
+/// (every 1,000 companies created, if it has doubled), not only every 20,000 filings — else the plans of the
+/// lookups by symbol stay those of a table of a few rows while it grows (sequential scans).
+#[actix_web::test]
+async fn companies_created_with_their_filings_are_analyzed_as_they_grow() {
+    let app = spawn_app().await;
+    let demo = app.demo().await;
+    let token = demo.token(Role::OrgMember).to_owned();
+    let analyzed = "SELECT reltuples::int8 FROM pg_class WHERE oid = 'companies'::regclass";
+    assert!(count(&app, analyzed).await < 1_000);
+    let (client, token) = (&app, token.as_str());
+    for chunk in 0..70 {
+        let requests = (0..16).map(|i| {
+            let symbol = format!("GROW{chunk:02}X{i:02}");
+            let body = json!({ "company_symbol": symbol, "company_name": format!("Growing {symbol}"),
+                               "reporting_year": 2024, "return_on_assets": 4.2 });
+            async move {
+                client
+                    .call("POST", "/api/v1/predictions/annual", Some(token), Some(&body))
+                    .await
+            }
+        });
+        for (status, answer) in futures_util::future::join_all(requests).await {
+            assert_eq!(status, 201, "{answer:#}");
+        }
+    }
+    // 1,120 created: the store's check after the 1,000th found no statistics (or a table doubled) and analyzed.
+    eventually("companies analyzed", Duration::from_secs(30), || async {
+        (count(&app, analyzed).await >= 1_000).then_some(())
+    })
+    .await;
+}
+
 /// The store's commit on its own, with one batch holding each case a filing can be in: new, its key twice in
 /// the batch, a key committed before, a company gone, an earlier period than the company's latest, and two
 /// risk changes in a row (the second one's previous prediction is the first, from the same batch).
