@@ -175,6 +175,10 @@ enum Command {
         /// Companies the filings are spread over (each files one year after another).
         #[arg(long, default_value_t = 1000)]
         companies: u64,
+        /// Also prints, for each second of the feed (by the wall clock, UTC), its alerts' latency on NATS: when
+        /// the tail comes, to set beside the logs of PostgreSQL and the service.
+        #[arg(long)]
+        timeline: bool,
         #[command(flatten)]
         recording: Recording,
     },
@@ -395,6 +399,7 @@ async fn run(command: Command, config: Option<&std::path::Path>) -> anyhow::Resu
             rate,
             seconds,
             companies,
+            timeline,
             recording,
         } => {
             let password = account.password()?;
@@ -413,6 +418,7 @@ async fn run(command: Command, config: Option<&std::path::Path>) -> anyhow::Resu
                 rate,
                 duration: std::time::Duration::from_secs(seconds.max(1)),
                 companies,
+                timeline,
                 record: recording.record.as_deref(),
             })
             .await

@@ -49,6 +49,8 @@ pub struct AlertLoad<'a> {
     pub rate: f64,
     pub duration: Duration,
     pub companies: u64,
+    /// Print the latency on NATS second by second.
+    pub timeline: bool,
     pub record: Option<&'a Path>,
 }
 
@@ -157,6 +159,7 @@ pub async fn run(load: AlertLoad<'_>) -> anyhow::Result<()> {
     let mut expected = 0;
     let cpu = CpuMeter::start();
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     let mut i = 0;
     while i < total {
         let due = ((started.elapsed().as_secs_f64() * load.rate) as u64 + 1).min(total);
@@ -204,6 +207,10 @@ pub async fn run(load: AlertLoad<'_>) -> anyhow::Result<()> {
         total as f64 / feed.as_secs_f64(),
         failed.load(Ordering::Relaxed)
     );
+    if load.timeline {
+        let arrivals = on_nats.lock().unwrap_or_else(|e| e.into_inner());
+        print_timeline(started, started_at, &published, &arrivals);
+    }
     println!("{}", Record::HEADER);
     for (path, arrivals) in [("alerts-nats", &on_nats), ("alerts-sse", &on_sse)] {
         let arrivals = std::mem::take(&mut *arrivals.lock().unwrap_or_else(|e| e.into_inner()));
@@ -219,6 +226,37 @@ pub async fn run(load: AlertLoad<'_>) -> anyhow::Result<()> {
         record.emit(load.record)?;
     }
     Ok(())
+}
+
+/// The alerts' latency by the second of the feed their filing was published in, with that second's time.
+fn print_timeline(
+    started: Instant,
+    started_at: chrono::DateTime<chrono::Utc>,
+    published: &HashMap<Key, Instant>,
+    arrivals: &[(Key, Instant)],
+) {
+    let mut seconds: Vec<hdrhistogram::Histogram<u64>> = Vec::new();
+    for (key, at) in arrivals {
+        let Some(sent) = published.get(key) else { continue };
+        let second = sent.saturating_duration_since(started).as_secs() as usize;
+        if seconds.len() <= second {
+            seconds.resize_with(second + 1, histogram);
+        }
+        seconds[second].saturating_record(at.saturating_duration_since(*sent).as_micros() as u64);
+    }
+    println!("second (UTC)  alerts  p50 ms  p99 ms  max ms");
+    for (second, latency) in seconds.iter().enumerate() {
+        let at = started_at + chrono::TimeDelta::seconds(second as i64);
+        let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "{}  {:>6}  {:>6.1}  {:>6.1}  {:>6.1}",
+            at.format("%H:%M:%S"),
+            latency.len(),
+            ms(0.5),
+            ms(0.99),
+            latency.max() as f64 / 1000.0
+        );
+    }
 }
 
 /// The filing an alert (JSON of a risk-change alert) was raised for.
