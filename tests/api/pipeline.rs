@@ -100,6 +100,31 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(&app.db).await.unwrap()
 }
 
+/// A company created through the API in `organization` (as a tenant admin): its id.
+async fn create_company(app: &TestApp, admin: &str, organization: &str, symbol: &str, name: &str) -> String {
+    let path = format!("/api/v1/organizations/{organization}/companies");
+    let (status, body) = app
+        .call(
+            "POST",
+            &path,
+            Some(admin),
+            Some(&json!({ "symbol": symbol, "name": name })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body:#}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// A second organization of the tenant, "Second book" (as a tenant admin): its id.
+async fn second_organization(app: &TestApp, admin: &str, tenant: Uuid) -> String {
+    let path = format!("/api/v1/tenants/{tenant}/organizations");
+    let (status, body) = app
+        .call("POST", &path, Some(admin), Some(&json!({ "name": "Second book" })))
+        .await;
+    assert_eq!(status, 201, "{body:#}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
 #[actix_web::test]
 async fn http_and_nats_paths_give_identical_predictions() {
     let app = spawn_app().await;
@@ -272,36 +297,19 @@ async fn companies_looked_up_together_are_each_found_unknown_or_ambiguous_as_alo
     let admin = demo.token(Role::TenantAdmin).to_owned();
     let tenant = demo.setup.tenant_id;
     // 40 companies of the demo organization, and ACME in a second organization too.
+    let organization = demo.setup.organization_id.to_string();
     for i in 0..40 {
-        let (status, body) = app
-            .call(
-                "POST",
-                &format!("/api/v1/organizations/{}/companies", demo.setup.organization_id),
-                Some(&admin),
-                Some(&json!({ "symbol": format!("LK{i:02}"), "name": format!("Lookup {i}") })),
-            )
-            .await;
-        assert_eq!(status, 201, "{body:#}");
+        create_company(
+            &app,
+            &admin,
+            &organization,
+            &format!("LK{i:02}"),
+            &format!("Lookup {i}"),
+        )
+        .await;
     }
-    let (status, second) = app
-        .call(
-            "POST",
-            &format!("/api/v1/tenants/{tenant}/organizations"),
-            Some(&admin),
-            Some(&json!({ "name": "Second book" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{second:#}");
-    let second = second["data"]["id"].as_str().unwrap().to_owned();
-    let (status, body) = app
-        .call(
-            "POST",
-            &format!("/api/v1/organizations/{second}/companies"),
-            Some(&admin),
-            Some(&json!({ "symbol": "ACME", "name": "Acme (second book)" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{body:#}");
+    let second = second_organization(&app, &admin, tenant).await;
+    create_company(&app, &admin, &second, "ACME", "Acme (second book)").await;
 
     // All published at once, so that their lookups meet in the directory's queries: the 40, an unknown symbol,
     // ACME without an organization (in two) and ACME in each of its organizations.
@@ -969,37 +977,19 @@ async fn accunode_requests_at_once_find_their_companies_as_alone() {
     let organization = demo.setup.organization_id;
     let mut known = Vec::new();
     for i in 0..30 {
-        let (status, body) = app
-            .call(
-                "POST",
-                &format!("/api/v1/organizations/{organization}/companies"),
-                Some(&admin),
-                Some(&json!({ "symbol": format!("AT{i:02}"), "name": format!("At once {i}") })),
+        known.push(
+            create_company(
+                &app,
+                &admin,
+                &organization.to_string(),
+                &format!("AT{i:02}"),
+                &format!("At once {i}"),
             )
-            .await;
-        assert_eq!(status, 201, "{body:#}");
-        known.push(body["data"]["id"].as_str().unwrap().to_owned());
+            .await,
+        );
     }
-    let (status, second) = app
-        .call(
-            "POST",
-            &format!("/api/v1/tenants/{tenant}/organizations"),
-            Some(&admin),
-            Some(&json!({ "name": "Second book" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{second:#}");
-    let second = second["data"]["id"].as_str().unwrap().to_owned();
-    let (status, other) = app
-        .call(
-            "POST",
-            &format!("/api/v1/organizations/{second}/companies"),
-            Some(&admin),
-            Some(&json!({ "symbol": "OTHER", "name": "Other book's company" })),
-        )
-        .await;
-    assert_eq!(status, 201, "{other:#}");
-    let other = other["data"]["id"].as_str().unwrap().to_owned();
+    let second = second_organization(&app, &admin, tenant).await;
+    let other = create_company(&app, &admin, &second, "OTHER", "Other book's company").await;
     let before: i64 = count(&app, "SELECT count(*) FROM companies").await;
 
     let filing = |symbol: &str, organization: Option<&str>| {
@@ -1052,6 +1042,12 @@ async fn companies_created_with_their_filings_are_analyzed_as_they_grow() {
     let app = spawn_app().await;
     let demo = app.demo().await;
     let token = demo.token(Role::OrgMember).to_owned();
+    // 1,120 filings at once, beyond the tenant's default rate limit: lifted before its first filing.
+    sqlx::query("UPDATE tenants SET rate_limit_per_second = 100000, rate_limit_burst = 100000 WHERE id = $1")
+        .bind(demo.setup.tenant_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
     let analyzed = "SELECT reltuples::int8 FROM pg_class WHERE oid = 'companies'::regclass";
     assert!(count(&app, analyzed).await < 1_000);
     let (client, token) = (&app, token.as_str());
