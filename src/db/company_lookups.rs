@@ -4,7 +4,7 @@
 //! lookups that arrive while that query runs wait for the next. A lone lookup waits for no one, and a burst —
 //! a broad universe of companies coming into the ingest, a client filing for new companies from 64 connections
 //! — costs a few queries instead of one each: a lookup alone took a pooled connection for its own round trip,
-//! ~200 µs of the machine per request on the AccuNode route (BENCHMARKS.md).
+//! ~300 µs of the machine per request on the AccuNode route on a slow host, ~170 together (BENCHMARKS.md).
 
 use std::{collections::HashMap, sync::Arc};
 

@@ -47,7 +47,7 @@ pub struct PgPredictionStore {
     /// filings, since a tenant filing for new companies grows `companies` from nothing by one per filing. Its
     /// statistics then stayed those of its first rows until the next 20,000 filings, and a plan made for a table
     /// of a few pages (a sequential scan) served the lookups by symbol of every request while it grew to 10,000s
-    /// of rows: a new company per request cost 1.5–1.9 ms of the machine instead of 0.6 (BENCHMARKS.md).
+    /// of rows: a new company per request cost 1.25–1.9 ms of the machine instead of 0.8–0.9 (BENCHMARKS.md).
     created: Arc<super::Growth>,
     /// Transactions committed by this store, for folding the portfolio's tallies now and then.
     commits: Arc<AtomicU64>,
